@@ -1,0 +1,78 @@
+"""Batch benchmarking: every (stream, strategy, seed) of a profile, in one process (imports and data load once).
+
+Completed runs (summary.json present, same config) are skipped, so a rerun resumes; a failed run is reported and
+the batch goes on; at the end the aggregate report is rebuilt and failures are listed (exit code 1).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmark.config import load_profile, parse_config
+from benchmark.errors import RunFailed, UserError
+from benchmark.report import write_report
+from benchmark.results import atomic_write
+
+
+def _duration(s: float) -> str:
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def plan(profile: dict, streams=None, strategies=None, seeds=None) -> list[tuple[str, str, int]]:
+    return [(st, sg, sd) for st in streams or profile["streams"] for sg in strategies or profile["strategies"]
+            for sd in (seeds if seeds is not None else profile["seeds"])]
+
+
+def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=None, seeds=None, force=False,
+              debug=False) -> int:
+    from benchmark.run import run  # heavy imports only once the arguments are known to be good
+
+    profile = load_profile(profile_name)
+    todo = plan(profile, streams, strategies, seeds)
+    configs = []
+    for stream, strategy, seed in todo:  # parse all first: a bad flag stops the batch before any training
+        cfg, _ = parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy,
+                               "--seed", str(seed), *run_args])
+        configs.append(cfg)
+    out_dir = configs[0].out_dir
+    print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'}", file=sys.stderr)
+    failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()
+    for k, cfg in enumerate(configs, 1):
+        tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
+        t_run = time.perf_counter()
+        try:
+            _, status = run(cfg, force=force)
+        except (UserError, RunFailed) as e:
+            failed.append(f"{tag}: {e}")
+            status = "FAILED"
+            print(f"[batch] {tag} failed: {e}", file=sys.stderr)
+        except Exception as e:  # one broken run must not cost the others; the traceback goes with --debug
+            failed.append(f"{tag}: {type(e).__name__}: {e}")
+            status = "FAILED"
+            print(f"[batch] {tag} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            if debug:
+                traceback.print_exc()
+        dt = time.perf_counter() - t_run
+        if status == "done":
+            trained_s, n_trained = trained_s + dt, n_trained + 1
+        left = len(configs) - k
+        eta = _duration(trained_s / n_trained * left) if n_trained else "?"
+        print(f"[batch {k}/{len(configs)}] {tag}: {status} in {dt:.0f}s · elapsed "
+              f"{_duration(time.perf_counter() - t0)} · ETA {eta if left else '0m00s'}", file=sys.stderr, flush=True)
+
+    failed_file = Path(out_dir) / "failed_runs.txt"
+    if failed:
+        atomic_write(failed_file, "\n".join(failed) + "\n")
+    elif failed_file.exists():
+        failed_file.unlink()
+    table = write_report(out_dir, failed)
+    print(table)
+    print(f"[batch] wrote {Path(out_dir) / 'summary.md'} and summary.csv in {_duration(time.perf_counter() - t0)}",
+          file=sys.stderr)
+    if failed:
+        print(f"[batch] {len(failed)} run(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 1
+    return 0

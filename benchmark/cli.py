@@ -1,0 +1,107 @@
+"""`hatswap` / `python -m benchmark`: run | batch | list | report.
+
+User errors print one line naming the fix and exit non-zero (2: bad input, 3: failed run); --debug shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+# Avalanche's deprecation notices and qpsolvers' "no QP solver" note fire on every run and bury real output.
+warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+from benchmark.errors import RunFailed, UserError  # noqa: E402
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
+def cmd_run(argv) -> int:
+    from benchmark.config import parse_config
+
+    cfg, ns = parse_config(argv)
+    from benchmark.run import run
+
+    folder, status = run(cfg, force=ns.force)
+    if status == "skipped":
+        print(f"[run] {folder} already holds this config's results; skipped (--force redoes it)", file=sys.stderr)
+    print(folder)
+    return 0
+
+
+def cmd_batch(argv) -> int:
+    from benchmark.config import _Parser
+
+    p = _Parser(prog="hatswap batch", description="All runs of a profile; other flags go to every run.")
+    p.add_argument("--profile", default="default")
+    p.add_argument("--streams", help="comma-separated subset of the profile's streams")
+    p.add_argument("--strategies", help="comma-separated subset of the profile's strategies")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    p.add_argument("--force", action="store_true", help="redo runs whose results exist")
+    p.add_argument("--debug", action="store_true")
+    ns, rest = p.parse_known_args(argv)
+    from benchmark.batch import run_batch
+
+    split = lambda s: [x for x in s.split(",") if x] if s else None  # noqa: E731
+    return run_batch(ns.profile, rest, streams=split(ns.streams), strategies=split(ns.strategies),
+                     seeds=_int_list(ns.seeds) if ns.seeds else None, force=ns.force, debug=ns.debug)
+
+
+def cmd_list(argv) -> int:
+    from benchmark.config import PROFILE_DIR
+    from benchmark.registry import BACKBONES, SOURCES, STRATEGIES, STREAMS
+
+    for title, reg in (("streams", STREAMS), ("sources", SOURCES), ("backbones", BACKBONES),
+                       ("strategies", STRATEGIES)):
+        print(f"{title}: {', '.join(reg.names())}")
+    print(f"profiles: {', '.join(sorted(p.stem for p in PROFILE_DIR.glob('*.json')))}")
+    return 0
+
+
+def cmd_report(argv) -> int:
+    from benchmark.config import _Parser
+
+    p = _Parser(prog="hatswap report", description="Rebuild summary.csv / summary.md from DIR/runs/.")
+    p.add_argument("dir", type=Path, nargs="?", default=Path("results"))
+    ns = p.parse_args(argv)
+    if not (ns.dir / "runs").is_dir():
+        raise UserError(f"no run folders in {ns.dir / 'runs'}; pass the results directory that holds runs/")
+    from benchmark.report import write_report
+
+    failed_file = ns.dir / "failed_runs.txt"
+    failed = failed_file.read_text().splitlines() if failed_file.exists() else []
+    print(write_report(ns.dir, failed))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "batch": cmd_batch, "list": cmd_list, "report": cmd_report}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"hatswap: error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+            return 2
+        print("usage: hatswap {run,batch,list,report} ...  (`hatswap COMMAND --help` for its flags)")
+        return 0 if argv else 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (UserError, RunFailed) as e:
+        if debug:
+            raise
+        print(f"hatswap: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("hatswap: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,101 @@
+"""Fashion-MNIST (Xiao et al. 2017) through torchvision's `FashionMNIST`.
+
+Where the files are looked for, in order:
+1. `<data_root>/FashionMNIST/raw/` (torchvision's own layout);
+2. Debian's package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/*.gz`). Debian recompressed the
+   files, so their md5 differs from torchvision's list and copying the `.gz` fails the check; they are decompressed
+   into torchvision's raw folder instead (same bytes as the originals);
+3. torchvision's download (needs internet);
+4. as root with `apt-get` available: install `dataset-fashion-mnist`, then 2.
+Otherwise one error line names the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from torchvision.datasets import FashionMNIST
+
+from benchmark.data.source import SourceData, atomic_copy_bytes, file_digest, network_timeout
+from benchmark.errors import UserError
+from benchmark.registry import SOURCES
+
+RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def debian_dir() -> Path:  # an env override lets tests stand in a fake package directory
+    return Path(os.environ.get("HATSWAP_FASHION_MNIST_DEBIAN_DIR", "/usr/share/datasets/fashion-mnist"))
+
+
+def _raw(root: Path) -> Path:
+    return Path(root) / "FashionMNIST" / "raw"
+
+
+def _complete(raw: Path) -> bool:
+    return all((raw / f).is_file() for f in RAW_FILES)
+
+
+def _from_debian(raw: Path) -> bool:
+    src = debian_dir()
+    if not all((src / f"{f}.gz").is_file() for f in RAW_FILES):
+        return False
+    for f in RAW_FILES:
+        with gzip.open(src / f"{f}.gz", "rb") as g:
+            atomic_copy_bytes(g.read(), raw / f)
+    print(f"[data] Fashion-MNIST: decompressed Debian's files from {src} into {raw}", file=sys.stderr)
+    return True
+
+
+def _download(root: Path) -> bool:
+    try:
+        with network_timeout(20):
+            FashionMNIST(root, train=True, download=True)
+            FashionMNIST(root, train=False, download=True)
+    except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
+        print(f"[data] Fashion-MNIST download failed: {str(e).splitlines()[0][:200]}", file=sys.stderr)
+        return False
+    return _complete(_raw(root))
+
+
+def _apt_install() -> bool:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        return False
+    print("[data] Fashion-MNIST: installing Debian's package `dataset-fashion-mnist` (apt-get update; apt-get "
+          "install -y dataset-fashion-mnist)", file=sys.stderr)
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]):
+        if subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+            print(f"[data] `{' '.join(cmd)}` failed", file=sys.stderr)
+            return False
+    return True
+
+
+def ensure_files(root: Path, download: bool = True, apt_install: bool = True) -> str:
+    """Make `<root>/FashionMNIST/raw` complete; return how ('data-root', 'debian', 'download', 'apt')."""
+    raw = _raw(root)
+    if _complete(raw):
+        return "data-root"
+    if _from_debian(raw):
+        return "debian"
+    if download and _download(root):
+        return "download"
+    if apt_install and _apt_install() and _from_debian(raw):
+        return "apt"
+    raise UserError(
+        f"Fashion-MNIST not found: put {', '.join(RAW_FILES)} (decompressed) in {raw}, or install Debian's package "
+        f"(`sudo apt-get install dataset-fashion-mnist`, files land in {debian_dir()}), or allow the download")
+
+
+@SOURCES.register("fashion_mnist", native_size=28, channels=1)
+def fashion_mnist(root: Path, train: bool, transform=None, download: bool = True,
+                  apt_install: bool = True) -> SourceData:
+    origin = ensure_files(root, download=download, apt_install=apt_install)
+    ds = FashionMNIST(root, train=train, transform=transform, download=False)
+    raw = _raw(root)
+    return SourceData(ds, ds.targets.tolist(), list(ds.classes), {
+        "source": "fashion_mnist", "loader": "torchvision.datasets.FashionMNIST", "files": str(raw.resolve()),
+        "origin": origin, "sha256": file_digest([raw / f for f in RAW_FILES]), "n": len(ds)})

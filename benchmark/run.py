@@ -1,0 +1,112 @@
+"""One run: stream × strategy × seed → R matrix → results folder. Wiring only; each piece lives in its own module."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from avalanche.training.plugins import EvaluationPlugin
+
+from benchmark.config import RunConfig
+from benchmark.errors import UserError
+from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, TrainLog
+from benchmark.metrics import cl_metrics
+from benchmark.models import build_model
+from benchmark.registry import STRATEGIES, STREAMS
+from benchmark.results import config_record, ensure_writable, existing_status, matrix_csv, run_dir, write_run
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def log(tag: str, msg: str) -> None:
+    print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -> tuple[Path, str]:
+    """Train and evaluate; → (run folder, 'done' | 'skipped'). `evaluator`: an Avalanche EvaluationPlugin to attach
+    (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
+    folder = run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed)
+    tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
+    status = existing_status(folder, cfg.to_dict())
+    if status == "same" and not force:
+        return folder, "skipped"
+    if status == "different" and not force:
+        raise UserError(f"{folder} holds results of a different config; pass --force to replace them, "
+                        f"or another --out-dir")
+    ensure_writable(cfg.out_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    t_start = time.perf_counter()
+
+    seed_everything(cfg.seed)
+    stream = STREAMS.get(cfg.stream)
+    bench = stream.build(cfg.stream_args, seed=cfg.seed, data_root=cfg.data_root, download=cfg.download,
+                         apt_install=cfg.apt_install)
+    x0 = bench.scenario.test_stream[0].dataset[0][0]
+    seed_everything(cfg.seed)  # weights and shuffling do not depend on how much randomness data loading used
+    model, backbone_id = build_model(cfg, bench.tasks, image_size=x0.shape[-1], in_chans=x0.shape[0])
+    log(tag, f"backbone {cfg.backbone} ({backbone_id['weights']}, {backbone_id['mode']}, "
+             f"{backbone_id['params']:,} params); data {bench.provenance['train']['origin']} "
+             f"{bench.provenance['train']['files']}; device {device}")
+
+    scores, train_log, entry = PrimaryScoreCollector(), TrainLog(), STRATEGIES.get(cfg.strategy)
+    train_log.on_exp_end = lambda i, s: log(tag, f"experience {i} trained in {s:.1f}s")
+    params = [p for p in model.parameters() if p.requires_grad]
+    strategy = entry.build(
+        cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), *extra_plugins], model=model,
+        optimizer=torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
+        eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]), eval_every=-1)
+
+    test_stream, eval_wall = bench.scenario.test_stream, []
+
+    def evaluate() -> list[float]:
+        t0 = time.perf_counter()
+        strategy.eval(test_stream)
+        eval_wall.append(time.perf_counter() - t0)
+        return [scores.scores[j] for j in range(len(bench.tasks))]
+
+    rows = [("init", evaluate())]
+    if entry.meta.get("one_shot"):
+        strategy.train(bench.scenario.train_stream)
+        rows.append(("after_joint", evaluate()))
+    else:
+        for i, experience in enumerate(bench.scenario.train_stream):
+            strategy.train(experience)
+            rows.append((f"after_exp{i}", evaluate()))
+            log(tag, f"R[{i}] = " + " ".join(f"{v:.3f}" for v in rows[-1][1]))
+
+    R = np.array([r for _, r in rows[1:]])
+    metrics = cl_metrics(R, b=rows[0][1])
+    summary = metrics | {
+        "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok",
+        "tasks": [t.name for t in bench.tasks], "final": R[-1].tolist(),
+        "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
+        "untrained": rows[0][1], "exp_wall_s": train_log.exp_wall_s, "eval_wall_s": eval_wall,
+        "train_wall_s": sum(train_log.exp_wall_s), "total_wall_s": time.perf_counter() - t_start,
+        "epoch_train_loss": train_log.epoch_loss, "backbone_weights": backbone_id["weights"],
+        "data_source": f"{bench.provenance['train']['source']} ({bench.provenance['train']['origin']})",
+        "device": str(device)}
+    record = config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device))
+    write_run(folder, record, matrix_csv([t.name for t in bench.tasks], rows), summary, force=force)
+    fmt = {k: "n/a" if v is None else f"{v:+.3f}" for k, v in metrics.items()}
+    log(tag, f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "
+             f"({summary['total_wall_s']:.1f}s) → {folder}")
+    return folder, "done"

@@ -1,0 +1,97 @@
+"""Seed 000's three binary tasks: positive class 1 vs {4, 7}; 2 vs {5, 6}; 3 vs {8, 9}.
+
+Task t = row t of TASKS; local label 1 = the positive class, 0 = either negative class. Training data is a seeded,
+class-stratified subsample (the three source classes keep their 1:1:1 ratio, so 1/3 of each task is positive and
+always answering "negative" scores 0.667); the test data is every test image of the task's classes, or a
+stratified subsample of `test_per_task`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Subset, TensorDataset
+from torchvision import transforms
+
+from benchmark.errors import UserError
+from benchmark.registry import SOURCES, STREAMS
+from benchmark.streams.task_stream import Benchmark, TaskSpec, task_stream
+
+TASKS = ((1, (4, 7)), (2, (5, 6)), (3, (8, 9)))  # (positive class, negative classes) per task
+
+
+@dataclass(frozen=True)
+class BinaryTasksConfig:
+    source: str = "fashion_mnist"  # fashion_mnist (offline default) | cifar10 (the paper setting)
+    train_per_task: int = 2000  # seeded, class-stratified subsample of the task's training images; 0 = all
+    test_per_task: int = 0  # 0 = every test image of the task's three classes
+    image_size: int = 0  # 0 = the source's native size (28 or 32 px)
+
+    def __post_init__(self):
+        for name in ("train_per_task", "test_per_task", "image_size"):
+            if getattr(self, name) < 0:
+                raise UserError(f"invalid value for --binary_tasks.{name.replace('_', '-')}: {getattr(self, name)}")
+
+
+def stratified_subsample(labels: np.ndarray, classes: tuple[int, ...], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of samples of `classes`; if n > 0, n of them drawn so that each class keeps its share."""
+    pools = [np.flatnonzero(labels == c) for c in classes]
+    total = sum(len(p) for p in pools)
+    if n == 0 or n >= total:
+        return np.sort(np.concatenate(pools))
+    quotas = [len(p) * n // total for p in pools]
+    for i in range(n - sum(quotas)):  # hand out the rounding remainder one by one
+        quotas[i % len(quotas)] += 1
+    return np.sort(np.concatenate([rng.choice(p, q, replace=False) for p, q in zip(pools, quotas)]))
+
+
+@lru_cache(maxsize=8)  # one process may run many (strategy, seed) pairs over the same files
+def _load_source(source: str, root: str, train: bool, image_size: int, download: bool, apt_install: bool):
+    entry = SOURCES.get(source)
+    native, ch = entry.meta["native_size"], entry.meta["channels"]
+    tf = [transforms.ToTensor()]
+    if image_size and image_size != native:
+        tf.append(transforms.Resize(image_size, antialias=True))
+    tf.append(transforms.Normalize((0.5,) * ch, (0.5,) * ch))  # [0, 1] → [-1, 1]
+    return entry.build(Path(root), train=train, transform=transforms.Compose(tf), download=download,
+                       apt_install=apt_install)
+
+
+def _materialize(ds, idx: np.ndarray) -> torch.Tensor:
+    """Run the source's transforms once; epochs and evaluations then index a tensor."""
+    loader = DataLoader(Subset(ds, idx.tolist()), batch_size=2048, shuffle=False, num_workers=0)
+    return torch.cat([x for x, _ in loader])
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+@STREAMS.register("binary_tasks", config_cls=BinaryTasksConfig)
+def binary_tasks(cfg: BinaryTasksConfig, *, seed: int, data_root: Path, download: bool = True,
+                 apt_install: bool = True) -> Benchmark:
+    rng = np.random.default_rng(seed)
+    sets, frames, provenance = {}, {}, {}
+    for split, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task)):
+        src = _load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
+        labels = np.asarray(src.targets)
+        sets[split], rows = [], []
+        for t, (pos, negs) in enumerate(TASKS):
+            idx = stratified_subsample(labels, (pos, *negs), n, rng)
+            y = (labels[idx] == pos).astype(np.int64)
+            sets[split].append((TensorDataset(_materialize(src.dataset, idx), torch.from_numpy(y)), y.tolist()))
+            rows.append(pd.DataFrame({"index": idx, "source_label": labels[idx], "target": y, "task_id": t}))
+        frames[split] = pd.concat(rows, ignore_index=True)
+        provenance[split] = src.provenance
+        classes = src.classes
+    tasks = [TaskSpec(name=f"t{t}_{_slug(classes[pos])}_vs_{'_'.join(_slug(classes[c]) for c in negs)}",
+                      kind="binary", n_outputs=2, primary="accuracy",
+                      info={"positive": pos, "negatives": list(negs)})
+             for t, (pos, negs) in enumerate(TASKS)]
+    return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)

@@ -1,0 +1,62 @@
+"""Turning per-task datasets into an Avalanche task-incremental benchmark, plus the task specs the model reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassificationDataset
+from avalanche.benchmarks.utils.utils import concat_datasets
+from torch.utils.data import Dataset
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the model, the losses and the R matrix need to know about one task."""
+
+    name: str  # column header in matrix.csv
+    kind: str = "binary"  # binary | multiclass (dense kinds come with the dense suite)
+    n_outputs: int = 2  # width of the task's head
+    primary: str = "accuracy"  # higher is better; fills R
+    info: dict = field(default_factory=dict)  # e.g. source classes
+
+
+@dataclass
+class Benchmark:
+    scenario: object  # avalanche CLScenario with train_stream / test_stream, task labels 0..T-1
+    tasks: list[TaskSpec]
+    frames: dict[str, pd.DataFrame]  # split -> one row per sample: index, source_label, target, task_id
+    provenance: dict
+
+    @property
+    def joint_train(self):
+        """The seed's joint dataset: every task's training data merged; each sample keeps its task label."""
+        return concat_datasets([exp.dataset for exp in self.scenario.train_stream])
+
+    def joint_frame(self, split: str = "train") -> pd.DataFrame:
+        return self.frames[split]
+
+
+def with_task_label(ds: Dataset, targets: list[int], task_id: int):
+    """An Avalanche dataset yielding (x, y, task_id); `targets` is metadata, so check it agrees with what ds yields.
+
+    The task-aware classification class (not a plain AvalancheDataset) because Avalanche's task-grouped replay
+    buffer and task-balanced loaders need its `task_set`.
+    """
+    for i in range(min(8, len(ds))):
+        if int(ds[i][1]) != targets[i]:
+            raise ValueError(f"task {task_id}: ds[{i}] yields label {int(ds[i][1])} but targets[{i}]={targets[i]}")
+    return TaskAwareSupervisedClassificationDataset([ds], data_attributes=[
+        DataAttribute(list(targets), "targets"),
+        DataAttribute([task_id] * len(ds), "targets_task_labels", use_in_getitem=True)])
+
+
+def task_stream(train_sets, test_sets):
+    """[(dataset, targets)] per task, same order in both → CLScenario with task label t for experience t."""
+    train = [with_task_label(ds, y, t) for t, (ds, y) in enumerate(train_sets)]
+    test = [with_task_label(ds, y, t) for t, (ds, y) in enumerate(test_sets)]
+    return with_task_labels(with_classes_timeline(benchmark_from_datasets(train=train, test=test)))
+

@@ -1,0 +1,74 @@
+"""LwF-style knowledge distillation (Li & Hoiem 2016; T = 2, λ = 1 as in seed 004).
+
+While training experience k, every old task's head h < k is distilled on the current inputs against a frozen copy
+of the model taken before experience k:
+
+    loss = CE(own head) + λ · mean_h  T² · KL( softmax(z_t,h / T) ‖ softmax(z_s,h / T) )
+
+with z_t teacher logits, z_s student logits, KL averaged over the batch ("batchmean"). The T² factor keeps the
+KD gradients on the scale of the cross-entropy (Hinton et al. 2015).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+
+from benchmark.errors import UserError
+from benchmark.registry import STRATEGIES
+
+
+@dataclass(frozen=True)
+class LwFConfig:
+    alpha: float = 1.0  # λ: weight of the distillation term relative to cross-entropy
+    temperature: float = 2.0  # T
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.temperature <= 0:
+            raise UserError(f"--lwf.alpha must be ≥ 0 and --lwf.temperature > 0 (got {self.alpha}, {self.temperature})")
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch. Both B × C."""
+    log_p = F.log_softmax(student_logits / temperature, dim=1)
+    q = F.softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p, q, reduction="batchmean") * temperature**2
+
+
+class LwFPlugin(SupervisedPlugin):
+    def __init__(self, cfg: LwFConfig):
+        super().__init__()
+        self.cfg, self.teacher, self.old_tasks = cfg, None, []
+        self._feats, self._hook = None, None
+        self.last_kd: float | None = None  # the latest distillation term, for inspection
+
+    def before_training_exp(self, strategy, **kwargs):
+        # The forward pass already computes the shared features; capture them instead of a second forward.
+        self._hook = strategy.model.shared.register_forward_hook(lambda m, i, o: setattr(self, "_feats", o))
+
+    def before_backward(self, strategy, **kwargs):
+        if self.teacher is None or not self.old_tasks:
+            return
+        with torch.no_grad():
+            teacher_feats = self.teacher.features(strategy.mb_x)
+        terms = [kd_loss(strategy.model.head(t, self._feats), self.teacher.head(t, teacher_feats),
+                         self.cfg.temperature) for t in self.old_tasks]
+        kd = torch.stack(terms).mean()
+        self.last_kd = float(kd.detach())
+        strategy.loss = strategy.loss + self.cfg.alpha * kd
+
+    def after_training_exp(self, strategy, **kwargs):
+        self._hook.remove()
+        self._feats = None
+        self.old_tasks = sorted(set(self.old_tasks) | set(strategy.experience.task_labels))
+        self.teacher = copy.deepcopy(strategy.model).eval().requires_grad_(False)
+
+
+@STRATEGIES.register("lwf", config_cls=LwFConfig)
+def build_lwf(cfg: LwFConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
+    return SupervisedTemplate(plugins=[*plugins, LwFPlugin(cfg)], **template_kwargs)

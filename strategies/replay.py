@@ -1,0 +1,46 @@
+"""Experience replay: a memory of `mem_size` samples, split evenly over the tasks seen so far (random exemplars per
+task), and every training mini-batch is joined by `batch_size_mem` samples drawn from it. Replayed samples keep
+their task label, so each is routed to — and trains — its own task's head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.storage_policy import ParametricBuffer, RandomExemplarsSelectionStrategy
+from avalanche.training.templates import SupervisedTemplate
+
+from benchmark.errors import UserError
+from benchmark.registry import STRATEGIES
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    mem_size: int = 500  # total samples kept, balanced over past tasks
+    batch_size_mem: int = 0  # replayed samples per mini-batch; 0 = the training batch size
+
+    def __post_init__(self):
+        if self.mem_size < 1 or self.batch_size_mem < 0:
+            raise UserError(f"--replay.mem-size must be ≥ 1 and --replay.batch-size-mem ≥ 0 "
+                            f"(got {self.mem_size}, {self.batch_size_mem})")
+
+
+class TaskBalancedReplay(ReplayPlugin):
+    """Avalanche's ReplayPlugin, updating its buffer through `post_adapt` (the deprecated `update` path resets the
+    process's warning filters on every call and prints a notice per experience)."""
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+
+
+def make_replay_plugin(cfg: ReplayConfig, train_mb_size: int) -> ReplayPlugin:
+    buffer = ParametricBuffer(max_size=cfg.mem_size, groupby="task",
+                              selection_strategy=RandomExemplarsSelectionStrategy())
+    return TaskBalancedReplay(mem_size=cfg.mem_size, batch_size=train_mb_size,
+                        batch_size_mem=cfg.batch_size_mem or train_mb_size, storage_policy=buffer)
+
+
+@STRATEGIES.register("replay", config_cls=ReplayConfig)
+def build_replay(cfg: ReplayConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
+    plugin = make_replay_plugin(cfg, template_kwargs["train_mb_size"])
+    return SupervisedTemplate(plugins=[*plugins, plugin], **template_kwargs)

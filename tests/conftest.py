@@ -1,0 +1,101 @@
+"""Shared fixtures: small datasets written in the real on-disk formats, so torchvision's own loaders read them."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
+
+# Never let a test find the machine's real Debian files unless it asks to (tests must not depend on them).
+os.environ["HATSWAP_FASHION_MNIST_DEBIAN_DIR"] = "/nonexistent/hatswap-tests"
+
+PER_CLASS_TRAIN, PER_CLASS_TEST = 30, 12
+
+
+def idx_images(images: np.ndarray) -> bytes:
+    """IDX format (LeCun's MNIST files): magic 0x00000803, then dims as big-endian int32, then uint8 pixels."""
+    n, h, w = images.shape
+    return struct.pack(">iiii", 0x0803, n, h, w) + images.astype(np.uint8).tobytes()
+
+
+def idx_labels(labels: np.ndarray) -> bytes:
+    return struct.pack(">ii", 0x0801, len(labels)) + labels.astype(np.uint8).tobytes()
+
+
+def fake_images(labels: np.ndarray, size: int, channels: int, seed: int) -> np.ndarray:
+    """Learnable images: class c lights up a band whose position depends on c, plus noise."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 60, size=(len(labels), size, size, channels))
+    for i, c in enumerate(labels):
+        row = 2 + int(c) * (size - 4) // 10
+        imgs[i, row : row + 3, :, :] = 230
+    return imgs.astype(np.uint8)
+
+
+def fashion_mnist_files(seed: int = 0) -> dict[str, bytes]:
+    out = {}
+    for split, per in (("train", PER_CLASS_TRAIN), ("t10k", PER_CLASS_TEST)):
+        labels = np.repeat(np.arange(10), per)
+        np.random.default_rng(seed + len(split)).shuffle(labels)
+        out[f"{split}-images-idx3-ubyte"] = idx_images(fake_images(labels, 28, 1, seed + per)[..., 0])
+        out[f"{split}-labels-idx1-ubyte"] = idx_labels(labels)
+    return out
+
+
+def write_fashion_mnist(root: Path, gz: bool = False) -> Path:
+    """root/FashionMNIST/raw/<files> (torchvision's layout), or plain root/<files>.gz (Debian's layout)."""
+    folder = root if gz else root / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in fashion_mnist_files().items():
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fmnist_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    write_fashion_mnist(root)
+    return root
+
+
+def tiny_args(out_dir: Path, data_root: Path, *extra: str) -> list[str]:
+    """A run that takes about a second: the smoke profile on the fixture data, offline."""
+    return ["--profile", "smoke", "--data-root", str(data_root), "--out-dir", str(out_dir), "--no-download",
+            "--no-apt-install", *extra]
+
+
+@pytest.fixture
+def tiny(tmp_path, fmnist_root):
+    def make(*extra: str) -> list[str]:
+        return tiny_args(tmp_path / "results", fmnist_root, *extra)
+
+    return make
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(1)  # tiny models: one thread is faster than two and immune to oversubscription
+
+
+def pytest_collection_modifyitems(config, items):
+    """slow/gpu tests are skipped by default, with the reason shown in the summary (-ra)."""
+    import torch
+
+    slow = pytest.mark.skip(reason="slow: set HATSWAP_SLOW=1 to run")
+    gpu = pytest.mark.skip(reason="gpu: no CUDA device visible")
+    for item in items:
+        if "slow" in item.keywords and os.environ.get("HATSWAP_SLOW") != "1":
+            item.add_marker(slow)
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(gpu)

@@ -1,0 +1,89 @@
+"""The real torchvision loaders on small files in the real on-disk formats."""
+
+import hashlib
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from torchvision.datasets import CIFAR10
+
+from benchmark.errors import UserError
+from benchmark.registry import SOURCES
+from tests.conftest import PER_CLASS_TEST, PER_CLASS_TRAIN, fake_images, write_fashion_mnist
+
+
+def test_fashion_mnist_from_data_root(fmnist_root):
+    src = SOURCES.get("fashion_mnist").build(fmnist_root, train=True, download=False, apt_install=False)
+    assert len(src.dataset) == 10 * PER_CLASS_TRAIN and sorted(set(src.targets)) == list(range(10))
+    assert src.classes[1] == "Trouser" and src.provenance["origin"] == "data-root"
+    assert len(src.provenance["sha256"]) == 64
+    img, label = src.dataset[0]
+    assert img.size == (28, 28) and label == src.targets[0]
+
+
+def test_fashion_mnist_from_debian_package_layout(tmp_path, monkeypatch):
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    write_fashion_mnist(debian, gz=True)  # Debian ships the four .gz files, recompressed
+    monkeypatch.setenv("HATSWAP_FASHION_MNIST_DEBIAN_DIR", str(debian))
+    root = tmp_path / "data"
+    src = SOURCES.get("fashion_mnist").build(root, train=False, download=False, apt_install=False)
+    assert src.provenance["origin"] == "debian" and len(src.dataset) == 10 * PER_CLASS_TEST
+    assert (root / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    again = SOURCES.get("fashion_mnist").build(root, train=False, download=False, apt_install=False)
+    assert again.provenance["origin"] == "data-root"  # decompressed once, then found in place
+
+
+def test_fashion_mnist_missing_names_the_fix(tmp_path):
+    with pytest.raises(UserError) as e:
+        SOURCES.get("fashion_mnist").build(tmp_path / "empty", train=True, download=False, apt_install=False)
+    msg = str(e.value)
+    assert "apt-get install dataset-fashion-mnist" in msg and str(tmp_path / "empty" / "FashionMNIST" / "raw") in msg
+    assert not list((tmp_path / "empty").rglob("*-ubyte"))  # nothing half-written
+
+
+def _cifar_batch(n: int, seed: int) -> dict:
+    labels = np.random.default_rng(seed).integers(0, 10, n)
+    imgs = fake_images(labels, 32, 3, seed).transpose(0, 3, 1, 2).reshape(n, -1)  # CIFAR stores CHW rows
+    return {"data": imgs, "labels": labels.tolist(), "batch_label": "fake"}
+
+
+def write_cifar_tar(path):
+    """cifar-10-python.tar.gz as distributed: cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}."""
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    with tarfile.open(path, "w:gz") as tar:
+        for i, name in enumerate(names + ["batches.meta"]):
+            obj = {"label_names": CIFAR_CLASSES} if name == "batches.meta" else \
+                _cifar_batch(20, i)
+            data = pickle.dumps(obj)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def test_cifar10_from_a_user_supplied_tarball(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    root.mkdir()
+    tar = root / "cifar-10-python.tar.gz"
+    write_cifar_tar(tar)
+    # torchvision checks the official md5s; point them at our small files so its real code path runs unchanged.
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(tar.read_bytes()).hexdigest())
+    with tarfile.open(tar) as t:
+        md5 = {m.name.split("/")[-1]: hashlib.md5(t.extractfile(m).read()).hexdigest() for m in t.getmembers()}
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[n, md5[n]] for n, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": md5["batches.meta"]})
+    src = SOURCES.get("cifar10").build(root, train=True, download=False)
+    assert len(src.dataset) == 100 and src.classes == CIFAR_CLASSES
+    img, label = src.dataset[3]
+    assert img.size == (32, 32) and label == src.targets[3]
+
+
+def test_cifar10_missing_names_the_tarball(tmp_path):
+    with pytest.raises(UserError) as e:
+        SOURCES.get("cifar10").build(tmp_path, train=True, download=False)
+    assert f"put cifar-10-python.tar.gz" in str(e.value) and str(tmp_path / "cifar-10-python.tar.gz") in str(e.value)

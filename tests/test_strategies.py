@@ -1,0 +1,119 @@
+"""Contract test over every registered strategy, plus behaviour tests of LwF and replay."""
+
+import collections
+import json
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import ReplayPlugin
+
+from benchmark.config import parse_config
+from benchmark.models.hatswap_net import HatSwapNet
+from benchmark.registry import STRATEGIES
+from benchmark.results import read_matrix
+from benchmark.run import run
+from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_every_strategy_fills_R_and_writes_its_run(name, tiny):
+    cfg, _ = parse_config(tiny("--strategy", name))
+    folder, status = run(cfg)
+    assert status == "done"
+    tasks, labels, scores = read_matrix(folder / "matrix.csv")
+    one_shot = STRATEGIES.get(name).meta.get("one_shot", False)
+    assert labels == (["init", "after_joint"] if one_shot else ["init", "after_exp0", "after_exp1", "after_exp2"])
+    assert len(tasks) == 3 and all(0 <= v <= 1 for row in scores for v in row)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["acc"] == pytest.approx(sum(scores[-1]) / 3, abs=1e-6)
+    for key in ("bwt", "forgetting", "fwt"):
+        assert (summary[key] is None) == one_shot
+    assert len(summary["exp_wall_s"]) == (1 if one_shot else 3)
+
+
+def test_kd_loss_on_known_logits():
+    student, teacher = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    # T = 2: q = softmax([0, .5]), log p = log_softmax([.5, 0]); KL = .5 (q1 - q0) = .5 tanh(.25); × T² = 4
+    assert float(kd_loss(student, teacher, 2.0)) == pytest.approx(2 * torch.tanh(torch.tensor(0.25)).item())
+    s, t = torch.randn(5, 3), torch.randn(5, 3)
+    q, log_p = F.softmax(t / 3, 1), F.log_softmax(s / 3, 1)
+    by_hand = (q * (q.log() - log_p)).sum(1).mean() * 9
+    assert float(kd_loss(s, t, 3.0)) == pytest.approx(float(by_hand), rel=1e-5)
+    assert float(kd_loss(t, t, 2.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def _model():
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8))
+    return HatSwapNet(backbone, 8, (6,), 0.0, [2, 2, 2])
+
+
+def test_lwf_plugin_adds_lambda_times_mean_kd_over_old_heads():
+    model = _model()
+    plugin = LwFPlugin(LwFConfig(alpha=0.7, temperature=2.0))
+    strat = types.SimpleNamespace(model=model, experience=types.SimpleNamespace(task_labels=[0]))
+    plugin.before_training_exp(strat)
+    plugin.after_training_exp(strat)  # end of experience 0: teacher = frozen copy, old tasks = [0]
+    strat.experience = types.SimpleNamespace(task_labels=[1])
+    plugin.before_training_exp(strat)
+    plugin.after_training_exp(strat)  # end of experience 1
+    assert plugin.old_tasks == [0, 1] and not any(p.requires_grad for p in plugin.teacher.parameters())
+    teacher = plugin.teacher
+    with torch.no_grad():  # the student moves away from the teacher
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    plugin.before_training_exp(strat)
+    x, y = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 1, 0])
+    out = model(x, torch.full((4,), 2))
+    ce = F.cross_entropy(out, y)
+    strat.mb_x, strat.loss = x, ce
+    plugin.before_backward(strat)
+    feats, t_feats = model.features(x), teacher.features(x)
+    expected = ce + 0.7 * torch.stack([kd_loss(model.head(h, feats), teacher.head(h, t_feats), 2.0)
+                                       for h in (0, 1)]).mean()
+    assert float(strat.loss) == pytest.approx(float(expected), rel=1e-6)
+    assert float(strat.loss) > float(ce)
+    strat.loss.backward()  # the KD term reaches the student's old heads
+    assert model.heads[0].weight.grad.abs().sum() > 0
+
+
+def test_lwf_with_zero_lambda_is_naive_and_with_lambda_differs(tiny, tmp_path):
+    def matrix(*args):
+        cfg, _ = parse_config(tiny(*args))
+        return read_matrix(run(cfg)[0] / "matrix.csv")[2]
+
+    naive = matrix("--strategy", "naive")
+    assert matrix("--strategy", "lwf", "--lwf.alpha", "0", "--out-dir", str(tmp_path / "a")) == naive
+    assert matrix("--strategy", "lwf", "--lwf.alpha", "5", "--out-dir", str(tmp_path / "b")) != naive
+
+
+class BatchProbe(SupervisedPlugin):
+    """Records the task labels seen in training batches and the replay buffer's content per experience."""
+
+    def __init__(self):
+        super().__init__()
+        self.batch_tasks, self.buffer = collections.defaultdict(set), {}
+
+    def before_training_exp(self, strategy, **kwargs):
+        replay = next(p for p in strategy.plugins if isinstance(p, ReplayPlugin))
+        buf = replay.storage_policy.buffer
+        self.buffer[strategy.experience.current_experience] = collections.Counter(buf.targets_task_labels)
+        self.buffer_xy_ok = all(int(buf[i][2]) in self.buffer[strategy.experience.current_experience]
+                                for i in range(len(buf)))
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.batch_tasks[strategy.experience.current_experience] |= set(strategy.mb_task_id.tolist())
+
+
+def test_replay_buffer_is_balanced_over_old_tasks_and_mixed_into_batches(tiny):
+    probe = BatchProbe()
+    cfg, _ = parse_config(tiny("--strategy", "replay", "--replay.mem-size", "30"))
+    run(cfg, extra_plugins=[probe])
+    assert probe.buffer[0] == {}
+    assert probe.buffer[1] == {0: 30}
+    assert probe.buffer[2] == {0: 15, 1: 15}  # the configured proportion: mem_size split evenly over past tasks
+    assert probe.buffer_xy_ok
+    assert probe.batch_tasks[0] == {0} and probe.batch_tasks[1] == {0, 1} and probe.batch_tasks[2] == {0, 1, 2}
