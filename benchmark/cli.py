@@ -6,7 +6,6 @@ traceback instead.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import warnings
 from pathlib import Path
@@ -102,6 +101,12 @@ def main(argv=None) -> int:
             raise
         print(f"hatswap: error: {e}", file=sys.stderr)
         return e.exit_code
+    except Exception as e:  # a bug or a library failure: still one line; --debug shows where
+        if debug:
+            raise
+        print(f"hatswap: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+              f"(rerun with --debug for the traceback)", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("hatswap: interrupted; completed runs are kept, rerun to resume", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ FWT are N/A for joint training (one evaluation row), never 0.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,7 +21,12 @@ LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", 
 def collect(results_dir: Path) -> pd.DataFrame:
     rows = []
     for path in sorted(Path(results_dir).glob("runs/*/*/seed*/summary.json")):
-        s = json.loads(path.read_text())
+        try:
+            s = json.loads(path.read_text())
+            s["stream"], s["strategy"], s["seed"]  # noqa: B018  (the keys every table row needs)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            print(f"[report] skipping unreadable {path}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
         rows.append({"stream": s["stream"], "strategy": s["strategy"], "seed": s["seed"],
                      **{m: s.get(m) for m in METRICS}, "train_wall_s": s.get("train_wall_s"),
                      "backbone_weights": s.get("backbone_weights"), "data_source": s.get("data_source")})

@@ -73,7 +73,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), *extra_plugins], model=model,
         optimizer=torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
         criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
-        eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]), eval_every=-1)
+        eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
+        eval_every=-1)
 
     test_stream, eval_wall = bench.scenario.test_stream, []
 
@@ -95,6 +96,7 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
 
     R = np.array([r for _, r in rows[1:]])
     metrics = cl_metrics(R, b=rows[0][1])
+    data = bench.provenance["train"]
     summary = metrics | {
         "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok",
         "tasks": [t.name for t in bench.tasks], "final": R[-1].tolist(),
@@ -102,7 +104,7 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         "untrained": rows[0][1], "exp_wall_s": train_log.exp_wall_s, "eval_wall_s": eval_wall,
         "train_wall_s": sum(train_log.exp_wall_s), "total_wall_s": time.perf_counter() - t_start,
         "epoch_train_loss": train_log.epoch_loss, "backbone_weights": backbone_id["weights"],
-        "data_source": f"{bench.provenance['train']['source']} ({bench.provenance['train']['origin']})",
+        "data_source": f"{data['source']} (files sha256 {data['sha256'][:12]})",
         "device": str(device)}
     record = config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device))
     write_run(folder, record, matrix_csv([t.name for t in bench.tasks], rows), summary, force=force)

@@ -4,6 +4,7 @@ import hashlib
 import io
 import pickle
 import tarfile
+import types
 
 import numpy as np
 import pytest
@@ -86,4 +87,36 @@ def test_cifar10_from_a_user_supplied_tarball(tmp_path, monkeypatch):
 def test_cifar10_missing_names_the_tarball(tmp_path):
     with pytest.raises(UserError) as e:
         SOURCES.get("cifar10").build(tmp_path, train=True, download=False)
-    assert f"put cifar-10-python.tar.gz" in str(e.value) and str(tmp_path / "cifar-10-python.tar.gz") in str(e.value)
+    assert "put cifar-10-python.tar.gz" in str(e.value) and str(tmp_path / "cifar-10-python.tar.gz") in str(e.value)
+
+
+def test_fashion_mnist_installs_debians_package_as_a_last_resort(tmp_path, monkeypatch, capsys):
+    """As root with apt-get: `apt-get update`, `apt-get install -y dataset-fashion-mnist`, then its files are used."""
+    import benchmark.data.fashion_mnist as fm
+
+    debian = tmp_path / "debian"
+    monkeypatch.setenv("HATSWAP_FASHION_MNIST_DEBIAN_DIR", str(debian))
+    monkeypatch.setattr(fm.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(fm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    commands = []
+
+    def fake_apt(cmd, **kwargs):  # stands in for apt: installing the package puts the .gz files in place
+        commands.append(cmd)
+        if "install" in cmd:
+            write_fashion_mnist(debian, gz=True)
+        return types.SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(fm.subprocess, "run", fake_apt)
+    src = SOURCES.get("fashion_mnist").build(tmp_path / "data", train=True, download=False, apt_install=True)
+    assert src.provenance["origin"] == "apt" and len(src.dataset) == 10 * PER_CLASS_TRAIN
+    assert commands == [["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]]
+    assert "installing Debian's package" in capsys.readouterr().err
+
+
+def test_fashion_mnist_no_apt_when_not_root(tmp_path, monkeypatch):
+    import benchmark.data.fashion_mnist as fm
+
+    monkeypatch.setattr(fm.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(fm.subprocess, "run", lambda *a, **k: pytest.fail("apt-get must not run without root"))
+    with pytest.raises(UserError, match="sudo apt-get install dataset-fashion-mnist"):
+        SOURCES.get("fashion_mnist").build(tmp_path / "data", train=True, download=False, apt_install=True)

@@ -100,7 +100,8 @@ class BatchProbe(SupervisedPlugin):
     def before_training_exp(self, strategy, **kwargs):
         replay = next(p for p in strategy.plugins if isinstance(p, ReplayPlugin))
         buf = replay.storage_policy.buffer
-        self.buffer[strategy.experience.current_experience] = collections.Counter(buf.targets_task_labels)
+        tasks = buf.targets_task_labels if len(buf) else []  # the empty buffer is a bare dataset
+        self.buffer[strategy.experience.current_experience] = collections.Counter(tasks)
         self.buffer_xy_ok = all(int(buf[i][2]) in self.buffer[strategy.experience.current_experience]
                                 for i in range(len(buf)))
 

@@ -15,7 +15,7 @@ def bench(fmnist_root):
 def test_three_task_incremental_experiences(bench):
     train, test = bench.scenario.train_stream, bench.scenario.test_stream
     assert len(train) == len(test) == 3
-    for t, (exp_tr, exp_te) in enumerate(zip(train, test)):
+    for t, (exp_tr, exp_te) in enumerate(zip(train, test, strict=True)):
         assert exp_tr.task_label == exp_te.task_label == t
         assert set(exp_tr.dataset.targets) == {0, 1}
         x, y, tl = exp_tr.dataset[0]

@@ -85,9 +85,10 @@ def ensure_files(root: Path, download: bool = True, apt_install: bool = True) ->
         return "download"
     if apt_install and _apt_install() and _from_debian(raw):
         return "apt"
+    tried = "the download failed (no internet?)" if download else "downloading is off (--no-download)"
     raise UserError(
-        f"Fashion-MNIST not found: put {', '.join(RAW_FILES)} (decompressed) in {raw}, or install Debian's package "
-        f"(`sudo apt-get install dataset-fashion-mnist`, files land in {debian_dir()}), or allow the download")
+        f"Fashion-MNIST not found and {tried}: install Debian's package (`sudo apt-get install "
+        f"dataset-fashion-mnist`, files in {debian_dir()}) or put {', '.join(RAW_FILES)} (decompressed) in {raw}")
 
 
 @SOURCES.register("fashion_mnist", native_size=28, channels=1)

@@ -48,7 +48,7 @@ def stratified_subsample(labels: np.ndarray, classes: tuple[int, ...], n: int, r
     quotas = [len(p) * n // total for p in pools]
     for i in range(n - sum(quotas)):  # hand out the rounding remainder one by one
         quotas[i % len(quotas)] += 1
-    return np.sort(np.concatenate([rng.choice(p, q, replace=False) for p, q in zip(pools, quotas)]))
+    return np.sort(np.concatenate([rng.choice(p, q, replace=False) for p, q in zip(pools, quotas, strict=True)]))
 
 
 @lru_cache(maxsize=8)  # one process may run many (strategy, seed) pairs over the same files
