@@ -11,6 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
+from tqdm import tqdm
+
 from benchmark.config import load_profile, parse_config
 from benchmark.errors import RunFailed, UserError
 from benchmark.report import write_report
@@ -40,6 +42,9 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
     out_dir = configs[0].out_dir
     print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'}", file=sys.stderr)
     failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()
+    # One bar for the batch on a terminal; elsewhere (CI, a log file) only the one-line-per-run report below.
+    bar = tqdm(total=len(configs), desc=f"batch {profile_name}", unit="run", file=sys.stderr, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())
     for k, cfg in enumerate(configs, 1):
         tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
         t_run = time.perf_counter()
@@ -48,11 +53,11 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
         except (UserError, RunFailed) as e:
             failed.append(f"{tag}: {e}")
             status = "FAILED"
-            print(f"[batch] {tag} failed: {e}", file=sys.stderr)
+            tqdm.write(f"[batch] {tag} failed: {e}", file=sys.stderr)
         except Exception as e:  # one broken run must not cost the others; the traceback goes with --debug
             failed.append(f"{tag}: {type(e).__name__}: {e}")
             status = "FAILED"
-            print(f"[batch] {tag} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            tqdm.write(f"[batch] {tag} failed: {type(e).__name__}: {e}", file=sys.stderr)
             if debug:
                 traceback.print_exc()
         dt = time.perf_counter() - t_run
@@ -60,8 +65,10 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
             trained_s, n_trained = trained_s + dt, n_trained + 1
         left = len(configs) - k
         eta = _duration(trained_s / n_trained * left) if n_trained else "?"
-        print(f"[batch {k}/{len(configs)}] {tag}: {status} in {dt:.0f}s · elapsed "
-              f"{_duration(time.perf_counter() - t0)} · ETA {eta if left else '0m00s'}", file=sys.stderr, flush=True)
+        tqdm.write(f"[batch {k}/{len(configs)}] {tag}: {status} in {dt:.0f}s · elapsed "
+                   f"{_duration(time.perf_counter() - t0)} · ETA {eta if left else '0m00s'}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
 
     failed_file = Path(out_dir) / "failed_runs.txt"
     if failed:
@@ -70,7 +77,8 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
         failed_file.unlink()
     table = write_report(out_dir, failed)
     print(table)
-    print(f"[batch] wrote {Path(out_dir) / 'summary.md'} and summary.csv in {_duration(time.perf_counter() - t0)}",
+    print(f"[batch] wrote {Path(out_dir) / 'REPORT.md'} (tables: summary.md/.csv/.tex, per_task.*; figures/) in "
+          f"{_duration(time.perf_counter() - t0)}",
           file=sys.stderr)
     if failed:
         print(f"[batch] {len(failed)} run(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)

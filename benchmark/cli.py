@@ -69,8 +69,10 @@ def cmd_list(argv) -> int:
 def cmd_report(argv) -> int:
     from benchmark.config import _Parser
 
-    p = _Parser(prog="hatswap report", description="Rebuild summary.csv / summary.md from DIR/runs/.")
+    p = _Parser(prog="hatswap report", description="Rebuild the tables (CSV, Markdown, LaTeX), figures and "
+                "REPORT.md from DIR/runs/.")
     p.add_argument("dir", type=Path, nargs="?", default=Path("results"))
+    p.add_argument("--out", type=Path, help="write the report here instead of DIR (e.g. results/reference)")
     ns = p.parse_args(argv)
     if not (ns.dir / "runs").is_dir():
         raise UserError(f"no run folders in {ns.dir / 'runs'}; pass the results directory that holds runs/")
@@ -78,7 +80,7 @@ def cmd_report(argv) -> int:
 
     failed_file = ns.dir / "failed_runs.txt"
     failed = failed_file.read_text().splitlines() if failed_file.exists() else []
-    print(write_report(ns.dir, failed))
+    print(write_report(ns.dir, failed, out_dir=ns.out))
     return 0
 
 

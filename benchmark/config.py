@@ -41,6 +41,9 @@ class RunConfig:
     download: bool = True  # try the dataset's official download when local files are missing
     apt_install: bool = True  # as root, may `apt-get install dataset-fashion-mnist` when all else fails
     out_dir: Path = Path("results")
+    wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
+    wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
+    wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls

@@ -1,44 +1,63 @@
-"""Aggregate tables over run folders: one row per (stream, strategy), mean ± std over seeds.
+"""Aggregate report over run folders: tables (CSV, Markdown, LaTeX/booktabs), figures and a REPORT.md page.
 
-std is the sample standard deviation (ddof = 1) over seeds; with a single seed it is blank. BWT / forgetting /
-FWT are N/A for joint training (one evaluation row), never 0.
+Main table, one row per (stream, strategy): ACC, BWT, forgetting, FWT and training seconds per run, each
+mean ± sample std (ddof = 1) over seeds; with a single seed the std is blank. BWT / forgetting / FWT are N/A for
+joint training (one evaluation row), never 0. The best value of each column within a stream is marked (bold):
+highest ACC, BWT and FWT, lowest forgetting and training time.
+
+Per-task table, one row per (stream, strategy, task j): R[T−1][j] (final score) vs R[j][j] (score just after
+task j was trained) and their difference, mean ± std over seeds.
+
+Files written into the output folder (default: the results folder itself):
+    summary.csv / .md / .tex     the main table (CSV holds the raw numbers)
+    per_task.csv / .md / .tex    the per-task table
+    figures/<stream>_strategies.png, figures/<stream>_<strategy>_R.png (seed-mean R with ± std)
+    REPORT.md                    both tables and links to every figure and file
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from benchmark.results import atomic_write
+from benchmark import plots
+from benchmark.results import atomic_write, read_matrix
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
+COLUMNS = (*METRICS, "train_wall_s")
 LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", "train_wall_s": "train s/run"}
+BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "fwt": "max", "train_wall_s": "min"}
+NOTE = ("Mean ± sample std over seeds; best per column in bold. ACC = mean final score; BWT < 0 and forgetting > 0 "
+        "mean forgetting; n/a = undefined (joint training has no sequence).")
 
 
 def collect(results_dir: Path) -> pd.DataFrame:
+    """One row per completed run folder; unreadable folders are reported and skipped."""
     rows = []
     for path in sorted(Path(results_dir).glob("runs/*/*/seed*/summary.json")):
         try:
             s = json.loads(path.read_text())
-            s["stream"], s["strategy"], s["seed"]  # noqa: B018  (the keys every table row needs)
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-            print(f"[report] skipping unreadable {path}: {type(e).__name__}: {e}", file=sys.stderr)
+            tasks, labels, R = read_matrix(path.parent / "matrix.csv")
+            row = {"stream": s["stream"], "strategy": s["strategy"], "seed": s["seed"]}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
+            print(f"[report] skipping unreadable {path.parent}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        rows.append({"stream": s["stream"], "strategy": s["strategy"], "seed": s["seed"],
-                     **{m: s.get(m) for m in METRICS}, "train_wall_s": s.get("train_wall_s"),
-                     "backbone_weights": s.get("backbone_weights"), "data_source": s.get("data_source")})
-    return pd.DataFrame(rows, columns=["stream", "strategy", "seed", *METRICS, "train_wall_s", "backbone_weights",
-                                       "data_source"])
+        rows.append(row | {m: s.get(m) for m in COLUMNS} | {
+            "backbone_weights": s.get("backbone_weights"), "data_source": s.get("data_source"),
+            "tasks": tasks, "row_labels": labels, "R": R, "folder": str(path.parent)})
+    return pd.DataFrame(rows, columns=["stream", "strategy", "seed", *COLUMNS, "backbone_weights", "data_source",
+                                       "tasks", "row_labels", "R", "folder"])
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    cols = [*METRICS, "train_wall_s"]
-    runs = runs.astype({c: float for c in cols})  # None → NaN
+    runs = runs.astype({c: float for c in COLUMNS})  # None → NaN
     g = runs.groupby(["stream", "strategy"], sort=True)
-    out = g[cols].agg(["mean", "std"])
+    out = g[list(COLUMNS)].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out.insert(0, "n_seeds", g.size())
     out["seeds"] = g["seed"].apply(lambda s: " ".join(map(str, sorted(s))))
@@ -47,39 +66,152 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _pm(mean, std) -> str:
+def per_task(runs: pd.DataFrame) -> pd.DataFrame:
+    """(stream, strategy, task) → final = R[T−1][j], just_trained = R[j][j], change = final − just_trained."""
+    rows = []
+    for _, r in runs.iterrows():
+        R, sequential = np.asarray(r["R"])[1:], r["row_labels"][1:] != ["after_joint"]  # row 0 is "init"
+        for j, task in enumerate(r["tasks"]):
+            just = R[j, j] if sequential and R.shape[0] == R.shape[1] else np.nan
+            rows.append({"stream": r["stream"], "strategy": r["strategy"], "seed": r["seed"], "task": task,
+                         "final": R[-1, j], "just_trained": just, "change": R[-1, j] - just})
+    df = pd.DataFrame(rows)
+    g = df.groupby(["stream", "strategy", "task"], sort=True)
+    out = g[["final", "just_trained", "change"]].agg(["mean", "std"])
+    out.columns = [f"{m}_{stat}" for m, stat in out.columns]
+    out.insert(0, "n_seeds", g.size())
+    return out.reset_index()
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "$": r"\$", "±": r"$\pm$", "<": "$<$", ">": "$>$"}
+
+
+def tex_escape(text: str) -> str:
+    """Plain text → LaTeX text mode (captions, names), in one pass so no replacement is escaped twice."""
+    return re.sub("|".join(map(re.escape, _TEX)), lambda m: _TEX[m.group()], text)
+
+
+def _pm(mean, std, tex: bool = False, digits: int = 3, sign: bool = True) -> str:
     if pd.isna(mean):
         return "n/a"
-    return f"{mean:+.3f} ± {std:.3f}" if not pd.isna(std) else f"{mean:+.3f}"
+    m = f"{mean:+.{digits}f}" if sign else f"{mean:.{digits}f}"
+    if pd.isna(std):
+        return f"${m}$" if tex else m
+    return f"${m} \\pm {std:.{digits}f}$" if tex else f"{m} ± {std:.{digits}f}"
+
+
+def _best_mask(df: pd.DataFrame, metric: str) -> pd.Series:
+    col = df[f"{metric}_mean"].astype(float)
+    if col.notna().sum() < 2:  # nothing to compare against
+        return pd.Series(False, index=df.index)
+    best = col.max() if BEST[metric] == "max" else col.min()
+    return np.isclose(col, best, rtol=0, atol=5e-4)  # ties at the printed precision are all best
+
+
+def main_table(agg: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFrame:
+    """Display cells (strings) of one stream's main table, best values marked."""
+    df = agg[agg["stream"] == stream].reset_index(drop=True)
+    bold = (lambda s: f"\\textbf{{{s}}}") if tex else (lambda s: f"**{s}**")
+    out = pd.DataFrame({"strategy": df["strategy"].map(tex_escape if tex else str),
+                        "seeds": df["n_seeds"].astype(str)})
+    for m in COLUMNS:
+        digits, sign = (1, False) if m == "train_wall_s" else (3, True)
+        cells = [_pm(mu, sd, tex, digits, sign) for mu, sd in zip(df[f"{m}_mean"], df[f"{m}_std"], strict=True)]
+        out[LABELS[m]] = [bold(c) if b else c for c, b in zip(cells, _best_mask(df, m), strict=True)]
+    return out
+
+
+def task_table(pt: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFrame:
+    df = pt[pt["stream"] == stream].reset_index(drop=True)
+    esc = tex_escape if tex else str
+    return pd.DataFrame({
+        "strategy": df["strategy"].map(esc), "task": df["task"].map(esc), "seeds": df["n_seeds"].astype(str),
+        "final R[T-1][j]": [_pm(m, s, tex, sign=False) for m, s in zip(df["final_mean"], df["final_std"],
+                                                                      strict=True)],
+        "just trained R[j][j]": [_pm(m, s, tex, sign=False) for m, s in zip(df["just_trained_mean"],
+                                                                           df["just_trained_std"], strict=True)],
+        "change": [_pm(m, s, tex) for m, s in zip(df["change_mean"], df["change_std"], strict=True)]})
+
+
+def to_markdown(cells: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(cells.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def to_latex(cells: pd.DataFrame, caption: str, label: str) -> str:
+    """booktabs (\\toprule/\\midrule/\\bottomrule) through pandas' Styler; cells are already LaTeX."""
+    cells = cells.rename(columns=tex_escape)
+    return cells.style.hide(axis="index").to_latex(hrules=True, caption=caption, label=label,
+                                                   column_format="l" * 2 + "r" * (len(cells.columns) - 2),
+                                                   position="t", position_float="centering")
+
+
+def _provenance(agg: pd.DataFrame, stream: str) -> str:
+    df = agg[agg["stream"] == stream]
+    return (f"Data: {'; '.join(sorted(set(df['data_source'])))}. "
+            f"Backbone weights: {'; '.join(sorted(set(df['backbone_weights'])))}.")
 
 
 def markdown(agg: pd.DataFrame, failed: list[str] = ()) -> str:
     lines = []
-    for stream, df in agg.groupby("stream", sort=True):
-        lines += [f"### {stream}", "", "| strategy | seeds | " + " | ".join(LABELS.values()) + " |",
-                  "|---|---|" + "---|" * len(LABELS)]
-        for _, r in df.iterrows():
-            cells = [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
-            cells.append(f"{r['train_wall_s_mean']:.1f}")
-            lines.append(f"| {r['strategy']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
-        lines += ["", f"Data: {'; '.join(sorted(set(df['data_source'])))}. "
-                      f"Backbone weights: {'; '.join(sorted(set(df['backbone_weights'])))}. "
-                      "Mean ± sample std over seeds. ACC = mean final score; BWT < 0 and forgetting > 0 mean "
-                      "forgetting; n/a = undefined (joint training has no sequence).", ""]
+    for stream in sorted(agg["stream"].unique()):
+        lines += [f"### {stream}", "", to_markdown(main_table(agg, stream)), "",
+                  f"{_provenance(agg, stream)} {NOTE}", ""]
     if failed:
         lines += ["**Failed runs** (no results written):", "", *[f"- {f}" for f in failed], ""]
     return "\n".join(lines)
 
 
-def write_report(results_dir: Path, failed: list[str] = ()) -> str:
-    """(Re)build results_dir/summary.csv and summary.md from the run folders; → the Markdown table."""
+def _figures(runs: pd.DataFrame, agg: pd.DataFrame, out: Path) -> dict[str, list[Path]]:
+    figs: dict[str, list[Path]] = {}
+    for stream in sorted(agg["stream"].unique()):
+        figs[stream] = [plots.strategy_comparison(agg, stream, out / "figures" / f"{stream}_strategies.png")]
+        for strategy, df in runs[runs["stream"] == stream].groupby("strategy", sort=True):
+            Rs = np.array(df["R"].tolist())  # seeds × rows × tasks (same shape within one stream × strategy)
+            std = Rs.std(axis=0, ddof=1) if len(Rs) > 1 else None
+            first = df.iloc[0]
+            figs[stream].append(plots.heatmap(
+                Rs.mean(axis=0), first["row_labels"], first["tasks"], out / "figures" / f"{stream}_{strategy}_R.png",
+                title=f"{stream}/{strategy}: R, mean{' ± std' if std is not None else ''} over {len(Rs)} seed(s)",
+                std=std))
+    return figs
+
+
+def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None = None) -> str:
+    """(Re)build every table, figure and REPORT.md from results_dir/runs into out_dir; → the Markdown table."""
+    out = Path(out_dir or results_dir)
     runs = collect(results_dir)
     if runs.empty:
         md = "No completed runs under " + str(Path(results_dir) / "runs") + ".\n"
-        atomic_write(Path(results_dir) / "summary.md", md)
+        atomic_write(out / "summary.md", md)
         return md
-    agg = aggregate(runs)
-    atomic_write(Path(results_dir) / "summary.csv", agg.to_csv(index=False, float_format="%.6f"))
+    agg, pt = aggregate(runs), per_task(runs)
+    atomic_write(out / "summary.csv", agg.to_csv(index=False, float_format="%.6f"))
+    atomic_write(out / "per_task.csv", pt.to_csv(index=False, float_format="%.6f"))
     md = markdown(agg, failed)
-    atomic_write(Path(results_dir) / "summary.md", "# hatswap results\n\n" + md)
+    atomic_write(out / "summary.md", "# hatswap results\n\n" + md)
+    streams = sorted(agg["stream"].unique())
+    tex_main, tex_task, md_task = [], [], []
+    for stream in streams:
+        tex_main.append(to_latex(main_table(agg, stream, tex=True), tex_escape(f"{stream}: {NOTE}"), f"tab:{stream}"))
+        tex_task.append(to_latex(task_table(pt, stream, tex=True), tex_escape(
+            f"{stream}: final vs just-trained score per task (mean ± std over seeds)"), f"tab:{stream}-tasks"))
+        md_task += [f"### {stream}", "", to_markdown(task_table(pt, stream)), ""]
+    atomic_write(out / "summary.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tex_main))
+    atomic_write(out / "per_task.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tex_task))
+    atomic_write(out / "per_task.md", "# hatswap per-task scores\n\n" + "\n".join(md_task))
+    figs = _figures(runs, agg, out)
+    page = ["# hatswap report", "", f"{len(runs)} runs from `{Path(results_dir).resolve() / 'runs'}`. Tables: "
+            "[summary.csv](summary.csv), [summary.md](summary.md), [summary.tex](summary.tex) (booktabs); "
+            "[per_task.csv](per_task.csv), [per_task.md](per_task.md), [per_task.tex](per_task.tex).", ""]
+    for stream in streams:
+        page += [f"## {stream}", "", to_markdown(main_table(agg, stream)), "", f"{_provenance(agg, stream)} {NOTE}",
+                 "", "Per task: R[T-1][j] (final) vs R[j][j] (just after training task j).", "",
+                 to_markdown(task_table(pt, stream)), ""]
+        page += [f"![{p.stem}](figures/{p.name})" for p in figs[stream]] + [""]
+    if failed:
+        page += ["## Failed runs (no results written)", "", *[f"- {f}" for f in failed], ""]
+    atomic_write(out / "REPORT.md", "\n".join(page))
     return md

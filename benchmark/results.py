@@ -46,6 +46,10 @@ def ensure_writable(out_dir: Path) -> None:
         raise UserError(f"cannot write results to {out_dir}: {e.strerror or e}; pass a writable --out-dir") from None
 
 
+# Where results are logged or shown, not what is computed: changing them never makes a finished run "different".
+NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity"})
+
+
 def existing_status(folder: Path, config: dict) -> str:
     """'absent' | 'same' (complete, same config) | 'different' (complete, another config)."""
     if not (folder / "summary.json").is_file():
@@ -54,7 +58,9 @@ def existing_status(folder: Path, config: dict) -> str:
         old = json.loads((folder / "config.json").read_text())["config"]
     except (OSError, KeyError, json.JSONDecodeError):
         return "different"
-    return "same" if old == config else "different"
+    same = {k: v for k, v in old.items() if k not in NOT_IDENTITY} == \
+        {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    return "same" if same else "different"
 
 
 def git_state() -> dict:
@@ -96,7 +102,9 @@ def read_matrix(path: Path) -> tuple[list[str], list[str], list[list[float]]]:
     return rows[0][1:], [r[0] for r in rows[1:]], [[float(v) for v in r[1:]] for r in rows[1:]]
 
 
-def write_run(folder: Path, config_record: dict, matrix: str, summary: dict, force: bool = False) -> Path:
+def write_run(folder: Path, config_record: dict, matrix: str, summary: dict, force: bool = False,
+              fill=None) -> Path:
+    """Write the run folder in one step; `fill(tmp_folder)` adds further files (figures) before the rename."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
@@ -105,6 +113,8 @@ def write_run(folder: Path, config_record: dict, matrix: str, summary: dict, for
         atomic_write(tmp / "config.json", json.dumps(config_record, indent=2, default=str) + "\n")
         atomic_write(tmp / "matrix.csv", matrix)
         atomic_write(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
+        if fill is not None:
+            fill(tmp)
         if folder.exists():
             if not force and (folder / "summary.json").is_file():
                 raise UserError(f"results already exist in {folder}; pass --force to replace them")

@@ -10,14 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from avalanche.training.plugins import EvaluationPlugin
+from tqdm import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.errors import UserError
-from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, TrainLog
+from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
 from benchmark.metrics import cl_metrics
 from benchmark.models import build_model
+from benchmark.plots import run_figures
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import config_record, ensure_writable, existing_status, matrix_csv, run_dir, write_run
+from benchmark.tracking import WandbTracker
 
 
 def seed_everything(seed: int) -> None:
@@ -35,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def log(tag: str, msg: str) -> None:
-    print(f"[{tag}] {msg}", file=sys.stderr, flush=True)
+    tqdm.write(f"[{tag}] {msg}", file=sys.stderr)  # keeps any progress bar intact
 
 
 def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -> tuple[Path, str]:
@@ -68,46 +71,59 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
 
     scores, train_log, entry = PrimaryScoreCollector(), TrainLog(), STRATEGIES.get(cfg.strategy)
     train_log.on_exp_end = lambda i, s: log(tag, f"experience {i} trained in {s:.1f}s")
+    task_names = [t.name for t in bench.tasks]
+    tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
+                           name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
     params = [p for p in model.parameters() if p.requires_grad]
     strategy = entry.build(
-        cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), *extra_plugins], model=model,
+        cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), tracker, ProgressBar(tag),
+                                    *extra_plugins], model=model,
         optimizer=torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
         criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)
 
-    test_stream, eval_wall = bench.scenario.test_stream, []
+    test_stream, eval_wall, rows, loss_rows = bench.scenario.test_stream, [], [], []
 
-    def evaluate() -> list[float]:
+    def evaluate(label: str) -> None:
         t0 = time.perf_counter()
         strategy.eval(test_stream)
         eval_wall.append(time.perf_counter() - t0)
-        return [scores.scores[j] for j in range(len(bench.tasks))]
+        rows.append((label, [scores.scores[j] for j in range(len(task_names))]))
+        loss_rows.append((label, [scores.losses[j] for j in range(len(task_names))]))
+        tracker.log_eval(len(rows) - 2, task_names, rows[-1][1], loss_rows[-1][1])
 
-    rows = [("init", evaluate())]
-    if entry.meta.get("one_shot"):
-        strategy.train(bench.scenario.train_stream)
-        rows.append(("after_joint", evaluate()))
-    else:
-        for i, experience in enumerate(bench.scenario.train_stream):
-            strategy.train(experience)
-            rows.append((f"after_exp{i}", evaluate()))
-            log(tag, f"R[{i}] = " + " ".join(f"{v:.3f}" for v in rows[-1][1]))
+    try:
+        evaluate("init")
+        if entry.meta.get("one_shot"):
+            strategy.train(bench.scenario.train_stream)
+            evaluate("after_joint")
+        else:
+            for i, experience in enumerate(bench.scenario.train_stream):
+                strategy.train(experience)
+                evaluate(f"after_exp{i}")
+                log(tag, f"R[{i}] = " + " ".join(f"{v:.3f}" for v in rows[-1][1]))
 
-    R = np.array([r for _, r in rows[1:]])
-    metrics = cl_metrics(R, b=rows[0][1])
-    data = bench.provenance["train"]
-    summary = metrics | {
-        "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok",
-        "tasks": [t.name for t in bench.tasks], "final": R[-1].tolist(),
-        "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
-        "untrained": rows[0][1], "exp_wall_s": train_log.exp_wall_s, "eval_wall_s": eval_wall,
-        "train_wall_s": sum(train_log.exp_wall_s), "total_wall_s": time.perf_counter() - t_start,
-        "epoch_train_loss": train_log.epoch_loss, "backbone_weights": backbone_id["weights"],
-        "data_source": f"{data['source']} (files sha256 {data['sha256'][:12]})",
-        "device": str(device)}
-    record = config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device))
-    write_run(folder, record, matrix_csv([t.name for t in bench.tasks], rows), summary, force=force)
+        R = np.array([r for _, r in rows[1:]])
+        metrics = cl_metrics(R, b=rows[0][1])
+        data = bench.provenance["train"]
+        summary = metrics | {
+            "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": task_names,
+            "final": R[-1].tolist(), "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
+            "untrained": rows[0][1], "eval_loss": dict(loss_rows), "exp_wall_s": train_log.exp_wall_s,
+            "eval_wall_s": eval_wall, "train_wall_s": sum(train_log.exp_wall_s),
+            "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
+            "backbone_weights": backbone_id["weights"],
+            "data_source": f"{data['source']} (files sha256 {data['sha256'][:12]})", "device": str(device),
+            "wandb": tracker.info}
+        record = config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device))
+        write_run(folder, record, matrix_csv(task_names, rows), summary, force=force,
+                  fill=lambda d: run_figures(d, rows, loss_rows, train_log.epoch_loss, task_names, tag))
+        tracker.log_final(task_names, rows, summary, heatmap_png=folder / "heatmap.png")
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.finish()
     fmt = {k: "n/a" if v is None else f"{v:+.3f}" for k, v in metrics.items()}
     log(tag, f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "
              f"({summary['total_wall_s']:.1f}s) → {folder}")

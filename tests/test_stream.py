@@ -56,3 +56,16 @@ def test_subsample_is_seeded_and_stratified():
     counts = np.bincount(labels[a], minlength=10)
     assert len(a) == 31 and sorted(counts[[1, 4, 7]]) == [10, 10, 11] and counts.sum() == 31
     assert len(stratified_subsample(labels, (2, 5, 6), 0, np.random.default_rng(0))) == 300
+
+
+def test_readme_snippet_for_the_joint_dataset(fmnist_root):
+    """The README's inspection example, on the fixture data."""
+    from pathlib import Path
+
+    from benchmark.registry import STREAMS
+
+    bench = STREAMS.get("binary_tasks").build(BinaryTasksConfig(train_per_task=30), seed=0,
+                                              data_root=Path(fmnist_root), download=False, apt_install=False)
+    frame = bench.joint_frame("train")
+    assert len(bench.joint_train) == len(frame) == 90
+    assert frame.groupby("task_id").target.mean().round(3).tolist() == [0.333] * 3

@@ -1,0 +1,104 @@
+"""`hatswap report`: every table format and figure, with numbers checked against the runs' summary.json files."""
+
+import json
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+from benchmark.report import tex_escape
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, fmnist_root):
+    from tests.conftest import tiny_args
+
+    out = tmp_path_factory.mktemp("report") / "results"
+    for strategy in ("naive", "replay"):
+        for seed in ("0", "1"):
+            assert main(["run", *tiny_args(out, fmnist_root, "--strategy", strategy, "--seed", seed)]) == 0
+    assert main(["report", str(out)]) == 0
+    return out
+
+
+def _summaries(results, strategy):
+    return [json.loads(p.read_text()) for p in sorted(results.glob(f"runs/*/{strategy}/seed*/summary.json"))]
+
+
+def _png_size(path):
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_tables_agree_with_the_runs(results):
+    table = pd.read_csv(results / "summary.csv").set_index("strategy")
+    md, tex = (results / "summary.md").read_text(), (results / "summary.tex").read_text()
+    for strategy in ("naive", "replay"):
+        runs = _summaries(results, strategy)
+        assert table.loc[strategy, "n_seeds"] == len(runs) == 2
+        for key in ("acc", "bwt", "forgetting", "fwt", "train_wall_s"):
+            values = np.array([s[key] for s in runs])
+            assert table.loc[strategy, f"{key}_mean"] == pytest.approx(values.mean(), abs=1e-6)
+            assert table.loc[strategy, f"{key}_std"] == pytest.approx(values.std(ddof=1), abs=1e-6)
+        accs = np.array([s["acc"] for s in runs])
+        cell = f"{accs.mean():+.3f} ± {accs.std(ddof=1):.3f}"
+        assert cell in md and f"${accs.mean():+.3f} \\pm {accs.std(ddof=1):.3f}$" in tex
+
+    per_task = pd.read_csv(results / "per_task.csv")
+    runs = _summaries(results, "naive")
+    for j, task in enumerate(runs[0]["tasks"]):
+        row = per_task[(per_task.strategy == "naive") & (per_task.task == task)].iloc[0]
+        assert row.final_mean == pytest.approx(np.mean([s["final"][j] for s in runs]), abs=1e-6)
+        assert row.just_trained_mean == pytest.approx(np.mean([s["just_trained"][j] for s in runs]), abs=1e-6)
+    assert (results / "per_task.md").read_text().count("| naive |") == 3
+
+
+def test_best_value_per_column_is_marked(results):
+    table = pd.read_csv(results / "summary.csv").set_index("strategy")
+    md = (results / "summary.md").read_text()
+    best = table["acc_mean"].idxmax()
+    best_cell = f"**{table.loc[best, 'acc_mean']:+.3f} ± {table.loc[best, 'acc_std']:.3f}**"
+    row = next(line for line in md.splitlines() if line.startswith(f"| {best} |"))
+    assert best_cell in row
+    other = next(s for s in table.index if s != best)
+    if not np.isclose(table.loc[other, "acc_mean"], table.loc[best, "acc_mean"], atol=5e-4):
+        assert f"**{table.loc[other, 'acc_mean']:+.3f}" not in md
+    lowest_forgetting = table["forgetting_mean"].idxmin()
+    row = next(line for line in md.splitlines() if line.startswith(f"| {lowest_forgetting} |"))
+    assert f"**{table.loc[lowest_forgetting, 'forgetting_mean']:+.3f}" in row
+
+
+def test_latex_is_booktabs_and_escaped(results):
+    tex = (results / "summary.tex").read_text()
+    assert tex.count("\\begin{tabular}") == 1
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert rule in tex
+    caption = next(line for line in tex.splitlines() if line.startswith("\\caption{"))
+    assert caption.startswith("\\caption{binary\\_tasks: ") and "$<$ 0" in caption  # "BWT < 0"
+    assert "±" not in tex
+    assert tex_escape("a_b & 5% ± <x>") == "a\\_b \\& 5\\% $\\pm$ $<$x$>$"
+
+
+def test_every_figure_is_written_and_linked(results):
+    figures = {"binary_tasks_strategies.png", "binary_tasks_naive_R.png", "binary_tasks_replay_R.png"}
+    assert {p.name for p in (results / "figures").iterdir()} == figures
+    page = (results / "REPORT.md").read_text()
+    for name in figures:
+        w, h = _png_size(results / "figures" / name)
+        assert w > 200 and h > 150 and f"(figures/{name})" in page
+    for name in ("summary.csv", "summary.tex", "per_task.csv", "per_task.tex"):
+        assert f"({name})" in page
+    for run in results.glob("runs/*/*/seed*"):
+        for name in ("heatmap.png", "task_curves.png", "losses.png"):
+            assert _png_size(run / name)[0] > 200
+
+
+def test_report_into_another_folder_leaves_the_results_alone(results, tmp_path):
+    before = sorted(p.name for p in results.iterdir())
+    assert main(["report", str(results), "--out", str(tmp_path / "ref")]) == 0
+    assert sorted(p.name for p in results.iterdir()) == before
+    assert (tmp_path / "ref" / "REPORT.md").is_file() and (tmp_path / "ref" / "figures").is_dir()
+    assert not (tmp_path / "ref" / "runs").exists()

@@ -1,0 +1,63 @@
+"""wandb logging, read back from the files wandb itself writes (no mocks of wandb)."""
+
+import json
+import sys
+
+import pytest
+
+from benchmark.config import parse_config
+from benchmark.results import read_matrix
+from benchmark.run import run
+from tests.wandb_records import read_run
+
+
+@pytest.fixture
+def no_wandb_env(monkeypatch, tmp_path):
+    for var in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE", "WANDB_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc key, no ~/.config/wandb settings
+    # The "server": a loopback port nothing listens on, so no test ever sends traffic off this machine.
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+
+
+def test_offline_run_logs_R_per_experience_and_the_summary(tiny, no_wandb_env):
+    folder, _ = run(parse_config(tiny("--strategy", "naive", "--wandb", "offline"))[0])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["wandb"]["mode"] == "offline"
+    logged = read_run(next((folder.parents[3] / "wandb").glob("offline-run-*")))
+
+    tasks, labels, R = read_matrix(folder / "matrix.csv")
+    evals = sorted((h for h in logged["history"] if "experience" in h), key=lambda h: h["experience"])
+    assert [h["experience"] for h in evals] == [-1, 0, 1, 2]  # init, then one point per experience
+    for h, row in zip(evals, R, strict=True):
+        assert [h[f"eval/{t}"] for t in tasks] == pytest.approx(row, abs=1e-6)
+        assert all(h[f"eval_loss/{t}"] > 0 for t in tasks)
+    for key in ("acc", "bwt", "forgetting", "fwt"):
+        assert logged["summary"][key] == pytest.approx(summary[key])
+    losses = [h["train/loss"] for h in logged["history"] if "train/loss" in h]
+    assert len(losses) == [h["train/iteration"] for h in logged["history"] if "train/iteration" in h][-1] + 1 > 3
+    assert logged["summary"]["R/_type"] == "table-file" and logged["summary"]["R/nrows"] == 4
+    assert logged["summary"]["R_heatmap/_type"] == "image-file"
+    assert logged["config"]["strategy"] == "naive" and logged["config"]["seed"] == 0
+
+
+def test_online_without_network_warns_once_and_keeps_results(tiny, no_wandb_env, capfd):
+    folder, status = run(parse_config(tiny("--strategy", "naive", "--wandb", "online"))[0])
+    err = capfd.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("[wandb]")]
+    assert status == "done" and (folder / "summary.json").is_file() and (folder / "heatmap.png").is_file()
+    assert len(warnings) == 1 and "cannot reach http://127.0.0.1:9" in warnings[0]
+    assert json.loads((folder / "summary.json").read_text())["wandb"]["mode"] == "offline"  # logged, to sync later
+
+
+def test_wandb_missing_is_one_warning_not_a_failure(tiny, no_wandb_env, monkeypatch, capfd):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` now raises ImportError, as if not installed
+    folder, status = run(parse_config(tiny("--strategy", "naive", "--wandb", "offline"))[0])
+    warnings = [line for line in capfd.readouterr().err.splitlines() if line.startswith("[wandb]")]
+    assert status == "done" and len(warnings) == 1 and "ModuleNotFoundError" in warnings[0]
+    assert json.loads((folder / "summary.json").read_text())["wandb"]["mode"] == "off"
+
+
+def test_wandb_flags_do_not_change_a_runs_identity(tiny, no_wandb_env):
+    folder, _ = run(parse_config(tiny("--strategy", "naive"))[0])
+    assert run(parse_config(tiny("--strategy", "naive", "--wandb", "offline"))[0]) == (folder, "skipped")
