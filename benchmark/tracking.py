@@ -23,6 +23,7 @@ import netrc
 import os
 import socket
 import sys
+import threading
 from urllib.parse import urlparse
 
 from avalanche.core import SupervisedPlugin
@@ -35,15 +36,31 @@ def _warn(msg: str) -> None:
     print(f"[wandb] warning: {msg}; local results are unaffected", file=sys.stderr, flush=True)
 
 
+def _reachable(host: str, port: int, timeout_s: float) -> str | None:
+    """None if a TCP connection opens within timeout_s, else why not. The probe runs in a daemon thread because a
+    DNS lookup is not bounded by socket timeouts and can hang far longer on a machine without network."""
+    result: list[str | None] = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            result.append(None)
+        except OSError as e:
+            result.append(e.strerror or str(e))
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s + 0.5)
+    return result[0] if result else f"no answer within {timeout_s:.0f} s"
+
+
 def _online_blocker(timeout_s: float = 3.0) -> str | None:
-    """Why an online run cannot start here (no server, no key), or None. Costs at most `timeout_s`."""
+    """Why an online run cannot start here (no server, no key), or None. Costs at most about `timeout_s`."""
     base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
     url = urlparse(base)
     host, port = url.hostname or "api.wandb.ai", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as e:
-        return f"cannot reach {base} ({e.strerror or e})"
+    if (why := _reachable(host, port, timeout_s)) is not None:
+        return f"cannot reach {base} ({why})"
     if os.environ.get("WANDB_API_KEY"):
         return None
     try:
@@ -78,10 +95,16 @@ class WandbTracker(SupervisedPlugin):
         import wandb  # imported only when used: it is slow to import and optional at run time
 
         os.makedirs(out_dir, exist_ok=True)
+        os.environ.setdefault("WANDB_SILENT", "true")  # wandb's own banners would bury hatswap's one-line reports
+        # wandb's error telemetry prints its own lines on stderr when its export fails; the user may turn it back on
+        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+        # Read per run, not once per process: wandb's process-wide setup would otherwise keep the first run's server.
+        where = {k: v for k, v in (("base_url", os.environ.get("WANDB_BASE_URL")),
+                                   ("api_key", os.environ.get("WANDB_API_KEY"))) if v}
         self.run = wandb.init(mode=mode, project=project, entity=entity, dir=out_dir, name=name, group=group,
                               job_type=job_type, config=config, reinit="create_new",
                               settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
-                                                      init_timeout=60))
+                                                      init_timeout=60, **where))
         self.run.define_metric("train/iteration")
         self.run.define_metric("train/loss", step_metric="train/iteration")
         self.run.define_metric("train/epoch")

@@ -61,3 +61,39 @@ def test_wandb_missing_is_one_warning_not_a_failure(tiny, no_wandb_env, monkeypa
 def test_wandb_flags_do_not_change_a_runs_identity(tiny, no_wandb_env):
     folder, _ = run(parse_config(tiny("--strategy", "naive"))[0])
     assert run(parse_config(tiny("--strategy", "naive", "--wandb", "offline"))[0]) == (folder, "skipped")
+
+
+@pytest.fixture
+def rejecting_server():
+    """A wandb 'server' on loopback that answers every request 401, as the real one does for a bad API key."""
+    import http.server
+    import threading
+
+    class Reject(http.server.BaseHTTPRequestHandler):
+        def _reject(self):
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"errors": [{"message": "invalid api key"}]}')
+
+        do_GET = do_POST = do_PUT = _reject
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Reject)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_online_with_a_bad_key_warns_once_and_keeps_results(tiny, no_wandb_env, rejecting_server, monkeypatch,
+                                                            capfd):
+    monkeypatch.setenv("WANDB_BASE_URL", rejecting_server)
+    monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
+    folder, status = run(parse_config(tiny("--strategy", "naive", "--wandb", "online"))[0])
+    err = capfd.readouterr().err
+    assert status == "done" and (folder / "summary.json").is_file()
+    assert [line for line in err.splitlines() if "wandb" in line.lower() and "seed0" not in line] == [
+        "[wandb] warning: wandb failed (CommError: invalid api key); stopped logging; local results are unaffected"]
+    assert "CommError" in json.loads((folder / "summary.json").read_text())["wandb"]["error"]
