@@ -108,7 +108,10 @@ def extract(backbone: nn.Module, datasets: list, device: torch.device, desc: str
                disable=not sys.stderr.isatty())  # a log file gets the hit/miss lines, not 100 bar redraws
     out, cuda = [], device.type == "cuda"
     for ds in datasets:
-        loader = DataLoader(ds, batch_size=EXTRACT_BATCH, shuffle=False, num_workers=0, pin_memory=cuda)
+        # Own generator: an iterator draws a seed from the global RNG, which would make a cold-cache run train
+        # differently from a warm one.
+        loader = DataLoader(ds, batch_size=EXTRACT_BATCH, shuffle=False, num_workers=0, pin_memory=cuda,
+                            generator=torch.Generator())
         for batch in loader:
             x = batch[0].to(device, non_blocking=cuda)
             with amp:

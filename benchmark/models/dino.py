@@ -105,7 +105,8 @@ def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: st
     try:
         vit = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0, **sizes)
     except Exception as e:  # size mismatch, missing keys, not a checkpoint at all: one line, not a traceback
-        first = (str(e).strip().splitlines() or [""])[0][:160]
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = "; ".join(lines[:2])[:240]  # torch: "Error(s) in loading…:" then the first mismatching key
         hint = f" with {sizes}" if sizes else ""
         raise UserError(f"{src.path} does not hold {timm_name} weights{hint} ({type(e).__name__}: {first}); pass "
                         f"a checkpoint of that architecture (or pick the matching --backbone)") from None

@@ -91,10 +91,18 @@ def missing_weights_error(backbone: str, hub_id: str, why: str) -> UserError:
 def from_hub(backbone: str, hub_id: str) -> WeightsSource:
     if hub_offline():
         raise missing_weights_error(backbone, hub_id, "in the Hugging Face cache, and HF_HUB_OFFLINE=1")
-    from huggingface_hub import hf_hub_download
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, hf_hub_download
 
     from benchmark.data.source import network_timeout
 
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:  # huggingface_hub retries an unreachable hub for ~25 s; one short probe tells "offline" at once
+        socket.create_connection((host, 443), timeout=HUB_TIMEOUT_S).close()
+    except OSError as e:
+        raise missing_weights_error(backbone, hub_id, f"in the cache, and {host} is unreachable ({e})") from None
     try:
         with network_timeout(HUB_TIMEOUT_S):
             local = hf_hub_download(hub_id, HUB_FILES[0], cache_dir=hf_cache_dir(), etag_timeout=HUB_TIMEOUT_S)
