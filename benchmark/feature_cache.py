@@ -15,6 +15,7 @@ see half an array. Key and hit/miss go to stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -172,8 +173,6 @@ def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict
     """The run's switch: a frozen backbone with --feature-cache (the default) trains on cached features."""
     if cfg.backbone_mode != "frozen" or not cfg.feature_cache:
         return bench, backbone_id
-    import dataclasses
-
     material = {"backbone": cfg.backbone, "weights": backbone_id.get("weights_sha256", backbone_id["weights"]),
                 "backbone_args": dataclasses.asdict(cfg.backbone_args) if cfg.backbone_args else None,
                 "stream": cfg.stream, "stream_args": dataclasses.asdict(cfg.stream_args) if cfg.stream_args else None,
