@@ -39,6 +39,10 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
         cfg, _ = parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy,
                                "--seed", str(seed), *run_args])
         configs.append(cfg)
+    from benchmark.models.pretrained_weights import check_weights_available
+
+    for backbone, weights in dict.fromkeys((c.backbone, c.backbone_weights) for c in configs):
+        check_weights_available(backbone, weights)  # missing weights would fail every run alike: stop before any
     out_dir = configs[0].out_dir
     print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'}", file=sys.stderr)
     failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()

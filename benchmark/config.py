@@ -27,7 +27,14 @@ class RunConfig:
     strategy: str = "naive"
     seed: int = 0
     backbone: str = "vit_tiny"
-    backbone_mode: str = field(default="finetune", metadata={"choices": ("finetune", "frozen")})
+    backbone_mode: str = field(default="finetune", metadata={"choices": ("finetune", "frozen", "last-k")})
+    last_k: int = 1  # --backbone-mode last-k: how many of the backbone's last blocks train
+    backbone_lr: float = 0.0  # Adam lr of the backbone's parameters; 0 = --lr
+    backbone_weights: str = ""  # .pth/.safetensors for a pretrained backbone; "" = Hugging Face cache, then hub
+    feature_cache: bool = True  # frozen backbone: extract features once, train on the cached arrays
+    cache_dir: str = ""  # "" = $XDG_CACHE_HOME/hatswap (~/.cache/hatswap)
+    amp: bool = True  # CUDA only: bf16 autocast
+    compile: bool = False  # torch.compile the backbone when it runs every step (unmeasured gain; off)
     hidden: tuple[int, ...] = (128,)  # widths of the shared hidden layers between backbone and heads
     dropout: float = 0.1  # after each shared hidden layer
     epochs: int = 2  # per experience (joint: over the merged data)
@@ -55,6 +62,8 @@ class RunConfig:
             "batch_size": self.batch_size >= 1,
             "eval_batch_size": self.eval_batch_size >= 1,
             "lr": 0 < self.lr < float("inf"),
+            "backbone_lr": 0 <= self.backbone_lr < float("inf"),
+            "last_k": self.last_k >= 1,
             "weight_decay": self.weight_decay >= 0,
             "dropout": 0 <= self.dropout < 1,
             "threads": self.threads >= 0,

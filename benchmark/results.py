@@ -47,7 +47,7 @@ def ensure_writable(out_dir: Path) -> None:
 
 
 # Where results are logged or shown, not what is computed: changing them never makes a finished run "different".
-NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity"})
+NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "cache_dir"})
 
 
 def existing_status(folder: Path, config: dict) -> str:

@@ -13,10 +13,13 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
+from benchmark.device import maybe_compile, resolve_device, set_autocast
 from benchmark.errors import UserError
+from benchmark.feature_cache import use_feature_cache
 from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
 from benchmark.metrics import cl_metrics
 from benchmark.models import build_model
+from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import config_record, ensure_writable, existing_status, matrix_csv, run_dir, write_run
@@ -27,14 +30,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu (or auto)")
-    return torch.device(name)
 
 
 def log(tag: str, msg: str) -> None:
@@ -68,17 +63,19 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     log(tag, f"backbone {cfg.backbone} ({backbone_id['weights']}, {backbone_id['mode']}, "
              f"{backbone_id['params']:,} params); data {bench.provenance['train']['origin']} "
              f"{bench.provenance['train']['files']}; device {device}")
+    set_autocast(model, device, cfg.amp)
+    bench, backbone_id = use_feature_cache(cfg, bench, model, backbone_id, device, log=lambda m: log(tag, m))
+    maybe_compile(model, cfg.compile)
 
     scores, train_log, entry = PrimaryScoreCollector(), TrainLog(), STRATEGIES.get(cfg.strategy)
     train_log.on_exp_end = lambda i, s: log(tag, f"experience {i} trained in {s:.1f}s")
     task_names = [t.name for t in bench.tasks]
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                            name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
-    params = [p for p in model.parameters() if p.requires_grad]
     strategy = entry.build(
         cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), tracker, ProgressBar(tag),
                                     *extra_plugins], model=model,
-        optimizer=torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+        optimizer=build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay),
         criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import os
+import shutil
 import struct
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,6 +18,12 @@ warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
 
 # Never let a test find the machine's real Debian files unless it asks to (tests must not depend on them).
 os.environ["HATSWAP_FASHION_MNIST_DEBIAN_DIR"] = "/nonexistent/hatswap-tests"
+# Nor the user's caches: the feature cache ($XDG_CACHE_HOME/hatswap) and the Hugging Face cache start empty.
+_CACHE_HOME = tempfile.mkdtemp(prefix="hatswap-test-cache-")
+atexit.register(shutil.rmtree, _CACHE_HOME, ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = _CACHE_HOME
+for _var in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+    os.environ.pop(_var, None)
 
 PER_CLASS_TRAIN, PER_CLASS_TEST = 30, 12
 

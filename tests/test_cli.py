@@ -23,7 +23,8 @@ def error_line(capsys) -> str:
 @pytest.mark.parametrize("extra,fragment", [
     (["--strategy", "nope"], "unknown strategy 'nope'; known: joint, lwf, naive, replay"),
     (["--stream", "nope"], "unknown stream 'nope'; known: binary_tasks"),
-    (["--backbone", "nope"], "unknown backbone 'nope'; known: vit_tiny"),
+    (["--backbone", "nope"], "unknown backbone 'nope'; known: dino_vitb16, dino_vits16, dinov2_vits14, "
+                             "vit_tiny"),
     (["--binary_tasks.source", "nope"], "unknown source 'nope'; known: cifar10, fashion_mnist"),
     (["--epochs", "two"], "argument --epochs"),
     (["--batch-size", "0"], "--batch-size"),

@@ -41,7 +41,7 @@ def test_namespaced_flags_dash_or_underscore():
     (["--strategy", "lwf", "--lwf.temperature", "0"], "--lwf.temperature"),
     (["--strategy", "nope"], "known: joint, lwf, naive, replay"),
     (["--stream", "nope"], "known: binary_tasks"),
-    (["--backbone", "nope"], "known: vit_tiny"),
+    (["--backbone", "nope"], "known: dino_vitb16, dino_vits16, dinov2_vits14, vit_tiny"),
     (["--binary_tasks.source", "nope"], None),  # checked when the stream loads; see test_cli
     (["--profile", "nope"], "known: default"),
     (["--seed", "-1"], "--seed"),

@@ -8,14 +8,21 @@ pads with 0 instead, which silently changes all three when heads differ in width
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
 
+from benchmark.models.backbone_training import apply_last_k
 from benchmark.registry import BACKBONES
 
 
 class HatSwapNet(MultiTaskModule):
+    # Set by benchmark.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
+    # returns float32, so callers (losses, LwF's hook on `shared`) never mix dtypes.
+    autocast_dtype: torch.dtype | None = None
+
     def __init__(self, backbone: nn.Module, feat_dim: int, hidden: tuple[int, ...], dropout: float,
                  head_dims: list[int], frozen_backbone: bool = False):
         super().__init__()
@@ -36,12 +43,19 @@ class HatSwapNet(MultiTaskModule):
             self.backbone.eval()
         return self
 
+    def _autocast(self, x: torch.Tensor):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.autocast_dtype)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """B×C×H×W → B×hidden[-1]: the shared representation every head reads."""
-        return self.shared(self.backbone(x))
+        with self._autocast(x):
+            return self.shared(self.backbone(x)).float()
 
     def head(self, task: int, feats: torch.Tensor) -> torch.Tensor:
-        return self.heads[task](feats)
+        with self._autocast(feats):
+            return self.heads[task](feats).float()
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
         if isinstance(task_labels, int):
@@ -50,22 +64,25 @@ class HatSwapNet(MultiTaskModule):
         out = feats.new_full((x.shape[0], max(self.head_dims)), float("-inf"))
         for t in torch.unique(task_labels).tolist():
             mask = task_labels == t
-            out[mask, : self.head_dims[t]] = self.heads[t](feats[mask])
+            out[mask, : self.head_dims[t]] = self.head(t, feats[mask])
         return out
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.heads[task_label](self.features(x))
+        return self.head(task_label, self.features(x))
 
 
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
     """From the run config and the stream's task specs → (model, identity recorded in config.json)."""
     entry = BACKBONES.get(cfg.backbone)
-    backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans)
+    backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
+                                               weights=cfg.backbone_weights)
     model = HatSwapNet(backbone, feat_dim, cfg.hidden, cfg.dropout, [t.n_outputs for t in tasks],
                        frozen_backbone=cfg.backbone_mode == "frozen")
+    if cfg.backbone_mode == "last-k":
+        apply_last_k(model.backbone, cfg.last_k)
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if identity["weights"] == "random init":
         identity = identity | {"weights": f"random init (torch seed {cfg.seed})"}
-    return model, identity | {"name": cfg.backbone, "mode": cfg.backbone_mode, "params": n_params,
-                              "trainable_params": n_train}
+    mode = f"last-{cfg.last_k}" if cfg.backbone_mode == "last-k" else cfg.backbone_mode
+    return model, identity | {"name": cfg.backbone, "mode": mode, "params": n_params, "trainable_params": n_train}

@@ -25,8 +25,11 @@ class VitTinyConfig:
 
 
 @BACKBONES.register("vit_tiny", config_cls=VitTinyConfig)
-def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int):
+def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str = ""):
     """→ (module mapping B×C×H×W to B×embed_dim (class token after the final norm), feature dim, weights identity)."""
+    if weights:
+        raise UserError("--backbone-weights applies to pretrained backbones; vit_tiny is trained from scratch "
+                        "(drop the flag or pick a dino_* backbone)")
     if image_size % cfg.patch_size:
         raise UserError(f"image size {image_size} is not divisible by --vit_tiny.patch-size {cfg.patch_size}")
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=image_size,

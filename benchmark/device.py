@@ -1,0 +1,40 @@
+"""Device-specific choices, kept out of the model and the strategies.
+
+CUDA: bf16 autocast in the model's forward (HatSwapNet.autocast_dtype; bf16 needs no loss scaling, unlike fp16),
+pinned host memory and non-blocking copies (Avalanche's template already pins when the device is CUDA and copies
+with non_blocking=True; our own extraction loader does the same). Our streams are in-memory tensors read with
+num_workers=0, so there are no workers to keep persistent. `torch.compile` of the backbone is opt-in (--compile):
+it only pays when the backbone runs every step (finetune / last-k), and its gain has not been measured here.
+CPU: full precision, nothing compiled, identical to the code path the tests check.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but torch sees no CUDA device; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """bf16 on CUDA devices that support it, else None (full precision)."""
+    if amp and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def set_autocast(model, device: torch.device, amp: bool) -> None:
+    model.autocast_dtype = autocast_dtype(device, amp)
+
+
+def maybe_compile(model, enabled: bool) -> None:
+    """Compile the backbone only: the heads are tiny and routed per task, so compiling them buys nothing."""
+    if enabled and not isinstance(model.backbone, torch.nn.Identity):
+        model.backbone = torch.compile(model.backbone)

@@ -1,0 +1,182 @@
+"""Frozen-backbone feature cache: run the backbone once per dataset, train shared layers + heads on its output.
+
+A frozen backbone is in eval mode (no dropout, fixed norms), so its output is a fixed function f(x) of the image;
+training on cached f(x) with an identity backbone gives the same model as running f every step, at the cost of
+one pass over the data. One entry per (backbone, its weights, data files, split, subset indices, transform):
+
+    <cache_dir>/features/<backbone>/<split>-<key[:24]>/
+        features.npy     N × D float32 (N = all tasks' samples of the split, in stream order), np.load(mmap_mode="r")
+        manifest.json    written last: key material, shape, dtype, sha256 of features.npy, per-task row counts
+
+An entry without a manifest (interrupted) or whose manifest disagrees with the array (shape, checksum) is a miss
+and is rebuilt; every file is written to a temporary name and renamed into place (os.replace), so readers never
+see half an array. Key and hit/miss go to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from benchmark.models.pretrained_weights import sha256_file
+from benchmark.streams.task_stream import Benchmark, task_stream
+
+FORMAT_VERSION = 1
+EXTRACT_BATCH = 128
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "hatswap"
+
+
+class CachedFeatures(Dataset):
+    """(feature row as a float32 tensor of shape D, label) from a read-only memory-mapped N × D array."""
+
+    def __init__(self, feats: np.ndarray, targets: list[int]):
+        self.feats, self.targets = feats, torch.as_tensor(targets, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.array(self.feats[i])), self.targets[i]  # np.array: a writable copy of one row
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """The weights actually loaded (also right for random init, whose identity is only a seed)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(material: dict) -> str:
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_entry(folder: Path, key: str) -> tuple[np.ndarray | None, dict | None, str]:
+    """→ (memory-mapped features, manifest, '') on a valid entry, else (None, None, why it is a miss)."""
+    manifest_path, feats_path = folder / "manifest.json", folder / "features.npy"
+    if not manifest_path.is_file():
+        return None, None, "absent" if not folder.exists() else "partial (no manifest)"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("key") != key:
+            return None, None, "stale (key differs)"
+        if sha256_file(feats_path) != manifest["sha256"]:
+            return None, None, "corrupt (checksum differs)"
+        feats = np.load(feats_path, mmap_mode="r")
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+        return None, None, f"corrupt ({type(e).__name__})"
+    if list(feats.shape) != manifest["shape"] or str(feats.dtype) != manifest["dtype"]:
+        return None, None, "corrupt (shape differs)"
+    return feats, manifest, ""
+
+
+@torch.no_grad()
+def extract(backbone: nn.Module, datasets: list, device: torch.device, desc: str, autocast_dtype=None) -> np.ndarray:
+    """Backbone output for every sample of every dataset (in order) → N × D float32. Batches of EXTRACT_BATCH."""
+    backbone.eval().to(device)  # the strategy moves the model later; extraction comes first
+    amp = torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None)
+    total = sum(len(ds) for ds in datasets)
+    bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())  # a log file gets the hit/miss lines, not 100 bar redraws
+    out, cuda = [], device.type == "cuda"
+    for ds in datasets:
+        # Own generator: an iterator draws a seed from the global RNG, which would make a cold-cache run train
+        # differently from a warm one.
+        loader = DataLoader(ds, batch_size=EXTRACT_BATCH, shuffle=False, num_workers=0, pin_memory=cuda,
+                            generator=torch.Generator())
+        for batch in loader:
+            x = batch[0].to(device, non_blocking=cuda)
+            with amp:
+                out.append(backbone(x).float().cpu())
+            bar.update(len(x))
+    bar.close()
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_dir: Path, device: torch.device,
+                     log=print) -> tuple[Benchmark, dict]:
+    """Same stream (task_stream over the same tasks and labels) with each image replaced by its cached backbone
+    features; `model.backbone` becomes the identity. → (new benchmark, {split: cache info}) for config.json."""
+    backbone = model.backbone
+    material = material | {"format": FORMAT_VERSION, "backbone_state_sha256": state_dict_sha256(backbone),
+                           "precision": str(model.autocast_dtype or "float32")}
+    streams = {"train": bench.scenario.train_stream, "test": bench.scenario.test_stream}
+    sets, info = {}, {}
+    for split, stream in streams.items():
+        datasets = [exp.dataset for exp in stream]
+        frame = bench.frames[split]
+        split_material = material | {
+            "split": split, "data_sha256": bench.provenance[split].get("sha256"),
+            "indices_sha256": hashlib.sha256(frame[["task_id", "index", "target"]].to_numpy().tobytes()).hexdigest(),
+            "n_per_task": [len(ds) for ds in datasets]}
+        key = cache_key(split_material)
+        folder = Path(cache_dir) / "features" / material["backbone"] / f"{split}-{key[:24]}"
+        feats, manifest, why = read_entry(folder, key)
+        if feats is None:
+            log(f"feature cache miss ({why}) {split} key {key[:24]} → extracting {sum(split_material['n_per_task'])} "
+                f"images into {folder}")
+            array = extract(backbone, datasets, device, f"features {split}", model.autocast_dtype)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "manifest.json").unlink(missing_ok=True)  # a stale manifest must not bless the new array
+            _atomic_save_npy(folder / "features.npy", array)
+            manifest = {"key": key, "material": split_material, "shape": list(array.shape),
+                        "dtype": str(array.dtype), "sha256": sha256_file(folder / "features.npy")}
+            _atomic_write_json(folder / "manifest.json", manifest)  # last: its presence marks the entry complete
+            feats, manifest, why = read_entry(folder, key)
+            if feats is None:
+                raise OSError(f"feature cache entry {folder} unreadable right after writing it: {why}")
+            status = "miss"
+        else:
+            log(f"feature cache hit {split} key {key[:24]} ({folder})")
+            status = "hit"
+        start, sets[split] = 0, []
+        for ds in datasets:
+            targets = [int(y) for y in ds.targets]
+            sets[split].append((CachedFeatures(feats[start:start + len(ds)], targets), targets))
+            start += len(ds)
+        info[split] = {"key": key, "status": status, "path": str(folder), "shape": manifest["shape"]}
+    model.backbone = nn.Identity()
+    return Benchmark(task_stream(sets["train"], sets["test"]), bench.tasks, bench.frames, bench.provenance), info
+
+
+def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict, device: torch.device,
+                      log=print) -> tuple[Benchmark, dict]:
+    """The run's switch: a frozen backbone with --feature-cache (the default) trains on cached features."""
+    if cfg.backbone_mode != "frozen" or not cfg.feature_cache:
+        return bench, backbone_id
+    material = {"backbone": cfg.backbone, "weights": backbone_id.get("weights_sha256", backbone_id["weights"]),
+                "backbone_args": dataclasses.asdict(cfg.backbone_args) if cfg.backbone_args else None,
+                "stream": cfg.stream, "stream_args": dataclasses.asdict(cfg.stream_args) if cfg.stream_args else None,
+                "input": backbone_id.get("input")}
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    bench, info = cached_benchmark(bench, model, material, cache_dir, device, log)
+    return bench, backbone_id | {"feature_cache": info}

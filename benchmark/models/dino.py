@@ -1,0 +1,131 @@
+"""Pretrained DINO ViTs (Caron et al. 2021; DINOv2, Oquab et al. 2023) from timm: seed 000's shared extractor.
+
+| registry name   | timm model                          | features | input (timm data config)        |
+|-----------------|-------------------------------------|----------|---------------------------------|
+| dino_vits16     | vit_small_patch16_224.dino          | 384      | 224 px, bicubic, ImageNet μ/σ   |
+| dino_vitb16     | vit_base_patch16_224.dino           | 768      | 224 px, bicubic, ImageNet μ/σ   |
+| dinov2_vits14   | vit_small_patch14_dinov2.lvd142m    | 384      | 518 px, bicubic, ImageNet μ/σ   |
+
+Weights: see `pretrained_weights` (file flag > Hugging Face cache > hub; never random). The module maps a stream's
+B×C×h×w images (C = 1 or 3, values in [-1, 1]) to B×D class-token features: `BackboneInput` first turns them into
+what the backbone was trained on, from the model's own timm data config (no hand-copied constants).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.errors import UserError
+from benchmark.models.pretrained_weights import locate_weights
+from benchmark.registry import BACKBONES
+
+# The streams' pixel convention (binary_tasks: ToTensor, then Normalize(0.5, 0.5)): x = (p - 0.5) / 0.5, p in [0, 1].
+STREAM_PIXEL_MEAN, STREAM_PIXEL_STD = 0.5, 0.5
+
+
+@dataclass(frozen=True)
+class DinoConfig:
+    """0 keeps the architecture's own value. The size knobs exist for small checkpoints (tests, distilled models):
+    the weights file must match them, or loading fails with one UserError."""
+
+    img_size: int = 0  # input resolution; 0 = the timm data config's (224, or 518 for DINOv2)
+    embed_dim: int = 0
+    depth: int = 0
+    num_heads: int = 0
+
+    def __post_init__(self):
+        if min(self.img_size, self.embed_dim, self.depth, self.num_heads) < 0:
+            raise UserError("DINO size overrides (img-size, embed-dim, depth, num-heads) must be ≥ 0")
+        if self.embed_dim and self.num_heads and self.embed_dim % self.num_heads:
+            raise UserError(f"embed-dim {self.embed_dim} must be divisible by num-heads {self.num_heads}")
+
+
+class BackboneInput(nn.Module):
+    """B×C×h×w in [-1, 1] → B×3×S×S in the backbone's input space, from its timm data config:
+
+        p = x·σ_s + μ_s   (undo the stream's normalisation; p in [0, 1])
+        p → 3 channels    (grey images repeated, as torchvision's Grayscale(3) does)
+        p → S×S           (the config's interpolation, antialiased; the whole image, no crop: at 28/32 px the
+                           object fills the frame, and a centre crop would cut it)
+        (p − mean) / std  (the config's per-channel mean and std)
+    """
+
+    def __init__(self, data_config: dict):
+        super().__init__()
+        _, h, w = data_config["input_size"]
+        self.size, self.interpolation = (h, w), data_config["interpolation"]
+        self.register_buffer("mean", torch.tensor(data_config["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(data_config["std"]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x * STREAM_PIXEL_STD + STREAM_PIXEL_MEAN
+        if p.shape[1] == 1:
+            p = p.expand(-1, 3, -1, -1)
+        if tuple(p.shape[-2:]) != self.size:
+            mode = self.interpolation if self.interpolation in ("bilinear", "bicubic") else "bilinear"
+            p = F.interpolate(p, size=self.size, mode=mode, antialias=True, align_corners=False)
+        return (p - self.mean) / self.std
+
+    def describe(self) -> dict:
+        """What the feature cache keys on: a different resize or normalisation gives different features."""
+        return {"size": list(self.size), "interpolation": self.interpolation,
+                "mean": [round(v, 6) for v in self.mean.flatten().tolist()],
+                "std": [round(v, 6) for v in self.std.flatten().tolist()],
+                "stream_norm": [STREAM_PIXEL_MEAN, STREAM_PIXEL_STD]}
+
+
+class PretrainedViT(nn.Module):
+    """`input` (BackboneInput) then `vit` (timm VisionTransformer, num_classes=0 → B×D pooled class token)."""
+
+    def __init__(self, vit: nn.Module, data_config: dict):
+        super().__init__()
+        self.input, self.vit = BackboneInput(data_config), vit
+
+    @property
+    def blocks(self):
+        return self.vit.blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(self.input(x))
+
+
+def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: str = ""):
+    """→ (module B×C×h×w → B×D, D, identity). Weights go through timm's own file loader whatever their source."""
+    hub_id = f"timm/{timm_name}"
+    src = locate_weights(name, hub_id, weights)
+    sizes = {k: getattr(cfg, k) for k in ("img_size", "embed_dim", "depth", "num_heads") if getattr(cfg, k)}
+    overlay = {"file": str(src.path)}
+    if cfg.img_size:  # so that the data config (and hence BackboneInput) resizes to the size the model takes
+        overlay["input_size"] = (3, cfg.img_size, cfg.img_size)
+    try:
+        vit = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0, **sizes)
+    except Exception as e:  # size mismatch, missing keys, not a checkpoint at all: one line, not a traceback
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        first = "; ".join(lines[:2])[:240]  # torch: "Error(s) in loading…:" then the first mismatching key
+        hint = f" with {sizes}" if sizes else ""
+        raise UserError(f"{src.path} does not hold {timm_name} weights{hint} ({type(e).__name__}: {first}); pass "
+                        f"a checkpoint of that architecture (or pick the matching --backbone)") from None
+    data_config = timm.data.resolve_model_data_config(vit)
+    module = PretrainedViT(vit, data_config)
+    return module, vit.num_features, src.identity | {"timm_arch": timm_name, "input": module.input.describe()}
+
+
+def _register(name: str, timm_name: str):
+    @BACKBONES.register(name, config_cls=DinoConfig, hub_id=f"timm/{timm_name}", timm_name=timm_name)
+    def build(cfg: DinoConfig, *, image_size: int, in_chans: int, weights: str = ""):
+        if in_chans not in (1, 3):
+            raise UserError(f"{name} takes 1- or 3-channel images, the stream yields {in_chans}")
+        return build_pretrained_vit(name, timm_name, cfg, weights)
+
+    build.__doc__ = f"{name}: timm {timm_name}, pretrained (see module docstring)."
+    return build
+
+
+dino_vits16 = _register("dino_vits16", "vit_small_patch16_224.dino")
+dino_vitb16 = _register("dino_vitb16", "vit_base_patch16_224.dino")
+dinov2_vits14 = _register("dinov2_vits14", "vit_small_patch14_dinov2.lvd142m")

@@ -1,0 +1,207 @@
+"""Performance benchmark: `python -m benchmark.perf` prints one table (a few minutes on 2 CPU cores).
+
+(a) harness overhead: seconds per training step of our naive strategy (Avalanche SupervisedTemplate + the harness's
+    plugins) ÷ a bare PyTorch loop (zero_grad, forward, cross-entropy, backward, Adam step) on the same model, the
+    same tensors and the same batch size. Target ≤ 1.10.
+(b) feature cache: wall time of a full run (data, model, training, evaluation) with a frozen dino_vits16, cache
+    cold ÷ cache warm. Target ≥ 10. The weights are a random init saved to a file: speed does not depend on them.
+(c) feature extraction throughput in images/s per backbone (random init, batch 8, resize to the backbone's own
+    input size included).
+
+Data: real Fashion-MNIST if `--data-root` holds it, else small generated files in the same IDX format.
+Not a test: timings depend on the machine; the README quotes one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+import numpy as np  # noqa: E402
+import timm  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte")
+
+
+def write_idx_fashion_mnist(root: Path, per_class_train: int = 300, per_class_test: int = 60) -> Path:
+    """root/FashionMNIST/raw/<IDX files>: class c lights up a band at a class-dependent row, plus noise."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, per in (("train", per_class_train), ("t10k", per_class_test)):
+        labels = rng.permutation(np.repeat(np.arange(10), per))
+        imgs = rng.integers(0, 60, size=(len(labels), 28, 28))
+        for i, c in enumerate(labels):
+            imgs[i, 2 + int(c) * 24 // 10: 5 + int(c) * 24 // 10] = 230
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(struct.pack(">iiii", 0x0803, len(labels), 28, 28)
+                                                         + imgs.astype(np.uint8).tobytes())
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(struct.pack(">ii", 0x0801, len(labels))
+                                                         + labels.astype(np.uint8).tobytes())
+    return root
+
+
+def has_fashion_mnist(root: Path) -> bool:
+    raw = root / "FashionMNIST" / "raw"
+    return all((raw / f).is_file() for f in FMNIST_FILES)
+
+
+def _cfg(args: list[str]):
+    from benchmark.config import parse_config
+
+    return parse_config(args)[0]
+
+
+def step_overhead(data_root: Path, epochs: int, repeats: int) -> dict:
+    """(a): the default profile's model and batch size on one experience."""
+    from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, TrainLog
+    from benchmark.models import build_model
+    from benchmark.models.backbone_training import build_optimizer
+    from benchmark.registry import STRATEGIES, STREAMS
+
+    cfg = _cfg(["--profile", "default", "--data-root", str(data_root), "--no-download", "--no-apt-install",
+                "--device", "cpu", "--epochs", str(epochs), "--binary_tasks.train-per-task", "960"])
+    bench = STREAMS.get(cfg.stream).build(cfg.stream_args, seed=0, data_root=cfg.data_root, download=False,
+                                          apt_install=False)
+    exp = bench.scenario.train_stream[0]
+    xs, ys, _ = (torch.cat(t) for t in zip(*DataLoader(exp.dataset, batch_size=1024), strict=True))
+    torch.manual_seed(0)
+    model0, _ = build_model(cfg, bench.tasks, image_size=28, in_chans=1)
+    steps = epochs * -(-len(xs) // cfg.batch_size)
+
+    def bare() -> float:
+        model = copy.deepcopy(model0).train()
+        opt = build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay)
+        loader = DataLoader(TensorDataset(xs, ys), batch_size=cfg.batch_size, shuffle=True)
+        crit = torch.nn.CrossEntropyLoss()
+        t0 = time.perf_counter()
+        for _ in range(epochs):
+            for x, y in loader:
+                opt.zero_grad()
+                loss = crit(model(x, 0), y)
+                loss.backward()
+                opt.step()
+        return (time.perf_counter() - t0) / steps
+
+    def harness() -> float:
+        model = copy.deepcopy(model0)
+        strategy = STRATEGIES.get("naive").build(
+            None, plugins=[PrimaryScoreCollector(), TrainLog(), FiniteLossGuard()], model=model,
+            optimizer=build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay),
+            criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=epochs,
+            eval_mb_size=cfg.eval_batch_size, device=torch.device("cpu"), eval_every=-1,
+            evaluator=__import__("avalanche.training.plugins", fromlist=["EvaluationPlugin"]).EvaluationPlugin(
+                loggers=[]))
+        t0 = time.perf_counter()
+        strategy.train(exp)
+        return (time.perf_counter() - t0) / steps
+
+    bare(), harness()  # warm-up: allocator, thread pools, first-call imports
+    b, h = [], []
+    for _ in range(repeats):  # interleaved, best of each: the machine is shared, noise only ever adds time
+        b.append(bare())
+        h.append(harness())
+    return {"bare_ms": 1e3 * min(b), "harness_ms": 1e3 * min(h), "ratio": min(h) / min(b), "steps": steps}
+
+
+def cache_cold_warm(data_root: Path, work: Path) -> dict:
+    """(b): two identical runs over a fresh cache directory."""
+    import contextlib
+    import io
+    import json
+
+    from benchmark.run import run
+
+    torch.manual_seed(0)
+    weights = work / "dino_vits16_random.safetensors"
+    vit = timm.create_model("vit_small_patch16_224.dino", pretrained=False, num_classes=0)
+    __import__("safetensors.torch", fromlist=["save_file"]).save_file(vit.state_dict(), str(weights))
+    walls = {}
+    for which in ("cold", "warm"):
+        cfg = _cfg(["--data-root", str(data_root), "--no-download", "--no-apt-install", "--device", "cpu",
+                    "--backbone", "dino_vits16", "--backbone-weights", str(weights), "--backbone-mode", "frozen",
+                    "--cache-dir", str(work / "cache"), "--out-dir", str(work / which), "--epochs", "3",
+                    "--binary_tasks.train-per-task", "120", "--binary_tasks.test-per-task", "45",
+                    "--strategy", "naive"])
+        with contextlib.redirect_stderr(io.StringIO()):
+            folder, _ = run(cfg)
+        walls[which] = json.loads((folder / "summary.json").read_text())["total_wall_s"]
+    return walls | {"ratio": walls["cold"] / walls["warm"], "images": 3 * (120 + 45)}
+
+
+def throughput(budget_s: float) -> list[tuple[str, str, float]]:
+    """(c): images/s through BackboneInput (28 px grey → the backbone's size) and the ViT, no grad, eval mode."""
+    from benchmark.models.dino import PretrainedViT
+    from benchmark.registry import BACKBONES
+
+    rows = []
+    for name in ("vit_tiny", "dino_vits16", "dino_vitb16", "dinov2_vits14"):
+        entry = BACKBONES.get(name)
+        if name == "vit_tiny":
+            net, _, _ = entry.build(entry.config_cls(), image_size=28, in_chans=1)
+            size = "28 px"
+        else:
+            vit = timm.create_model(entry.meta["timm_name"], pretrained=False, num_classes=0)
+            net = PretrainedViT(vit, timm.data.resolve_model_data_config(vit))
+            size = f"{net.input.size[0]} px"
+        net.eval()
+        x = torch.randn(8, 1, 28, 28).clamp(-1, 1)  # small batches: DINOv2 at 518 px takes ~2 s per image here
+        with torch.no_grad():
+            net(x[:4])  # warm-up
+            n, t0 = 0, time.perf_counter()
+            while n == 0 or time.perf_counter() - t0 < budget_s:
+                net(x)
+                n += len(x)
+            rows.append((name, size, n / (time.perf_counter() - t0)))
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.splitlines()[0])
+    p.add_argument("--data-root", type=Path, help="holds FashionMNIST/raw; default: generated IDX files")
+    p.add_argument("--epochs", type=int, default=2, help="(a) epochs per timing")
+    p.add_argument("--repeats", type=int, default=3, help="(a) interleaved repetitions; the best of each counts")
+    p.add_argument("--budget-s", type=float, default=8.0, help="(c) seconds per backbone")
+    ns = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hatswap-perf-") as tmp:
+        work = Path(tmp)
+        real = ns.data_root is not None and has_fashion_mnist(ns.data_root)
+        data_root = ns.data_root if real else write_idx_fashion_mnist(work / "data")
+        os.environ.setdefault("HATSWAP_FASHION_MNIST_DEBIAN_DIR", "/nonexistent/hatswap-perf")
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch threads "
+              f"{torch.get_num_threads()}, CUDA {'yes' if torch.cuda.is_available() else 'no'}; torch "
+              f"{torch.__version__}; data: {'real Fashion-MNIST' if real else 'generated IDX files'}",
+              file=sys.stderr)
+        a = step_overhead(data_root, ns.epochs, ns.repeats)
+        b = cache_cold_warm(data_root, work)
+        c = throughput(ns.budget_s)
+    lines = [
+        "| measurement | value | target |",
+        "|---|---|---|",
+        f"| (a) bare PyTorch loop, per step (vit_tiny default, batch 64) | {a['bare_ms']:.2f} ms | |",
+        f"| (a) harness (naive strategy + plugins), per step | {a['harness_ms']:.2f} ms | |",
+        f"| (a) harness ÷ bare | **{a['ratio']:.3f}** | ≤ 1.10 {'✓' if a['ratio'] <= 1.10 else '✗'} |",
+        f"| (b) full run, frozen dino_vits16, cache cold ({b['images']} images) | {b['cold']:.2f} s | |",
+        f"| (b) the same run, cache warm | {b['warm']:.2f} s | |",
+        f"| (b) cold ÷ warm | **{b['ratio']:.1f}×** | ≥ 10× {'✓' if b['ratio'] >= 10 else '✗'} |",
+        *[f"| (c) extraction, {name} (random init, {size}) | {ips:.1f} images/s | |" for name, size, ips in c],
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Frozen-feature cache: same results as running the frozen backbone every step, for every strategy; corrupt or
+partial entries are rebuilt; hit/miss is reported."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.config import parse_config
+from benchmark.registry import STRATEGIES
+from benchmark.results import read_matrix
+from benchmark.run import run
+
+# Default-width vit_tiny, frozen, and a learning rate high enough that R moves off the trivial 0.667.
+FROZEN = ("--backbone-mode", "frozen", "--vit_tiny.embed-dim", "32", "--vit_tiny.depth", "2", "--hidden", "32",
+          "--lr", "0.02", "--epochs", "4")
+
+
+def _run(tiny, tmp_path, name, *extra):
+    cfg, _ = parse_config(tiny(*FROZEN, "--out-dir", str(tmp_path / name), "--cache-dir", str(tmp_path / "cache"),
+                               *extra))
+    folder, _ = run(cfg)
+    summary = json.loads((folder / "summary.json").read_text())
+    return np.array(read_matrix(folder / "matrix.csv")[2]), summary, json.loads((folder / "config.json").read_text())
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_every_strategy_gives_the_same_R_on_cached_features(strategy, tiny, tmp_path):
+    R_plain, s_plain, rec_plain = _run(tiny, tmp_path, "plain", "--strategy", strategy, "--no-feature-cache")
+    R_cold, s_cold, rec_cold = _run(tiny, tmp_path, "cold", "--strategy", strategy)
+    R_warm, s_warm, rec_warm = _run(tiny, tmp_path, "warm", "--strategy", strategy)
+    assert "feature_cache" not in rec_plain["backbone"]
+    assert {s["status"] for s in rec_cold["backbone"]["feature_cache"].values()} == {"miss"}
+    assert {s["status"] for s in rec_warm["backbone"]["feature_cache"].values()} == {"hit"}
+    np.testing.assert_allclose(R_cold, R_plain, atol=1e-6)
+    np.testing.assert_allclose(R_warm, R_plain, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(s_warm["epoch_train_loss"]),
+                               np.concatenate(s_plain["epoch_train_loss"]), rtol=1e-4)
+    if strategy == "naive":  # the comparison is about something: training moved R off its trivial value
+        assert np.unique(R_plain).size > 1
+
+
+def test_corrupt_or_partial_entry_is_detected_and_rebuilt(tiny, tmp_path, capsys):
+    R0, _, rec = _run(tiny, tmp_path, "a")
+    assert "feature cache miss (absent) train" in capsys.readouterr().err
+    train = rec["backbone"]["feature_cache"]["train"]
+    feats = tmp_path / "cache" / "features" / "vit_tiny" / train["path"].rsplit("/", 1)[-1] / "features.npy"
+    assert feats.is_file() and np.load(feats, mmap_mode="r").shape == tuple(train["shape"])
+
+    raw = bytearray(feats.read_bytes())
+    raw[-5] ^= 0xFF  # one flipped byte in the last feature row
+    feats.write_bytes(bytes(raw))
+    R1, _, rec1 = _run(tiny, tmp_path, "b")
+    err = capsys.readouterr().err
+    assert "feature cache miss (corrupt (checksum differs)) train" in err and "feature cache hit test" in err
+    assert rec1["backbone"]["feature_cache"]["train"]["status"] == "miss"
+
+    (feats.parent / "manifest.json").unlink()  # as if a run died between the array and the manifest
+    R2, _, _ = _run(tiny, tmp_path, "c")
+    assert "feature cache miss (partial (no manifest)) train" in capsys.readouterr().err
+
+    _, _, rec3 = _run(tiny, tmp_path, "d")
+    assert "feature cache hit train" in capsys.readouterr().err
+    assert rec3["backbone"]["feature_cache"]["train"]["key"] == train["key"]
+    np.testing.assert_array_equal(R1, R0)
+    np.testing.assert_array_equal(R2, R0)
+    assert not list(feats.parent.glob(".*tmp*"))  # no temporary files left behind
+
+
+def test_cache_key_changes_with_the_data_subset(tiny, tmp_path):
+    _, _, a = _run(tiny, tmp_path, "a")
+    _, _, b = _run(tiny, tmp_path, "b", "--seed", "1")  # another seed draws another stratified subsample
+    assert a["backbone"]["feature_cache"]["train"]["key"] != b["backbone"]["feature_cache"]["train"]["key"]
