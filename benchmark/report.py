@@ -112,7 +112,7 @@ def _best_mask(df: pd.DataFrame, metric: str) -> pd.Series:
 def main_table(agg: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFrame:
     """Display cells (strings) of one stream's main table, best values marked."""
     df = agg[agg["stream"] == stream].reset_index(drop=True)
-    bold = (lambda s: f"\\textbf{{{s}}}") if tex else (lambda s: f"**{s}**")
+    bold = (lambda s: f"{{\\boldmath{s}}}") if tex else (lambda s: f"**{s}**")  # \boldmath: math is bold too
     out = pd.DataFrame({"strategy": df["strategy"].map(tex_escape if tex else str),
                         "seeds": df["n_seeds"].astype(str)})
     for m in COLUMNS:
@@ -127,9 +127,9 @@ def task_table(pt: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFrame
     esc = tex_escape if tex else str
     return pd.DataFrame({
         "strategy": df["strategy"].map(esc), "task": df["task"].map(esc), "seeds": df["n_seeds"].astype(str),
-        "final R[T-1][j]": [_pm(m, s, tex, sign=False) for m, s in zip(df["final_mean"], df["final_std"],
+        "final": [_pm(m, s, tex, sign=False) for m, s in zip(df["final_mean"], df["final_std"],
                                                                       strict=True)],
-        "just trained R[j][j]": [_pm(m, s, tex, sign=False) for m, s in zip(df["just_trained_mean"],
+        "just trained": [_pm(m, s, tex, sign=False) for m, s in zip(df["just_trained_mean"],
                                                                            df["just_trained_std"], strict=True)],
         "change": [_pm(m, s, tex) for m, s in zip(df["change_mean"], df["change_std"], strict=True)]})
 
@@ -197,7 +197,8 @@ def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None
     for stream in streams:
         tex_main.append(to_latex(main_table(agg, stream, tex=True), tex_escape(f"{stream}: {NOTE}"), f"tab:{stream}"))
         tex_task.append(to_latex(task_table(pt, stream, tex=True), tex_escape(
-            f"{stream}: final vs just-trained score per task (mean ± std over seeds)"), f"tab:{stream}-tasks"))
+            f"{stream}: final score R[T-1][j] vs the score just after training task j, R[j][j], and the change "
+            "(mean ± std over seeds)"), f"tab:{stream}-tasks"))
         md_task += [f"### {stream}", "", to_markdown(task_table(pt, stream)), ""]
     atomic_write(out / "summary.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tex_main))
     atomic_write(out / "per_task.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tex_task))
@@ -208,7 +209,8 @@ def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None
             "[per_task.csv](per_task.csv), [per_task.md](per_task.md), [per_task.tex](per_task.tex).", ""]
     for stream in streams:
         page += [f"## {stream}", "", to_markdown(main_table(agg, stream)), "", f"{_provenance(agg, stream)} {NOTE}",
-                 "", "Per task: R[T-1][j] (final) vs R[j][j] (just after training task j).", "",
+                 "", "Per task: final = R[T-1][j]; just trained = R[j][j], the score right after training task j; "
+                 "change = final − just trained (< 0: forgotten).", "",
                  to_markdown(task_table(pt, stream)), ""]
         page += [f"![{p.stem}](figures/{p.name})" for p in figs[stream]] + [""]
     if failed:

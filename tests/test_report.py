@@ -1,7 +1,9 @@
 """`hatswap report`: every table format and figure, with numbers checked against the runs' summary.json files."""
 
 import json
+import shutil
 import struct
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -102,3 +104,15 @@ def test_report_into_another_folder_leaves_the_results_alone(results, tmp_path):
     assert sorted(p.name for p in results.iterdir()) == before
     assert (tmp_path / "ref" / "REPORT.md").is_file() and (tmp_path / "ref" / "figures").is_dir()
     assert not (tmp_path / "ref" / "runs").exists()
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex not installed (apt-get install texlive-latex-recommended)")
+def test_latex_tables_compile(results, tmp_path):
+    doc = tmp_path / "doc.tex"
+    doc.write_text("\\documentclass{article}\\usepackage[T1]{fontenc}\\usepackage{booktabs}\\begin{document}"
+                   f"\\input{{{results / 'summary.tex'}}}\\input{{{results / 'per_task.tex'}}}\\end{{document}}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 1000
