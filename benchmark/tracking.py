@@ -138,6 +138,8 @@ class WandbTracker(SupervisedPlugin):
         self._sum, self._n = 0.0, 0
 
     def after_training_iteration(self, strategy, **kwargs):
+        if self.run is None:  # off: not even the float() (a device sync per step on GPU)
+            return
         loss, n = float(strategy.loss.detach()), len(strategy.mb_y)
         self._sum, self._n = self._sum + loss * n, self._n + n
         self._guard(lambda: self.run.log({"train/iteration": self._iteration, "train/loss": loss}))
