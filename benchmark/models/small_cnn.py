@@ -17,7 +17,7 @@ from benchmark.registry import BACKBONES
 
 @dataclass(frozen=True)
 class SmallCnnConfig:
-    channels: tuple[int, ...] = (16, 32)  # one conv3×3-ReLU-maxpool block per entry
+    channels: tuple[int, ...] = (16, 32)  # one conv3×3-GroupNorm-ReLU-maxpool block per entry
 
     def __post_init__(self):
         if not self.channels or any(c < 1 for c in self.channels):
@@ -29,7 +29,8 @@ class SmallCnn(nn.Module):
         super().__init__()
         layers, width = [], in_chans
         for c in channels:
-            layers += [nn.Conv2d(width, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            # GroupNorm, not BatchNorm: no running statistics, so a frozen copy (progressive columns) stays frozen
+            layers += [nn.Conv2d(width, c, 3, padding=1), nn.GroupNorm(min(4, c), c), nn.ReLU(), nn.MaxPool2d(2)]
             width = c
         self.blocks = nn.Sequential(*layers)
         self.num_features = width

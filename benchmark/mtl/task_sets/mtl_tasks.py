@@ -18,6 +18,7 @@ Splits: a seeded class-stratified sample of `train_size + val_size` training ima
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,11 @@ def random_labels(n_source: int, split: str) -> np.ndarray:
 @TASK_SETS.register("mtl_tasks", config_cls=MtlTasksConfig)
 def mtl_tasks(cfg: MtlTasksConfig, *, seed: int, data_root: Path, download: bool = True,
               apt_install: bool = True) -> MTLData:
-    cfg = cfg or MtlTasksConfig()
+    return _build(cfg or MtlTasksConfig(), seed, str(data_root), download, apt_install)
+
+
+@lru_cache(maxsize=4)  # a batch runs many experiments on the same images; nothing mutates the tensors
+def _build(cfg: MtlTasksConfig, seed: int, data_root: str, download: bool, apt_install: bool) -> MTLData:
     if cfg.source not in COARSE:
         SOURCES.get(cfg.source)  # unknown name → the list of known sources
         raise UserError(f"source {cfg.source!r} has no coarse grouping for mtl_tasks; use one of {sorted(COARSE)}")
