@@ -36,6 +36,8 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
     if profile.get("kind") == "mtl":  # multi-task profiles have their own runner (benchmark/mtl/batch.py)
         from benchmark.mtl.batch import run_mtl_batch
 
+        if streams or strategies:
+            raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies do not apply")
         return run_mtl_batch(profile_name, profile, run_args, seeds=seeds, force=force, debug=debug)
     todo = plan(profile, streams, strategies, seeds)
     configs = []

@@ -102,3 +102,19 @@ def test_mtl_batch_resumes_lists_failures_and_reports_delta_m(tmp_path, fmnist_r
     assert "skipped" in capsys.readouterr().err
     assert (tmp_path / "mtl" / "runs" / "both" / "seed0" / "summary.json").stat().st_mtime_ns == mtime
     assert not (tmp_path / "mtl" / "failed_runs.txt").exists()
+
+
+def test_the_mtl_profile_parses_and_covers_the_grid():
+    from benchmark.config import load_profile
+    from benchmark.mtl import ARCHITECTURES, WEIGHTINGS
+    from benchmark.mtl.batch import plan
+
+    configs = [cfg for _, cfg in plan(load_profile("mtl"), [])]
+    names = {c.run_name for c in configs}
+    assert {f"stl-{t}" for t in ("classes", "coarse", "reconstruction", "random")} <= names
+    assert {f"exp{k}" for k in range(1, 6)} <= names
+    grid = {(c.architecture, c.weighting) for c in configs if c.tasks == "3" and c.schedule == "joint"}
+    assert grid >= {(a, w) for a in ARCHITECTURES.names() for w in WEIGHTINGS.names()}
+    assert {c.schedule for c in configs} == {"joint", "alternating", "curriculum", "sequential"}
+    exp5 = next(c for c in configs if c.run_name == "exp5")
+    assert exp5.tasks == "4" and exp5.weighting_args.weights == "0.5,0.1,1,0.1" and exp5.dropout_at == "each"
