@@ -61,6 +61,8 @@ def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFram
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    order = {name: k for k, name in enumerate(groups or {})}  # the profile's order; other runs after, by name
+    df = df.sort_values("experiment", key=lambda c: c.map(lambda n: (order.get(n, len(order)), n)), kind="stable")
     keys = ["group", "experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
             "tasks"]
     num = [c for c in df.columns if c not in keys and c != "seed"]
