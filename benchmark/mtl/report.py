@@ -107,6 +107,17 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def gains_markdown(df: pd.DataFrame) -> str:
+    """Transfer gain per task, (M_t − M_STL,t)/M_STL,t, for every multi-task experiment."""
+    tasks = [c[len("gain_"):] for c in df.columns if c.startswith("gain_")]
+    part = df[df["tasks"].str.contains(",")]  # single-task runs are the baselines themselves
+    lines = ["| experiment | " + " | ".join(f"{t} gain" for t in tasks) + " | Δm |", "|" + "---|" * (len(tasks) + 2)]
+    for _, r in part.iterrows():
+        lines.append(f"| {r['experiment']} | " + " | ".join(_fmt(r.get(f"gain_{t}"), pct=True) for t in tasks) +
+                     f" | {_fmt(r.get('delta_m'), pct=True)} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed=()) -> str:
     out = Path(out_dir) / "mtl"
     runs = collect(out_dir)
@@ -116,7 +127,8 @@ def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed
     atomic_write(out / "summary.csv", df.to_csv(index=False))
     text = ("Test metrics (primary, higher is better) per task; train/val loss = the weighted objective Σ w_t L_t "
             "of the last epoch (val with the same weights); Δm vs the single-task (stl) runs.\n"
-            f"{DELTA_M_CONVENTION}\n\n" + markdown(df))
+            f"{DELTA_M_CONVENTION}\n\n" + markdown(df) + "\n**transfer gain per task vs single-task**\n\n" +
+            gains_markdown(df))
     if failed:
         text += "\nFailed experiments:\n" + "\n".join(f"- {f}" for f in failed) + "\n"
     atomic_write(out / "summary.md", text)
