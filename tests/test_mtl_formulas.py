@@ -161,3 +161,23 @@ def test_reconstruction_head_outputs_the_task_shape():
     model = MultiTaskModel(tiny_tasks(), in_features=N_FEATURES, shared_layers=[8])
     out = model.predict(torch.randn(4, N_FEATURES))
     assert out["recon"].shape == (4, N_FEATURES) and out["cls"].shape == (4,) and out["cls"].dtype == torch.long
+
+
+@pytest.mark.parametrize("backbone,args", [("small_cnn", {"channels": (4,)}),
+                                           ("vit_tiny", {"embed_dim": 8, "depth": 1, "num_heads": 2})])
+@pytest.mark.parametrize("architecture", ["shared-bottom", "cross-stitch", "mmoe", "mtan", "progressive"])
+def test_every_architecture_runs_on_both_image_backbones(architecture, backbone, args):
+    from benchmark.mtl import ARCHITECTURES
+
+    assert architecture in ARCHITECTURES.names()
+    torch.manual_seed(0)
+    model = MultiTaskModel(["a", "b"], architecture=architecture, backbone=backbone, backbone_args=args,
+                           input_shape=(1, 8, 8), shared_layers=[6], task_layers=[4], num_experts=2)
+    tokens = model.arch.backbone(torch.randn(3, 1, 8, 8)) if hasattr(model.arch, "backbone") else \
+        model.arch.net.backbones[0](torch.randn(3, 1, 8, 8))
+    assert tokens.shape == ((3, 16, 4) if backbone == "small_cnn" else (3, 4, 8))  # CNN 4×4 positions; 2×2 patches
+    x = torch.randn(3, 1, 8, 8)
+    losses = model.task_losses(model(x), {"a": torch.tensor([0, 1, 0]), "b": torch.tensor([1, 1, 0])})
+    model.backward(losses)
+    first_layer = next(p for n, p in model.named_parameters() if "backbone" in n or "body" in n)
+    assert first_layer.grad is not None and first_layer.grad.abs().sum() > 0
