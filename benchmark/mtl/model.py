@@ -81,6 +81,7 @@ class MultiTaskModel(nn.Module):
         per_task = task_layers if isinstance(task_layers, Mapping) else dict.fromkeys(names, task_layers)
         if missing := [n for n in names if n not in per_task]:
             raise UserError(f"task_layers has no entry for task(s) {missing}")
+        # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
             mlp(self.arch.out_dim, tuple(per_task[t.name]), dropout, "each" if dropout_at == "each" else "none"),
             nn.Linear(([self.arch.out_dim, *per_task[t.name]])[-1], t.n_outputs)) for t in self.tasks})
