@@ -118,3 +118,33 @@ def test_the_mtl_profile_parses_and_covers_the_grid():
     assert {c.schedule for c in configs} == {"joint", "alternating", "curriculum", "sequential"}
     exp5 = next(c for c in configs if c.run_name == "exp5")
     assert exp5.tasks == "4" and exp5.weighting_args.weights == "0.5,0.1,1,0.1" and exp5.dropout_at == "each"
+
+
+def test_mtl_tasks_on_cifar10_groups_animals(tmp_path, monkeypatch):
+    import hashlib
+    import tarfile
+
+    from torchvision.datasets import CIFAR10
+
+    from tests.test_data import write_cifar_tar
+
+    root = tmp_path / "data"
+    root.mkdir()
+    tar = root / "cifar-10-python.tar.gz"
+    write_cifar_tar(tar)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(tar.read_bytes()).hexdigest())
+    with tarfile.open(tar) as t:
+        md5 = {m.name.split("/")[-1]: hashlib.md5(t.extractfile(m).read()).hexdigest() for m in t.getmembers()}
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[n, md5[n]] for n, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": md5["batches.meta"]})
+    data = _data(root, source="cifar10", train_size=40, val_size=10, test_size=20)
+    y = data.y["train"]
+    assert (y["coarse"].numpy() == np.isin(y["classes"].numpy(), (2, 3, 4, 5, 6, 7))).all()  # bird..horse
+    assert data.x["train"].shape[1:] == (3, 32, 32) and data.tasks[2].n_outputs == 3 * 32 * 32
+    assert "animal" in data.tasks[1].info["grouping"]
+
+
+def test_hatswap_run_points_an_mtl_profile_to_the_right_command(capsys):
+    assert main(["run", "--profile", "mtl"]) == 2
+    assert "hatswap batch --profile mtl" in capsys.readouterr().err
