@@ -33,6 +33,12 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
     from benchmark.run import run  # heavy imports only once the arguments are known to be good
 
     profile = load_profile(profile_name)
+    if profile.get("kind") == "mtl":  # multi-task profiles have their own runner (benchmark/mtl/batch.py)
+        from benchmark.mtl.batch import run_mtl_batch
+
+        if streams or strategies:
+            raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies do not apply")
+        return run_mtl_batch(profile_name, profile, run_args, seeds=seeds, force=force, debug=debug)
     todo = plan(profile, streams, strategies, seeds)
     configs = []
     for stream, strategy, seed in todo:  # parse all first: a bad flag stops the batch before any training

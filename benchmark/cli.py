@@ -1,4 +1,4 @@
-"""`hatswap` / `python -m benchmark`: run | batch | list | report.
+"""`hatswap` / `python -m benchmark`: run | batch | mtl | list | report.
 
 User errors print one line naming the fix and exit non-zero (2: bad input, 3: failed run); --debug shows the
 traceback instead.
@@ -55,12 +55,30 @@ def cmd_batch(argv) -> int:
                      seeds=_int_list(ns.seeds) if ns.seeds else None, force=ns.force, debug=ns.debug)
 
 
+def cmd_mtl(argv) -> int:
+    from benchmark.mtl.config import parse_mtl_config
+
+    cfg, ns = parse_mtl_config(argv)
+    from benchmark.mtl.run import run_mtl
+
+    folder, status = run_mtl(cfg, force=ns.force)
+    if status == "skipped":
+        print(f"[mtl] {folder} already holds this config's results; skipped (--force redoes it)", file=sys.stderr)
+    print(folder)
+    return 0
+
+
 def cmd_list(argv) -> int:
     from benchmark.config import PROFILE_DIR
     from benchmark.registry import BACKBONES, SOURCES, STRATEGIES, STREAMS
 
     for title, reg in (("streams", STREAMS), ("sources", SOURCES), ("backbones", BACKBONES),
                        ("strategies", STRATEGIES)):
+        print(f"{title}: {', '.join(reg.names())}")
+    from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
+
+    for title, reg in (("mtl task sets", TASK_SETS), ("mtl architectures", ARCHITECTURES),
+                       ("mtl weightings", WEIGHTINGS), ("mtl schedules", SCHEDULES)):
         print(f"{title}: {', '.join(reg.names())}")
     print(f"profiles: {', '.join(sorted(p.stem for p in PROFILE_DIR.glob('*.json')))}")
     return 0
@@ -84,7 +102,7 @@ def cmd_report(argv) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "batch": cmd_batch, "list": cmd_list, "report": cmd_report}
+COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "list": cmd_list, "report": cmd_report}
 
 
 def main(argv=None) -> int:
@@ -94,7 +112,7 @@ def main(argv=None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"hatswap: error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
-        print("usage: hatswap {run,batch,list,report} ...  (`hatswap COMMAND --help` for its flags)")
+        print("usage: hatswap {run,batch,mtl,list,report} ...  (`hatswap COMMAND --help` for its flags)")
         return 0 if argv else 2
     try:
         return COMMANDS[argv[0]](argv[1:])

@@ -157,7 +157,11 @@ def parse_config(argv=None) -> tuple[RunConfig, argparse.Namespace]:
     parser = build_parser()
     dests = add_fields(parser, RunConfig)
     ns, _ = parser.parse_known_args(argv)  # stage 1: which profile/file, stream, backbone, strategy?
-    file_defaults = load_profile(ns.profile)["config"] if ns.profile else {}
+    profile = load_profile(ns.profile) if ns.profile else {"config": {}}
+    if profile.get("kind") == "mtl":
+        raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
+                        f"{ns.profile}`, or one experiment with `hatswap mtl`")
+    file_defaults = profile["config"]
     if ns.config:
         file_defaults = file_defaults | _read_json(ns.config)
     file_defaults = {k.replace("-", "_"): v for k, v in file_defaults.items()}

@@ -12,7 +12,8 @@ def test_duplicate_name_raises():
 
 
 @pytest.mark.parametrize("reg,known", [(STREAMS, "binary_tasks"), (SOURCES, "cifar10, fashion_mnist"),
-                                       (BACKBONES, "vit_tiny"), (STRATEGIES, "joint, lwf, naive, replay")])
+                                       (BACKBONES, ", ".join(BACKBONES.names())),
+                                       (STRATEGIES, ", ".join(STRATEGIES.names()))])
 def test_unknown_name_lists_known_ones(reg, known):
     with pytest.raises(UserError) as e:
         reg.get("nope")

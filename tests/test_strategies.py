@@ -118,3 +118,13 @@ def test_replay_buffer_is_balanced_over_old_tasks_and_mixed_into_batches(tiny):
     assert probe.buffer[2] == {0: 15, 1: 15}  # the configured proportion: mem_size split evenly over past tasks
     assert probe.buffer_xy_ok
     assert probe.batch_tasks[0] == {0} and probe.batch_tasks[1] == {0, 1} and probe.batch_tasks[2] == {0, 1, 2}
+
+
+def test_progressive_strategy_forgets_nothing(tiny):
+    cfg, _ = parse_config(tiny("--strategy", "progressive"))
+    folder, _ = run(cfg)
+    _, labels, R = read_matrix(folder / "matrix.csv")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["forgetting"] == 0.0 and summary["bwt"] == 0.0
+    for j in range(3):  # a task's score never changes once its column is trained
+        assert len({R[i][j] for i in range(j + 1, 4)}) == 1

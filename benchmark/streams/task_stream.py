@@ -18,9 +18,10 @@ class TaskSpec:
     """What the model, the losses and the R matrix need to know about one task."""
 
     name: str  # column header in matrix.csv
-    kind: str = "binary"  # binary | multiclass (dense kinds come with the dense suite)
-    n_outputs: int = 2  # width of the task's head
+    kind: str = "binary"  # binary | multiclass | reconstruction (dense kinds come with the dense suite)
+    n_outputs: int = 2  # width of the task's head (reconstruction: C*H*W)
     primary: str = "accuracy"  # higher is better; fills R
+    loss: str = "cross_entropy"  # cross_entropy | mse (reconstruction)
     info: dict = field(default_factory=dict)  # e.g. source classes
 
 

@@ -1,0 +1,69 @@
+"""Cross-stitch networks (Misra et al. 2016, "Cross-stitch Networks for Multi-task Learning").
+
+One column (an MLP of `shared_layers`) per task on the shared backbone's pooled features B×D; after every layer j a
+cross-stitch unit mixes the columns' activations with a learnt T×T matrix α_j:
+
+    h̃_t^j = Σ_s α_j[t, s] · h_s^j          (h_s^j: B×w_j, column s after layer j)
+
+α_j starts at α_S = 0.9 on the diagonal and (1 − α_S)/(T − 1) elsewhere (Misra's (0.9, 0.1) for T = 2), so each
+column starts mostly its own. With α = I the columns are independent networks (a test checks it). Unlike the paper,
+the backbone itself is shared, not duplicated: T ViTs would multiply the cost by T for the small input sizes here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from benchmark.errors import UserError
+from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
+from benchmark.mtl.layers import mlp_blocks
+from benchmark.mtl.registries import ARCHITECTURES
+
+
+@dataclass(frozen=True)
+class CrossStitchConfig:
+    alpha_same: float = 0.9  # initial weight of a column's own activations
+
+    def __post_init__(self):
+        if not 0 <= self.alpha_same <= 1:
+            raise UserError(f"--cross-stitch.alpha-same must lie in [0, 1], got {self.alpha_same}")
+
+
+def initial_alpha(T: int, alpha_same: float) -> torch.Tensor:
+    if T == 1:
+        return torch.ones(1, 1)
+    return torch.full((T, T), (1 - alpha_same) / (T - 1)).fill_diagonal_(alpha_same)
+
+
+class CrossStitch(Architecture):
+    def __init__(self, cfg: CrossStitchConfig, spec: ArchSpec, make_backbone: BackboneFactory):
+        super().__init__()
+        self.tasks = spec.tasks
+        self.backbone = make_backbone()
+        self.columns = nn.ModuleList(mlp_blocks(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at)
+                                     for _ in spec.tasks)
+        T = len(spec.tasks)
+        self.alphas = nn.ParameterList(nn.Parameter(initial_alpha(T, cfg.alpha_same)) for _ in spec.shared_layers)
+        self.out_dim = spec.shared_layers[-1]
+
+    def forward(self, x):
+        z = self.backbone.pooled(self.backbone(x))
+        h = torch.stack([z] * len(self.tasks))  # T×B×D
+        for j, alpha in enumerate(self.alphas):
+            h = torch.stack([col[j](h[t]) for t, col in enumerate(self.columns)])
+            h = torch.einsum("ts,sbw->tbw", alpha, h)
+        return {t: h[k] for k, t in enumerate(self.tasks)}
+
+    def shared_parameters(self):
+        return [*self.backbone.parameters(), *self.alphas]
+
+    def last_shared_parameters(self):
+        return self.backbone.last_parameters() or [self.alphas[-1]]
+
+
+@ARCHITECTURES.register("cross-stitch", config_cls=CrossStitchConfig)
+def build(cfg: CrossStitchConfig, spec: ArchSpec, make_backbone: BackboneFactory) -> CrossStitch:
+    return CrossStitch(cfg or CrossStitchConfig(), spec, make_backbone)

@@ -1,0 +1,63 @@
+"""Building blocks every architecture uses: the backbone as a token map, and the dropout-aware MLP trunk."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+DROPOUT_AT = ("none", "last", "each")  # seed 003: no dropout / a single dropout layer / dropout after each layer
+
+
+class TokenBackbone(nn.Module):
+    """Any backbone → a feature map as tokens, B×N×D.
+
+    - timm ViT (`vit_tiny`): the patch tokens after the final norm (prefix/class tokens dropped), N = (H/p)·(W/p);
+    - CNN (`small_cnn`, anything with `forward_features` giving B×D×h×w): N = h·w spatial positions;
+    - None: the input is already a feature vector B×F, taken as one token (N = 1).
+    `pooled(tokens)` = mean over tokens → B×D, the vector that pooled-feature architectures read.
+    """
+
+    def __init__(self, backbone: nn.Module | None, dim: int):
+        super().__init__()
+        self.body, self.dim = backbone, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.body is None:
+            return x.flatten(1).unsqueeze(1)
+        feats = self.body.forward_features(x)
+        if feats.dim() == 4:  # B×D×h×w
+            return feats.flatten(2).transpose(1, 2)
+        return feats[:, getattr(self.body, "num_prefix_tokens", 0):]
+
+    @staticmethod
+    def pooled(tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.mean(dim=1)
+
+    def last_parameters(self) -> list[nn.Parameter]:
+        """The backbone's final layer with weights: what every task's gradient passes through last."""
+        if self.body is None:
+            return []
+        layers = [m for m in self.body.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        return list(layers[-1].parameters()) if layers else []
+
+
+def mlp_blocks(in_dim: int, widths, dropout: float = 0.0, dropout_at: str = "each") -> nn.ModuleList:
+    """One block per width: Sequential(Linear, ReLU[, Dropout]); block[0] is the Linear (architectures that add
+    lateral or mixed inputs before the non-linearity use it alone). Dropout(p) after every layer ('each'), only after
+    the last ('last'), or never ('none')."""
+    blocks, width = [], in_dim
+    for k, w in enumerate(widths):
+        layers = [nn.Linear(width, w), nn.ReLU()]
+        if dropout > 0 and (dropout_at == "each" or (dropout_at == "last" and k == len(widths) - 1)):
+            layers.append(nn.Dropout(dropout))
+        blocks.append(nn.Sequential(*layers))
+        width = w
+    return nn.ModuleList(blocks)
+
+
+def mlp(in_dim: int, widths, dropout: float = 0.0, dropout_at: str = "each") -> nn.Sequential:
+    return nn.Sequential(*mlp_blocks(in_dim, widths, dropout, dropout_at))
+
+
+def linear_layers(seq: nn.Module) -> list[nn.Linear]:
+    return [m for m in seq.modules() if isinstance(m, nn.Linear)]

@@ -1,0 +1,93 @@
+"""One multi-task experiment: task set × architecture × weighting × schedule × seed → results folder.
+
+results/mtl/runs/<experiment>/seed<k>/  config.json (config, seed, versions, git, data), matrix.csv (primary score
+per task at each evaluation point: init, after_joint or after_exp0..), summary.json (per-task test scores, losses
+per epoch, weights, wall time; for the sequential schedule also ACC/BWT/forgetting/FWT), losses.png. Written under
+a temporary name and renamed, so a folder is complete or absent; a rerun with the same config skips.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.errors import UserError
+from benchmark.metrics import cl_metrics
+from benchmark.mtl.config import MTLConfig
+from benchmark.mtl.model import MultiTaskModel
+from benchmark.mtl.plots import loss_curves
+from benchmark.mtl.registries import SCHEDULES, TASK_SETS
+from benchmark.mtl.train import train_stages
+from benchmark.results import config_record, ensure_writable, existing_status, matrix_csv, write_run
+from benchmark.run import resolve_device, seed_everything
+
+
+def mtl_run_dir(out_dir: Path, name: str, seed: int) -> Path:
+    return Path(out_dir) / "mtl" / "runs" / name / f"seed{seed}"
+
+
+def build_model(cfg: MTLConfig, tasks, input_shape) -> MultiTaskModel:
+    return MultiTaskModel(tasks, architecture=cfg.architecture, shared_layers=[cfg.shared_width] * cfg.shared_layers,
+                          task_layers=cfg.task_layers, loss_weighting=cfg.weighting, weighting_args=cfg.weighting_args,
+                          num_experts=cfg.experts, dropout=cfg.dropout, dropout_at=cfg.dropout_at,
+                          backbone=cfg.backbone, backbone_args=cfg.backbone_args, input_shape=tuple(input_shape),
+                          architecture_args=cfg.architecture_args)
+
+
+def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
+    folder = mtl_run_dir(cfg.out_dir, cfg.run_name, cfg.seed)
+    tag = f"mtl/{cfg.run_name}/seed{cfg.seed}"
+    status = existing_status(folder, cfg.to_dict())
+    if status == "same" and not force:
+        return folder, "skipped"
+    if status == "different" and not force:
+        raise UserError(f"{folder} holds results of a different config; pass --force to replace them, or another "
+                        f"--name / --out-dir")
+    ensure_writable(cfg.out_dir)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    t_start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{tag}] {msg}", file=sys.stderr)
+
+    seed_everything(cfg.seed)
+    data = TASK_SETS.get(cfg.task_set).build(cfg.task_set_args, seed=cfg.seed, data_root=cfg.data_root,
+                                             download=cfg.download, apt_install=cfg.apt_install)
+    tasks = data.select(cfg.tasks)
+    names = tuple(t.name for t in tasks)
+    stages = SCHEDULES.get(cfg.schedule).build(cfg.schedule_args, epochs=cfg.epochs, tasks=names)
+    seed_everything(cfg.seed)  # weights do not depend on how much randomness data loading used
+    model = build_model(cfg, tasks, data.x["train"].shape[1:]).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"{cfg.architecture} x {cfg.weighting} x {cfg.schedule} on {', '.join(names)}; {cfg.backbone}, "
+        f"{n_params:,} params; data {data.provenance['sizes']}")
+
+    rows, epochs, train_s = train_stages(model, data, stages, cfg, device, log)
+    primary = {t.name: t.primary for t in tasks}
+    score_rows = [(label, [scores[t][primary[t]] for t in names]) for label, scores in rows]
+    R = np.array([r for _, r in score_rows[1:]])
+    sequential = R.shape[0] == R.shape[1] and cfg.schedule == "sequential"
+    final = rows[-1][1]
+    summary = {
+        "name": cfg.run_name, "seed": cfg.seed, "status": "ok", "task_set": cfg.task_set, "tasks": list(names),
+        "architecture": cfg.architecture, "weighting": cfg.weighting, "schedule": cfg.schedule,
+        "backbone": cfg.backbone, "primary": primary, "final": final,
+        "final_primary": {t: final[t][primary[t]] for t in names},
+        "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
+        "cl": cl_metrics(R, b=score_rows[0][1]) if sequential else None,
+        "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
+        "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
+        "data_source": data.provenance.get("train", {}).get("source"), "device": str(device)}
+    record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
+    write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
+              fill=lambda d: loss_curves(epochs, list(names), d / "losses.png", title=tag))
+    log(" ".join(f"{t} {primary[t]} {final[t][primary[t]]:.3f}" for t in names) +
+        f"; train {summary['train_loss']:.4f} val {summary['val_loss']:.4f} ({summary['total_wall_s']:.1f}s) → "
+        f"{folder}")
+    return folder, "done"

@@ -1,0 +1,10 @@
+"""Sequential: the continual stream — task 0 alone for `epochs`, then task 1 alone, ...; every task is evaluated
+after each, giving the T×T matrix R and ACC / BWT / forgetting / FWT (`benchmark.metrics.cl_metrics`)."""
+
+from benchmark.mtl.registries import SCHEDULES
+from benchmark.mtl.schedules.stage import Stage
+
+
+@SCHEDULES.register("sequential")
+def build(cfg, *, epochs: int, tasks: tuple[str, ...]) -> list[Stage]:
+    return [Stage(epochs, (t,), eval_label=f"after_exp{k}") for k, t in enumerate(tasks)]

@@ -1,0 +1,91 @@
+"""The multi-task training loop: a schedule's stages over one image set labelled for every task.
+
+Each step: a batch of images, the losses of the step's active tasks (all of the stage's, or one per batch
+round-robin), `model.backward(losses)` (the weighting's backward pass), one Adam step. After every epoch: each
+active task's mean training loss (fed to the weighting, e.g. DWA) and every task's validation loss. After a stage
+with an eval label: every task's test scores → one row of R.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+
+import torch
+
+from benchmark.errors import RunFailed
+from benchmark.mtl.model import MultiTaskModel
+from benchmark.mtl.task_metrics import task_loss, task_scores
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskModel, x: torch.Tensor, y: dict, batch_size: int, device) -> dict[str, dict]:
+    """→ {task: {'loss', primary metric, secondary metrics}} over the whole split, every task of the model."""
+    was_training = model.training
+    model.eval()
+    sums, correct = defaultdict(float), defaultdict(float)
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size].to(device)
+        preds = model(xb)
+        for spec in model.tasks:
+            target = y[spec.name][start:start + batch_size].to(device)
+            sums[spec.name] += float(task_loss(spec, preds[spec.name], target)) * len(xb)
+            if spec.loss == "cross_entropy":
+                correct[spec.name] += float((preds[spec.name].argmax(-1) == target).sum())
+    model.train(was_training)
+    return {s.name: task_scores(s, sums[s.name], correct[s.name], len(x)) for s in model.tasks}
+
+
+def weighted(losses: dict[str, float], weights: dict[str, float]) -> float:
+    return sum(weights.get(t, 0.0) * v for t, v in losses.items() if t in weights)
+
+
+def train_stages(model: MultiTaskModel, data, stages, cfg, device, log=lambda msg: None):
+    """→ (rows [(label, test scores per task)] starting with 'init', per-epoch log, training wall seconds)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x, y = data.x["train"], data.y["train"]
+    rows = [("init", evaluate(model, data.x["test"], data.y["test"], cfg.eval_batch_size, device))]
+    epochs, train_s, epoch_no = [], 0.0, 0
+    for k, stage in enumerate(stages):
+        step = 0  # round-robin position carries across epochs, so every task gets its turn even with 1 batch/epoch
+        for _ in range(stage.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            sums, counts, wsums = defaultdict(float), defaultdict(int), defaultdict(float)
+            perm = torch.randperm(len(x), generator=gen)
+            for start in range(0, len(x), cfg.batch_size):
+                idx = perm[start:start + cfg.batch_size]
+                active = (stage.tasks[step % len(stage.tasks)],) if stage.round_robin else stage.tasks
+                step += 1
+                preds = model(x[idx].to(device))
+                losses = model.task_losses(preds, {t: y[t][idx].to(device) for t in active})
+                values = {t: float(v.detach()) for t, v in losses.items()}
+                if bad := [t for t, v in values.items() if not math.isfinite(v)]:
+                    raise RunFailed(f"non-finite loss for task(s) {bad} at epoch {epoch_no}; lower --lr or check "
+                                    f"the data")
+                optimizer.zero_grad(set_to_none=True)
+                weights = model.backward(losses)
+                optimizer.step()
+                for t, v in values.items():
+                    sums[t] += v
+                    counts[t] += 1
+                    wsums[t] += weights[t]
+            train_s += time.perf_counter() - t0
+            train_loss = {t: sums[t] / counts[t] for t in sums}
+            mean_w = {t: wsums[t] / counts[t] for t in sums}
+            model.weighting.on_epoch_end(train_loss)
+            val = evaluate(model, data.x["val"], data.y["val"], cfg.eval_batch_size, device) \
+                if len(data.x.get("val", ())) else {}
+            val_loss = {t: s["loss"] for t, s in val.items()}
+            epochs.append({"epoch": epoch_no, "stage": k, "active": list(stage.tasks), "train_loss": train_loss,
+                           "val_loss": val_loss, "weights": mean_w,
+                           "train_total": weighted(train_loss, mean_w), "val_total": weighted(val_loss, mean_w)})
+            log(f"epoch {epoch_no} [{','.join(stage.tasks)}] train {epochs[-1]['train_total']:.4f} val "
+                f"{epochs[-1]['val_total']:.4f} ({time.perf_counter() - t0:.1f}s)")
+            epoch_no += 1
+        if stage.eval_label:
+            rows.append((stage.eval_label, evaluate(model, data.x["test"], data.y["test"], cfg.eval_batch_size,
+                                                    device)))
+    return rows, epochs, train_s

@@ -1,0 +1,80 @@
+"""Progressive neural networks (Rusu et al. 2016) as a continual-learning strategy: one column per task.
+
+The Hat Swap network's backbone + shared layers become column 0; every task gets its own copy (same initial
+weights) with linear lateral adapters from all earlier columns' layer below, and keeps its own head:
+
+    h_t^j = ReLU( W_t^j h_t^{j−1} + Σ_{s<t} U_{t,s}^j sg(h_s^{j−1}) )      (benchmark/mtl/architectures/progressive.py)
+
+A sample of task t is routed through columns 0..t and head t. The stop-gradient sg means training task t never
+changes columns s < t or their heads, so once learnt a task's outputs never change: forgetting = BWT = 0 by
+construction (a test checks it), paid for with T columns (parameters and compute grow linearly with the tasks).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from avalanche.models import MultiTaskModule
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
+from benchmark.models.hatswap_net import HatSwapNet
+from benchmark.mtl.architectures.progressive import ProgressiveColumns
+from benchmark.registry import STRATEGIES
+
+
+class _PooledAsToken(nn.Module):
+    """A backbone that already pools (B×D) seen as a one-token map (B×1×D), the shape the columns read."""
+
+    def __init__(self, body: nn.Module, dim: int):
+        super().__init__()
+        self.body, self.dim = body, dim
+
+    def forward(self, x):
+        return self.body(x).unsqueeze(1)
+
+    @staticmethod
+    def pooled(tokens):
+        return tokens.mean(dim=1)
+
+
+class ProgressiveHatSwap(MultiTaskModule):
+    def __init__(self, base: HatSwapNet):
+        super().__init__()
+        linears = [m for m in base.shared if isinstance(m, nn.Linear)]
+        dropout = next((m.p for m in base.shared if isinstance(m, nn.Dropout)), 0.0)
+        self.frozen_backbone = base.frozen_backbone
+        self.columns = ProgressiveColumns(
+            len(base.heads), lambda: _PooledAsToken(copy.deepcopy(base.backbone), linears[0].in_features),
+            [m.out_features for m in linears], dropout, "each")
+        self.heads, self.head_dims = base.heads, list(base.head_dims)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_backbone:
+            for b in self.columns.backbones:
+                b.eval()
+        return self
+
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+        if isinstance(task_labels, int):
+            task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
+        reps = self.columns(x, upto=int(task_labels.max()))
+        out = reps[0].new_full((x.shape[0], max(self.head_dims)), float("-inf"))
+        for t in torch.unique(task_labels).tolist():
+            mask = task_labels == t
+            out[mask, : self.head_dims[t]] = self.heads[t](reps[t][mask])
+        return out
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self.heads[task_label](self.columns(x, upto=task_label)[task_label])
+
+
+@STRATEGIES.register("progressive")
+def build_progressive(cfg=None, plugins=(), *, model: HatSwapNet, optimizer: torch.optim.Optimizer,
+                      **template_kwargs) -> SupervisedTemplate:
+    net = ProgressiveHatSwap(model)
+    # the same optimizer class and settings, over the columns' parameters (the caller's one holds the base model's)
+    opt = type(optimizer)([p for p in net.parameters() if p.requires_grad], **optimizer.defaults)
+    return SupervisedTemplate(model=net, optimizer=opt, plugins=list(plugins), **template_kwargs)

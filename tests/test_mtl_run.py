@@ -1,0 +1,150 @@
+"""The mtl_tasks task set, `hatswap mtl`, and MTL batches (resume, failures) on the fixture files."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.cli import main
+from benchmark.mtl.batch import run_mtl_batch
+from benchmark.mtl.registries import TASK_SETS
+from benchmark.mtl.task_sets.mtl_tasks import MtlTasksConfig
+from benchmark.results import read_matrix
+
+TINY = ["--mtl_tasks.train-size", "60", "--mtl_tasks.val-size", "20", "--mtl_tasks.test-size", "40",
+        "--small_cnn.channels", "4", "--shared-width", "8", "--task-layers", "8", "--epochs", "2",
+        "--batch-size", "16", "--no-download", "--no-apt-install", "--device", "cpu"]
+
+
+def _data(root, seed=0, **kw):
+    return TASK_SETS.get("mtl_tasks").build(MtlTasksConfig(**({"train_size": 60, "val_size": 20, "test_size": 40}
+                                                                | kw)), seed=seed, data_root=root,
+                                            download=False, apt_install=False)
+
+
+def test_mtl_tasks_labels_follow_their_definitions(fmnist_root):
+    data = _data(fmnist_root)
+    assert [t.name for t in data.tasks] == ["classes", "coarse", "reconstruction", "random"]
+    assert {k: len(v) for k, v in data.x.items()} == {"train": 60, "val": 20, "test": 40}
+    for split in ("train", "val", "test"):
+        y = data.y[split]
+        assert (y["coarse"].numpy() == np.isin(y["classes"].numpy(), (5, 7, 9))).all()  # footwear
+        assert y["reconstruction"] is data.x[split]
+    recon = data.tasks[2]
+    assert recon.loss == "mse" and recon.n_outputs == 28 * 28 and recon.info["mse_of_mean_image"] > 0
+    assert [t.n_outputs for t in data.tasks] == [10, 2, 784, 2]
+
+
+def test_random_task_labels_belong_to_the_images_not_the_run(fmnist_root):
+    a, b = _data(fmnist_root, seed=0), _data(fmnist_root, seed=1)
+    # different seeds sample different images, but an image seen by both runs has the same random label
+    xa, xb = a.x["test"].flatten(1), b.x["test"].flatten(1)
+    same = [(i, j) for i in range(len(xa)) for j in range(len(xb)) if bool((xa[i] == xb[j]).all())]
+    assert same
+    assert all(int(a.y["test"]["random"][i]) == int(b.y["test"]["random"][j]) for i, j in same)
+
+
+def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
+    args = ["mtl", "--architecture", "mmoe", "--tasks", "3", "--experts", "2", "--shared-layers", "2",
+            "--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *TINY]
+    assert main(args) == 0
+    folder = tmp_path / "mtl" / "runs" / "mmoe-equal-joint" / "seed0"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["tasks"] == ["classes", "coarse", "reconstruction"] and summary["architecture"] == "mmoe"
+    tasks, labels, R = read_matrix(folder / "matrix.csv")
+    assert labels == ["init", "after_joint"] and R[-1][0] == pytest.approx(summary["final"]["classes"]["accuracy"])
+    assert len(summary["epochs"]) == 2 and (folder / "losses.png").is_file()
+    record = json.loads((folder / "config.json").read_text())
+    assert record["config"]["experts"] == 2 and record["versions"]["torch"] and record["seed"] == 0
+    assert main(args) == 0
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_cli_mtl_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["mtl", "--architecture", "mmo", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "known:" in err and "shared-bottom" in err
+    assert main(["mtl", "--static.weight", "1", "--weighting", "static"]) == 2
+
+
+def test_sequential_schedule_gives_R_and_cl_metrics(tmp_path, fmnist_root):
+    args = ["mtl", "--architecture", "progressive", "--schedule", "sequential", "--tasks", "classes,coarse",
+            "--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *TINY]
+    assert main(args) == 0
+    folder = tmp_path / "mtl" / "runs" / "progressive-equal-sequential" / "seed0"
+    summary = json.loads((folder / "summary.json").read_text())
+    _, labels, R = read_matrix(folder / "matrix.csv")
+    assert labels == ["init", "after_exp0", "after_exp1"]
+    assert R[1][0] == R[2][0] and summary["cl"]["forgetting"] == 0.0  # progressive: old column frozen
+
+
+def test_mtl_batch_resumes_lists_failures_and_reports_delta_m(tmp_path, fmnist_root, capsys):
+    profile = {"kind": "mtl", "seeds": [0], "config": {"epochs": 2}, "experiments": [
+        {"name": "stl-classes", "tasks": "classes"}, {"name": "stl-coarse", "tasks": "coarse"},
+        {"name": "both", "tasks": "classes,coarse", "group": "g"},
+        {"name": "broken", "tasks": "classes,coarse", "schedule": "curriculum", "curriculum.starts": [0, 5]}]}
+    run_args = ["--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *TINY]
+    assert run_mtl_batch("t", profile, run_args) == 1  # 'broken' fails at run time; the others complete
+    err = capsys.readouterr().err
+    assert "broken/seed0" in err and "only 2 epochs" in (tmp_path / "mtl" / "failed_runs.txt").read_text()
+    md = (tmp_path / "mtl" / "summary.md").read_text()
+    assert "Δm = (1/T)" in md and "| both |" in md
+    with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
+        both = next(r for r in csv.DictReader(f) if r["experiment"] == "both")
+    s = {n: json.loads((tmp_path / "mtl" / "runs" / n / "seed0" / "summary.json").read_text())["final_primary"]
+         for n in ("stl-classes", "stl-coarse", "both")}
+    gains = [(s["both"][t] - s[f"stl-{t}"][t]) / s[f"stl-{t}"][t] for t in ("classes", "coarse")]
+    assert float(both["delta_m"]) == pytest.approx(sum(gains) / 2, rel=1e-6)
+    mtime = (tmp_path / "mtl" / "runs" / "both" / "seed0" / "summary.json").stat().st_mtime_ns
+    profile["experiments"].pop()
+    assert run_mtl_batch("t", profile, run_args) == 0
+    assert "skipped" in capsys.readouterr().err
+    assert (tmp_path / "mtl" / "runs" / "both" / "seed0" / "summary.json").stat().st_mtime_ns == mtime
+    assert not (tmp_path / "mtl" / "failed_runs.txt").exists()
+
+
+def test_the_mtl_profile_parses_and_covers_the_grid():
+    from benchmark.config import load_profile
+    from benchmark.mtl import ARCHITECTURES, WEIGHTINGS
+    from benchmark.mtl.batch import plan
+
+    configs = [cfg for _, cfg in plan(load_profile("mtl"), [])]
+    names = {c.run_name for c in configs}
+    assert {f"stl-{t}" for t in ("classes", "coarse", "reconstruction", "random")} <= names
+    assert {f"exp{k}" for k in range(1, 6)} <= names
+    grid = {(c.architecture, c.weighting) for c in configs if c.tasks == "3" and c.schedule == "joint"}
+    assert grid >= {(a, w) for a in ARCHITECTURES.names() for w in WEIGHTINGS.names()}
+    assert {c.schedule for c in configs} == {"joint", "alternating", "curriculum", "sequential"}
+    exp5 = next(c for c in configs if c.run_name == "exp5")
+    assert exp5.tasks == "4" and exp5.weighting_args.weights == "0.5,0.1,1,0.1" and exp5.dropout_at == "each"
+
+
+def test_mtl_tasks_on_cifar10_groups_animals(tmp_path, monkeypatch):
+    import hashlib
+    import tarfile
+
+    from torchvision.datasets import CIFAR10
+
+    from tests.test_data import write_cifar_tar
+
+    root = tmp_path / "data"
+    root.mkdir()
+    tar = root / "cifar-10-python.tar.gz"
+    write_cifar_tar(tar)
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(tar.read_bytes()).hexdigest())
+    with tarfile.open(tar) as t:
+        md5 = {m.name.split("/")[-1]: hashlib.md5(t.extractfile(m).read()).hexdigest() for m in t.getmembers()}
+    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n, _ in CIFAR10.train_list])
+    monkeypatch.setattr(CIFAR10, "test_list", [[n, md5[n]] for n, _ in CIFAR10.test_list])
+    monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": md5["batches.meta"]})
+    data = _data(root, source="cifar10", train_size=40, val_size=10, test_size=20)
+    y = data.y["train"]
+    assert (y["coarse"].numpy() == np.isin(y["classes"].numpy(), (2, 3, 4, 5, 6, 7))).all()  # bird..horse
+    assert data.x["train"].shape[1:] == (3, 32, 32) and data.tasks[2].n_outputs == 3 * 32 * 32
+    assert "animal" in data.tasks[1].info["grouping"]
+
+
+def test_hatswap_run_points_an_mtl_profile_to_the_right_command(capsys):
+    assert main(["run", "--profile", "mtl"]) == 2
+    assert "hatswap batch --profile mtl" in capsys.readouterr().err
