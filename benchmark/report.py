@@ -204,7 +204,7 @@ def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None
     atomic_write(out / "per_task.tex", "% needs \\usepackage{booktabs}\n" + "\n".join(tex_task))
     atomic_write(out / "per_task.md", "# hatswap per-task scores\n\n" + "\n".join(md_task))
     figs = _figures(runs, agg, out)
-    page = ["# hatswap report", "", f"{len(runs)} runs from `{Path(results_dir).resolve() / 'runs'}`. Tables: "
+    page = ["# hatswap report", "", f"{len(runs)} runs from `{Path(results_dir) / 'runs'}`. Tables: "
             "[summary.csv](summary.csv), [summary.md](summary.md), [summary.tex](summary.tex) (booktabs); "
             "[per_task.csv](per_task.csv), [per_task.md](per_task.md), [per_task.tex](per_task.tex).", ""]
     for stream in streams:
