@@ -74,16 +74,21 @@ class RunConfig:
                 raise UserError(f"invalid value for --{name.replace('_', '-')}: {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
-        """Flat, JSON-ready view with namespaced entry knobs, the same keys a --config file takes."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name.endswith("_args"):
-                prefix = getattr(self, f.name[: -len("_args")])
-                out |= {f"{prefix}.{k}": _jsonable(x) for k, x in (dataclasses.asdict(v) if v else {}).items()}
-            else:
-                out[f.name] = _jsonable(v)
-        return out
+        return flat_config(self)
+
+
+def flat_config(cfg) -> dict:
+    """Flat, JSON-ready view of a config dataclass with namespaced entry knobs (`<entry>.<knob>` for every
+    `<kind>_args` field, named by the `<kind>` field's value): the same keys a --config file takes."""
+    out = {}
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name.endswith("_args"):
+            prefix = getattr(cfg, f.name[: -len("_args")])
+            out |= {f"{prefix}.{k}": _jsonable(x) for k, x in (dataclasses.asdict(v) if v else {}).items()}
+        else:
+            out[f.name] = _jsonable(v)
+    return out
 
 
 def _jsonable(v):

@@ -63,6 +63,19 @@ def existing_status(folder: Path, config: dict) -> str:
     return "same" if same else "different"
 
 
+def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
+                     elsewhere: str = "another --out-dir") -> bool:
+    """Before a run: False if `folder` already holds this config's results (skip it), True if the run must go ahead.
+    Refuses, without --force, a folder holding another config's results, and an out_dir it cannot write to."""
+    status = existing_status(folder, config)
+    if status == "same" and not force:
+        return False
+    if status == "different" and not force:
+        raise UserError(f"{folder} holds results of a different config; pass --force to replace them, or {elsewhere}")
+    ensure_writable(out_dir)
+    return True
+
+
 def git_state() -> dict:
     root = Path(__file__).resolve().parent.parent
     try:

@@ -14,7 +14,6 @@ from tqdm import tqdm
 
 from benchmark.config import RunConfig
 from benchmark.device import maybe_compile, resolve_device, set_autocast
-from benchmark.errors import UserError
 from benchmark.feature_cache import use_feature_cache
 from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
 from benchmark.metrics import cl_metrics
@@ -22,7 +21,7 @@ from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.results import config_record, ensure_writable, existing_status, matrix_csv, run_dir, write_run
+from benchmark.results import claim_run_folder, config_record, matrix_csv, run_dir, write_run
 from benchmark.tracking import WandbTracker
 
 
@@ -41,13 +40,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
     folder = run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed)
     tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
-    status = existing_status(folder, cfg.to_dict())
-    if status == "same" and not force:
+    if not claim_run_folder(folder, cfg.to_dict(), cfg.out_dir, force):
         return folder, "skipped"
-    if status == "different" and not force:
-        raise UserError(f"{folder} holds results of a different config; pass --force to replace them, "
-                        f"or another --out-dir")
-    ensure_writable(cfg.out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

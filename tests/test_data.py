@@ -66,18 +66,24 @@ def write_cifar_tar(path):
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def test_cifar10_from_a_user_supplied_tarball(tmp_path, monkeypatch):
+def cifar_tarball_root(tmp_path, monkeypatch):
+    """tmp_path/data holding a small cifar-10-python.tar.gz; torchvision's md5 list is pointed at its files, so
+    torchvision's real extraction and loading code runs unchanged."""
     root = tmp_path / "data"
     root.mkdir()
     tar = root / "cifar-10-python.tar.gz"
     write_cifar_tar(tar)
-    # torchvision checks the official md5s; point them at our small files so its real code path runs unchanged.
     monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(tar.read_bytes()).hexdigest())
     with tarfile.open(tar) as t:
         md5 = {m.name.split("/")[-1]: hashlib.md5(t.extractfile(m).read()).hexdigest() for m in t.getmembers()}
     monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n, _ in CIFAR10.train_list])
     monkeypatch.setattr(CIFAR10, "test_list", [[n, md5[n]] for n, _ in CIFAR10.test_list])
     monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": md5["batches.meta"]})
+    return root
+
+
+def test_cifar10_from_a_user_supplied_tarball(tmp_path, monkeypatch):
+    root = cifar_tarball_root(tmp_path, monkeypatch)
     src = SOURCES.get("cifar10").build(root, train=True, download=False)
     assert len(src.dataset) == 100 and src.classes == CIFAR_CLASSES
     img, label = src.dataset[3]

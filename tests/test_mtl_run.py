@@ -121,23 +121,9 @@ def test_the_mtl_profile_parses_and_covers_the_grid():
 
 
 def test_mtl_tasks_on_cifar10_groups_animals(tmp_path, monkeypatch):
-    import hashlib
-    import tarfile
+    from tests.test_data import cifar_tarball_root
 
-    from torchvision.datasets import CIFAR10
-
-    from tests.test_data import write_cifar_tar
-
-    root = tmp_path / "data"
-    root.mkdir()
-    tar = root / "cifar-10-python.tar.gz"
-    write_cifar_tar(tar)
-    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(tar.read_bytes()).hexdigest())
-    with tarfile.open(tar) as t:
-        md5 = {m.name.split("/")[-1]: hashlib.md5(t.extractfile(m).read()).hexdigest() for m in t.getmembers()}
-    monkeypatch.setattr(CIFAR10, "train_list", [[n, md5[n]] for n, _ in CIFAR10.train_list])
-    monkeypatch.setattr(CIFAR10, "test_list", [[n, md5[n]] for n, _ in CIFAR10.test_list])
-    monkeypatch.setattr(CIFAR10, "meta", CIFAR10.meta | {"md5": md5["batches.meta"]})
+    root = cifar_tarball_root(tmp_path, monkeypatch)
     data = _data(root, source="cifar10", train_size=40, val_size=10, test_size=20)
     y = data.y["train"]
     assert (y["coarse"].numpy() == np.isin(y["classes"].numpy(), (2, 3, 4, 5, 6, 7))).all()  # bird..horse

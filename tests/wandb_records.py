@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def records(path: Path):
         if kind == 0 and length == 0:  # zero padding up to the block's end
             pos += left
             continue
+        if pos + HEADER + length > len(data):  # a chunk still being written: stop at the last complete one
+            return
         payload = data[pos + HEADER:pos + HEADER + length]
         assert zlib.crc32(bytes([kind]) + payload) & 0xFFFFFFFF == crc, f"corrupt chunk at byte {pos}"
         pos += HEADER + length
@@ -48,9 +51,16 @@ def _key(item) -> str:
     return item.key or "/".join(item.nested_key)
 
 
-def read_run(run_dir: Path) -> dict:
-    """→ {"history": [row dicts], "summary": {key: value}, "config": {key: value}} of one offline run folder."""
+def read_run(run_dir: Path, wait_s: float = 60.0) -> dict:
+    """→ {"history": [row dicts], "summary": {key: value}, "config": {key: value}} of one offline run folder.
+
+    wandb's writer is a separate process (wandb-core) that may still be flushing when `finish()` returns on a busy
+    machine, so this waits (up to wait_s) for the run's closing "exit" record before reading."""
     (log,) = Path(run_dir).glob("run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    while not any(r.WhichOneof("record_type") == "exit" for r in records(log)):
+        assert time.monotonic() < deadline, f"{log} has no exit record after {wait_s:.0f} s"
+        time.sleep(0.2)
     history, summary, config = [], {}, {}
     for r in records(log):
         kind = r.WhichOneof("record_type")

@@ -7,12 +7,11 @@ name like `hatswap run`'s: `--static.weights 1,0.5,1`, `--curriculum.starts 0,10
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import _coerce, _jsonable, _Parser, _read_json, add_fields
+from benchmark.config import _coerce, _Parser, _read_json, add_fields, flat_config
 from benchmark.errors import UserError
 from benchmark.mtl.layers import DROPOUT_AT
 from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
@@ -72,15 +71,7 @@ class MTLConfig:
         return self.name or f"{self.architecture}-{self.weighting}-{self.schedule}"
 
     def to_dict(self) -> dict:
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name.endswith("_args"):
-                prefix = getattr(self, f.name[: -len("_args")])
-                out |= {f"{prefix}.{k}": _jsonable(x) for k, x in (dataclasses.asdict(v) if v else {}).items()}
-            else:
-                out[f.name] = _jsonable(v)
-        return out
+        return flat_config(self)
 
 
 def _knob_of_other_entry(key: str) -> bool:

@@ -15,14 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
 from benchmark.metrics import cl_metrics
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.plots import loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
-from benchmark.results import config_record, ensure_writable, existing_status, matrix_csv, write_run
+from benchmark.results import claim_run_folder, config_record, matrix_csv, write_run
 from benchmark.run import resolve_device, seed_everything
 
 
@@ -41,13 +40,8 @@ def build_model(cfg: MTLConfig, tasks, input_shape) -> MultiTaskModel:
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
     folder = mtl_run_dir(cfg.out_dir, cfg.run_name, cfg.seed)
     tag = f"mtl/{cfg.run_name}/seed{cfg.seed}"
-    status = existing_status(folder, cfg.to_dict())
-    if status == "same" and not force:
+    if not claim_run_folder(folder, cfg.to_dict(), cfg.out_dir, force, elsewhere="another --name / --out-dir"):
         return folder, "skipped"
-    if status == "different" and not force:
-        raise UserError(f"{folder} holds results of a different config; pass --force to replace them, or another "
-                        f"--name / --out-dir")
-    ensure_writable(cfg.out_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
