@@ -75,6 +75,7 @@ def cmd_list(argv) -> int:
     for title, reg in (("streams", STREAMS), ("sources", SOURCES), ("backbones", BACKBONES),
                        ("strategies", STRATEGIES)):
         print(f"{title}: {', '.join(reg.names())}")
+    print("dense_suite sources: fmnist_scenes (offline), real (VOC2012 seg, COCO 2017 det, Imagenette-160 cls)")
     from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 
     for title, reg in (("mtl task sets", TASK_SETS), ("mtl architectures", ARCHITECTURES),

@@ -40,8 +40,10 @@ class RunConfig:
     epochs: int = 2  # per experience (joint: over the merged data)
     batch_size: int = 64
     eval_batch_size: int = 512
-    lr: float = 1e-3  # Adam
+    lr: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
+    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})  # cosine: per epoch
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     data_root: Path = Path("data")

@@ -38,3 +38,30 @@ def maybe_compile(model, enabled: bool) -> None:
     """Compile the backbone only: the heads are tiny and routed per task, so compiling them buys nothing."""
     if enabled and not isinstance(model.backbone, torch.nn.Identity):
         model.backbone = torch.compile(model.backbone)
+
+
+@torch.no_grad()
+def latency_ms_per_image(model, samples: list[tuple[torch.Tensor, int]], device: torch.device, repeats: int = 20,
+                         warmup: int = 3) -> dict[str, float]:
+    """Inference latency at batch size 1 on `device`: for each (image, task) the median over `repeats` timed
+    forward passes after `warmup` untimed ones (CUDA: synchronised). → {"task<t>": ms, ..., "mean": ms}."""
+    import time
+
+    was_training = model.training
+    model.eval()
+    out = {}
+    for x, task in samples:
+        x = x.unsqueeze(0).to(device)
+        times = []
+        for i in range(warmup + repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x, task)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append((time.perf_counter() - t0) * 1e3)
+        out[f"task{task}"] = sorted(times)[len(times) // 2]
+    model.train(was_training)
+    return out | {"mean": sum(out.values()) / len(out)}

@@ -15,37 +15,53 @@ from benchmark.errors import RunFailed
 
 
 class PrimaryScoreCollector(SupervisedPlugin):
-    """During eval, each task's primary metric (accuracy here) and mean held-out loss from the template's own eval
-    loop.
+    """During eval, each task's primary metric and mean held-out loss from the template's own eval loop.
 
-    Reads the routed logits (B × max_width, -inf past the task's width) and compares argmax with mb_y per
-    experience; `scores` / `losses` map experience id → value of the last eval call. The loss is the template's
-    criterion on the same batch (`strategy.loss`, a batch mean), averaged over samples.
+    Default (classification streams): accuracy — argmax of the routed logits (B × max_width, -inf past the task's
+    width) against mb_y. `metrics` (the dense suite): one factory per task returning a metric object with
+    `update(packed_output, packed_target_payload)` and `compute() → {"primary": value, other metrics...}`
+    (benchmark/dense/kinds.py); the other metrics land in `extras`. `scores` / `losses` / `extras` map experience
+    id → value of the last eval call. The loss is the template's criterion on the same batch (`strategy.loss`, a
+    batch mean), averaged over samples.
     """
 
-    def __init__(self):
+    def __init__(self, metrics=None):
         super().__init__()
+        self.metrics = metrics
         self.scores: dict[int, float] = {}
         self.losses: dict[int, float] = {}
+        self.extras: dict[int, dict[str, float]] = {}
+        self._metric = None
         self._correct = self._seen = 0
         self._loss_sum = 0.0
 
     def before_eval(self, strategy, **kwargs):
-        self.scores, self.losses = {}, {}
+        self.scores, self.losses, self.extras = {}, {}, {}
 
     def before_eval_exp(self, strategy, **kwargs):
         self._correct = self._seen = 0
         self._loss_sum = 0.0
+        if self.metrics is not None:
+            self._metric = self.metrics[strategy.experience.current_experience]()
 
     def after_eval_iteration(self, strategy, **kwargs):
-        pred = strategy.mb_output.argmax(dim=1)
-        self._correct += int((pred == strategy.mb_y).sum())
+        if self._metric is not None:
+            self._metric.update(strategy.mb_output.detach(), strategy.mb_y[:, 1:])
+        else:
+            pred = strategy.mb_output.argmax(dim=1)
+            self._correct += int((pred == strategy.mb_y).sum())
         self._seen += len(strategy.mb_y)
         self._loss_sum += float(strategy.loss) * len(strategy.mb_y)
 
     def after_eval_exp(self, strategy, **kwargs):
         exp = strategy.experience.current_experience
-        self.scores[exp] = self._correct / max(self._seen, 1)
+        if self._metric is not None:
+            values = {k: float(v) for k, v in self._metric.compute().items()}
+            self.scores[exp] = values.pop("primary")
+            self.extras[exp] = values
+            self._metric = None
+        else:
+            self.scores[exp] = self._correct / max(self._seen, 1)
         self.losses[exp] = self._loss_sum / max(self._seen, 1)
 
 
@@ -117,3 +133,36 @@ class ProgressBar(SupervisedPlugin):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class CosineLR(SupervisedPlugin):
+    """Cosine annealing per epoch (torch's CosineAnnealingLR with η_min = 0), re-applied to whatever optimizer the
+    strategy holds: at the start of epoch e of E, every parameter group's lr = its initial lr · ½(1 + cos(π e / E)).
+
+    E = every epoch of the run (seed 004: "CosineAnnealingLR over the total epochs"), or, with
+    `restart_each_experience` (single-task baselines, each task trained alone), the epochs of one experience.
+    """
+
+    def __init__(self, total_epochs: int, restart_each_experience: bool = False):
+        super().__init__()
+        self.total, self.restart = total_epochs, restart_each_experience
+        self.epoch, self.base = 0, None
+        self.history: list[float] = []  # lr of group 0 at each epoch, for inspection
+
+    def before_training_exp(self, strategy, **kwargs):
+        if self.restart:
+            self.epoch = 0
+
+    def before_training_epoch(self, strategy, **kwargs):
+        groups = strategy.optimizer.param_groups
+        if self.base is None or len(self.base) != len(groups):
+            self.base = [g.get("initial_lr", g["lr"]) for g in groups]
+            for g, b in zip(groups, self.base, strict=True):
+                g["initial_lr"] = b
+        factor = 0.5 * (1 + math.cos(math.pi * min(self.epoch, self.total) / self.total))
+        for g, b in zip(groups, self.base, strict=True):
+            g["lr"] = b * factor
+        self.history.append(groups[0]["lr"])
+
+    def after_training_epoch(self, strategy, **kwargs):
+        self.epoch += 1

@@ -5,8 +5,16 @@ mean ± sample std (ddof = 1) over seeds; with a single seed the std is blank. B
 joint training (one evaluation row), never 0. The best value of each column within a stream is marked (bold):
 highest ACC, BWT and FWT, lowest forgetting and training time.
 
-Per-task table, one row per (stream, strategy, task j): R[T−1][j] (final score) vs R[j][j] (score just after
-task j was trained) and their difference, mean ± std over seeds.
+Per-task table, one row per (stream, strategy, task j), each in task j's own units (accuracy, mIoU, mAP@0.5,
+top-1): R[T−1][j] (final score) vs R[j][j] (score just after task j was trained), their difference (task j's
+BWT term) and task j's forgetting max_{j≤l<T−1} R[l][j] − R[T−1][j]. Where the stream has single-task baseline
+runs (strategy `single_task`: task j trained alone, same budget), also R normalised by the baseline,
+final / baseline_j, and the relative drop 100·(baseline_j − final)/baseline_j in % (seed 004's objective: < 5);
+baseline_j is the same seed's R[j][j] of `single_task` (the mean over its seeds when that seed is missing).
+All mean ± std over seeds.
+
+Budget columns of the main table: parameters of the trained model and inference latency in ms per image at
+batch size 1 on the device used (summary.json's `budget`), next to training seconds.
 
 Files written into the output folder (default: the results folder itself):
     summary.csv / .md / .tex     the main table (CSV holds the raw numbers)
@@ -29,9 +37,11 @@ from benchmark import plots
 from benchmark.results import atomic_write, read_matrix
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
-COLUMNS = (*METRICS, "train_wall_s")
-LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", "train_wall_s": "train s/run"}
-BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "fwt": "max", "train_wall_s": "min"}
+COLUMNS = (*METRICS, "train_wall_s", "latency_ms")
+LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", "train_wall_s": "train s/run",
+          "latency_ms": "ms/image"}
+BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "fwt": "max", "train_wall_s": "min", "latency_ms": "min"}
+BASELINE = "single_task"
 NOTE = ("Mean ± sample std over seeds; best per column in bold. ACC = mean final score; BWT < 0 and forgetting > 0 "
         "mean forgetting; n/a = undefined (joint training has no sequence).")
 
@@ -47,11 +57,14 @@ def collect(results_dir: Path) -> pd.DataFrame:
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
             print(f"[report] skipping unreadable {path.parent}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
-        rows.append(row | {m: s.get(m) for m in COLUMNS} | {
+        budget = s.get("budget") or {}
+        rows.append(row | {m: s.get(m) for m in METRICS} | {
+            "train_wall_s": s.get("train_wall_s"), "latency_ms": budget.get("latency_ms_per_image"),
+            "params": budget.get("params"),
             "backbone_weights": s.get("backbone_weights"), "data_source": s.get("data_source"),
             "tasks": tasks, "row_labels": labels, "R": R, "folder": str(path.parent)})
-    return pd.DataFrame(rows, columns=["stream", "strategy", "seed", *COLUMNS, "backbone_weights", "data_source",
-                                       "tasks", "row_labels", "R", "folder"])
+    return pd.DataFrame(rows, columns=["stream", "strategy", "seed", *COLUMNS, "params", "backbone_weights",
+                                       "data_source", "tasks", "row_labels", "R", "folder"])
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
@@ -66,21 +79,45 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _baselines(runs: pd.DataFrame) -> dict:
+    """(stream, seed) → the single-task baselines R[j][j]; (stream, None) → their mean over seeds."""
+    out = {}
+    for stream, df in runs[runs["strategy"] == BASELINE].groupby("stream"):
+        diags = {r["seed"]: np.diag(np.asarray(r["R"])[1:]) for _, r in df.iterrows()}
+        out |= {(stream, seed): d for seed, d in diags.items()}
+        out[(stream, None)] = np.mean(list(diags.values()), axis=0)
+    return out
+
+
 def per_task(runs: pd.DataFrame) -> pd.DataFrame:
-    """(stream, strategy, task) → final = R[T−1][j], just_trained = R[j][j], change = final − just_trained."""
-    rows = []
+    """(stream, strategy, task) → final = R[T−1][j], just_trained = R[j][j], change = final − just_trained,
+    forgetting_j, and where baselines exist: baseline_j, normalised = final / baseline_j, drop_pct."""
+    rows, base = [], _baselines(runs)
     for _, r in runs.iterrows():
         R, sequential = np.asarray(r["R"])[1:], r["row_labels"][1:] != ["after_joint"]  # row 0 is "init"
+        square = sequential and R.shape[0] == R.shape[1]
+        b = base.get((r["stream"], r["seed"]), base.get((r["stream"], None)))
         for j, task in enumerate(r["tasks"]):
-            just = R[j, j] if sequential and R.shape[0] == R.shape[1] else np.nan
+            just = R[j, j] if square else np.nan
+            forgot = R[j:-1, j].max() - R[-1, j] if square and j < R.shape[0] - 1 else np.nan
+            if r["strategy"] == BASELINE:
+                just, forgot, final = R[j, j], np.nan, R[j, j]  # a baseline's "final" on task j is its R[j][j]
+            else:
+                final = R[-1, j]
+            bj = b[j] if b is not None else np.nan
+            norm = final / bj if bj and not np.isnan(bj) else np.nan
             rows.append({"stream": r["stream"], "strategy": r["strategy"], "seed": r["seed"], "task": task,
-                         "final": R[-1, j], "just_trained": just, "change": R[-1, j] - just})
+                         "final": final, "just_trained": just, "change": final - just, "forgetting": forgot,
+                         "baseline": bj, "normalised": norm, "drop_pct": 100 * (1 - norm)})
     df = pd.DataFrame(rows)
     g = df.groupby(["stream", "strategy", "task"], sort=True)
-    out = g[["final", "just_trained", "change"]].agg(["mean", "std"])
+    out = g[list(TASK_VALUES)].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out.insert(0, "n_seeds", g.size())
     return out.reset_index()
+
+
+TASK_VALUES = ("final", "just_trained", "change", "forgetting", "baseline", "normalised", "drop_pct")
 
 
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -116,7 +153,7 @@ def main_table(agg: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFram
     out = pd.DataFrame({"strategy": df["strategy"].map(tex_escape if tex else str),
                         "seeds": df["n_seeds"].astype(str)})
     for m in COLUMNS:
-        digits, sign = (1, False) if m == "train_wall_s" else (3, True)
+        digits, sign = (1, False) if m in ("train_wall_s", "latency_ms") else (3, True)
         cells = [_pm(mu, sd, tex, digits, sign) for mu, sd in zip(df[f"{m}_mean"], df[f"{m}_std"], strict=True)]
         out[LABELS[m]] = [bold(c) if b else c for c, b in zip(cells, _best_mask(df, m), strict=True)]
     return out
@@ -125,13 +162,18 @@ def main_table(agg: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFram
 def task_table(pt: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFrame:
     df = pt[pt["stream"] == stream].reset_index(drop=True)
     esc = tex_escape if tex else str
-    return pd.DataFrame({
-        "strategy": df["strategy"].map(esc), "task": df["task"].map(esc), "seeds": df["n_seeds"].astype(str),
-        "final": [_pm(m, s, tex, sign=False) for m, s in zip(df["final_mean"], df["final_std"],
-                                                                      strict=True)],
-        "just trained": [_pm(m, s, tex, sign=False) for m, s in zip(df["just_trained_mean"],
-                                                                           df["just_trained_std"], strict=True)],
-        "change": [_pm(m, s, tex) for m, s in zip(df["change_mean"], df["change_std"], strict=True)]})
+
+    def col(name, sign=False, digits=3):
+        return [_pm(m, s, tex, digits, sign) for m, s in zip(df[f"{name}_mean"], df[f"{name}_std"], strict=True)]
+
+    out = pd.DataFrame({"strategy": df["strategy"].map(esc), "task": df["task"].map(esc),
+                        "seeds": df["n_seeds"].astype(str), "final": col("final"),
+                        "just trained": col("just_trained"), "change": col("change", sign=True),
+                        "forgetting": col("forgetting", sign=True)})
+    if df["baseline_mean"].notna().any():
+        out["final / baseline"] = col("normalised")
+        out["drop % vs baseline"] = col("drop_pct", sign=True, digits=1)
+    return out
 
 
 def to_markdown(cells: pd.DataFrame) -> str:
@@ -209,8 +251,10 @@ def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None
             "[per_task.csv](per_task.csv), [per_task.md](per_task.md), [per_task.tex](per_task.tex).", ""]
     for stream in streams:
         page += [f"## {stream}", "", to_markdown(main_table(agg, stream)), "", f"{_provenance(agg, stream)} {NOTE}",
-                 "", "Per task: final = R[T-1][j]; just trained = R[j][j], the score right after training task j; "
-                 "change = final − just trained (< 0: forgotten).", "",
+                 "", "Per task, in each task's own units: final = R[T-1][j]; just trained = R[j][j], the score right "
+                 "after training task j; change = final − just trained (< 0: forgotten); forgetting = "
+                 "max_{j≤l<T-1} R[l][j] − final. Where single-task baselines exist: final / baseline = final "
+                 "divided by single_task's R[j][j], drop % = 100·(1 − that).", "",
                  to_markdown(task_table(pt, stream)), ""]
         page += [f"![{p.stem}](figures/{p.name})" for p in figs[stream]] + [""]
     if failed:

@@ -48,6 +48,8 @@ def ensure_writable(out_dir: Path) -> None:
 
 # Where results are logged or shown, not what is computed: changing them never makes a finished run "different".
 NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "cache_dir"})
+# Config keys added after runs were first written, with the value those older runs implicitly had.
+ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant"}
 
 
 def existing_status(folder: Path, config: dict) -> str:
@@ -58,6 +60,7 @@ def existing_status(folder: Path, config: dict) -> str:
         old = json.loads((folder / "config.json").read_text())["config"]
     except (OSError, KeyError, json.JSONDecodeError):
         return "different"
+    old = {k: v for k, v in ADDED_LATER.items() if k in config} | old  # older runs had these values implicitly
     same = {k: v for k, v in old.items() if k not in NOT_IDENTITY} == \
         {k: v for k, v in config.items() if k not in NOT_IDENTITY}
     return "same" if same else "different"

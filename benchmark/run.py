@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
-from benchmark.device import maybe_compile, resolve_device, set_autocast
+from benchmark.dense.kinds import KINDS, dense_criterion
+from benchmark.device import latency_ms_per_image, maybe_compile, resolve_device, set_autocast
 from benchmark.feature_cache import use_feature_cache
-from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
+from benchmark.harness_plugins import CosineLR, FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
 from benchmark.metrics import cl_metrics
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
@@ -58,23 +60,36 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
              f"{backbone_id['params']:,} params); data {bench.provenance['train']['origin']} "
              f"{bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp)
-    bench, backbone_id = use_feature_cache(cfg, bench, model, backbone_id, device, log=lambda m: log(tag, m))
+    dense = any(t.kind in KINDS for t in bench.tasks)
+    if not dense:
+        bench, backbone_id = use_feature_cache(cfg, bench, model, backbone_id, device, log=lambda m: log(tag, m))
+    elif cfg.backbone_mode == "frozen" and cfg.feature_cache:
+        log(tag, "feature cache: not used on the dense suite (its heads read feature maps, the cache holds pooled "
+                 "features); the frozen backbone runs every step")
     maybe_compile(model, cfg.compile)
 
-    scores, train_log, entry = PrimaryScoreCollector(), TrainLog(), STRATEGIES.get(cfg.strategy)
+    entry = STRATEGIES.get(cfg.strategy)
+    scores = PrimaryScoreCollector([partial(KINDS[t.kind].metric, t) for t in bench.tasks] if dense else None)
+    train_log = TrainLog()
+    schedule = []
+    if cfg.lr_schedule == "cosine":  # over the run's epochs; joint trains once, single_task restarts per task
+        restart = entry.meta.get("restart_each_experience", False)
+        epochs = cfg.epochs * (1 if entry.meta.get("one_shot") or restart else len(bench.tasks))
+        schedule.append(CosineLR(epochs, restart_each_experience=restart))
     train_log.on_exp_end = lambda i, s: log(tag, f"experience {i} trained in {s:.1f}s")
     task_names = [t.name for t in bench.tasks]
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                            name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
     strategy = entry.build(
-        cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), tracker, ProgressBar(tag),
+        cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), tracker, ProgressBar(tag), *schedule,
                                     *extra_plugins], model=model,
-        optimizer=build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay),
-        criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
+        optimizer=build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.optimizer),
+        criterion=dense_criterion(bench.tasks) if dense else torch.nn.CrossEntropyLoss(),
+        train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)
 
-    test_stream, eval_wall, rows, loss_rows = bench.scenario.test_stream, [], [], []
+    test_stream, eval_wall, rows, loss_rows, extras = bench.scenario.test_stream, [], [], [], []
 
     def evaluate(label: str) -> None:
         t0 = time.perf_counter()
@@ -82,6 +97,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         eval_wall.append(time.perf_counter() - t0)
         rows.append((label, [scores.scores[j] for j in range(len(task_names))]))
         loss_rows.append((label, [scores.losses[j] for j in range(len(task_names))]))
+        if scores.extras:
+            extras.append((label, [scores.extras[j] for j in range(len(task_names))]))
         tracker.log_eval(len(rows) - 2, task_names, rows[-1][1], loss_rows[-1][1])
 
     try:
@@ -97,12 +114,24 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
 
         R = np.array([r for _, r in rows[1:]])
         metrics = cl_metrics(R, b=rows[0][1])
+        if entry.meta.get("baseline"):  # single-task baselines: only the diagonal means something
+            metrics = {"acc": float(np.diag(R).mean()), "bwt": None, "forgetting": None, "fwt": None}
+        net = strategy.model  # the trained one (a strategy may wrap the model it was given)
+        latency = latency_ms_per_image(net, [(test_stream[t].dataset[0][0], t) for t in range(len(task_names))],
+                                       device)
         data = bench.provenance["train"]
         summary = metrics | {
             "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": task_names,
             "final": R[-1].tolist(), "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
             "untrained": rows[0][1], "eval_loss": dict(loss_rows), "exp_wall_s": train_log.exp_wall_s,
             "eval_wall_s": eval_wall, "train_wall_s": sum(train_log.exp_wall_s),
+            "budget": {"params": sum(p.numel() for p in net.parameters()),
+                       "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
+                       "train_wall_s": sum(train_log.exp_wall_s), "latency_ms_per_image": latency["mean"],
+                       "latency_ms_per_task": {task_names[int(k[4:])]: v for k, v in latency.items() if k != "mean"},
+                       "device": str(device)},
+            "metric_units": {t.name: t.primary for t in bench.tasks},
+            "extra_scores": {label: dict(zip(task_names, e, strict=True)) for label, e in extras} or None,
             "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
             "backbone_weights": backbone_id["weights"],
             "data_source": f"{data['source']} (files sha256 {data['sha256'][:12]})", "device": str(device),
@@ -116,6 +145,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         raise
     tracker.finish()
     fmt = {k: "n/a" if v is None else f"{v:+.3f}" for k, v in metrics.items()}
+    log(tag, f"budget: {summary['budget']['params']:,} params, train {summary['train_wall_s']:.1f}s, "
+             f"inference {latency['mean']:.2f} ms/image (batch 1, {device})")
     log(tag, f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "
              f"({summary['total_wall_s']:.1f}s) → {folder}")
     return folder, "done"

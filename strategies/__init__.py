@@ -5,4 +5,4 @@ To add one: create `strategies/<name>.py` with a function decorated by `@STRATEG
 contract test in tests/test_strategies.py picks it up with no edit.
 """
 
-from strategies import joint, lwf, naive, progressive, replay  # noqa: F401  (registration)
+from strategies import joint, lwf, naive, progressive, replay, single_task  # noqa: F401  (registration)

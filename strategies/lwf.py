@@ -5,6 +5,9 @@ of the model taken before experience k:
 
     loss = CE(own head) + λ · mean_h  T² · KL( softmax(z_t,h / T) ‖ softmax(z_s,h / T) )
 
+(the model's `distill(h, …)`; on the dense suite each head's term follows its kind: pixel-wise KL for
+segmentation, class KL + L2 on box/objectness outputs for detection — benchmark/dense/kinds.py)
+
 with z_t teacher logits, z_s student logits, KL averaged over the batch ("batchmean"). The T² factor keeps the
 KD gradients on the scale of the cross-entropy (Hinton et al. 2015).
 """
@@ -56,8 +59,9 @@ class LwFPlugin(SupervisedPlugin):
             return
         with torch.no_grad():
             teacher_feats = self.teacher.features(strategy.mb_x)
-        terms = [kd_loss(strategy.model.head(t, self._feats), self.teacher.head(t, teacher_feats),
-                         self.cfg.temperature) for t in self.old_tasks]
+        model = strategy.model  # its `distill` is kd_loss on logits, or the dense suite's term for the task's kind
+        terms = [model.distill(t, model.head(t, self._feats), self.teacher.head(t, teacher_feats),
+                               self.cfg.temperature) for t in self.old_tasks]
         kd = torch.stack(terms).mean()
         self.last_kd = float(kd.detach())
         strategy.loss = strategy.loss + self.cfg.alpha * kd

@@ -8,6 +8,7 @@ weights) with linear lateral adapters from all earlier columns' layer below, and
 A sample of task t is routed through columns 0..t and head t. The stop-gradient sg means training task t never
 changes columns s < t or their heads, so once learnt a task's outputs never change: forgetting = BWT = 0 by
 construction (a test checks it), paid for with T columns (parameters and compute grow linearly with the tasks).
+On the dense suite the columns are copies of the feature-map backbone + shared conv (`ProgressiveDense`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from avalanche.models import MultiTaskModule
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
+from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.hatswap_net import HatSwapNet
 from benchmark.mtl.architectures.progressive import ProgressiveColumns
 from benchmark.registry import STRATEGIES
@@ -71,10 +73,59 @@ class ProgressiveHatSwap(MultiTaskModule):
         return self.heads[task_label](self.columns(x, upto=task_label)[task_label])
 
 
+class ProgressiveDense(MultiTaskModule):
+    """The dense suite's version: column t = its own copy of backbone + shared 3×3 conv, and the shared conv of
+    column t reads its backbone's map plus a 1×1-conv lateral adapter of every earlier backbone's map:
+
+        f_t = shared_t( backbone_t(x) + Σ_{s<t} U_{t,s} sg(backbone_s(x)) ),   output = head_t(f_t)
+
+    An earlier column used as a lateral source runs in eval mode without gradients, so neither its weights nor
+    its normalisation statistics move: forgetting is 0 by construction, as for the binary stream."""
+
+    def __init__(self, base):
+        super().__init__()
+        n = len(base.heads)
+        self.frozen_backbone = base.frozen_backbone
+        self.backbones = nn.ModuleList(copy.deepcopy(base.backbone) for _ in range(n))
+        self.shared = nn.ModuleList(copy.deepcopy(base.shared) for _ in range(n))
+        c = base.backbone.out_channels
+        self.laterals = nn.ModuleList(nn.ModuleList(nn.Conv2d(c, c, 1, bias=False) for _ in range(t)) for t in range(n))
+        self.heads, self.head_dims = base.heads, list(base.head_dims)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_backbone:
+            for b in self.backbones:
+                b.eval()
+        return self
+
+    def _source(self, s: int, x: torch.Tensor) -> torch.Tensor:
+        was = self.backbones[s].training
+        self.backbones[s].eval()
+        with torch.no_grad():
+            out = self.backbones[s](x)
+        self.backbones[s].train(was)
+        return out
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        t = task_label
+        pre = self.backbones[t](x) + sum(self.laterals[t][s](self._source(s, x)) for s in range(t))
+        return self.heads[t](self.shared[t](pre)).flatten(1)
+
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+        if isinstance(task_labels, int):
+            task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
+        out = x.new_zeros((x.shape[0], max(self.head_dims)))
+        for t in torch.unique(task_labels).tolist():
+            mask = task_labels == t
+            out[mask, : self.head_dims[t]] = self.forward_single_task(x[mask], t)
+        return out
+
+
 @STRATEGIES.register("progressive")
-def build_progressive(cfg=None, plugins=(), *, model: HatSwapNet, optimizer: torch.optim.Optimizer,
+def build_progressive(cfg=None, plugins=(), *, model: HatSwapNet | DenseHatSwapNet, optimizer: torch.optim.Optimizer,
                       **template_kwargs) -> SupervisedTemplate:
-    net = ProgressiveHatSwap(model)
+    net = ProgressiveDense(model) if isinstance(model, DenseHatSwapNet) else ProgressiveHatSwap(model)
     # the same optimizer class and settings, over the columns' parameters (the caller's one holds the base model's)
     opt = type(optimizer)([p for p in net.parameters() if p.requires_grad], **optimizer.defaults)
     return SupervisedTemplate(model=net, optimizer=opt, plugins=list(plugins), **template_kwargs)

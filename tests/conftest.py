@@ -91,6 +91,21 @@ def tiny(tmp_path, fmnist_root):
     return make
 
 
+def tiny_dense_args(out_dir: Path, data_root: Path, *extra: str) -> list[str]:
+    """The dense suite in seconds: offline scenes from the fixture Fashion-MNIST, the smoke profile's tiny ViT."""
+    return tiny_args(out_dir, data_root, "--stream", "dense_suite", "--dense_suite.train-per-task", "24",
+                     "--dense_suite.test-per-task", "12", "--vit_tiny.patch-size", "8", "--batch-size", "8",
+                     "--epochs", "1", *extra)
+
+
+@pytest.fixture
+def tiny_dense(tmp_path, fmnist_root):
+    def make(*extra: str) -> list[str]:
+        return tiny_dense_args(tmp_path / "results", fmnist_root, *extra)
+
+    return make
+
+
 def pytest_configure(config):
     import torch
 

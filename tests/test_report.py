@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.report import tex_escape
+from benchmark.report import per_task, task_table, tex_escape
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,26 @@ def test_latex_tables_compile(results, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 1000
+
+
+def test_per_task_forgetting_and_drop_against_the_same_seeds_single_task_baseline():
+    labels = ["init", "after_exp0", "after_exp1"]
+    runs = pd.DataFrame([
+        {"stream": "s", "strategy": "single_task", "seed": 0, "tasks": ["a", "b"], "row_labels": labels,
+         "R": [[0.0, 0.0], [0.8, 0.1], [0.2, 0.5]]},
+        {"stream": "s", "strategy": "single_task", "seed": 1, "tasks": ["a", "b"], "row_labels": labels,
+         "R": [[0.0, 0.0], [0.4, 0.1], [0.2, 0.5]]},
+        {"stream": "s", "strategy": "naive", "seed": 0, "tasks": ["a", "b"], "row_labels": labels,
+         "R": [[0.0, 0.0], [0.6, 0.0], [0.4, 0.6]]}])
+    pt = per_task(runs).set_index(["strategy", "task"])
+    a, b = pt.loc[("naive", "a")], pt.loc[("naive", "b")]
+    assert a["baseline_mean"] == pytest.approx(0.8)  # seed 0's own baseline, not the mean 0.6 over seeds
+    assert a["normalised_mean"] == pytest.approx(0.5) and a["drop_pct_mean"] == pytest.approx(50.0)
+    assert b["normalised_mean"] == pytest.approx(1.2) and b["drop_pct_mean"] == pytest.approx(-20.0)
+    assert a["forgetting_mean"] == pytest.approx(0.2) and a["change_mean"] == pytest.approx(-0.2)
+    assert pd.isna(b["forgetting_mean"])  # the last task cannot be forgotten yet
+    base = pt.loc[("single_task", "a")]
+    assert base["final_mean"] == pytest.approx(0.6) and base["drop_pct_mean"] == pytest.approx(0.0)
+    cells = task_table(per_task(runs).assign(stream="s"), "s")
+    row = cells[(cells["strategy"] == "naive") & (cells["task"] == "a")].iloc[0]
+    assert row["drop % vs baseline"] == "+50.0" and row["final / baseline"] == "0.500"

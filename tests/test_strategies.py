@@ -18,20 +18,29 @@ from benchmark.run import run
 from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
 
 
+@pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
 @pytest.mark.parametrize("name", STRATEGIES.names())
-def test_every_strategy_fills_R_and_writes_its_run(name, tiny):
-    cfg, _ = parse_config(tiny("--strategy", name))
+def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dense):
+    cfg, _ = parse_config(tiny("--strategy", name) if stream == "binary_tasks" else tiny_dense("--strategy", name))
     folder, status = run(cfg)
     assert status == "done"
     tasks, labels, scores = read_matrix(folder / "matrix.csv")
-    one_shot = STRATEGIES.get(name).meta.get("one_shot", False)
+    meta = STRATEGIES.get(name).meta
+    one_shot, baseline = meta.get("one_shot", False), meta.get("baseline", False)
     assert labels == (["init", "after_joint"] if one_shot else ["init", "after_exp0", "after_exp1", "after_exp2"])
     assert len(tasks) == 3 and all(0 <= v <= 1 for row in scores for v in row)
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["acc"] == pytest.approx(sum(scores[-1]) / 3, abs=1e-6)
+    final = [scores[i + 1][i] for i in range(3)] if baseline else scores[-1]  # a baseline's own: the diagonal
+    assert summary["acc"] == pytest.approx(sum(final) / 3, abs=1e-6)
     for key in ("bwt", "forgetting", "fwt"):
-        assert (summary[key] is None) == one_shot
+        assert (summary[key] is None) == (one_shot or baseline)
     assert len(summary["exp_wall_s"]) == (1 if one_shot else 3)
+    budget = summary["budget"]
+    assert budget["params"] > 0 and budget["latency_ms_per_image"] > 0 and set(budget["latency_ms_per_task"]) == \
+        set(tasks)
+    if stream == "dense_suite":
+        assert [t.split("_")[1] for t in tasks] == ["seg", "det", "cls"]
+        assert set(summary["extra_scores"]["init"][tasks[2]]) >= {"top5"}
 
 
 def test_kd_loss_on_known_logits():
@@ -120,11 +129,65 @@ def test_replay_buffer_is_balanced_over_old_tasks_and_mixed_into_batches(tiny):
     assert probe.batch_tasks[0] == {0} and probe.batch_tasks[1] == {0, 1} and probe.batch_tasks[2] == {0, 1, 2}
 
 
-def test_progressive_strategy_forgets_nothing(tiny):
-    cfg, _ = parse_config(tiny("--strategy", "progressive"))
+class DenseBufferProbe(SupervisedPlugin):
+    """The replay buffer's samples before each experience, decoded with their task's kind."""
+
+    def __init__(self):
+        super().__init__()
+        self.samples, self.mixed_batch = {}, False
+
+    def before_training_exp(self, strategy, **kwargs):
+        buf = next(p for p in strategy.plugins if isinstance(p, ReplayPlugin)).storage_policy.buffer
+        self.samples[strategy.experience.current_experience] = [buf[i] for i in range(len(buf))]
+
+    def after_training_iteration(self, strategy, **kwargs):
+        ids = strategy.mb_y[:, 0].long()
+        assert torch.equal(ids, strategy.mb_task_id)  # packed task id travels with its sample
+        self.mixed_batch |= len(set(ids.tolist())) > 1
+
+
+def test_dense_replay_buffer_keeps_images_with_their_own_kind_of_target(tiny_dense):
+    from benchmark.dense.kinds import KINDS
+
+    probe = DenseBufferProbe()
+    cfg, _ = parse_config(tiny_dense("--strategy", "replay", "--replay.mem-size", "12"))
+    run(cfg, extra_plugins=[probe])
+    assert collections.Counter(int(t) for _, _, t in probe.samples[2]) == {0: 6, 1: 6}
+    assert probe.mixed_batch
+    seg_spec = types.SimpleNamespace(info={"image_size": 64})
+    for x, y, t in probe.samples[2]:
+        assert x.shape == (3, 64, 64) and int(y[0]) == t
+        if t == 0:  # a segmentation mask: classes 0..10 and void
+            mask = KINDS["segmentation"].unpack_target(y[1:], seg_spec)["mask"]
+            assert set(mask.unique().tolist()) <= set(range(11)) | {255} and (mask > 0).any()
+        else:  # detection: at least one box, label in 0..9, inside the image
+            n = int(y[1])
+            rows = y[2: 2 + 5 * n].view(n, 5)
+            assert n >= 1 and ((rows[:, 0] >= 0) & (rows[:, 0] < 10)).all() and (rows[:, 1:] <= 64).all()
+
+
+@pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
+def test_progressive_strategy_forgets_nothing(stream, tiny, tiny_dense):
+    cfg, _ = parse_config((tiny if stream == "binary_tasks" else tiny_dense)("--strategy", "progressive"))
     folder, _ = run(cfg)
     _, labels, R = read_matrix(folder / "matrix.csv")
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["forgetting"] == 0.0 and summary["bwt"] == 0.0
     for j in range(3):  # a task's score never changes once its column is trained
         assert len({R[i][j] for i in range(j + 1, 4)}) == 1
+
+
+class TaskCountProbe(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.counts = []
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.counts.append(collections.Counter(strategy.mb_task_id.tolist()))
+
+
+def test_dense_joint_gives_every_step_an_equal_share_of_each_task(tiny_dense):
+    probe = TaskCountProbe()
+    cfg, _ = parse_config(tiny_dense("--strategy", "joint", "--batch-size", "9"))
+    run(cfg, extra_plugins=[probe])
+    assert probe.counts and all(c == {0: 3, 1: 3, 2: 3} for c in probe.counts)  # loaders cycled, none runs dry

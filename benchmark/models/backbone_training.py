@@ -8,8 +8,8 @@ Modes (`--backbone-mode`):
             blocks' output to the features, so it belongs to them); the patch embedding and earlier blocks are
             frozen.
 
-Optimizer: Adam with two parameter groups, backbone at `--backbone-lr` (0 = `--lr`) and everything else at `--lr`.
-Adam's update is per parameter, so with equal rates this is the same update as one group.
+Optimizer: Adam (`--optimizer adamw`: AdamW) with two parameter groups, backbone at `--backbone-lr` (0 = `--lr`)
+and everything else at `--lr`. Adam's update is per parameter, so with equal rates this is the same update as one group.
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ def apply_last_k(backbone: nn.Module, k: int) -> None:
             getattr(vit, name).requires_grad_(True)
 
 
-def build_optimizer(model: nn.Module, lr: float, backbone_lr: float, weight_decay: float) -> torch.optim.Adam:
-    """Adam over the trainable parameters: group 0 = backbone at backbone_lr (0 → lr), group 1 = the rest at lr."""
+def build_optimizer(model: nn.Module, lr: float, backbone_lr: float, weight_decay: float,
+                    kind: str = "adam") -> torch.optim.Optimizer:
+    """Adam (kind="adamw": AdamW) over the trainable parameters: group 0 = backbone at backbone_lr (0 → lr),
+    group 1 = the rest at lr."""
     backbone_ids = {id(p) for p in model.backbone.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) in backbone_ids], "lr": backbone_lr or lr},
               {"params": [p for p in trainable if id(p) not in backbone_ids], "lr": lr}]
-    return torch.optim.Adam([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[kind]
+    return cls([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)

@@ -15,7 +15,11 @@ from avalanche.models import MultiTaskModule
 from torch import nn
 
 from benchmark.models.backbone_training import apply_last_k
+from benchmark.models.dense_net import DenseHatSwapNet
+from benchmark.models.feature_maps import as_feature_map
 from benchmark.registry import BACKBONES
+
+DENSE_KINDS = ("segmentation", "detection", "classification")
 
 
 class HatSwapNet(MultiTaskModule):
@@ -57,6 +61,12 @@ class HatSwapNet(MultiTaskModule):
         with self._autocast(feats):
             return self.heads[task](feats).float()
 
+    def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """LwF's term for one old task: T²·KL on its logits (strategies/lwf.py)."""
+        from strategies.lwf import kd_loss  # strategies import the models, not the other way round at import time
+
+        return kd_loss(student, teacher, temperature)
+
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
         if isinstance(task_labels, int):
             task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
@@ -76,8 +86,12 @@ def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet,
     entry = BACKBONES.get(cfg.backbone)
     backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
                                                weights=cfg.backbone_weights)
-    model = HatSwapNet(backbone, feat_dim, cfg.hidden, cfg.dropout, [t.n_outputs for t in tasks],
-                       frozen_backbone=cfg.backbone_mode == "frozen")
+    frozen = cfg.backbone_mode == "frozen"
+    if any(t.kind in DENSE_KINDS for t in tasks):  # the dense suite: heads read feature maps (--hidden unused)
+        model = DenseHatSwapNet(as_feature_map(backbone, cfg.backbone), tasks, frozen_backbone=frozen)
+    else:
+        model = HatSwapNet(backbone, feat_dim, cfg.hidden, cfg.dropout, [t.n_outputs for t in tasks],
+                           frozen_backbone=frozen)
     if cfg.backbone_mode == "last-k":
         apply_last_k(model.backbone, cfg.last_k)
     n_params = sum(p.numel() for p in model.parameters())

@@ -18,7 +18,7 @@ class TaskSpec:
     """What the model, the losses and the R matrix need to know about one task."""
 
     name: str  # column header in matrix.csv
-    kind: str = "binary"  # binary | multiclass | reconstruction (dense kinds come with the dense suite)
+    kind: str = "binary"  # binary | multiclass | reconstruction | segmentation | detection | classification
     n_outputs: int = 2  # width of the task's head (reconstruction: C*H*W)
     primary: str = "accuracy"  # higher is better; fills R
     loss: str = "cross_entropy"  # cross_entropy | mse (reconstruction)
@@ -41,22 +41,26 @@ class Benchmark:
         return self.frames[split]
 
 
-def with_task_label(ds: Dataset, targets: list[int], task_id: int):
+def with_task_label(ds: Dataset, targets: list[int] | None, task_id: int):
     """An Avalanche dataset yielding (x, y, task_id); `targets` is metadata, so check it agrees with what ds yields.
 
     The task-aware classification class (not a plain AvalancheDataset) because Avalanche's task-grouped replay
-    buffer and task-balanced loaders need its `task_set`.
+    buffer and task-balanced loaders need its `task_set`. `targets=None`: y is a packed dense target (the dense
+    suite), not a class; the `targets` attribute Avalanche's class timeline reads then holds the task id.
     """
-    for i in range(min(8, len(ds))):
-        if int(ds[i][1]) != targets[i]:
-            raise ValueError(f"task {task_id}: ds[{i}] yields label {int(ds[i][1])} but targets[{i}]={targets[i]}")
+    if targets is None:
+        targets = [task_id] * len(ds)
+    else:
+        for i in range(min(8, len(ds))):
+            if int(ds[i][1]) != targets[i]:
+                raise ValueError(f"task {task_id}: ds[{i}] yields label {int(ds[i][1])} but targets[{i}]={targets[i]}")
     return TaskAwareSupervisedClassificationDataset([ds], data_attributes=[
         DataAttribute(list(targets), "targets"),
         DataAttribute([task_id] * len(ds), "targets_task_labels", use_in_getitem=True)])
 
 
 def task_stream(train_sets, test_sets):
-    """[(dataset, targets)] per task, same order in both → CLScenario with task label t for experience t."""
+    """[(dataset, targets or None)] per task, same order in both → CLScenario with task label t for experience t."""
     train = [with_task_label(ds, y, t) for t, (ds, y) in enumerate(train_sets)]
     test = [with_task_label(ds, y, t) for t, (ds, y) in enumerate(test_sets)]
     return with_task_labels(with_classes_timeline(benchmark_from_datasets(train=train, test=test)))

@@ -1,0 +1,1 @@
+"""Per-kind logic of the dense suite (segmentation, detection, classification): packing, losses, KD, metrics."""

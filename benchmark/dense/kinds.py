@@ -1,0 +1,309 @@
+"""Packing, loss, LwF distillation and metric for each task kind of the dense suite (seed 004).
+
+Avalanche's template calls `criterion(mb_output, mb_y)` with one tensor each and collates replay / joint batches
+with the default collate, so every sample's target and output are packed into fixed-length float32 rows:
+
+    target  y = [task id, payload..., -1 padding]      output  o = [flattened raw head output..., 0 padding]
+    payload  classification  [label]
+             segmentation    [mask row-major, S·S]                      (class index, 255 = void)
+             detection       [n, K rows of (label, x1, y1, x2, y2)]     (0-based label, pixels; unused rows -1)
+    output   classification  C logits;  segmentation  C×S×S logits;  detection  (5+C)×G×G, channel-first
+
+Everything here takes payload rows (y[:, 1:]) of ONE task, except `DenseCriterion`, which takes whole rows.
+
+Detection is YOLO-v1-like (Redmon et al. 2016): cell (i=row, j=col), stride s = S/G, channels
+(tx, ty, tw, th, obj, class logits):
+    decode  cx = (j + σ(tx))·s, cy = (i + σ(ty))·s, w = σ(tw)·S, h = σ(th)·S, box clipped to [0, S];
+            score = σ(obj) · max softmax(cls), label = argmax; drop score < 1e-3, batched NMS (IoU 0.5), top K
+    loss    each GT box goes to the cell holding its centre (the larger box wins a shared cell); per sample
+            Σ_pos Σ_{tx,ty,tw,th} BCE(logit, target)  +  Σ_pos CE(cls, label)  +  Σ_cells BCE(obj, 1[pos]),
+            targets tx* = cx/s − j, ty* = cy/s − i, tw* = w/S, th* = h/S ∈ [0, 1]; mean over samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchvision.ops import batched_nms
+
+PRIMARY = {"segmentation": "miou", "detection": "map_50", "classification": "top1"}
+SCORE_MIN, NMS_IOU = 1e-3, 0.5
+
+
+def _ignore_index(spec) -> int:
+    value = spec.info.get("ignore_index")
+    return 255 if value is None else int(value)  # VOC's void label when the split declares none
+
+
+def _kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float, dim: int = 1) -> torch.Tensor:
+    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)) over `dim`, one value per remaining position."""
+    log_p = F.log_softmax(student / temperature, dim=dim)
+    q = F.softmax(teacher / temperature, dim=dim)
+    return F.kl_div(log_p, q, reduction="none").sum(dim) * temperature**2
+
+
+class Kind:
+    """Common part: a kind's output is a fixed-shape tensor per sample, flattened into the packed row."""
+
+    def shape(self, spec) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def output_len(self, spec) -> int:
+        return math.prod(self.shape(spec))
+
+    def unpack_output(self, o: torch.Tensor, spec) -> torch.Tensor:
+        """B × (≥ output_len) → B × shape(spec)."""
+        return o[:, : self.output_len(spec)].reshape(o.shape[0], *self.shape(spec))
+
+
+class Classification(Kind):
+    def shape(self, spec):
+        return (spec.info["num_classes"],)
+
+    def payload_len(self, spec) -> int:
+        return 1
+
+    def pack_target(self, target: dict, spec) -> torch.Tensor:
+        return torch.tensor([float(target["label"])])
+
+    def unpack_target(self, y: torch.Tensor, spec) -> dict:
+        return {"label": int(y[0])}
+
+    def loss(self, o, y, spec):
+        return F.cross_entropy(self.unpack_output(o, spec), y[:, 0].long())
+
+    def distill(self, student, teacher, spec, temperature: float):
+        """Equal to strategies.lwf.kd_loss (batchmean)."""
+        return _kl(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
+
+    def metric(self, spec):
+        return _ClsMetric(self, spec)
+
+
+class Segmentation(Kind):
+    def shape(self, spec):
+        s = spec.info["image_size"]
+        return (spec.info["num_classes"], s, s)
+
+    def payload_len(self, spec) -> int:
+        return spec.info["image_size"] ** 2
+
+    def pack_target(self, target: dict, spec) -> torch.Tensor:
+        s = spec.info["image_size"]
+        mask = torch.as_tensor(target["mask"])
+        if mask.shape != (s, s):
+            raise ValueError(f"{spec.name}: mask of shape {tuple(mask.shape)}, expected {(s, s)}")
+        return mask.flatten().float()
+
+    def unpack_target(self, y: torch.Tensor, spec) -> dict:
+        s = spec.info["image_size"]
+        return {"mask": y[: s * s].reshape(s, s).long()}
+
+    def masks(self, y: torch.Tensor, spec) -> torch.Tensor:
+        s = spec.info["image_size"]
+        return y[:, : s * s].reshape(-1, s, s).long()
+
+    def loss(self, o, y, spec):
+        target = self.masks(y, spec)
+        ignore = _ignore_index(spec)
+        if not (target != ignore).any():  # all-void rows: F.cross_entropy would return NaN
+            return o.sum() * 0.0
+        return F.cross_entropy(self.unpack_output(o, spec), target, ignore_index=ignore)
+
+    def distill(self, student, teacher, spec, temperature: float):
+        """Pixel-wise T²·KL over classes, averaged over pixels and batch."""
+        return _kl(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
+
+    def metric(self, spec):
+        return _SegMetric(self, spec)
+
+
+class Detection(Kind):
+    def shape(self, spec):
+        g = spec.info["grid"]
+        return (5 + spec.info["num_classes"], g, g)
+
+    def payload_len(self, spec) -> int:
+        return 1 + 5 * spec.info["max_boxes"]
+
+    def pack_target(self, target: dict, spec) -> torch.Tensor:
+        k = spec.info["max_boxes"]
+        boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.as_tensor(target["labels"]).reshape(-1).float()
+        if len(boxes) > k:  # keep the K largest, in their original order
+            area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            keep = area.topk(k).indices.sort().values
+            boxes, labels = boxes[keep], labels[keep]
+        rows = torch.full((k, 5), -1.0)
+        rows[: len(boxes), 0], rows[: len(boxes), 1:] = labels, boxes
+        return torch.cat([torch.tensor([float(len(boxes))]), rows.flatten()])
+
+    def unpack_target(self, y: torch.Tensor, spec) -> dict:
+        n = int(y[0])
+        rows = y[1: 1 + 5 * spec.info["max_boxes"]].reshape(-1, 5)[:n]
+        return {"boxes": rows[:, 1:].float(), "labels": rows[:, 0].long()}
+
+    def assign(self, y: torch.Tensor, spec):
+        """Payload rows B × … → (positive B×G×G bool, box targets B×4×G×G, labels B×G×G long, −1 off positives)."""
+        g, size, k = spec.info["grid"], spec.info["image_size"], spec.info["max_boxes"]
+        stride, b = size / g, y.shape[0]
+        rows = y[:, 1: 1 + 5 * k].reshape(b, k, 5)
+        valid = torch.arange(k, device=y.device)[None] < y[:, :1]
+        bi = torch.arange(b, device=y.device)[:, None].expand(b, k)[valid]
+        label, x1, y1, x2, y2 = rows[valid].unbind(1)
+        cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+        j = (cx / stride).floor().clamp(0, g - 1).long()
+        i = (cy / stride).floor().clamp(0, g - 1).long()
+        # Larger box wins a shared cell: order by area (desc), then stably by cell, keep each cell's first.
+        cell = bi * g * g + i * g + j
+        order = (w * h).argsort(descending=True, stable=True)
+        order = order[cell[order].argsort(stable=True)]
+        first = torch.ones_like(order, dtype=torch.bool)
+        first[1:] = cell[order][1:] != cell[order][:-1]
+        keep = order[first]
+        pos = torch.zeros(b, g, g, dtype=torch.bool, device=y.device)
+        box_t = torch.zeros(b, 4, g, g, device=y.device)
+        labels = torch.full((b, g, g), -1, dtype=torch.long, device=y.device)
+        bk, ik, jk = bi[keep], i[keep], j[keep]
+        pos[bk, ik, jk] = True
+        coords = torch.stack([cx[keep] / stride - jk, cy[keep] / stride - ik, w[keep] / size, h[keep] / size], 1)
+        box_t[bk, :, ik, jk] = coords.clamp(0, 1)
+        labels[bk, ik, jk] = label[keep].long()
+        return pos, box_t, labels
+
+    def loss(self, o, y, spec):
+        out = self.unpack_output(o, spec)
+        pos, box_t, labels = self.assign(y, spec)
+        obj = F.binary_cross_entropy_with_logits(out[:, 4], pos.float(), reduction="sum")
+        box = F.binary_cross_entropy_with_logits(out[:, :4].permute(0, 2, 3, 1)[pos],
+                                                 box_t.permute(0, 2, 3, 1)[pos], reduction="sum")
+        cls = F.cross_entropy(out[:, 5:].permute(0, 2, 3, 1)[pos], labels[pos], reduction="sum")
+        return (obj + box + cls) / out.shape[0]
+
+    def distill(self, student, teacher, spec, temperature: float):
+        """T²·KL over class logits per cell (mean over cells, batch) + MSE(σ(student), σ(teacher)) on the 5
+        box/objectness channels (mean over B·5·G·G elements)."""
+        s, t = self.unpack_output(student, spec), self.unpack_output(teacher, spec)
+        return _kl(s[:, 5:], t[:, 5:], temperature).mean() + F.mse_loss(s[:, :5].sigmoid(), t[:, :5].sigmoid())
+
+    def metric(self, spec):
+        return _DetMetric(self, spec)
+
+
+def decode_detections(o_det: torch.Tensor, spec) -> list[dict]:
+    """B×(5+C)×G×G raw outputs → per image {"boxes" N×4 xyxy px, "scores" N, "labels" N (0-based)}."""
+    b, _, g, _ = o_det.shape
+    size = spec.info["image_size"]
+    stride = size / g
+    ii, jj = torch.meshgrid(torch.arange(g, device=o_det.device), torch.arange(g, device=o_det.device),
+                            indexing="ij")
+    t = o_det.sigmoid()
+    cx, cy = (jj + t[:, 0]) * stride, (ii + t[:, 1]) * stride
+    w, h = t[:, 2] * size, t[:, 3] * size
+    boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).clamp(0, size).reshape(b, -1, 4)
+    prob, labels = o_det[:, 5:].softmax(1).max(1)
+    scores = (t[:, 4] * prob).reshape(b, -1)
+    labels = labels.reshape(b, -1)
+    result = []
+    for n in range(b):
+        keep = scores[n] >= SCORE_MIN
+        bx, sc, lb = boxes[n][keep], scores[n][keep], labels[n][keep]
+        kept = batched_nms(bx, sc, lb, NMS_IOU)[: spec.info["max_boxes"]]  # sorted by decreasing score
+        result.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
+    return result
+
+
+class _SegMetric:
+    """mIoU, VOC protocol: one confusion matrix over the whole split, IoU per class, mean over present classes."""
+
+    def __init__(self, kind: Segmentation, spec):
+        self.kind, self.spec = kind, spec
+        self.m = MulticlassJaccardIndex(num_classes=spec.info["num_classes"], average="macro",
+                                        ignore_index=_ignore_index(spec))
+
+    def update(self, o, y):
+        self.m.to(o.device)
+        self.m.update(self.kind.unpack_output(o, self.spec).argmax(1), self.kind.masks(y, self.spec))
+
+    def compute(self) -> dict:
+        miou = float(self.m.compute())
+        return {"primary": miou, "miou": miou}
+
+    def reset(self):
+        self.m.reset()
+
+
+class _DetMetric:
+    """COCO-style mAP (pycocotools) on decoded boxes; primary = AP at IoU 0.5."""
+
+    def __init__(self, kind: Detection, spec):
+        from torchmetrics.detection import MeanAveragePrecision  # imports pycocotools: only when used
+
+        self.kind, self.spec = kind, spec
+        self.m = MeanAveragePrecision(iou_type="bbox", backend="pycocotools")
+
+    def update(self, o, y):
+        o, y = o.detach().float().cpu(), y.detach().cpu()
+        preds = decode_detections(self.kind.unpack_output(o, self.spec), self.spec)
+        self.m.update(preds, [self.kind.unpack_target(row, self.spec) for row in y])
+
+    def compute(self) -> dict:
+        r = self.m.compute()
+        return {"primary": float(r["map_50"]), "map_50": float(r["map_50"]), "map": float(r["map"]),
+                "map_75": float(r["map_75"])}
+
+    def reset(self):
+        self.m.reset()
+
+
+class _ClsMetric:
+    def __init__(self, kind: Classification, spec):
+        c = spec.info["num_classes"]
+        self.kind, self.spec = kind, spec
+        self.top1 = MulticlassAccuracy(num_classes=c, top_k=1, average="micro")
+        self.top5 = MulticlassAccuracy(num_classes=c, top_k=min(5, c), average="micro")
+
+    def update(self, o, y):
+        logits, label = self.kind.unpack_output(o, self.spec), y[:, 0].long()
+        for m in (self.top1, self.top5):
+            m.to(o.device).update(logits, label)
+
+    def compute(self) -> dict:
+        top1 = float(self.top1.compute())
+        return {"primary": top1, "top1": top1, "top5": float(self.top5.compute())}
+
+    def reset(self):
+        self.top1.reset()
+        self.top5.reset()
+
+
+KINDS = {"segmentation": Segmentation(), "detection": Detection(), "classification": Classification()}
+
+
+class DenseCriterion(nn.Module):
+    """Packed outputs B×Lout, packed targets B×Ltgt (y[:, 0] = task id) → Σ_t n_t · loss_t / B.
+
+    Rows are grouped by task so mixed-task batches (replay, joint) get each sample its own kind's loss.
+    """
+
+    def __init__(self, specs: list):
+        super().__init__()
+        self.specs = list(specs)
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        task_ids = targets[:, 0].long()
+        total = outputs.new_zeros(())
+        for t in torch.unique(task_ids).tolist():
+            if not 0 <= t < len(self.specs):
+                raise ValueError(f"task id {t} in the batch, but only {len(self.specs)} task specs")
+            rows, spec = task_ids == t, self.specs[t]
+            total = total + rows.sum() * KINDS[spec.kind].loss(outputs[rows], targets[rows, 1:], spec)
+        return total / outputs.shape[0]
+
+
+def dense_criterion(specs: list) -> DenseCriterion:
+    return DenseCriterion(specs)

@@ -1,0 +1,118 @@
+"""Backbones as B×C×h×w feature maps, for the dense suite's heads (segmentation, detection, classification).
+
+- ViT backbones (`vit_tiny`, `dino_*`): the patch tokens of the last block (after the final norm), prefix tokens
+  (class, registers) dropped, reshaped to the patch grid: B×N×D → B×D×(H/p)×(W/p).
+- `efficientnet_b0_fpn` (seed 004): timm `efficientnet_b0` with `features_only` (strides 8, 16, 32) into
+  torchvision's `FeaturePyramidNetwork` (128 channels, plus its extra max-pooled level); the heads read the
+  stride-8 level, which the FPN's top-down path has already merged with the coarser ones. As a classification
+  backbone (the binary stream) it returns that level globally average-pooled: B×128.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import timm
+import torch
+from torch import nn
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from benchmark.errors import UserError
+from benchmark.models.dino import BackboneInput
+from benchmark.models.pretrained_weights import locate_weights
+from benchmark.registry import BACKBONES
+
+FPN_CHANNELS = 128
+EFFNET_HUB_ID = "timm/efficientnet_b0.ra_in1k"
+
+
+class ViTFeatureMap(nn.Module):
+    """A timm ViT (or `PretrainedViT`: input pipeline + ViT) → its patch tokens as a B×D×h×w map."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.body = backbone
+        self.vit = getattr(backbone, "vit", backbone)
+        self.out_channels = self.vit.num_features
+
+    @property
+    def blocks(self):  # for --backbone-mode last-k
+        return self.vit.blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body.input(x) if hasattr(self.body, "input") else x
+        tokens = self.vit.forward_features(x)[:, self.vit.num_prefix_tokens:]
+        gh, gw = (s // p for s, p in zip(x.shape[-2:], self.vit.patch_embed.patch_size, strict=True))
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+
+
+class EfficientNetFPN(nn.Module):
+    """EfficientNet-B0 (strides 8/16/32) + FPN (128 ch). `feature_map(x)` → B×128×H/8×W/8; `forward` → B×128."""
+
+    def __init__(self, body: nn.Module, data_config: dict):
+        super().__init__()
+        self.input = BackboneInput(data_config)
+        self.body = body
+        self.fpn = FeaturePyramidNetwork(body.feature_info.channels(), FPN_CHANNELS, extra_blocks=LastLevelMaxPool())
+        self.out_channels = FPN_CHANNELS
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        levels = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(self.input(x)))))
+        return levels["0"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
+
+
+def as_feature_map(backbone: nn.Module, name: str) -> nn.Module:
+    """The registry's backbone module → a module mapping images to B×C×h×w, with `out_channels`."""
+    if isinstance(backbone, EfficientNetFPN):
+        return _MapOf(backbone)
+    vit = getattr(backbone, "vit", backbone)
+    if hasattr(vit, "forward_features") and hasattr(vit, "patch_embed"):
+        return ViTFeatureMap(backbone)
+    raise UserError(f"backbone {name!r} gives no feature map for dense tasks; use vit_tiny, a dino_* backbone or "
+                    f"efficientnet_b0_fpn")
+
+
+class _MapOf(nn.Module):
+    def __init__(self, backbone: EfficientNetFPN):
+        super().__init__()
+        self.body, self.out_channels = backbone, backbone.out_channels
+
+    def forward(self, x):
+        return self.body.feature_map(x)
+
+
+@dataclass(frozen=True)
+class EfficientNetFPNConfig:
+    pretrained: bool = True  # ImageNet weights (seed 004): --backbone-weights file > Hugging Face cache > hub
+
+
+@BACKBONES.register("efficientnet_b0_fpn", config_cls=EfficientNetFPNConfig, hub_id=EFFNET_HUB_ID)
+def efficientnet_b0_fpn(cfg: EfficientNetFPNConfig, *, image_size: int, in_chans: int, weights: str = ""):
+    """→ (EfficientNetFPN, 128, weights identity). Input: the stream's images in [-1, 1], 1 or 3 channels, kept at
+    their size (dense heads need the input resolution), normalised with the model's own timm data config."""
+    if in_chans not in (1, 3):
+        raise UserError(f"efficientnet_b0_fpn takes 1- or 3-channel images, the stream yields {in_chans}")
+    kw = dict(features_only=True, out_indices=(2, 3, 4))
+    if cfg.pretrained:
+        src = locate_weights("efficientnet_b0_fpn", EFFNET_HUB_ID, weights)
+        try:
+            body = timm.create_model("efficientnet_b0", pretrained=True,
+                                     pretrained_cfg_overlay={"file": str(src.path)}, **kw)
+        except Exception as e:
+            first = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:240]
+            raise UserError(f"{src.path} does not hold efficientnet_b0 weights ({type(e).__name__}: {first})") from None
+        identity = src.identity
+    elif weights:
+        raise UserError("--backbone-weights with --efficientnet_b0_fpn.no-pretrained: drop one of the two")
+    else:
+        body = timm.create_model("efficientnet_b0", pretrained=False, **kw)
+        identity = {"weights": "random init"}
+    data_config = timm.data.resolve_data_config({}, model=body) | {"input_size": (3, image_size, image_size)}
+    module = EfficientNetFPN(body, data_config)
+    return module, FPN_CHANNELS, identity | {"timm_arch": "efficientnet_b0 (features_only 8/16/32) + FPN 128",
+                                             "input": module.input.describe()}

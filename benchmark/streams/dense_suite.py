@@ -1,0 +1,116 @@
+"""Seed 004's suite as a continual-learning stream: segmentation → detection → classification, one backbone.
+
+Sources (`--dense_suite.source`):
+  fmnist_scenes  offline: real Fashion-MNIST items composed into seeded scenes, written once to disk in Pascal VOC
+                 (segmentation, 11 classes incl. background, 255 = void), COCO (detection, 10 categories) and
+                 ImageFolder (classification, 10 classes) layouts, with disjoint item pools per task
+                 (benchmark/data/fmnist_scenes.py);
+  real           VOC2012 segmentation (21 classes), COCO 2017 detection (80 categories), Imagenette-160
+                 classification (10 classes), each a seeded "mini" subset of `train_per_task` / `test_per_task`.
+Both are read by the same torchvision dataset classes (benchmark/data/dense_sources.py).
+
+Every sample's target is packed into one fixed-length vector (task id, then its kind's payload:
+benchmark/dense/kinds.py), so Avalanche's default collate, its replay buffer and the joint loader handle batches
+that mix segmentation masks, boxes and class labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from benchmark.data.dense_sources import load_dense_task
+from benchmark.dense.kinds import KINDS, PRIMARY
+from benchmark.errors import UserError
+from benchmark.registry import STREAMS
+from benchmark.streams.task_stream import Benchmark, TaskSpec, task_stream
+
+KIND_ORDER = ("segmentation", "detection", "classification")  # seed 004's schedule
+SHORT = {"segmentation": "seg", "detection": "det", "classification": "cls"}
+
+
+@dataclass(frozen=True)
+class DenseSuiteConfig:
+    source: str = "fmnist_scenes"  # fmnist_scenes (offline) | real (VOC2012 / COCO 2017 / Imagenette-160)
+    image_size: int = 64  # square input S; the offline scenes are generated at this size
+    train_per_task: int = 600  # seeded subset per task; 0 = all
+    test_per_task: int = 200
+    grid: int = 8  # detection grid G×G (stride S/G)
+    max_boxes: int = 8  # boxes kept per image (the largest), packed per sample
+
+    def __post_init__(self):
+        if self.source not in ("fmnist_scenes", "real"):
+            raise UserError(f"unknown --dense_suite.source {self.source!r}; known: fmnist_scenes, real")
+        if self.image_size < 16 or self.grid < 1 or self.image_size % self.grid:
+            raise UserError(f"--dense_suite.image-size ({self.image_size}) must be ≥ 16 and divisible by "
+                            f"--dense_suite.grid ({self.grid})")
+        if min(self.train_per_task, self.test_per_task) < 0 or self.max_boxes < 1:
+            raise UserError("--dense_suite.train-per-task/test-per-task must be ≥ 0 and max-boxes ≥ 1")
+
+
+class PackedDataset(Dataset):
+    """(image, target dict) → (image, packed target row): task id, then the kind's payload, padded with -1."""
+
+    def __init__(self, ds: Dataset, spec: TaskSpec, task_id: int, length: int):
+        self.ds, self.spec, self.task_id, self.length = ds, spec, task_id, length
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        x, target = self.ds[i]
+        y = torch.full((self.length,), -1.0)
+        payload = KINDS[self.spec.kind].pack_target(target, self.spec)
+        y[0] = self.task_id
+        y[1: 1 + len(payload)] = payload
+        return x, y
+
+
+def _materialize(ds: Dataset) -> TensorDataset:
+    """Decode and pack once (offline scenes are small); epochs and evaluations then index tensors."""
+    xs, ys = zip(*DataLoader(ds, batch_size=256, shuffle=False, num_workers=0), strict=True)
+    return TensorDataset(torch.cat(xs), torch.cat(ys))
+
+
+def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig, source: str) -> TaskSpec:
+    info = {"num_classes": len(split.classes), "classes": list(split.classes), "image_size": cfg.image_size,
+            "ignore_index": split.ignore_index, "grid": cfg.grid, "max_boxes": cfg.max_boxes, "source": source}
+    spec = TaskSpec(name=f"t{t}_{SHORT[kind]}_{PRIMARY[kind]}", kind=kind, n_outputs=0, primary=PRIMARY[kind],
+                    loss=kind, info=info)
+    return replace(spec, n_outputs=KINDS[kind].output_len(spec))
+
+
+@STREAMS.register("dense_suite", config_cls=DenseSuiteConfig)
+def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool = True,
+                apt_install: bool = True) -> Benchmark:
+    splits = {s: [load_dense_task(kind, cfg.source, data_root, s, n=n, seed=seed + 1000 * t, image_size=cfg.image_size,
+                                  download=download, apt_install=apt_install)
+                  for t, kind in enumerate(KIND_ORDER)]
+              for s, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task))}
+    tasks = [_spec(kind, t, splits["train"][t], cfg, cfg.source) for t, kind in enumerate(KIND_ORDER)]
+    length = 1 + max(KINDS[s.kind].payload_len(s) for s in tasks)
+    sets, frames = {}, {}
+    for split, parts in splits.items():
+        packed = [PackedDataset(p.dataset, tasks[t], t, length) for t, p in enumerate(parts)]
+        if cfg.source == "fmnist_scenes":
+            packed = [_materialize(p) for p in packed]
+        sets[split] = [(p, None) for p in packed]
+        frames[split] = pd.DataFrame({"index": [i for p in packed for i in range(len(p))],
+                                      "task_id": [t for t, p in enumerate(packed) for _ in range(len(p))],
+                                      "kind": [tasks[t].kind for t, p in enumerate(packed) for _ in range(len(p))]})
+    provenance = {s: _provenance(parts) for s, parts in splits.items()}
+    return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)
+
+
+def _provenance(parts) -> dict:
+    """One record per split, in the shape the harness logs (source, origin, files, sha256) plus each task's own."""
+    first = parts[0].provenance
+    return {"source": "+".join(dict.fromkeys(p.provenance.get("source", "?") for p in parts)),
+            "origin": first.get("origin", first.get("path", "?")),
+            "files": ", ".join(f"{p.provenance.get('loader', '?').rsplit('.', 1)[-1]} {p.provenance.get('n', '?')}"
+                               for p in parts),
+            "sha256": first.get("fashion_mnist_sha256", first.get("sha256", "n/a")),
+            "tasks": {kind: p.provenance for kind, p in zip(KIND_ORDER, parts, strict=True)}}

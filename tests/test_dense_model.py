@@ -1,0 +1,138 @@
+"""The dense suite's model: feature-map backbones, per-sample head routing, EfficientNet-B0 + FPN size and weights;
+the cosine schedule and the single-task restart plugin."""
+
+import math
+import types
+from dataclasses import replace
+
+import pytest
+import timm
+import torch
+
+from benchmark.dense.kinds import KINDS
+from benchmark.errors import UserError
+from benchmark.harness_plugins import CosineLR
+from benchmark.models.backbone_training import apply_last_k
+from benchmark.models.dense_net import DenseHatSwapNet
+from benchmark.models.feature_maps import EfficientNetFPN, as_feature_map
+from benchmark.registry import BACKBONES
+from benchmark.streams.dense_suite import KIND_ORDER
+from benchmark.streams.task_stream import TaskSpec
+from strategies.single_task import RestartEachExperience
+
+
+def specs(size=64, grid=8, classes=(11, 10, 10)):
+    out = []
+    for t, (kind, c) in enumerate(zip(KIND_ORDER, classes, strict=True)):
+        spec = TaskSpec(name=f"t{t}", kind=kind, info={"num_classes": c, "image_size": size, "grid": grid,
+                                                        "max_boxes": 4, "ignore_index": 255 if t == 0 else None})
+        out.append(replace(spec, n_outputs=KINDS[kind].output_len(spec)))
+    return out
+
+
+def vit_tiny(size=64, patch=8):
+    cfg = BACKBONES.get("vit_tiny").config_cls(patch_size=patch, embed_dim=32, depth=2, num_heads=2)
+    return BACKBONES.get("vit_tiny").build(cfg, image_size=size, in_chans=3)[0]
+
+
+def test_vit_patch_tokens_become_a_feature_map():
+    fmap = as_feature_map(vit_tiny(64, 8), "vit_tiny")
+    out = fmap(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 32, 8, 8) and fmap.out_channels == 32
+    # token k (row-major) of the ViT's output is pixel (k // 8, k % 8) of the map
+    tokens = fmap.vit.forward_features(torch.zeros(1, 3, 64, 64))[:, fmap.vit.num_prefix_tokens:]
+    assert torch.allclose(fmap(torch.zeros(1, 3, 64, 64))[0, :, 2, 5], tokens[0, 2 * 8 + 5])
+
+
+def test_backbone_without_feature_map_is_refused():
+    with pytest.raises(UserError, match="no feature map"):
+        as_feature_map(torch.nn.Linear(3, 3), "small_cnn")
+
+
+def test_each_sample_goes_through_its_own_head_and_outputs_are_packed():
+    torch.manual_seed(0)
+    tasks = specs()
+    net = DenseHatSwapNet(as_feature_map(vit_tiny(), "vit_tiny"), tasks).eval()
+    x, labels = torch.randn(6, 3, 64, 64), torch.tensor([2, 0, 1, 1, 0, 2])
+    out = net(x, labels)
+    assert out.shape == (6, max(net.head_dims)) and net.head_dims == [11 * 64 * 64, 15 * 8 * 8, 10]
+    for i, t in enumerate(labels.tolist()):
+        alone = net.forward_single_task(x[i: i + 1], t)[0]
+        assert torch.allclose(out[i, : net.head_dims[t]], alone, atol=1e-5)
+        assert (out[i, net.head_dims[t]:] == 0).all()
+    seg = KINDS["segmentation"].unpack_output(out[1:2], tasks[0])
+    assert seg.shape == (1, 11, 64, 64)  # upsampled to the input size
+
+
+def test_distill_dispatches_to_the_task_kind():
+    tasks = specs()
+    net = DenseHatSwapNet(as_feature_map(vit_tiny(), "vit_tiny"), tasks)
+    s, t = torch.randn(2, net.head_dims[1]), torch.randn(2, net.head_dims[1])
+    assert net.distill(1, s, t, 2.0) == pytest.approx(float(KINDS["detection"].distill(s, t, tasks[1], 2.0)))
+
+
+def test_last_k_trains_only_the_last_blocks_of_a_vit_feature_map():
+    fmap = as_feature_map(vit_tiny(), "vit_tiny")
+    apply_last_k(fmap, 1)
+    trainable = {n.split(".")[2] for n, p in fmap.named_parameters() if p.requires_grad and ".blocks." in n}
+    assert trainable == {"1"}
+
+
+def test_efficientnet_b0_fpn_stays_under_8M_parameters(capsys):
+    entry = BACKBONES.get("efficientnet_b0_fpn")
+    backbone, dim, identity = entry.build(entry.config_cls(pretrained=False), image_size=64, in_chans=3)
+    assert dim == 128 and identity["weights"] == "random init"
+    net = DenseHatSwapNet(as_feature_map(backbone, "efficientnet_b0_fpn"), specs(64, 8, (21, 80, 10)))
+    n = sum(p.numel() for p in net.parameters())
+    print(f"efficientnet_b0_fpn dense net (seg 21, det 80, cls 10): {n:,} parameters")
+    assert 3_000_000 < n < 8_000_000
+    fmap = net.backbone(torch.randn(1, 3, 64, 64))
+    assert fmap.shape == (1, 128, 8, 8)  # stride 8
+    assert backbone(torch.randn(2, 3, 64, 64)).shape == (2, 128)  # pooled, for classification streams
+
+
+def test_efficientnet_weights_file_is_loaded_through_timm(tmp_path):
+    torch.manual_seed(1)
+    ref = timm.create_model("efficientnet_b0", pretrained=False)
+    path = tmp_path / "effnet_b0.pth"
+    torch.save(ref.state_dict(), path)
+    entry = BACKBONES.get("efficientnet_b0_fpn")
+    backbone, _, identity = entry.build(entry.config_cls(), image_size=64, in_chans=1, weights=str(path))
+    assert isinstance(backbone, EfficientNetFPN) and "sha256" in str(identity)
+    assert torch.equal(backbone.body.conv_stem.weight, ref.conv_stem.weight)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv_stem.weight": torch.zeros(3)}, bad)
+    with pytest.raises(UserError, match="does not hold efficientnet_b0 weights"):
+        entry.build(entry.config_cls(), image_size=64, in_chans=3, weights=str(bad))
+
+
+def _fake_strategy(model):
+    opt = torch.optim.AdamW(model.parameters(), lr=0.8)
+    return types.SimpleNamespace(model=model, optimizer=opt)
+
+
+def test_cosine_schedule_over_all_epochs_and_restarting_per_experience():
+    for restart, expected in ((False, [0.8 * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)]),
+                              (True, [0.8 * 0.5 * (1 + math.cos(math.pi * e / 2)) for e in (0, 1) * 3])):
+        strategy, plugin = _fake_strategy(torch.nn.Linear(2, 2)), CosineLR(2 if restart else 6, restart)
+        for _ in range(3):  # 3 experiences × 2 epochs
+            plugin.before_training_exp(strategy)
+            for _ in range(2):
+                plugin.before_training_epoch(strategy)
+                plugin.after_training_epoch(strategy)
+        assert plugin.history == pytest.approx(expected)
+
+
+def test_single_task_restarts_from_the_initial_weights_with_a_fresh_optimizer():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    strategy, plugin = _fake_strategy(model), RestartEachExperience()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    plugin.before_training_exp(strategy)  # experience 0: remembers the initial weights
+    model(torch.randn(4, 3)).sum().backward()
+    strategy.optimizer.step()
+    assert not torch.equal(model.weight, initial["weight"]) and strategy.optimizer.state
+    plugin.before_training_exp(strategy)  # experience 1: back to them
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in initial.items())
+    assert not strategy.optimizer.state and plugin.restarts == 1
+    assert strategy.optimizer.param_groups[0]["params"][0] is model.weight  # same tensors, optimizer still valid
