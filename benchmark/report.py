@@ -139,7 +139,8 @@ def _pm(mean, std, tex: bool = False, digits: int = 3, sign: bool = True) -> str
 
 
 def _best_mask(df: pd.DataFrame, metric: str) -> pd.Series:
-    col = df[f"{metric}_mean"].astype(float)
+    """Best value of a column among the strategies; single-task baselines are the reference, not contenders."""
+    col = df[f"{metric}_mean"].astype(float).where(df["strategy"] != BASELINE)
     if col.notna().sum() < 2:  # nothing to compare against
         return pd.Series(False, index=df.index)
     best = col.max() if BEST[metric] == "max" else col.min()

@@ -14,6 +14,7 @@ On the dense suite the columns are copies of the feature-map backbone + shared c
 from __future__ import annotations
 
 import copy
+import inspect
 
 import torch
 from avalanche.models import MultiTaskModule
@@ -127,5 +128,7 @@ def build_progressive(cfg=None, plugins=(), *, model: HatSwapNet | DenseHatSwapN
                       **template_kwargs) -> SupervisedTemplate:
     net = ProgressiveDense(model) if isinstance(model, DenseHatSwapNet) else ProgressiveHatSwap(model)
     # the same optimizer class and settings, over the columns' parameters (the caller's one holds the base model's)
-    opt = type(optimizer)([p for p in net.parameters() if p.requires_grad], **optimizer.defaults)
+    accepted = inspect.signature(type(optimizer)).parameters  # AdamW's defaults hold a key its __init__ refuses
+    opt = type(optimizer)([p for p in net.parameters() if p.requires_grad],
+                          **{k: v for k, v in optimizer.defaults.items() if k in accepted})
     return SupervisedTemplate(model=net, optimizer=opt, plugins=list(plugins), **template_kwargs)

@@ -166,9 +166,10 @@ def test_dense_replay_buffer_keeps_images_with_their_own_kind_of_target(tiny_den
             assert n >= 1 and ((rows[:, 0] >= 0) & (rows[:, 0] < 10)).all() and (rows[:, 1:] <= 64).all()
 
 
-@pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
-def test_progressive_strategy_forgets_nothing(stream, tiny, tiny_dense):
-    cfg, _ = parse_config((tiny if stream == "binary_tasks" else tiny_dense)("--strategy", "progressive"))
+@pytest.mark.parametrize("stream,optimizer", [("binary_tasks", "adam"), ("dense_suite", "adamw")])
+def test_progressive_strategy_forgets_nothing(stream, optimizer, tiny, tiny_dense):
+    cfg, _ = parse_config((tiny if stream == "binary_tasks" else tiny_dense)("--strategy", "progressive",
+                                                                              "--optimizer", optimizer))
     folder, _ = run(cfg)
     _, labels, R = read_matrix(folder / "matrix.csv")
     summary = json.loads((folder / "summary.json").read_text())

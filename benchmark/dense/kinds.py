@@ -31,7 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 from torchvision.ops import batched_nms
 
 PRIMARY = {"segmentation": "miou", "detection": "map_50", "classification": "top1"}
-SCORE_MIN, NMS_IOU = 1e-3, 0.5
+SCORE_MIN, NMS_IOU, COCO_MAX_DETS = 1e-3, 0.5, 100
 
 
 def _ignore_index(spec) -> int:
@@ -194,8 +194,9 @@ class Detection(Kind):
         return _DetMetric(self, spec)
 
 
-def decode_detections(o_det: torch.Tensor, spec) -> list[dict]:
-    """B×(5+C)×G×G raw outputs → per image {"boxes" N×4 xyxy px, "scores" N, "labels" N (0-based)}."""
+def decode_detections(o_det: torch.Tensor, spec, limit: int | None = None) -> list[dict]:
+    """B×(5+C)×G×G raw outputs → per image {"boxes" N×4 xyxy px, "scores" N, "labels" N (0-based)}, at most
+    `limit` (default: the spec's max_boxes) detections per image."""
     b, _, g, _ = o_det.shape
     size = spec.info["image_size"]
     stride = size / g
@@ -212,7 +213,7 @@ def decode_detections(o_det: torch.Tensor, spec) -> list[dict]:
     for n in range(b):
         keep = scores[n] >= SCORE_MIN
         bx, sc, lb = boxes[n][keep], scores[n][keep], labels[n][keep]
-        kept = batched_nms(bx, sc, lb, NMS_IOU)[: spec.info["max_boxes"]]  # sorted by decreasing score
+        kept = batched_nms(bx, sc, lb, NMS_IOU)[: limit or spec.info["max_boxes"]]  # by decreasing score
         result.append({"boxes": bx[kept], "scores": sc[kept], "labels": lb[kept]})
     return result
 
@@ -248,7 +249,9 @@ class _DetMetric:
 
     def update(self, o, y):
         o, y = o.detach().float().cpu(), y.detach().cpu()
-        preds = decode_detections(self.kind.unpack_output(o, self.spec), self.spec)
+        # COCO's protocol scores up to 100 detections per image, whatever the packed targets' cap
+        preds = decode_detections(self.kind.unpack_output(o, self.spec), self.spec,
+                                  limit=max(COCO_MAX_DETS, self.spec.info["max_boxes"]))
         self.m.update(preds, [self.kind.unpack_target(row, self.spec) for row in y])
 
     def compute(self) -> dict:

@@ -86,10 +86,20 @@ def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig, source: str) -> TaskS
 @STREAMS.register("dense_suite", config_cls=DenseSuiteConfig)
 def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool = True,
                 apt_install: bool = True) -> Benchmark:
-    splits = {s: [load_dense_task(kind, cfg.source, data_root, s, n=n, seed=seed + 1000 * t, image_size=cfg.image_size,
-                                  download=download, apt_install=apt_install)
-                  for t, kind in enumerate(KIND_ORDER)]
-              for s, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task))}
+    splits, missing = {}, []
+    for s, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task)):
+        splits[s] = []
+        for t, kind in enumerate(KIND_ORDER):
+            try:
+                splits[s].append(load_dense_task(kind, cfg.source, data_root, s, n=n, seed=seed + 1000 * t,
+                                                 image_size=cfg.image_size, download=download, apt_install=apt_install))
+            except UserError as e:  # real data: name every missing dataset at once, not one per attempt
+                if cfg.source != "real":
+                    raise
+                if str(e) not in missing:
+                    missing.append(str(e))
+    if missing:
+        raise UserError(" | ".join(missing))
     tasks = [_spec(kind, t, splits["train"][t], cfg, cfg.source) for t, kind in enumerate(KIND_ORDER)]
     length = 1 + max(KINDS[s.kind].payload_len(s) for s in tasks)
     sets, frames = {}, {}
