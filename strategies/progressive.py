@@ -23,6 +23,7 @@ from torch import nn
 
 from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.hatswap_net import HatSwapNet
+from benchmark.models.trunk import route
 from benchmark.mtl.architectures.progressive import ProgressiveColumns
 from benchmark.registry import STRATEGIES
 
@@ -61,14 +62,9 @@ class ProgressiveHatSwap(MultiTaskModule):
         return self
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
-        if isinstance(task_labels, int):
-            task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
-        reps = self.columns(x, upto=int(task_labels.max()))
-        out = reps[0].new_full((x.shape[0], max(self.head_dims)), float("-inf"))
-        for t in torch.unique(task_labels).tolist():
-            mask = task_labels == t
-            out[mask, : self.head_dims[t]] = self.heads[t](reps[t][mask])
-        return out
+        upto = task_labels if isinstance(task_labels, int) else int(task_labels.max())
+        reps = self.columns(x, upto=upto)
+        return route(task_labels, reps[0], self.head_dims, float("-inf"), lambda t, mask: self.heads[t](reps[t][mask]))
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         return self.heads[task_label](self.columns(x, upto=task_label)[task_label])
@@ -114,13 +110,7 @@ class ProgressiveDense(MultiTaskModule):
         return self.heads[t](self.shared[t](pre)).flatten(1)
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
-        if isinstance(task_labels, int):
-            task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
-        out = x.new_zeros((x.shape[0], max(self.head_dims)))
-        for t in torch.unique(task_labels).tolist():
-            mask = task_labels == t
-            out[mask, : self.head_dims[t]] = self.forward_single_task(x[mask], t)
-        return out
+        return route(task_labels, x, self.head_dims, 0.0, lambda t, mask: self.forward_single_task(x[mask], t))
 
 
 @STRATEGIES.register("progressive")

@@ -12,14 +12,12 @@ its own task's flattened head output, zero-padded; each sample goes through its 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
-from avalanche.models import MultiTaskModule
 from torch import nn
 
 from benchmark.dense.kinds import KINDS
+from benchmark.models.trunk import SharedTrunkNet
 
 SHARED_CHANNELS = 64
 
@@ -62,9 +60,7 @@ def make_head(spec, channels: int) -> nn.Module:
     return ClsHead(channels, info["num_classes"])
 
 
-class DenseHatSwapNet(MultiTaskModule):
-    autocast_dtype: torch.dtype | None = None  # set by benchmark.device on CUDA, as for HatSwapNet
-
+class DenseHatSwapNet(SharedTrunkNet):  # PAD 0: packed rows (benchmark/dense/kinds.py) are zero-padded
     def __init__(self, backbone: nn.Module, tasks: list, frozen_backbone: bool = False):
         super().__init__()
         self.backbone, self.frozen_backbone, self.tasks = backbone, frozen_backbone, list(tasks)
@@ -75,41 +71,7 @@ class DenseHatSwapNet(MultiTaskModule):
         if frozen_backbone:
             self.backbone.requires_grad_(False)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen_backbone:
-            self.backbone.eval()
-        return self
-
-    def _autocast(self, x):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(x.device.type, dtype=self.autocast_dtype)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """B×3×S×S → B×64×h×w: the shared map every head reads."""
-        with self._autocast(x):
-            return self.shared(self.backbone(x)).float()
-
-    def head(self, task: int, feats: torch.Tensor) -> torch.Tensor:
-        """Task `task`'s flattened raw output, B × its output length."""
-        with self._autocast(feats):
-            return self.heads[task](feats).float().flatten(1)
-
     def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """LwF's term for one old task, in that task's kind (pixel-wise KL, class KL + box L2, or logit KL)."""
         spec = self.tasks[task]
         return KINDS[spec.kind].distill(student, teacher, spec, temperature)
-
-    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
-        if isinstance(task_labels, int):
-            task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
-        feats = self.features(x)
-        out = feats.new_zeros((x.shape[0], max(self.head_dims)))
-        for t in torch.unique(task_labels).tolist():
-            mask = task_labels == t
-            out[mask, : self.head_dims[t]] = self.head(t, feats[mask])
-        return out
-
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.head(task_label, self.features(x))

@@ -8,24 +8,20 @@ pads with 0 instead, which silently changes all three when heads differ in width
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
-from avalanche.models import MultiTaskModule
 from torch import nn
 
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import as_feature_map
+from benchmark.models.trunk import SharedTrunkNet
 from benchmark.registry import BACKBONES
 
 DENSE_KINDS = ("segmentation", "detection", "classification")
 
 
-class HatSwapNet(MultiTaskModule):
-    # Set by benchmark.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
-    # returns float32, so callers (losses, LwF's hook on `shared`) never mix dtypes.
-    autocast_dtype: torch.dtype | None = None
+class HatSwapNet(SharedTrunkNet):
+    PAD = float("-inf")  # softmax, cross-entropy and argmax over a row = over the task's own logits
 
     def __init__(self, backbone: nn.Module, feat_dim: int, hidden: tuple[int, ...], dropout: float,
                  head_dims: list[int], frozen_backbone: bool = False):
@@ -41,44 +37,11 @@ class HatSwapNet(MultiTaskModule):
         if frozen_backbone:
             self.backbone.requires_grad_(False)
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen_backbone:  # a frozen backbone also keeps its dropout/norm statistics fixed
-            self.backbone.eval()
-        return self
-
-    def _autocast(self, x: torch.Tensor):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(x.device.type, dtype=self.autocast_dtype)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """B×C×H×W → B×hidden[-1]: the shared representation every head reads."""
-        with self._autocast(x):
-            return self.shared(self.backbone(x)).float()
-
-    def head(self, task: int, feats: torch.Tensor) -> torch.Tensor:
-        with self._autocast(feats):
-            return self.heads[task](feats).float()
-
     def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """LwF's term for one old task: T²·KL on its logits (strategies/lwf.py)."""
         from strategies.lwf import kd_loss  # strategies import the models, not the other way round at import time
 
         return kd_loss(student, teacher, temperature)
-
-    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
-        if isinstance(task_labels, int):
-            task_labels = torch.full((x.shape[0],), task_labels, device=x.device)
-        feats = self.features(x)
-        out = feats.new_full((x.shape[0], max(self.head_dims)), float("-inf"))
-        for t in torch.unique(task_labels).tolist():
-            mask = task_labels == t
-            out[mask, : self.head_dims[t]] = self.head(t, feats[mask])
-        return out
-
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.head(task_label, self.features(x))
 
 
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
