@@ -168,6 +168,21 @@ def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_d
     return Benchmark(task_stream(sets["train"], sets["test"]), bench.tasks, bench.frames, bench.provenance), info
 
 
+class WithBackbone(nn.Module):
+    """A model trained on cached features with its backbone put back in front: what the budget counts and times
+    (parameters, latency per image), since the deployed network runs the backbone on every image."""
+
+    def __init__(self, backbone: nn.Module, net: nn.Module):
+        super().__init__()
+        self.backbone, self.net = backbone, net
+
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+        dtype = getattr(self.net, "autocast_dtype", None)
+        with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            feats = self.backbone(x).float()
+        return self.net(feats, task_labels)
+
+
 def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict, device: torch.device,
                       log=print) -> tuple[Benchmark, dict]:
     """The run's switch: a frozen backbone with --feature-cache (the default) trains on cached features."""

@@ -23,6 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def task_forgetting(R) -> list[float]:
+    """Forgetting of each task j < T−1: max_{l ∈ [j, T−1)} R[l][j] − R[T−1][j] (square R); cl_metrics averages it."""
+    R = np.asarray(R, dtype=float)
+    T = R.shape[0]
+    return [float(R[j:T - 1, j].max() - R[T - 1, j]) for j in range(T - 1)]
+
+
 def cl_metrics(R, b=None) -> dict[str, float | None]:
     R = np.array(R, dtype=float)  # a copy: the caller's matrix is never touched
     if R.ndim != 2 or R.shape[0] < 1:
@@ -32,7 +39,7 @@ def cl_metrics(R, b=None) -> dict[str, float | None]:
     if rows != T or T < 2:
         return out
     out["bwt"] = float(np.mean([R[T - 1, j] - R[j, j] for j in range(T - 1)]))
-    out["forgetting"] = float(np.mean([R[j:T - 1, j].max() - R[T - 1, j] for j in range(T - 1)]))
+    out["forgetting"] = float(np.mean(task_forgetting(R)))
     if b is not None:
         b = np.asarray(b, dtype=float)
         if b.shape != (T,):

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark import plots
+from benchmark.metrics import task_forgetting
 from benchmark.results import atomic_write, read_matrix
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
@@ -41,7 +42,7 @@ COLUMNS = (*METRICS, "train_wall_s", "latency_ms")
 LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", "train_wall_s": "train s/run",
           "latency_ms": "ms/image"}
 BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "fwt": "max", "train_wall_s": "min", "latency_ms": "min"}
-BASELINE = "single_task"
+BASELINE = "single_task"  # runs written before summaries said "baseline": this strategy's were the baselines
 NOTE = ("Mean ± sample std over seeds; best per column in bold. ACC = mean final score; BWT < 0 and forgetting > 0 "
         "mean forgetting; n/a = undefined (joint training has no sequence).")
 
@@ -53,7 +54,8 @@ def collect(results_dir: Path) -> pd.DataFrame:
         try:
             s = json.loads(path.read_text())
             tasks, labels, R = read_matrix(path.parent / "matrix.csv")
-            row = {"stream": s["stream"], "strategy": s["strategy"], "seed": s["seed"]}
+            row = {"stream": s["stream"], "strategy": s["strategy"], "seed": s["seed"],
+                   "baseline": bool(s.get("baseline", s["strategy"] == BASELINE))}
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
             print(f"[report] skipping unreadable {path.parent}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
@@ -63,7 +65,7 @@ def collect(results_dir: Path) -> pd.DataFrame:
             "params": budget.get("params"),
             "backbone_weights": s.get("backbone_weights"), "data_source": s.get("data_source"),
             "tasks": tasks, "row_labels": labels, "R": R, "folder": str(path.parent)})
-    return pd.DataFrame(rows, columns=["stream", "strategy", "seed", *COLUMNS, "params", "backbone_weights",
+    return pd.DataFrame(rows, columns=["stream", "strategy", "seed", "baseline", *COLUMNS, "params", "backbone_weights",
                                        "data_source", "tasks", "row_labels", "R", "folder"])
 
 
@@ -73,6 +75,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     out = g[list(COLUMNS)].agg(["mean", "std"])
     out.columns = [f"{m}_{stat}" for m, stat in out.columns]
     out.insert(0, "n_seeds", g.size())
+    out["baseline"] = g["baseline"].all()
     out["seeds"] = g["seed"].apply(lambda s: " ".join(map(str, sorted(s))))
     out["backbone_weights"] = g["backbone_weights"].apply(lambda s: "; ".join(sorted(set(map(str, s)))))
     out["data_source"] = g["data_source"].apply(lambda s: "; ".join(sorted(set(map(str, s)))))
@@ -82,7 +85,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 def _baselines(runs: pd.DataFrame) -> dict:
     """(stream, seed) → the single-task baselines R[j][j]; (stream, None) → their mean over seeds."""
     out = {}
-    for stream, df in runs[runs["strategy"] == BASELINE].groupby("stream"):
+    for stream, df in runs[runs["baseline"].astype(bool)].groupby("stream"):
         diags = {r["seed"]: np.diag(np.asarray(r["R"])[1:]) for _, r in df.iterrows()}
         out |= {(stream, seed): d for seed, d in diags.items()}
         out[(stream, None)] = np.mean(list(diags.values()), axis=0)
@@ -97,10 +100,11 @@ def per_task(runs: pd.DataFrame) -> pd.DataFrame:
         R, sequential = np.asarray(r["R"])[1:], r["row_labels"][1:] != ["after_joint"]  # row 0 is "init"
         square = sequential and R.shape[0] == R.shape[1]
         b = base.get((r["stream"], r["seed"]), base.get((r["stream"], None)))
+        forgetting = task_forgetting(R) if square else []
         for j, task in enumerate(r["tasks"]):
             just = R[j, j] if square else np.nan
-            forgot = R[j:-1, j].max() - R[-1, j] if square and j < R.shape[0] - 1 else np.nan
-            if r["strategy"] == BASELINE:
+            forgot = forgetting[j] if j < len(forgetting) else np.nan
+            if r["baseline"]:
                 just, forgot, final = R[j, j], np.nan, R[j, j]  # a baseline's "final" on task j is its R[j][j]
             else:
                 final = R[-1, j]
@@ -140,7 +144,7 @@ def _pm(mean, std, tex: bool = False, digits: int = 3, sign: bool = True) -> str
 
 def _best_mask(df: pd.DataFrame, metric: str) -> pd.Series:
     """Best value of a column among the strategies; single-task baselines are the reference, not contenders."""
-    col = df[f"{metric}_mean"].astype(float).where(df["strategy"] != BASELINE)
+    col = df[f"{metric}_mean"].astype(float).where(~df["baseline"].astype(bool))
     if col.notna().sum() < 2:  # nothing to compare against
         return pd.Series(False, index=df.index)
     best = col.max() if BEST[metric] == "max" else col.min()

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from benchmark.config import RunConfig
 from benchmark.dense.kinds import KINDS, dense_criterion
 from benchmark.device import latency_ms_per_image, maybe_compile, resolve_device, set_autocast
-from benchmark.feature_cache import use_feature_cache
+from benchmark.feature_cache import WithBackbone, use_feature_cache
 from benchmark.harness_plugins import CosineLR, FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
 from benchmark.metrics import cl_metrics
 from benchmark.models import build_model
@@ -61,6 +61,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
              f"{bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp)
     dense = any(t.kind in KINDS for t in bench.tasks)
+    backbone = model.backbone  # the feature cache swaps in nn.Identity; the budget still counts and times this one
+    probes = [(bench.scenario.test_stream[t].dataset[0][0], t) for t in range(len(bench.tasks))]  # one image a task
     if not dense:
         bench, backbone_id = use_feature_cache(cfg, bench, model, backbone_id, device, log=lambda m: log(tag, m))
     elif cfg.backbone_mode == "frozen" and cfg.feature_cache:
@@ -117,11 +119,13 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         if entry.meta.get("baseline"):  # single-task baselines: only the diagonal means something
             metrics = {"acc": float(np.diag(R).mean()), "bwt": None, "forgetting": None, "fwt": None}
         net = strategy.model  # the trained one (a strategy may wrap the model it was given)
-        latency = latency_ms_per_image(net, [(test_stream[t].dataset[0][0], t) for t in range(len(task_names))],
-                                       device)
+        if "feature_cache" in backbone_id:
+            net = WithBackbone(backbone.to(device), net)
+        latency = latency_ms_per_image(net, probes, device)
         data = bench.provenance["train"]
         summary = metrics | {
             "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": task_names,
+            "baseline": bool(entry.meta.get("baseline")),
             "final": R[-1].tolist(), "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
             "untrained": rows[0][1], "eval_loss": dict(loss_rows), "exp_wall_s": train_log.exp_wall_s,
             "eval_wall_s": eval_wall, "train_wall_s": sum(train_log.exp_wall_s),

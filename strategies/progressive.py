@@ -14,7 +14,6 @@ On the dense suite the columns are copies of the feature-map backbone + shared c
 from __future__ import annotations
 
 import copy
-import inspect
 
 import torch
 from avalanche.models import MultiTaskModule
@@ -54,6 +53,10 @@ class ProgressiveHatSwap(MultiTaskModule):
             [m.out_features for m in linears], dropout, "each")
         self.heads, self.head_dims = base.heads, list(base.head_dims)
 
+    @property
+    def column_backbones(self) -> nn.ModuleList:
+        return self.columns.backbones
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen_backbone:
@@ -89,6 +92,10 @@ class ProgressiveDense(MultiTaskModule):
         self.laterals = nn.ModuleList(nn.ModuleList(nn.Conv2d(c, c, 1, bias=False) for _ in range(t)) for t in range(n))
         self.heads, self.head_dims = base.heads, list(base.head_dims)
 
+    @property
+    def column_backbones(self) -> nn.ModuleList:
+        return self.backbones
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen_backbone:
@@ -117,8 +124,20 @@ class ProgressiveDense(MultiTaskModule):
 def build_progressive(cfg=None, plugins=(), *, model: HatSwapNet | DenseHatSwapNet, optimizer: torch.optim.Optimizer,
                       **template_kwargs) -> SupervisedTemplate:
     net = ProgressiveDense(model) if isinstance(model, DenseHatSwapNet) else ProgressiveHatSwap(model)
-    # the same optimizer class and settings, over the columns' parameters (the caller's one holds the base model's)
-    accepted = inspect.signature(type(optimizer)).parameters  # AdamW's defaults hold a key its __init__ refuses
-    opt = type(optimizer)([p for p in net.parameters() if p.requires_grad],
-                          **{k: v for k, v in optimizer.defaults.items() if k in accepted})
+    opt = regroup(optimizer, model, net)
     return SupervisedTemplate(model=net, optimizer=opt, plugins=list(plugins), **template_kwargs)
+
+
+def regroup(optimizer: torch.optim.Optimizer, model, net) -> torch.optim.Optimizer:
+    """The caller's optimizer (built over `model`) rebuilt over the columns' parameters: same class, and each
+    parameter group's own settings (lr, weight decay, betas...): the backbone copies take those of the group that
+    held `model.backbone`, everything else those of the other group (benchmark/models/backbone_training.py)."""
+    base_backbone = {id(p) for p in model.backbone.parameters()}
+    settings = {any(id(p) in base_backbone for p in g["params"]): {k: v for k, v in g.items() if k != "params"}
+                for g in optimizer.param_groups}
+    column_backbones = {id(p) for p in net.column_backbones.parameters()}
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    groups = [{**settings.get(in_backbone, settings.get(False, settings.get(True))),
+               "params": [p for p in trainable if (id(p) in column_backbones) == in_backbone]}
+              for in_backbone in (True, False)]
+    return type(optimizer)([g for g in groups if g["params"]])

@@ -14,6 +14,7 @@ from torchvision.datasets import CocoDetection, ImageFolder, VOCSegmentation, wr
 from benchmark.data import dense_sources, fmnist_scenes
 from benchmark.data.dense_sources import DenseView, load_dense_task, seeded_subset
 from benchmark.data.fmnist_scenes import ensure_fmnist_scenes
+from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 from tests.conftest import fashion_mnist_files, write_fashion_mnist
 
@@ -118,7 +119,7 @@ def test_crashed_generation_leaves_no_folder(tmp_path, monkeypatch):
     assert list((tmp_path / "fmnist_scenes").iterdir()) == []
 
 
-@pytest.mark.parametrize("kind", dense_sources.KINDS)
+@pytest.mark.parametrize("kind", KIND_ORDER)
 def test_load_dense_task_scenes(scenes, small_counts, kind):
     root = scenes[0]
     split = load_dense_task(kind, "fmnist_scenes", root, "train", n=10, seed=0, image_size=64, **OFFLINE)
@@ -224,3 +225,15 @@ def test_seeded_subset():
     assert np.array_equal(a, b) and not np.array_equal(a, c) and len(set(a.tolist())) == 10
     assert np.all(np.diff(a) > 0) and np.array_equal(seeded_subset(5, 9, 0), np.arange(5))
     assert np.array_equal(seeded_subset(5, 0, 0), np.arange(5))
+
+
+def test_stream_frames_record_each_tasks_seeded_subset(scenes, small_counts):
+    from benchmark.streams.dense_suite import DenseSuiteConfig, dense_suite
+
+    bench = dense_suite(DenseSuiteConfig(train_per_task=10, test_per_task=6), seed=3, data_root=scenes[0], **OFFLINE)
+    for split, n, total in (("train", 10, N_TRAIN), ("test", 6, N_TEST)):
+        frame = bench.frames[split]
+        for t, kind in enumerate(KIND_ORDER):
+            rows = frame[frame.task_id == t]
+            assert (rows["kind"] == kind).all()
+            assert rows["index"].tolist() == seeded_subset(total, n, 3 + 1000 * t).tolist()

@@ -9,6 +9,7 @@ import pytest
 import timm
 import torch
 
+from benchmark.dense import KIND_ORDER
 from benchmark.dense.kinds import KINDS
 from benchmark.errors import UserError
 from benchmark.harness_plugins import CosineLR
@@ -16,7 +17,6 @@ from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import EfficientNetFPN, as_feature_map
 from benchmark.registry import BACKBONES
-from benchmark.streams.dense_suite import KIND_ORDER
 from benchmark.streams.task_stream import TaskSpec
 from strategies.single_task import RestartEachExperience
 

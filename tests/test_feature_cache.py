@@ -38,6 +38,11 @@ def test_every_strategy_gives_the_same_R_on_cached_features(strategy, tiny, tmp_
                                np.concatenate(s_plain["epoch_train_loss"]), rtol=1e-4)
     if strategy == "naive":  # the comparison is about something: training moved R off its trivial value
         assert np.unique(R_plain).size > 1
+    # the budget counts and times the deployed network, backbone included, cached or not (progressive's columns
+    # hold one frozen backbone copy each when run uncached, one shared backbone when cached)
+    if strategy != "progressive":
+        assert s_cold["budget"]["params"] == s_plain["budget"]["params"] == rec_plain["backbone"]["params"]
+    assert s_cold["budget"]["latency_ms_per_image"] > 0
 
 
 def test_corrupt_or_partial_entry_is_detected_and_rebuilt(tiny, tmp_path, capsys):

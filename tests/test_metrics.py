@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.metrics import cl_metrics
+from benchmark.metrics import cl_metrics, task_forgetting
 
 # Hand-computed 3×3 case. Rows: after experience i; columns: task j.
 R = [[0.90, 0.20, 0.10],
@@ -26,6 +26,7 @@ def test_forgetting_takes_the_max_after_training_not_the_diagonal():
     m = cl_metrics(r, B)
     assert m["forgetting"] == pytest.approx(((0.95 - 0.60) + (0.85 - 0.70)) / 2)  # 0.25
     assert m["bwt"] == pytest.approx(-0.225)  # BWT compares with R[j, j] only
+    assert task_forgetting(r) == pytest.approx([0.95 - 0.60, 0.85 - 0.70])  # per task; the last has none
 
 
 def test_untrained_scores_before_training_do_not_count_as_learnt():

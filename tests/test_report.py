@@ -121,11 +121,11 @@ def test_latex_tables_compile(results, tmp_path):
 def test_per_task_forgetting_and_drop_against_the_same_seeds_single_task_baseline():
     labels = ["init", "after_exp0", "after_exp1"]
     runs = pd.DataFrame([
-        {"stream": "s", "strategy": "single_task", "seed": 0, "tasks": ["a", "b"], "row_labels": labels,
-         "R": [[0.0, 0.0], [0.8, 0.1], [0.2, 0.5]]},
-        {"stream": "s", "strategy": "single_task", "seed": 1, "tasks": ["a", "b"], "row_labels": labels,
-         "R": [[0.0, 0.0], [0.4, 0.1], [0.2, 0.5]]},
-        {"stream": "s", "strategy": "naive", "seed": 0, "tasks": ["a", "b"], "row_labels": labels,
+        {"stream": "s", "strategy": "single_task", "baseline": True, "seed": 0, "tasks": ["a", "b"],
+         "row_labels": labels, "R": [[0.0, 0.0], [0.8, 0.1], [0.2, 0.5]]},
+        {"stream": "s", "strategy": "single_task", "baseline": True, "seed": 1, "tasks": ["a", "b"],
+         "row_labels": labels, "R": [[0.0, 0.0], [0.4, 0.1], [0.2, 0.5]]},
+        {"stream": "s", "strategy": "naive", "baseline": False, "seed": 0, "tasks": ["a", "b"], "row_labels": labels,
          "R": [[0.0, 0.0], [0.6, 0.0], [0.4, 0.6]]}])
     pt = per_task(runs).set_index(["strategy", "task"])
     a, b = pt.loc[("naive", "a")], pt.loc[("naive", "b")]

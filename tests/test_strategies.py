@@ -34,7 +34,7 @@ def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dens
     assert summary["acc"] == pytest.approx(sum(final) / 3, abs=1e-6)
     for key in ("bwt", "forgetting", "fwt"):
         assert (summary[key] is None) == (one_shot or baseline)
-    assert len(summary["exp_wall_s"]) == (1 if one_shot else 3)
+    assert len(summary["exp_wall_s"]) == (1 if one_shot else 3) and summary["baseline"] == baseline
     budget = summary["budget"]
     assert budget["params"] > 0 and budget["latency_ms_per_image"] > 0 and set(budget["latency_ms_per_task"]) == \
         set(tasks)
@@ -192,3 +192,22 @@ def test_dense_joint_gives_every_step_an_equal_share_of_each_task(tiny_dense):
     cfg, _ = parse_config(tiny_dense("--strategy", "joint", "--batch-size", "9"))
     run(cfg, extra_plugins=[probe])
     assert probe.counts and all(c == {0: 3, 1: 3, 2: 3} for c in probe.counts)  # loaders cycled, none runs dry
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_progressive_keeps_each_parameter_groups_settings(kind):
+    from benchmark.models.backbone_training import build_optimizer
+    from strategies.progressive import ProgressiveHatSwap, regroup
+
+    base = HatSwapNet(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8)), 8, (6,), 0.0, [2, 3])
+    opt = build_optimizer(base, lr=1e-3, backbone_lr=1e-5, weight_decay=0.01, kind=kind)
+    net = ProgressiveHatSwap(base)
+    new = regroup(opt, base, net)
+    assert type(new) is type(opt) and len(new.param_groups) == 2
+    backbone_ids = {id(p) for p in net.column_backbones.parameters()}
+    for g in new.param_groups:
+        in_backbone = {id(p) in backbone_ids for p in g["params"]}
+        assert len(in_backbone) == 1  # a group is all backbone copies or none
+        assert g["lr"] == (1e-5 if in_backbone.pop() else 1e-3) and g["weight_decay"] == 0.01
+    assert sum(len(g["params"]) for g in new.param_groups) == len(list(net.parameters()))
+    assert len(backbone_ids) == 2 * len(list(base.backbone.parameters()))  # one copy per task's column

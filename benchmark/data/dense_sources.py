@@ -29,12 +29,11 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from benchmark.data.fmnist_scenes import ensure_fmnist_scenes
 from benchmark.data.source import network_timeout
+from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 
-KINDS = ("segmentation", "detection", "classification")
+DENSE_SOURCES = ("fmnist_scenes", "real")
 SCENE_COUNTS = {"train": 1200, "test": 400}  # generated per task; `n` picks a subset of these
-SCENE_CANVAS = 64  # when image_size is 0
-REAL_SIZE = 224  # S for real data when image_size is 0
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor"]
@@ -88,14 +87,18 @@ def _coco(img_dir: Path, ann: Path):
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "loading annotations into memory..."
         coco = CocoDetection(str(img_dir), str(ann))
     ds = wrap_dataset_for_transforms_v2(coco, target_keys=("boxes", "labels", "iscrowd"))
-    cats = sorted(json.loads(ann.read_text())["categories"], key=lambda c: c["id"])
+    cats = [coco.coco.cats[i] for i in sorted(coco.coco.getCatIds())]  # pycocotools has parsed the file already
     return ds, {c["id"]: i for i, c in enumerate(cats)}, [c["name"] for c in cats]
+
+
+def _vsplit(split: str) -> str:
+    return "train" if split == "train" else "val"  # VOC, COCO and Imagenette call the test split "val"
 
 
 def _scenes(kind: str, root: Path, split: str, size: int, download: bool, apt_install: bool):
     folder, prov = ensure_fmnist_scenes(root, canvas=size, n_train=SCENE_COUNTS["train"], n_test=SCENE_COUNTS["test"],
                                         download=download, apt_install=apt_install)
-    vsplit = "train" if split == "train" else "val"
+    vsplit = _vsplit(split)
     names = json.loads((folder / "manifest.json").read_text())["classes"]
     if kind == "segmentation":
         ds = VOCSegmentation(str(folder), year="2012", image_set=vsplit, download=False)
@@ -109,7 +112,7 @@ def _scenes(kind: str, root: Path, split: str, size: int, download: bool, apt_in
 
 
 def _real(kind: str, root: Path, split: str, download: bool):
-    vsplit = "train" if split == "train" else "val"
+    vsplit = _vsplit(split)
     if kind == "segmentation":
         voc = root / "VOCdevkit" / "VOC2012"
         missing = not (voc / "ImageSets" / "Segmentation" / f"{vsplit}.txt").is_file()
@@ -150,25 +153,24 @@ def _real(kind: str, root: Path, split: str, download: bool):
 
 def load_dense_task(kind: str, source: str, root: Path, split: str, *, n: int, seed: int, image_size: int,
                     download: bool = True, apt_install: bool = True) -> DenseSplit:
-    """`kind` ∈ KINDS, `source` ∈ {"fmnist_scenes", "real"}, `split` ∈ {"train", "test"}; n = 0 keeps all."""
-    if kind not in KINDS:
-        raise UserError(f"unknown dense task kind {kind!r}; known: {', '.join(KINDS)}")
+    """`kind` ∈ KIND_ORDER, `source` ∈ DENSE_SOURCES, `split` ∈ {"train", "test"}; n = 0 keeps all; images are
+    resized to image_size × image_size (the offline scenes are generated at that size)."""
+    if kind not in KIND_ORDER:
+        raise UserError(f"unknown dense task kind {kind!r}; known: {', '.join(KIND_ORDER)}")
     if split not in ("train", "test"):
         raise UserError(f"unknown split {split!r}; known: train, test")
     root = Path(root)
+    if source not in DENSE_SOURCES:
+        raise UserError(f"unknown dense source {source!r}; known: {', '.join(DENSE_SOURCES)}")
     if source == "fmnist_scenes":
-        size = image_size or SCENE_CANVAS
         if n > SCENE_COUNTS[split]:
             raise UserError(f"fmnist_scenes has {SCENE_COUNTS[split]} {split} images per task; asked for {n} "
                             f"(use at most {SCENE_COUNTS[split]}, or 0 for all)")
-        base, label_map, classes, prov = _scenes(kind, root, split, size, download, apt_install)
-    elif source == "real":
-        size = image_size or REAL_SIZE
-        base, label_map, classes, prov = _real(kind, root, split, download)
+        base, label_map, classes, prov = _scenes(kind, root, split, image_size, download, apt_install)
     else:
-        raise UserError(f"unknown dense source {source!r}; known: fmnist_scenes, real")
+        base, label_map, classes, prov = _real(kind, root, split, download)
     idx = seeded_subset(len(base), n, seed)
     prov = {**prov, "kind": kind, "split": split, "n": len(idx), "n_total": len(base), "subset_seed": seed,
-            "image_size": size}
-    return DenseSplit(DenseView(base, kind, size, idx, label_map), classes, prov,
+            "image_size": image_size}
+    return DenseSplit(DenseView(base, kind, image_size, idx, label_map), classes, prov,
                       255 if kind == "segmentation" else None)

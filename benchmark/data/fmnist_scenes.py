@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmark.data.fashion_mnist import RAW_FILES, _raw, ensure_files
+from benchmark.data.source import file_digest
+from benchmark.dense import KIND_ORDER
 from benchmark.registry import SOURCES
 
 FORMAT_VERSION = 1
@@ -41,7 +44,7 @@ ITEMS = (1, 3)  # items per segmentation/detection scene, inclusive
 ITEM_FRAC = (20 / 64, 36 / 64)  # item side as a fraction of the canvas: 20..36 px on the default 64 px canvas
 THRESHOLD = 40  # uint8 intensity; fainter item pixels are ambiguous (void), as VOC's object borders
 PLACE_TRIES = 50
-TASKS = ("segmentation", "detection", "classification")
+TASKS = KIND_ORDER
 SPLITS = ("train", "val")  # VOC/COCO name the test split "val"
 
 
@@ -173,16 +176,30 @@ def generate(out: Path, train, test, classes, canvas: int, counts: dict) -> dict
     return items
 
 
-def ensure_fmnist_scenes(data_root: Path, *, canvas: int = 64, n_train: int = 1200, n_test: int = 400,
+def _fmnist_digest(data_root: Path, download: bool, apt_install: bool) -> str:
+    """sha256 of the raw Fashion-MNIST files (made present first), memoised per file set (path, size, mtime)."""
+    ensure_files(data_root, download=download, apt_install=apt_install)
+    paths = [_raw(data_root) / f for f in RAW_FILES]
+    stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    if stamp not in _DIGESTS:
+        _DIGESTS[stamp] = file_digest(paths)
+    return _DIGESTS[stamp]
+
+
+_DIGESTS: dict[tuple, str] = {}
+
+
+def ensure_fmnist_scenes(data_root: Path, *, n_train: int, n_test: int, canvas: int = 64,
                          download: bool = True, apt_install: bool = True) -> tuple[Path, dict]:
-    """The scene folder for these parameters (generated on first use); return (folder, provenance)."""
+    """The scene folder for these parameters (generated on first use); return (folder, provenance).
+
+    A cached folder costs one look at the Fashion-MNIST files (hashed once per process); the images are decoded
+    only to generate."""
     data_root = Path(data_root)
-    src = {train: SOURCES.get("fashion_mnist").build(data_root, train=train, transform=None, download=download,
-                                                     apt_install=apt_install) for train in (True, False)}
     params = {"format_version": FORMAT_VERSION, "canvas": canvas, "items_per_scene": list(ITEMS),
               "item_side_px": list(_item_sides(canvas)), "threshold": THRESHOLD, "seed": GEN_SEED,
               "counts_per_task": {"train": n_train, "val": n_test},
-              "fashion_mnist_sha256": src[True].provenance["sha256"]}
+              "fashion_mnist_sha256": _fmnist_digest(data_root, download, apt_install)}
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     folder = data_root / "fmnist_scenes" / key
     provenance = {"source": "fmnist_scenes", "path": str(folder.resolve()), "key": key, **params}
@@ -191,6 +208,8 @@ def ensure_fmnist_scenes(data_root: Path, *, canvas: int = 64, n_train: int = 12
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     t0 = time.perf_counter()
+    src = {train: SOURCES.get("fashion_mnist").build(data_root, train=train, transform=None, download=download,
+                                                     apt_install=apt_install) for train in (True, False)}
     try:
         data = {s: (src[t].dataset.data.numpy(), src[t].dataset.targets.numpy()) for s, t in (("train", True),
                                                                                              ("val", False))}
@@ -204,7 +223,8 @@ def ensure_fmnist_scenes(data_root: Path, *, canvas: int = 64, n_train: int = 12
         except OSError:
             if not (folder / "manifest.json").is_file():  # not a lost race with another process: a real error
                 raise
-            shutil.rmtree(tmp)
+            shutil.rmtree(tmp)  # another process generated the same folder first
+            return folder, provenance
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,6 +30,8 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 from torchvision.ops import batched_nms
 
+from benchmark.distill import kl_t2
+
 PRIMARY = {"segmentation": "miou", "detection": "map_50", "classification": "top1"}
 SCORE_MIN, NMS_IOU, COCO_MAX_DETS = 1e-3, 0.5, 100
 
@@ -37,13 +39,6 @@ SCORE_MIN, NMS_IOU, COCO_MAX_DETS = 1e-3, 0.5, 100
 def _ignore_index(spec) -> int:
     value = spec.info.get("ignore_index")
     return 255 if value is None else int(value)  # VOC's void label when the split declares none
-
-
-def _kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float, dim: int = 1) -> torch.Tensor:
-    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)) over `dim`, one value per remaining position."""
-    log_p = F.log_softmax(student / temperature, dim=dim)
-    q = F.softmax(teacher / temperature, dim=dim)
-    return F.kl_div(log_p, q, reduction="none").sum(dim) * temperature**2
 
 
 class Kind:
@@ -77,8 +72,8 @@ class Classification(Kind):
         return F.cross_entropy(self.unpack_output(o, spec), y[:, 0].long())
 
     def distill(self, student, teacher, spec, temperature: float):
-        """Equal to strategies.lwf.kd_loss (batchmean)."""
-        return _kl(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
+        """Equal to benchmark.distill.kd_loss (batchmean), as on the binary stream."""
+        return kl_t2(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
 
     def metric(self, spec):
         return _ClsMetric(self, spec)
@@ -110,13 +105,14 @@ class Segmentation(Kind):
     def loss(self, o, y, spec):
         target = self.masks(y, spec)
         ignore = _ignore_index(spec)
-        if not (target != ignore).any():  # all-void rows: F.cross_entropy would return NaN
-            return o.sum() * 0.0
-        return F.cross_entropy(self.unpack_output(o, spec), target, ignore_index=ignore)
+        # = the mean over non-void pixels (F.cross_entropy's), without its NaN when every pixel is void and
+        # without a host sync to test for that
+        total = F.cross_entropy(self.unpack_output(o, spec), target, ignore_index=ignore, reduction="sum")
+        return total / (target != ignore).sum().clamp(min=1)
 
     def distill(self, student, teacher, spec, temperature: float):
         """Pixel-wise T²·KL over classes, averaged over pixels and batch."""
-        return _kl(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
+        return kl_t2(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
 
     def metric(self, spec):
         return _SegMetric(self, spec)
@@ -188,7 +184,7 @@ class Detection(Kind):
         """T²·KL over class logits per cell (mean over cells, batch) + MSE(σ(student), σ(teacher)) on the 5
         box/objectness channels (mean over B·5·G·G elements)."""
         s, t = self.unpack_output(student, spec), self.unpack_output(teacher, spec)
-        return _kl(s[:, 5:], t[:, 5:], temperature).mean() + F.mse_loss(s[:, :5].sigmoid(), t[:, :5].sigmoid())
+        return kl_t2(s[:, 5:], t[:, 5:], temperature).mean() + F.mse_loss(s[:, :5].sigmoid(), t[:, :5].sigmoid())
 
     def metric(self, spec):
         return _DetMetric(self, spec)
@@ -248,11 +244,12 @@ class _DetMetric:
         self.m = MeanAveragePrecision(iou_type="bbox", backend="pycocotools")
 
     def update(self, o, y):
-        o, y = o.detach().float().cpu(), y.detach().cpu()
-        # COCO's protocol scores up to 100 detections per image, whatever the packed targets' cap
-        preds = decode_detections(self.kind.unpack_output(o, self.spec), self.spec,
-                                  limit=max(COCO_MAX_DETS, self.spec.info["max_boxes"]))
-        self.m.update(preds, [self.kind.unpack_target(row, self.spec) for row in y])
+        # decode on the model's device (rows are padded to the widest head: copy only the grid), then move the
+        # kept boxes; COCO's protocol scores up to 100 detections per image, whatever the packed targets' cap
+        grid = self.kind.unpack_output(o.detach(), self.spec).float()
+        preds = decode_detections(grid, self.spec, limit=max(COCO_MAX_DETS, self.spec.info["max_boxes"]))
+        self.m.update([{k: v.cpu() for k, v in p.items()} for p in preds],
+                      [self.kind.unpack_target(row, self.spec) for row in y.detach().cpu()])
 
     def compute(self) -> dict:
         r = self.m.compute()

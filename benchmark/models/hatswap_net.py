@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.distill import kd_loss
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import as_feature_map
@@ -39,8 +40,6 @@ class HatSwapNet(SharedTrunkNet):
 
     def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """LwF's term for one old task: T²·KL on its logits (strategies/lwf.py)."""
-        from strategies.lwf import kd_loss  # strategies import the models, not the other way round at import time
-
         return kd_loss(student, teacher, temperature)
 
 

@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from benchmark.data.dense_sources import load_dense_task
+from benchmark.data.dense_sources import DENSE_SOURCES, load_dense_task
+from benchmark.dense import KIND_ORDER
 from benchmark.dense.kinds import KINDS, PRIMARY
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
 from benchmark.streams.task_stream import Benchmark, TaskSpec, task_stream
 
-KIND_ORDER = ("segmentation", "detection", "classification")  # seed 004's schedule
 SHORT = {"segmentation": "seg", "detection": "det", "classification": "cls"}
 
 
@@ -42,8 +42,8 @@ class DenseSuiteConfig:
     max_boxes: int = 8  # boxes kept per image (the largest), packed per sample
 
     def __post_init__(self):
-        if self.source not in ("fmnist_scenes", "real"):
-            raise UserError(f"unknown --dense_suite.source {self.source!r}; known: fmnist_scenes, real")
+        if self.source not in DENSE_SOURCES:
+            raise UserError(f"unknown --dense_suite.source {self.source!r}; known: {', '.join(DENSE_SOURCES)}")
         if self.image_size < 16 or self.grid < 1 or self.image_size % self.grid:
             raise UserError(f"--dense_suite.image-size ({self.image_size}) must be ≥ 16 and divisible by "
                             f"--dense_suite.grid ({self.grid})")
@@ -75,9 +75,9 @@ def _materialize(ds: Dataset) -> TensorDataset:
     return TensorDataset(torch.cat(xs), torch.cat(ys))
 
 
-def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig, source: str) -> TaskSpec:
+def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig) -> TaskSpec:
     info = {"num_classes": len(split.classes), "classes": list(split.classes), "image_size": cfg.image_size,
-            "ignore_index": split.ignore_index, "grid": cfg.grid, "max_boxes": cfg.max_boxes, "source": source}
+            "ignore_index": split.ignore_index, "grid": cfg.grid, "max_boxes": cfg.max_boxes, "source": cfg.source}
     spec = TaskSpec(name=f"t{t}_{SHORT[kind]}_{PRIMARY[kind]}", kind=kind, n_outputs=0, primary=PRIMARY[kind],
                     loss=kind, info=info)
     return replace(spec, n_outputs=KINDS[kind].output_len(spec))
@@ -100,7 +100,7 @@ def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool =
                     missing.append(str(e))
     if missing:
         raise UserError(" | ".join(missing))
-    tasks = [_spec(kind, t, splits["train"][t], cfg, cfg.source) for t, kind in enumerate(KIND_ORDER)]
+    tasks = [_spec(kind, t, splits["train"][t], cfg) for t, kind in enumerate(KIND_ORDER)]
     length = 1 + max(KINDS[s.kind].payload_len(s) for s in tasks)
     sets, frames = {}, {}
     for split, parts in splits.items():
@@ -108,7 +108,8 @@ def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool =
         if cfg.source == "fmnist_scenes":
             packed = [_materialize(p) for p in packed]
         sets[split] = [(p, None) for p in packed]
-        frames[split] = pd.DataFrame({"index": [i for p in packed for i in range(len(p))],
+        # index = the image's index in its source dataset (the seeded subset), per task
+        frames[split] = pd.DataFrame({"index": [int(i) for p in parts for i in p.dataset.indices],
                                       "task_id": [t for t, p in enumerate(packed) for _ in range(len(p))],
                                       "kind": [tasks[t].kind for t, p in enumerate(packed) for _ in range(len(p))]})
     provenance = {s: _provenance(parts) for s, parts in splits.items()}
