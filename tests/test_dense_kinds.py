@@ -259,6 +259,11 @@ def test_seg_loss_is_cross_entropy_with_ignore_index():
     mask[0, 0] = 255
     got = KINDS["segmentation"].loss(logits.flatten(1), mask.flatten(1).float(), SEG)
     assert float(got) == pytest.approx(float(F.cross_entropy(logits, mask, ignore_index=255)), rel=1e-6)
+    void = torch.full_like(mask, 255).flatten(1).float()  # every pixel void: 0 with a gradient, not NaN
+    out = logits.flatten(1).requires_grad_()
+    loss = KINDS["segmentation"].loss(out, void, SEG)
+    loss.backward()
+    assert float(loss) == 0.0 and torch.isfinite(out.grad).all()
 
 
 # --- packing and the mixed-task criterion ---------------------------------------------------------------------
