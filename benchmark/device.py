@@ -42,14 +42,14 @@ def maybe_compile(model, enabled: bool) -> None:
 
 @torch.no_grad()
 def latency_ms_per_image(model, samples: list[tuple[torch.Tensor, int]], device: torch.device, repeats: int = 20,
-                         warmup: int = 3) -> dict[str, float]:
+                         warmup: int = 3) -> list[float]:
     """Inference latency at batch size 1 on `device`: for each (image, task) the median over `repeats` timed
-    forward passes after `warmup` untimed ones (CUDA: synchronised). → {"task<t>": ms, ..., "mean": ms}."""
+    forward passes after `warmup` untimed ones (CUDA: synchronised), in ms, in the samples' order."""
     import time
 
     was_training = model.training
     model.eval()
-    out = {}
+    out = []
     for x, task in samples:
         x = x.unsqueeze(0).to(device)
         times = []
@@ -62,6 +62,6 @@ def latency_ms_per_image(model, samples: list[tuple[torch.Tensor, int]], device:
                 torch.cuda.synchronize()
             if i >= warmup:
                 times.append((time.perf_counter() - t0) * 1e3)
-        out[f"task{task}"] = sorted(times)[len(times) // 2]
+        out.append(sorted(times)[len(times) // 2])
     model.train(was_training)
-    return out | {"mean": sum(out.values()) / len(out)}
+    return out

@@ -14,7 +14,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
-from benchmark.dense.kinds import KINDS, dense_criterion
+from benchmark.dense.kinds import KINDS, dense_criterion, is_dense
 from benchmark.device import latency_ms_per_image, maybe_compile, resolve_device, set_autocast
 from benchmark.feature_cache import WithBackbone, use_feature_cache
 from benchmark.harness_plugins import CosineLR, FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
@@ -60,7 +60,7 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
              f"{backbone_id['params']:,} params); data {bench.provenance['train']['origin']} "
              f"{bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp)
-    dense = any(t.kind in KINDS for t in bench.tasks)
+    dense = is_dense(bench.tasks)
     backbone = model.backbone  # the feature cache swaps in nn.Identity; the budget still counts and times this one
     probes = [(bench.scenario.test_stream[t].dataset[0][0], t) for t in range(len(bench.tasks))]  # one image a task
     if not dense:
@@ -121,7 +121,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         net = strategy.model  # the trained one (a strategy may wrap the model it was given)
         if "feature_cache" in backbone_id:
             net = WithBackbone(backbone.to(device), net)
-        latency = latency_ms_per_image(net, probes, device)
+        latency = dict(zip(task_names, latency_ms_per_image(net, probes, device), strict=True))
+        latency_mean = sum(latency.values()) / len(latency)
         data = bench.provenance["train"]
         summary = metrics | {
             "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": task_names,
@@ -131,8 +132,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
             "eval_wall_s": eval_wall, "train_wall_s": sum(train_log.exp_wall_s),
             "budget": {"params": sum(p.numel() for p in net.parameters()),
                        "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
-                       "train_wall_s": sum(train_log.exp_wall_s), "latency_ms_per_image": latency["mean"],
-                       "latency_ms_per_task": {task_names[int(k[4:])]: v for k, v in latency.items() if k != "mean"},
+                       "train_wall_s": sum(train_log.exp_wall_s), "latency_ms_per_image": latency_mean,
+                       "latency_ms_per_task": latency,
                        "device": str(device)},
             "metric_units": {t.name: t.primary for t in bench.tasks},
             "extra_scores": {label: dict(zip(task_names, e, strict=True)) for label, e in extras} or None,
@@ -150,7 +151,7 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     tracker.finish()
     fmt = {k: "n/a" if v is None else f"{v:+.3f}" for k, v in metrics.items()}
     log(tag, f"budget: {summary['budget']['params']:,} params, train {summary['train_wall_s']:.1f}s, "
-             f"inference {latency['mean']:.2f} ms/image (batch 1, {device})")
+             f"inference {latency_mean:.2f} ms/image (batch 1, {device})")
     log(tag, f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "
              f"({summary['total_wall_s']:.1f}s) → {folder}")
     return folder, "done"

@@ -305,5 +305,10 @@ class DenseCriterion(nn.Module):
         return total / outputs.shape[0]
 
 
+def is_dense(specs: list) -> bool:
+    """Whether a stream's tasks are dense-suite kinds (feature-map model, packed targets, these metrics)."""
+    return any(s.kind in KINDS for s in specs)
+
+
 def dense_criterion(specs: list) -> DenseCriterion:
     return DenseCriterion(specs)

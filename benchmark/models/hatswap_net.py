@@ -11,14 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.dense.kinds import is_dense
 from benchmark.distill import kd_loss
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import as_feature_map
 from benchmark.models.trunk import SharedTrunkNet
 from benchmark.registry import BACKBONES
-
-DENSE_KINDS = ("segmentation", "detection", "classification")
 
 
 class HatSwapNet(SharedTrunkNet):
@@ -49,7 +48,7 @@ def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet,
     backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
                                                weights=cfg.backbone_weights)
     frozen = cfg.backbone_mode == "frozen"
-    if any(t.kind in DENSE_KINDS for t in tasks):  # the dense suite: heads read feature maps (--hidden unused)
+    if is_dense(tasks):  # the dense suite: heads read feature maps (--hidden unused)
         model = DenseHatSwapNet(as_feature_map(backbone, cfg.backbone), tasks, frozen_backbone=frozen)
     else:
         model = HatSwapNet(backbone, feat_dim, cfg.hidden, cfg.dropout, [t.n_outputs for t in tasks],
