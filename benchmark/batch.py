@@ -1,7 +1,8 @@
 """Batch benchmarking: every (stream, strategy, seed) of a profile, in one process (imports and data load once).
 
-Completed runs (summary.json present, same config) are skipped, so a rerun resumes; a failed run is reported and
-the batch goes on; at the end the aggregate report is rebuilt and failures are listed (exit code 1).
+Completed runs (their files complete and agreeing, same config) are skipped, so a rerun resumes; so are runs that
+another process (a second batch on the same results) is training. A failed run is reported and the batch goes on;
+at the end the aggregate report is rebuilt and failures are listed (exit code 1).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from benchmark.config import load_profile, parse_config
 from benchmark.errors import RunFailed, UserError
 from benchmark.report import write_report
-from benchmark.results import atomic_write
+from benchmark.results import atomic_write, ensure_writable, release_run_folder, run_dir, skip_reason
 
 
 def _duration(s: float) -> str:
@@ -40,6 +41,8 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
             raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies do not apply")
         return run_mtl_batch(profile_name, profile, run_args, seeds=seeds, force=force, debug=debug)
     todo = plan(profile, streams, strategies, seeds)
+    if not todo:
+        raise UserError(f"profile {profile_name!r} with these --streams/--strategies/--seeds has no runs")
     configs = []
     for stream, strategy, seed in todo:  # parse all first: a bad flag stops the batch before any training
         cfg, _ = parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy,
@@ -50,6 +53,7 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
     for backbone, weights in dict.fromkeys((c.backbone, c.backbone_weights) for c in configs):
         check_weights_available(backbone, weights)  # missing weights would fail every run alike: stop before any
     out_dir = configs[0].out_dir
+    ensure_writable(out_dir)  # an --out-dir that is a file would fail every run, then the report
     print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'}", file=sys.stderr)
     failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()
     # One bar for the batch on a terminal; elsewhere (CI, a log file) only the one-line-per-run report below.
@@ -59,7 +63,9 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
         tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
         t_run = time.perf_counter()
         try:
-            _, status = run(cfg, force=force)
+            folder, status = run(cfg, force=force)
+            if status == "skipped" and (why := skip_reason(folder)) != "done":
+                status = f"skipped ({why})"
         except (UserError, RunFailed) as e:
             failed.append(f"{tag}: {e}")
             status = "FAILED"
@@ -70,6 +76,8 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
             tqdm.write(f"[batch] {tag} failed: {type(e).__name__}: {e}", file=sys.stderr)
             if debug:
                 traceback.print_exc()
+        finally:  # a run that failed before writing its folder still holds it
+            release_run_folder(run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed))
         dt = time.perf_counter() - t_run
         if status == "done":
             trained_s, n_trained = trained_s + dt, n_trained + 1
@@ -87,8 +95,9 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
         failed_file.unlink()
     table = write_report(out_dir, failed)
     print(table)
-    print(f"[batch] wrote {Path(out_dir) / 'REPORT.md'} (tables: summary.md/.csv/.tex, per_task.*; figures/) in "
-          f"{_duration(time.perf_counter() - t0)}",
+    what = "tables: summary.md/.csv/.tex, per_task.*; figures/" if (Path(out_dir) / "summary.csv").is_file() else \
+        "no completed runs: no tables or figures"
+    print(f"[batch] wrote {Path(out_dir) / 'REPORT.md'} ({what}) in {_duration(time.perf_counter() - t0)}",
           file=sys.stderr)
     if failed:
         print(f"[batch] {len(failed)} run(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)

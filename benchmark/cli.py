@@ -17,11 +17,36 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 from benchmark.errors import RunFailed, UserError  # noqa: E402
 
 
-def _int_list(text: str) -> list[int]:
+def _names(text: str | None, flag: str) -> list[str] | None:
+    """`a,b` → ['a', 'b']; None (flag absent) → None; a flag naming nothing is an error, not "all"."""
+    if text is None:
+        return None
+    if not (names := [t.strip() for t in text.split(",") if t.strip()]):
+        raise UserError(f"{flag} {text!r} names nothing; pass comma-separated values, or drop the flag")
+    return names
+
+
+def _int_list(text: str | None) -> list[int] | None:
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        return None if text is None else [int(t) for t in _names(text, "--seeds")]
     except ValueError:
         raise UserError(f"--seeds takes comma-separated integers, got {text!r}") from None
+
+
+def _run_one(tag: str, run_fn, cfg, force: bool) -> int:
+    """One run (`hatswap run` / `hatswap mtl`): its folder on stdout; a skip and why on stderr."""
+    from benchmark.results import release_run_folder, skip_reason
+
+    try:
+        folder, status = run_fn(cfg, force=force)
+    finally:  # a run that failed before writing its folder still holds it
+        release_run_folder()
+    if status == "skipped":
+        why = skip_reason(folder)
+        print(f"[{tag}] {folder} " + ("already holds this config's results; skipped (--force redoes it)"
+                                      if why == "done" else f"is {why}; skipped"), file=sys.stderr)
+    print(folder)
+    return 0
 
 
 def cmd_run(argv) -> int:
@@ -30,11 +55,7 @@ def cmd_run(argv) -> int:
     cfg, ns = parse_config(argv)
     from benchmark.run import run
 
-    folder, status = run(cfg, force=ns.force)
-    if status == "skipped":
-        print(f"[run] {folder} already holds this config's results; skipped (--force redoes it)", file=sys.stderr)
-    print(folder)
-    return 0
+    return _run_one("run", run, cfg, ns.force)
 
 
 def cmd_batch(argv) -> int:
@@ -50,9 +71,9 @@ def cmd_batch(argv) -> int:
     ns, rest = p.parse_known_args(argv)
     from benchmark.batch import run_batch
 
-    split = lambda s: [x for x in s.split(",") if x] if s else None  # noqa: E731
-    return run_batch(ns.profile, rest, streams=split(ns.streams), strategies=split(ns.strategies),
-                     seeds=_int_list(ns.seeds) if ns.seeds else None, force=ns.force, debug=ns.debug)
+    return run_batch(ns.profile, rest, streams=_names(ns.streams, "--streams"),
+                     strategies=_names(ns.strategies, "--strategies"), seeds=_int_list(ns.seeds),
+                     force=ns.force, debug=ns.debug)
 
 
 def cmd_mtl(argv) -> int:
@@ -61,11 +82,7 @@ def cmd_mtl(argv) -> int:
     cfg, ns = parse_mtl_config(argv)
     from benchmark.mtl.run import run_mtl
 
-    folder, status = run_mtl(cfg, force=ns.force)
-    if status == "skipped":
-        print(f"[mtl] {folder} already holds this config's results; skipped (--force redoes it)", file=sys.stderr)
-    print(folder)
-    return 0
+    return _run_one("mtl", run_mtl, cfg, ns.force)
 
 
 def cmd_list(argv) -> int:

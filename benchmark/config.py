@@ -3,7 +3,9 @@
 Every field has a concrete default whose type drives its CLI flag (`--batch-size 32`; bools get `--x/--no-x`;
 tuples of ints take `128,64`). The chosen stream, backbone and strategy may bring their own config dataclass; their
 flags are namespaced by registry name: `--lwf.temperature 2`, `--binary_tasks.train-per-task 500`. A config file or
-profile uses the same names with underscores (`"lwf.temperature": 2`); an unknown key is an error, never ignored.
+profile uses the same names with underscores (`"lwf.temperature": 2`); an unknown key is an error, never ignored,
+and every value goes through its flag's own parsing (type, choices; booleans are JSON true / false), so an error
+names the file and the key. Float flags reject NaN.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -43,7 +47,7 @@ class RunConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
-    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})  # cosine: per epoch
+    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})  # cosine: per experience
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     data_root: Path = Path("data")
@@ -87,13 +91,13 @@ def flat_config(cfg) -> dict:
         v = getattr(cfg, f.name)
         if f.name.endswith("_args"):
             prefix = getattr(cfg, f.name[: -len("_args")])
-            out |= {f"{prefix}.{k}": _jsonable(x) for k, x in (dataclasses.asdict(v) if v else {}).items()}
+            out |= {f"{prefix}.{k}": jsonable(x) for k, x in (dataclasses.asdict(v) if v else {}).items()}
         else:
-            out[f.name] = _jsonable(v)
+            out[f.name] = jsonable(v)
     return out
 
 
-def _jsonable(v):
+def jsonable(v):
     return str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
 
 
@@ -103,6 +107,17 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):  # one line naming the fix, not argparse's usage block
         raise UserError(f"{message} (see `hatswap {self.prog.split()[-1]} --help`)")
+
+
+def _float(text: str) -> float:
+    """Every float flag (and config value): a number; NaN passes every `x > 0` check and fails the run later."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r} (NaN is not a number)")
+    return value
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -121,11 +136,12 @@ def add_fields(parser, cls, prefix: str = "") -> set[str]:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         dest = prefix + f.name
         flags = {f"--{prefix}{f.name.replace('_', '-')}", f"--{dest}"}
-        kw: dict = {"dest": dest, "default": default, "help": f"(default: {_jsonable(default)})"}
+        kw: dict = {"dest": dest, "default": default, "help": f"(default: {jsonable(default)})"}
         if isinstance(default, bool):
             parser.add_argument(*sorted(flags), action=argparse.BooleanOptionalAction, **kw)
         else:
-            kw["type"] = _int_tuple if isinstance(default, tuple) else type(default)
+            kw["type"] = _int_tuple if isinstance(default, tuple) else _float if isinstance(default, float) \
+                else type(default)
             if "choices" in f.metadata:
                 kw["choices"] = f.metadata["choices"]
             parser.add_argument(*sorted(flags), **kw)
@@ -168,47 +184,97 @@ def parse_config(argv=None) -> tuple[RunConfig, argparse.Namespace]:
     if profile.get("kind") == "mtl":
         raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
                         f"{ns.profile}`, or one experiment with `hatswap mtl`")
-    file_defaults = profile["config"]
+    file_defaults = _underscored(profile["config"])
+    origin = dict.fromkeys(file_defaults, f"profile {ns.profile} ({PROFILE_DIR / str(ns.profile)}.json)")
     if ns.config:
-        file_defaults = file_defaults | _read_json(ns.config)
-    file_defaults = {k.replace("-", "_"): v for k, v in file_defaults.items()}
-    parser.set_defaults(**file_defaults)
+        from_file = _underscored(_read_json(ns.config))
+        file_defaults, origin = file_defaults | from_file, origin | dict.fromkeys(from_file, str(ns.config))
+    _set_file_defaults(parser, file_defaults, dests, origin)
     ns, _ = parser.parse_known_args(argv)
     entries = {"stream": STREAMS.get(ns.stream), "backbone": BACKBONES.get(ns.backbone),
                "strategy": STRATEGIES.get(ns.strategy)}
     for e in entries.values():  # stage 2: their own knobs, namespaced by registry name
         if e.config_cls:
             dests |= add_fields(parser.add_argument_group(e.name), e.config_cls, prefix=f"{e.name}.")
-    if unknown := {k for k in set(file_defaults) - dests if not _knob_of_other_entry(k)}:
-        raise UserError(f"unknown config keys: {sorted(unknown)}; known: {sorted(dests)}")
-    parser.set_defaults(**{k: _coerce(parser, k, v) for k, v in file_defaults.items()})
+    if unknown := {k for k in set(file_defaults) - dests if not _owner(k)}:
+        raise UserError(f"unknown config keys: {sorted(unknown)} (in {', '.join(sorted({origin[k] for k in unknown}))})"
+                        f"; known: {sorted(dests)}")
+    _set_file_defaults(parser, file_defaults, dests, origin)
+    _, extra = parser.parse_known_args(argv)
+    for arg in extra:  # `--lwf.alpha 1` while running naive: say whose knob it is, not just "unrecognized"
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--") and (owner := _owner(flag[2:])):
+            kind, name = owner
+            raise UserError(f"{flag} belongs to {kind} {name}, not {getattr(ns, kind)} (pass --{kind} {name}, or "
+                            f"drop the flag)")
     ns = parser.parse_args(argv)  # a misspelt flag is an error, never ignored
-    sub = {f"{kind}_args": _pick(e, ns) for kind, e in entries.items()}
-    cfg = RunConfig(**{f.name: getattr(ns, f.name) for f in fields(RunConfig) if not f.name.endswith("_args")}, **sub)
+    try:  # the dataclasses' own range checks
+        sub = {f"{kind}_args": _pick(e, ns) for kind, e in entries.items()}
+        cfg = RunConfig(**{f.name: getattr(ns, f.name) for f in fields(RunConfig) if not f.name.endswith("_args")},
+                        **sub)
+    except UserError as e:
+        if where := _set_by_file(e, origin, argv):
+            raise UserError(f"{e} ({where})") from e
+        raise
     return cfg, ns
 
 
-def _knob_of_other_entry(key: str) -> bool:
-    """`replay.mem_size` in a profile shared by all strategies is valid (and unused) while running lwf."""
+def _flag(key: str) -> str:
+    name, dot, knob = key.rpartition(".")
+    return f"--{name}{dot}{knob.replace('_', '-')}"
+
+
+def _set_by_file(e: UserError, origin: dict, argv) -> str:
+    """A range check that names `--epochs` failed on a value a file or profile set, not a flag: which file and key."""
+    given = {a.split("=", 1)[0] for a in argv or []}
+    keys = [k for k in origin if re.search(re.escape(_flag(k)) + r"(?![\w.-])", str(e))
+            and not given & {_flag(k), f"--{k}"}]
+    return f"key {', '.join(f'{k!r} of {origin[k]}' for k in keys)}" if keys else ""
+
+
+def _underscored(values: dict) -> dict:
+    return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def _set_file_defaults(parser, values: dict, dests: set[str], origin: dict) -> None:
+    """A profile's or config file's values become the flags' defaults, through the flags' own parsing."""
+    parser.set_defaults(**{k: _coerce(parser, k, v, origin.get(k, "config")) for k, v in values.items()
+                           if k in dests})
+
+
+def _owner(key: str) -> tuple[str, str] | None:
+    """(kind, entry) whose knob `key` is (`replay.mem_size` or `replay.mem-size` → ('strategy', 'replay')): such a
+    key in a profile shared by all strategies is valid (and unused) while running lwf."""
     name, _, knob = key.partition(".")
-    for reg in (STREAMS, BACKBONES, STRATEGIES):
+    for kind, reg in (("stream", STREAMS), ("backbone", BACKBONES), ("strategy", STRATEGIES)):
         if name in reg.names():
             cls = reg.get(name).config_cls
-            return cls is not None and knob in {f.name for f in fields(cls)}
-    return False
+            return (kind, name) if cls and knob.replace("-", "_") in {f.name for f in fields(cls)} else None
+    return None
 
 
-def _coerce(parser, dest: str, value):
-    """File values get the same types as flags (a JSON list for a tuple, a string for a Path)."""
-    for action in parser._actions:
-        if action.dest == dest and action.type is not None and not isinstance(action.default, bool):
-            if isinstance(value, list):
-                value = ",".join(map(str, value))
-            try:
-                return action.type(value)
-            except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
-                raise UserError(f"bad value for {dest!r} in config: {value!r} ({e})") from None
-    return value
+def _coerce(parser, dest: str, value, origin: str = "config"):
+    """A file's JSON value → exactly what its flag would give: the value as a flag's text (a JSON list as `16,32`)
+    through the flag's own type function and choice check; a boolean field takes only JSON true / false."""
+    action = next((a for a in parser._actions if a.dest == dest), None)
+    if action is None:
+        return value
+
+    def bad(why: str) -> UserError:
+        return UserError(f"bad value for {dest!r} in {origin}: {why}")
+
+    if isinstance(action, argparse.BooleanOptionalAction):
+        if not isinstance(value, bool):
+            raise bad(f"expected true or false, got {json.dumps(value)}")
+        return value
+    if isinstance(value, list):  # what a comma-separated flag takes: `--hidden 16,32`, `--static.weights 1,0.5`
+        value = ",".join(map(str, value))
+    if isinstance(value, bool | dict) or value is None:
+        raise bad(f"expected a value as its flag takes it, got {json.dumps(value)}")
+    try:
+        return parser._get_values(action, [str(value)])  # argparse's own conversion and choice check
+    except argparse.ArgumentError as e:
+        raise bad(e.message) from None  # argparse's message is the whole story
 
 
 def _pick(entry, ns):

@@ -28,7 +28,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from benchmark.errors import UserError
 from benchmark.models.pretrained_weights import sha256_file
+from benchmark.results import write_error
 from benchmark.streams.task_stream import Benchmark, task_stream
 
 FORMAT_VERSION = 1
@@ -87,14 +89,16 @@ def read_entry(folder: Path, key: str) -> tuple[np.ndarray | None, dict | None, 
         return None, None, "absent" if not folder.exists() else "partial (no manifest)"
     try:
         manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            return None, None, f"corrupt (manifest holds a {type(manifest).__name__}, not an object)"
         if manifest.get("key") != key:
             return None, None, "stale (key differs)"
         if sha256_file(feats_path) != manifest["sha256"]:
             return None, None, "corrupt (checksum differs)"
         feats = np.load(feats_path, mmap_mode="r")
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as e:
         return None, None, f"corrupt ({type(e).__name__})"
-    if list(feats.shape) != manifest["shape"] or str(feats.dtype) != manifest["dtype"]:
+    if list(feats.shape) != manifest.get("shape") or str(feats.dtype) != manifest.get("dtype"):
         return None, None, "corrupt (shape differs)"
     return feats, manifest, ""
 
@@ -145,12 +149,15 @@ def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_d
             log(f"feature cache miss ({why}) {split} key {key[:24]} → extracting {sum(split_material['n_per_task'])} "
                 f"images into {folder}")
             array = extract(backbone, datasets, device, f"features {split}", model.autocast_dtype)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "manifest.json").unlink(missing_ok=True)  # a stale manifest must not bless the new array
-            _atomic_save_npy(folder / "features.npy", array)
-            manifest = {"key": key, "material": split_material, "shape": list(array.shape),
-                        "dtype": str(array.dtype), "sha256": sha256_file(folder / "features.npy")}
-            _atomic_write_json(folder / "manifest.json", manifest)  # last: its presence marks the entry complete
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "manifest.json").unlink(missing_ok=True)  # a stale manifest must not bless the new array
+                _atomic_save_npy(folder / "features.npy", array)
+                manifest = {"key": key, "material": split_material, "shape": list(array.shape),
+                            "dtype": str(array.dtype), "sha256": sha256_file(folder / "features.npy")}
+                _atomic_write_json(folder / "manifest.json", manifest)  # last: its presence marks the entry complete
+            except OSError as e:  # a full disk, or a file where a folder should be
+                raise write_error(folder, e, "--cache-dir") from e
             feats, manifest, why = read_entry(folder, key)
             if feats is None:
                 raise OSError(f"feature cache entry {folder} unreadable right after writing it: {why}")
@@ -193,5 +200,8 @@ def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict
                 "stream": cfg.stream, "stream_args": dataclasses.asdict(cfg.stream_args) if cfg.stream_args else None,
                 "input": backbone_id.get("input")}
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    if cache_dir.exists() and not cache_dir.is_dir():  # before the backbone's pass over the data, not after
+        raise UserError(f"feature cache folder {cache_dir} is a file; pass another --cache-dir (or "
+                        f"--no-feature-cache)")
     bench, info = cached_benchmark(bench, model, material, cache_dir, device, log)
     return bench, backbone_id | {"feature_cache": info}

@@ -46,3 +46,14 @@ def cl_metrics(R, b=None) -> dict[str, float | None]:
             raise ValueError(f"b must have one score per task ({T}), got shape {b.shape}")
         out["fwt"] = float(np.mean([R[j - 1, j] - b[j] for j in range(1, T)]))
     return out
+
+
+def ci95_halfwidth(std, n):
+    """Half-width of the 95 % t-interval of a mean over n runs: t_{0.975, n−1} · s / √n (s = sample std, ddof 1).
+
+    At n = 3, t = 4.303, so the interval is ±2.48 s, not the ±2 s of a normal approximation; NaN when n < 2."""
+    from scipy.stats import t
+
+    std, n = np.asarray(std, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= 2, t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)

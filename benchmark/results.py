@@ -1,13 +1,18 @@
 """One immutable folder per run: results/runs/<stream>/<strategy>/seed<k>/{config.json, matrix.csv, summary.json}.
 
 The folder is built under a temporary name and renamed into place in one step, so a crash leaves no partial run
-and `summary.json` existing means the run is complete. A rerun with the same config skips; with a different config
-it refuses (unless --force) rather than mixing results of two configs under one name.
+(only a hidden temporary folder, removed by the next claim). A run counts as done only when its three files parse
+and agree (`run_problem`); one that does not (edited, copied in part, truncated) is redone, and said so. A rerun
+with the same config skips; with a different config it refuses (unless --force) rather than mixing results of two
+configs under one name. A process holds a lock on each run it trains, so a second process on the same results
+(another batch) skips that run instead of training it twice.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
+import fcntl
 import io
 import json
 import os
@@ -19,6 +24,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 from benchmark.errors import UserError
 
 PACKAGES = ("torch", "torchvision", "avalanche-lib", "timm", "numpy", "pandas", "torchmetrics", "wandb", "hatswap")
@@ -29,53 +36,250 @@ def run_dir(out_dir: Path, stream: str, strategy: str, seed: int) -> Path:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from e
+
+
+def write_error(path: Path, e: OSError, flag: str = "--out-dir") -> UserError:
+    """A full disk, a read-only folder, a file in the way: one line naming the path and the fix."""
+    return UserError(f"cannot write {path}: {e.strerror or e}; free space there or pass another {flag}")
 
 
 def ensure_writable(out_dir: Path) -> None:
     """Fail before training, not after, when results cannot be written."""
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"cannot write results to {out_dir}: {out_dir} is a file, not a folder; pass another "
+                        f"--out-dir")
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         probe = Path(out_dir) / f".write-test-{os.getpid()}"
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"cannot write results to {out_dir}: {e.strerror or e}; pass a writable --out-dir") from None
+        raise UserError(f"cannot write results to {out_dir}: {e.strerror or e}; pass a writable --out-dir") from e
 
 
-# Where results are logged or shown, not what is computed: changing them never makes a finished run "different".
-NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "cache_dir"})
+# Where results and data are, or how a run is logged, not what is computed: changing them never makes a finished
+# run "different" (the data is identified by its files' sha256 instead; see _data_difference).
+NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "cache_dir", "out_dir", "data_root"})
 # Config keys added after runs were first written, with the value those older runs implicitly had.
-ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant"}
+ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"}
+RUN_FILES = ("config.json", "matrix.csv", "summary.json")
+# The protocol a run's numbers were computed under, recorded in config.json. A run of an older protocol is not
+# comparable with today's (same config, other numbers), so resume redoes it and the report leaves it out.
+# 2 (2026-11-27): LwF sums its distillation over old heads (1: their mean); joint training is budget-matched (1:
+# Avalanche's task-balanced loader, oversampling the first tasks); the cosine schedule restarts every experience
+# (1: one cosine over all); COCO crowd regions are ignored (1: dropped); multi-task Δm uses the reconstruction MSE
+# and single-task runs of the same trunk.
+PROTOCOL = 2
 
 
-def existing_status(folder: Path, config: dict) -> str:
-    """'absent' | 'same' (complete, same config) | 'different' (complete, another config)."""
-    if not (folder / "summary.json").is_file():
-        return "absent"
+def run_problem(folder: Path) -> str:
+    """'' when `folder` holds a complete run: config.json, matrix.csv and summary.json parse and agree (same tasks,
+    one matrix row per evaluation point, same seed, the same final scores); else what is wrong with it."""
+    parsed = {}
+    for name, parse in zip(RUN_FILES, (json.loads, parse_matrix, json.loads), strict=True):
+        try:
+            parsed[name] = parse((Path(folder) / name).read_text())
+        except FileNotFoundError:
+            return f"{name} missing"
+        except (OSError, ValueError, IndexError) as e:  # json.JSONDecodeError is a ValueError
+            return f"{name} unreadable ({type(e).__name__}: {str(e)[:80]})"
+    record, (tasks, labels, scores), summary = parsed.values()
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        return "config.json holds no config"
+    if (protocol := record.get("protocol", 1)) != PROTOCOL:
+        return f"computed under protocol {protocol}, not {PROTOCOL} (benchmark/results.py says what changed)"
+    if not isinstance(summary, dict):
+        return "summary.json holds no object"
+    if summary.get("tasks") != tasks:
+        return f"tasks differ: matrix.csv {tasks}, summary.json {summary.get('tasks')}"
+    for key in ("eval_loss", "evaluations"):  # one entry per evaluation point, like the matrix's rows
+        if isinstance(summary.get(key), dict) and list(summary[key]) != labels:
+            return f"matrix.csv has {len(labels)} evaluation rows, summary.json {len(summary[key])} ({key})"
+    if summary.get("seed", record["config"].get("seed")) != record["config"].get("seed"):
+        return f"seeds differ: config.json {record['config'].get('seed')}, summary.json {summary.get('seed')}"
+    final = summary.get("final")  # R[T-1] in full precision (a dict of metrics in multi-task runs)
+    if isinstance(final, list) and not (len(final) == len(tasks) and np.allclose(
+            np.asarray(final, dtype=float), scores[-1], rtol=0, atol=1e-5, equal_nan=True)):
+        return "final scores differ between matrix.csv and summary.json"
+    return ""
+
+
+def existing_status(folder: Path, config: dict) -> tuple[str, str]:
+    """→ ('absent', ''), ('incomplete', what is wrong), ('same', '') or ('different', 'key: old → new, ...')."""
+    if not Path(folder).exists():
+        return "absent", ""
+    if problem := run_problem(folder):
+        return "incomplete", problem
+    record = json.loads((Path(folder) / "config.json").read_text())
+    old = {k: v for k, v in ADDED_LATER.items() if k in config} | record["config"]  # older runs had these implicitly
+    keys = sorted((set(old) | set(config)) - NOT_IDENTITY)
+    diff = [f"{k}: {_shown(old, k)} → {_shown(config, k)}" for k in keys if old.get(k, ...) != config.get(k, ...)]
+    if not diff and (data := _data_difference(record, config)):
+        diff.append(data)
+    return ("different", ", ".join(diff[:4]) + (f" and {len(diff) - 4} more" if len(diff) > 4 else "")) if diff \
+        else ("same", "")
+
+
+def different_config(folder: Path, detail: str, elsewhere: str = "another --out-dir") -> UserError:
+    return UserError(f"{folder} holds results of a different config ({detail}); pass --force to replace them, or "
+                     f"{elsewhere}")
+
+
+def _shown(config: dict, key: str) -> str:
+    return json.dumps(config[key], default=str) if key in config else "(absent)"
+
+
+def _data_difference(record: dict, config: dict) -> str:
+    """'' when the new config reads the data the recorded run read: the same data_root, or another one (a copy, or
+    the same folder spelled otherwise) whose files have the recorded sha256; else how they differ."""
+    old_root, new_root = record["config"].get("data_root"), config.get("data_root")
+    if old_root == new_root or Path(str(old_root)).resolve() == Path(str(new_root)).resolve():
+        return ""
+    recorded = ((record.get("data") or {}).get("train") or {}).get("sha256")
+    found = _data_sha256(config)
+    if recorded and recorded == found:
+        return ""
+    if recorded and found:
+        return f"data sha256: {recorded[:12]} → {found[:12]} (data_root {old_root} → {new_root})"
+    return f"data_root: {json.dumps(old_root)} → {json.dumps(new_root)} (its data files could not be compared)"
+
+
+def _data_sha256(config: dict) -> str | None:
+    """sha256 of the training files the config's source (the `<stream>.source` key) would read from its data_root,
+    found offline; None when there is no such source or its files are not there."""
+    from benchmark.registry import SOURCES
+
+    sources = [v for k, v in config.items() if k.endswith(".source") and v in SOURCES.names()]
+    if len(sources) != 1:
+        return None
     try:
-        old = json.loads((folder / "config.json").read_text())["config"]
-    except (OSError, KeyError, json.JSONDecodeError):
-        return "different"
-    old = {k: v for k, v in ADDED_LATER.items() if k in config} | old  # older runs had these values implicitly
-    same = {k: v for k, v in old.items() if k not in NOT_IDENTITY} == \
-        {k: v for k, v in config.items() if k not in NOT_IDENTITY}
-    return "same" if same else "different"
+        data = SOURCES.get(sources[0]).build(Path(config["data_root"]), train=True, download=False, apt_install=False)
+    except (UserError, OSError, RuntimeError):
+        return None
+    return data.provenance.get("sha256")
+
+
+# A run folder is claimed by a lock on `.<folder>.lock` (fcntl.flock) held by the process that trains it: the lock
+# goes when the process does (even on kill -9), so a stale lock file never blocks; the file holds the holder's pid.
+_HELD: dict[Path, tuple[int, list[Path]]] = {}  # run folder → (fd of its lock file, folders made for it)
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.lock")
+
+
+def _lock(folder: Path) -> str:
+    """Claim `folder` for this process; → '' once held, else the pid of the live process that holds it."""
+    if folder in _HELD:
+        return ""
+    made = [d for d in folder.parents if not d.exists()]  # removed again if the run leaves nothing in them
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = _lock_path(folder)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            return holder or "?"
+        except OSError:  # a filesystem without locks: go ahead unlocked (write_run still never mixes configs)
+            os.close(fd)
+            return ""
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:  # else its holder removed it between our open and lock: lock the new one
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD[folder] = fd, made
+    return ""
+
+
+def release_run_folder(folder: Path | None = None) -> None:
+    """Give up this process's claim on `folder` (on every folder when None); a run that failed leaves no folders."""
+    for f in [Path(folder)] if folder is not None else list(_HELD):
+        fd, made = _HELD.pop(f, (None, []))
+        if fd is None:
+            continue
+        _lock_path(f).unlink(missing_ok=True)  # while still locked, so nobody locks a file about to vanish
+        os.close(fd)
+        for d in made:  # deepest first; stops at the first that holds anything
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+atexit.register(release_run_folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, max_age_s: float = 86400) -> None:
+    """Temporary and replaced copies of `folder` (`.seed0.tmp-<pid>-<ns>`, `.seed0.old-<pid>-<ns>`) left by a
+    writer that was killed: removed when that process is gone, or when older than max_age_s."""
+    for p in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(f".{folder.name}.old-*")]:
+        pid = p.name.rsplit(".", 1)[-1].split("-")[1]
+        try:
+            stale = not (pid.isdigit() and _alive(int(pid))) or time.time() - p.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+_SKIPPED: dict[Path, str] = {}  # run folder → why claim_run_folder said to skip it
+
+
+def skip_reason(folder: Path) -> str:
+    """Why the last claim of `folder` was refused: 'done' (its results exist) or 'running in another process …'."""
+    return _SKIPPED.get(Path(folder), "done")
 
 
 def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
                      elsewhere: str = "another --out-dir") -> bool:
-    """Before a run: False if `folder` already holds this config's results (skip it), True if the run must go ahead.
-    Refuses, without --force, a folder holding another config's results, and an out_dir it cannot write to."""
-    status = existing_status(folder, config)
-    if status == "same" and not force:
-        return False
-    if status == "different" and not force:
-        raise UserError(f"{folder} holds results of a different config; pass --force to replace them, or {elsewhere}")
-    ensure_writable(out_dir)
+    """Before a run: False if it must be skipped (`folder` holds this config's results, or another live process is
+    running it: see skip_reason), True if this process must run it, and now holds it until write_run (or exit).
+    Refuses, without --force, a folder holding another config's results, and an out_dir it cannot write to; an
+    incomplete folder is redone, and said so."""
+    folder = Path(folder)
+    for locked in (False, True):  # check, lock, check again: another process may have finished it meanwhile
+        status, detail = existing_status(folder, config)
+        if status in ("same", "different") and not force:
+            release_run_folder(folder)
+            if status == "different":
+                raise different_config(folder, detail, elsewhere)
+            _SKIPPED[folder] = "done"
+            return False
+        if locked:
+            break
+        ensure_writable(out_dir)
+        if holder := _lock(folder):
+            _SKIPPED[folder] = f"running in another process (pid {holder})"
+            return False
+    remove_stale_temps(folder)
+    if status == "incomplete":
+        print(f"[run] {folder} is incomplete ({detail}); redoing it", file=sys.stderr)
     return True
 
 
@@ -113,41 +317,59 @@ def matrix_csv(task_names: list[str], rows: list[tuple[str, list[float]]]) -> st
 
 def read_matrix(path: Path) -> tuple[list[str], list[str], list[list[float]]]:
     """→ (task names, row labels, scores)."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    return parse_matrix(Path(path).read_text())
+
+
+def parse_matrix(text: str) -> tuple[list[str], list[str], list[list[float]]]:
+    """matrix.csv's text → (task names, row labels, scores); ValueError unless every row has a label and one number
+    per task under an `eval_point` header."""
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or rows[0][:1] != ["eval_point"] or len(rows) < 2:
+        raise ValueError("no eval_point header and rows")
+    if bad := [r for r in rows[1:] if len(r) != len(rows[0])]:
+        raise ValueError(f"a row of {len(bad[0])} cells under a header of {len(rows[0])}")
     return rows[0][1:], [r[0] for r in rows[1:]], [[float(v) for v in r[1:]] for r in rows[1:]]
 
 
 def write_run(folder: Path, config_record: dict, matrix: str, summary: dict, force: bool = False,
               fill=None) -> Path:
-    """Write the run folder in one step; `fill(tmp_folder)` adds further files (figures) before the rename."""
+    """Write the run folder in one step; `fill(tmp_folder)` adds further files (figures) before the rename. A
+    complete folder that appeared meanwhile is kept if it holds the same config (another process won the race
+    to the same result), refused if another (unless force). Releases this process's claim on the folder."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    tmp.mkdir()
     try:
-        atomic_write(tmp / "config.json", json.dumps(config_record, indent=2, default=str) + "\n")
-        atomic_write(tmp / "matrix.csv", matrix)
-        atomic_write(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        (tmp / "config.json").write_text(json.dumps(config_record, indent=2, default=str) + "\n")  # the folder's
+        (tmp / "matrix.csv").write_text(matrix)  # rename below is the atomic step
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         if fill is not None:
             fill(tmp)
         if folder.exists():
-            if not force and (folder / "summary.json").is_file():
-                raise UserError(f"results already exist in {folder}; pass --force to replace them")
+            status, detail = existing_status(folder, config_record["config"])
+            if status == "same" and not force:
+                return folder
+            if status == "different" and not force:
+                raise different_config(folder, detail)
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}-{time.time_ns()}")
             os.replace(folder, old)
             os.replace(tmp, folder)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, folder)
+    except OSError as e:
+        raise write_error(folder, e) from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        release_run_folder(folder)
     return folder
 
 
 def config_record(cfg_dict: dict, provenance: dict, backbone: dict, device: str) -> dict:
-    return {"config": cfg_dict, "seed": cfg_dict["seed"], "git": git_state(), "versions": package_versions(),
+    return {"config": cfg_dict, "seed": cfg_dict["seed"], "protocol": PROTOCOL, "git": git_state(),
+            "versions": package_versions(),
             "data": provenance, "backbone": backbone, "device": device, "argv": sys.argv,
             "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

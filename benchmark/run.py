@@ -17,11 +17,19 @@ from benchmark.config import RunConfig
 from benchmark.dense.kinds import KINDS, dense_criterion, is_dense
 from benchmark.device import latency_ms_per_image, maybe_compile, resolve_device, set_autocast
 from benchmark.feature_cache import WithBackbone, use_feature_cache
-from benchmark.harness_plugins import CosineLR, FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog
+from benchmark.harness_plugins import (
+    CosineLR,
+    FiniteLossGuard,
+    PrimaryScoreCollector,
+    ProgressBar,
+    TrainLog,
+    describe_training,
+)
 from benchmark.metrics import cl_metrics
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
+from benchmark.references import trivial_references
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import claim_run_folder, config_record, matrix_csv, run_dir, write_run
 from benchmark.tracking import WandbTracker
@@ -73,11 +81,7 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     entry = STRATEGIES.get(cfg.strategy)
     scores = PrimaryScoreCollector([partial(KINDS[t.kind].metric, t) for t in bench.tasks] if dense else None)
     train_log = TrainLog()
-    schedule = []
-    if cfg.lr_schedule == "cosine":  # over the run's epochs; joint trains once, single_task restarts per task
-        restart = entry.meta.get("restart_each_experience", False)
-        epochs = cfg.epochs * (1 if entry.meta.get("one_shot") or restart else len(bench.tasks))
-        schedule.append(CosineLR(epochs, restart_each_experience=restart))
+    schedule = [CosineLR(cfg.epochs)] if cfg.lr_schedule == "cosine" else []  # restarted every experience
     train_log.on_exp_end = lambda i, s: log(tag, f"experience {i} trained in {s:.1f}s")
     task_names = [t.name for t in bench.tasks]
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
@@ -136,6 +140,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
                        "latency_ms_per_task": latency,
                        "device": str(device)},
             "metric_units": {t.name: t.primary for t in bench.tasks},
+            "references": trivial_references(bench) if entry.meta.get("baseline") else None,
+            "training": describe_training(cfg, bool(entry.meta.get("one_shot"))),
             "extra_scores": {label: dict(zip(task_names, e, strict=True)) for label, e in extras} or None,
             "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
             "backbone_weights": backbone_id["weights"],

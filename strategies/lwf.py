@@ -3,7 +3,12 @@
 While training experience k, every old task's head h < k is distilled on the current inputs against a frozen copy
 of the model taken before experience k:
 
-    loss = CE(own head) + λ · mean_h  T² · KL( softmax(z_t,h / T) ‖ softmax(z_s,h / T) )
+    loss = CE(own head) + λ · Σ_{h<k}  T² · KL( softmax(z_t,h / T) ‖ softmax(z_s,h / T) )
+
+A sum over the old heads, λ per head, as in Li & Hoiem (one λ_o per old task) and Avalanche's
+`LearningWithoutForgetting` (which adds one batchmean KL per head): a mean would give each old head λ/k, so the
+third task's teacher would pull at half the strength of the second's. Avalanche's `LwFPlugin(alpha=λ·T², T)` gives
+the same loss and gradients on this model (a test: its KL lacks the T² factor).
 
 (the model's `distill(h, …)`; on the dense suite each head's term follows its kind: pixel-wise KL for
 segmentation, class KL + L2 on box/objectness outputs for detection — benchmark/dense/kinds.py)
@@ -55,7 +60,7 @@ class LwFPlugin(SupervisedPlugin):
         model = strategy.model  # its `distill` is kd_loss on logits, or the dense suite's term for the task's kind
         terms = [model.distill(t, model.head(t, self._feats), self.teacher.head(t, teacher_feats),
                                self.cfg.temperature) for t in self.old_tasks]
-        kd = torch.stack(terms).mean()
+        kd = torch.stack(terms).sum()
         self.last_kd = float(kd.detach())
         strategy.loss = strategy.loss + self.cfg.alpha * kd
 

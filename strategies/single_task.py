@@ -2,10 +2,8 @@
 
 Before every experience the model goes back to its initial weights (the same seeded initialisation every strategy
 starts from) and the optimizer drops its state, so after experience i the model has seen task i only, for the same
-epochs and batch size the other strategies give that task. With `--lr-schedule cosine` a baseline runs the whole
-cosine over its own epochs, as a task trained alone would, while a sequential strategy trains task i in the i-th
-part of one cosine over all tasks (a lower learning rate for later tasks): part of a later task's drop against its
-baseline is that schedule, not forgetting. R[i][i] is task i's baseline;
+epochs, batch size and learning-rate schedule the other strategies give that task (`--lr-schedule cosine` restarts
+at every experience for every strategy). R[i][i] is task i's baseline;
 the report divides every strategy's final score on task i by it (normalised R, relative drop). The rest of row i is
 the other tasks' heads on a model not trained for them, so BWT, forgetting and FWT are undefined for this strategy
 (None), and its ACC is the mean of the baselines, mean_i R[i][i].
@@ -36,6 +34,6 @@ class RestartEachExperience(SupervisedPlugin):
         self.restarts += 1
 
 
-@STRATEGIES.register("single_task", baseline=True, restart_each_experience=True)
+@STRATEGIES.register("single_task", baseline=True)
 def build_single_task(cfg=None, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, RestartEachExperience()], **template_kwargs)

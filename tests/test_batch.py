@@ -1,6 +1,6 @@
-import json
-
 from benchmark.batch import run_batch
+from benchmark.config import parse_config
+from benchmark.run import run
 from tests.conftest import tiny_args
 
 
@@ -8,22 +8,22 @@ def test_batch_continues_past_a_failed_run_lists_it_and_resumes(tmp_path, fmnist
     results = tmp_path / "results"
     args = tiny_args(results, fmnist_root)[2:]  # the batch supplies --profile itself
     # A folder holding another config's results makes exactly this run fail (it must not be overwritten).
-    blocked = results / "runs" / "binary_tasks" / "lwf" / "seed0"
-    blocked.mkdir(parents=True)
-    (blocked / "config.json").write_text(json.dumps({"config": {"lr": 123}}))
-    (blocked / "summary.json").write_text("{}")
+    blocked, _ = run(parse_config(tiny_args(results, fmnist_root, "--strategy", "lwf", "--lr", "0.0123"))[0])
+    before = (blocked / "summary.json").read_text()
+    capsys.readouterr()
     code = run_batch("smoke", args, strategies=["naive", "lwf", "joint"])
     captured = capsys.readouterr()
     assert code == 1
     assert "binary_tasks/lwf/seed0 failed" in captured.err and "1 run(s) failed" in captured.err
+    assert "(lr: 0.0123 → 0.005)" in captured.err
     assert (results / "runs/binary_tasks/naive/seed0/summary.json").is_file()
     assert (results / "runs/binary_tasks/joint/seed0/summary.json").is_file()  # ran after the failure
-    assert (blocked / "summary.json").read_text() == "{}"
+    assert (blocked / "summary.json").read_text() == before
     assert "binary_tasks/lwf/seed0" in (results / "failed_runs.txt").read_text()
     assert "| naive | 1 |" in captured.out and "Failed runs" in (results / "summary.md").read_text()
     assert "ETA" in captured.err
 
-    (blocked / "summary.json").unlink()  # clear the blocker: the rerun only does what is missing
+    (blocked / "summary.json").unlink()  # now incomplete: the rerun redoes it, and only what is missing
     code = run_batch("smoke", args, strategies=["naive", "lwf", "joint"])
     err = capsys.readouterr().err
     assert code == 0 and "naive/seed0: skipped" in err and "joint/seed0: skipped" in err and "lwf/seed0: done" in err

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -78,3 +79,111 @@ def test_profile_knobs_of_other_strategies_are_allowed_but_typos_are_not(tmp_pat
     f.write_text(json.dumps({"replay.mem_sise": 3}))
     with pytest.raises(UserError, match="replay.mem_sise"):
         parse_config(["--config", str(f)])
+
+
+@pytest.mark.parametrize("values,key,fragment", [
+    ({"backbone_mode": "frozn"}, "backbone_mode", "invalid choice: 'frozn'"),
+    ({"lr_schedule": "cosin"}, "lr_schedule", "invalid choice: 'cosin'"),
+    ({"optimizer": "sgd"}, "optimizer", "invalid choice: 'sgd'"),
+    ({"device": "tpu"}, "device", "invalid choice: 'tpu'"),
+    ({"download": "no"}, "download", "expected true or false"),
+    ({"feature_cache": 0}, "feature_cache", "expected true or false"),
+    ({"epochs": 1.9}, "epochs", "invalid int value: '1.9'"),
+    ({"epochs": True}, "epochs", "got true"),
+    ({"batch_size": None}, "batch_size", "got null"),
+    ({"lr": [0.1, 0.2]}, "lr", "invalid float value: '0.1,0.2'"),
+    ({"lr": {"value": 0.1}}, "lr", "got {"),
+    ({"hidden": [16, "x"]}, "hidden", "comma-separated integers"),
+    ({"strategy": "lwf", "lwf.alpha": float("nan")}, "lwf.alpha", "NaN"),
+    ({"strategy": "lwf", "lwf.temperature": "warm"}, "lwf.temperature", "invalid float value"),
+    ({"stream": "binary_tasks", "binary_tasks.train_per_task": 2.5}, "binary_tasks.train_per_task", "invalid int"),
+])
+def test_config_file_values_get_the_checks_flags_get(values, key, fragment, tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps(values))
+    with pytest.raises(UserError) as e:
+        parse_config(["--config", str(f)])
+    msg = str(e.value)
+    assert str(f) in msg and repr(key) in msg and fragment in msg and "\n" not in msg
+
+
+def test_config_file_accepts_what_a_flag_would(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"download": False, "epochs": 3, "lr": 1, "backbone_mode": "frozen", "tasks": 1,
+                             "hidden": "32,8", "data_root": "d", "strategy": "lwf", "lwf.alpha": 2}))
+    with pytest.raises(UserError, match="'tasks'"):  # not a run key: still an error, never ignored
+        parse_config(["--config", str(f)])
+    f.write_text(json.dumps({"download": False, "epochs": 3, "lr": 1, "backbone_mode": "frozen", "hidden": "32,8",
+                             "strategy": "lwf", "lwf.alpha": 2}))
+    cfg, _ = parse_config(["--config", str(f)])
+    assert (cfg.download, cfg.epochs, cfg.lr, cfg.backbone_mode, cfg.hidden) == (False, 3, 1.0, "frozen", (32, 8))
+    assert type(cfg.lr) is float and cfg.strategy_args.alpha == 2.0
+
+
+def test_profile_values_get_the_same_checks(tmp_path, monkeypatch):
+    import benchmark.config
+
+    (tmp_path / "broken.json").write_text(json.dumps({"config": {"download": "no"}}))
+    monkeypatch.setattr(benchmark.config, "PROFILE_DIR", tmp_path)
+    with pytest.raises(UserError) as e:
+        parse_config(["--profile", "broken"])
+    assert "profile broken" in str(e.value) and "'download'" in str(e.value)
+
+
+def _float_flags():
+    """(argv prefix, flag) for every float field of the run config and of every entry's config class."""
+    from dataclasses import fields
+
+    from benchmark.registry import STREAMS
+
+    out = [([], f"--{f.name.replace('_', '-')}") for f in fields(RunConfig) if f.type in (float, "float")]
+    for kind, reg in (("stream", STREAMS), ("backbone", BACKBONES), ("strategy", STRATEGIES)):
+        for name in reg.names():
+            cls = reg.get(name).config_cls
+            out += [([f"--{kind}", name], f"--{name}.{f.name.replace('_', '-')}") for f in fields(cls or ())
+                    if f.type in (float, "float")] if cls else []
+    return out
+
+
+@pytest.mark.parametrize("prefix,flag", _float_flags(), ids=lambda x: x if isinstance(x, str) else None)
+def test_every_float_flag_rejects_nan(prefix, flag):
+    with pytest.raises(UserError, match=f"argument {re.escape(flag)}.*NaN is not a number"):
+        parse_config([*prefix, flag, "nan"])
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--lwf.alpha", "1"], "--lwf.alpha belongs to strategy lwf, not naive"),
+    (["--strategy", "lwf", "--replay.mem-size=5"], "--replay.mem-size belongs to strategy replay, not lwf"),
+    (["--dino_vits16.depth", "2"], "--dino_vits16.depth belongs to backbone dino_vits16, not vit_tiny"),
+    (["--dense_suite.grid", "4"], "--dense_suite.grid belongs to stream dense_suite, not binary_tasks"),
+])
+def test_a_knob_of_another_entry_names_its_owner(argv, fragment):
+    with pytest.raises(UserError) as e:
+        parse_config(argv)
+    assert fragment in str(e.value)
+
+
+@pytest.mark.parametrize("values,fragment", [
+    ({"download": "no"}, "expected true or false"),
+    ({"epochs": 1.5}, "invalid int value"),
+    ({"dropout_at": "nowhere"}, "invalid choice"),
+    ({"weighting": "gradnorm", "gradnorm.alpha": "nan"}, "NaN"),
+])
+def test_mtl_config_files_get_the_same_checks(values, fragment, tmp_path):
+    from benchmark.mtl.config import parse_mtl_config
+
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps(values))
+    with pytest.raises(UserError, match=fragment):
+        parse_mtl_config(["--config", str(f)])
+
+
+def test_a_range_check_on_a_file_value_names_the_file_and_key(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"epochs": 0, "vit_tiny.num_heads": 3}))
+    with pytest.raises(UserError) as e:
+        parse_config(["--config", str(f), "--vit_tiny.num-heads", "4"])
+    assert str(e.value).endswith(f"(key 'epochs' of {f})")
+    with pytest.raises(UserError) as e:
+        parse_config(["--config", str(f), "--epochs", "1"])
+    assert "--vit_tiny.num-heads" in str(e.value) and f"'vit_tiny.num_heads' of {f}" in str(e.value)

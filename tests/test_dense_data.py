@@ -198,7 +198,7 @@ def test_real_coco_folder(tmp_path):
             {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 40, 20], "area": 800, "iscrowd": 0,
              "segmentation": [[0, 0, 40, 0, 40, 20, 0, 20]]},
             {"id": 4, "image_id": 2, "category_id": 1, "bbox": [30, 0, 10, 10], "area": 100, "iscrowd": 1,
-             "segmentation": [[30, 0, 40, 0, 40, 10, 30, 10]]}]  # a crowd region: not an object to detect
+             "segmentation": [[30, 0, 40, 0, 40, 10, 30, 10]]}]  # a crowd region: to be ignored, not detected
     (coco / "annotations" / "instances_train2017.json").write_text(
         json.dumps({"images": images, "annotations": anns, "categories": cats}))
     split = load_dense_task("detection", "real", tmp_path, "train", n=0, seed=0, image_size=20, download=False)
@@ -207,7 +207,9 @@ def test_real_coco_folder(tmp_path):
     assert x.shape == (3, 20, 20)
     assert torch.allclose(target["boxes"], torch.tensor([[2.0, 2, 7, 8], [10, 10, 14, 18]]))  # x scaled by 20/40
     assert target["labels"].tolist() == [1, 2]
-    assert split.dataset[1][1]["labels"].tolist() == [0] and split.dataset[1][1]["boxes"].shape == (1, 4)
+    crowd = split.dataset[1][1]  # the crowd region is kept, flagged, so the loss and mAP can ignore it
+    assert crowd["labels"].tolist() == [0, 0] and crowd["iscrowd"].tolist() == [0, 1] and crowd["boxes"].shape == (2, 4)
+    assert target["iscrowd"].tolist() == [0, 0]
     empty = split.dataset[2][1]  # an image without annotations stays, with 0 boxes
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
 
@@ -237,3 +239,31 @@ def test_stream_frames_record_each_tasks_seeded_subset(scenes, small_counts):
             rows = frame[frame.task_id == t]
             assert (rows["kind"] == kind).all()
             assert rows["index"].tolist() == seeded_subset(total, n, 3 + 1000 * t).tolist()
+
+
+def test_validation_split_holds_train_images_outside_the_training_subset(scenes, small_counts):
+    """--dense_suite.eval-split val: tuning never reads a test image nor a training image of the run."""
+    from benchmark.streams.dense_suite import DenseSuiteConfig, dense_suite
+
+    val = dense_suite(DenseSuiteConfig(train_per_task=16, test_per_task=5, eval_split="val"), seed=3,
+                      data_root=scenes[0], **OFFLINE)
+    for t, kind in enumerate(KIND_ORDER):
+        train = set(val.frames["train"].query("task_id == @t")["index"])
+        held = set(val.frames["test"].query("task_id == @t")["index"])
+        assert len(train) == 16 and len(held) == 5 and not train & held
+        assert train == set(seeded_subset(N_TRAIN, 16, 3 + 1000 * t).tolist())  # the same training subset
+        assert val.provenance["test"]["tasks"][kind]["split"] == "val"  # read from the train files
+    with pytest.raises(UserError, match="no validation images"):
+        dense_suite(DenseSuiteConfig(train_per_task=0, test_per_task=5, eval_split="val"), seed=3,
+                    data_root=scenes[0], **OFFLINE)
+
+
+def test_train_size_per_task(scenes, small_counts):
+    from benchmark.streams.dense_suite import DenseSuiteConfig, dense_suite
+
+    bench = dense_suite(DenseSuiteConfig(train_per_task=(10, 14, 6), test_per_task=4), seed=3, data_root=scenes[0],
+                        **OFFLINE)
+    assert bench.frames["train"].groupby("task_id").size().tolist() == [10, 14, 6]
+    assert bench.frames["test"].groupby("task_id").size().tolist() == [4, 4, 4]
+    with pytest.raises(UserError, match="one size or 3"):
+        DenseSuiteConfig(train_per_task=(10, 14))

@@ -64,10 +64,11 @@ def det_output(boxes_labels, spec=DET, obj=30.0) -> torch.Tensor:
     return out.flatten()[None]
 
 
-def det_payload(boxes_labels, spec=DET) -> torch.Tensor:
+def det_payload(boxes_labels, spec=DET, crowd=()) -> torch.Tensor:
     boxes = torch.tensor([b[:4] for b in boxes_labels], dtype=torch.float32).reshape(-1, 4)
     labels = torch.tensor([b[4] for b in boxes_labels], dtype=torch.long)
-    return KINDS["detection"].pack_target({"boxes": boxes, "labels": labels}, spec)[None]
+    iscrowd = torch.tensor([int(i in crowd) for i in range(len(labels))])
+    return KINDS["detection"].pack_target({"boxes": boxes, "labels": labels, "iscrowd": iscrowd}, spec)[None]
 
 
 # --- mIoU -----------------------------------------------------------------------------------------------------
@@ -148,6 +149,50 @@ def test_map50_is_one_for_exact_box_and_zero_below_half_iou():
     shifted = (BOX[0] + 8, BOX[1], BOX[2] + 8, BOX[3], BOX[4])  # overlap 2/10 of the width: IoU = 28/252
     m.update(det_output([BOX]), det_payload([shifted]))
     assert m.compute()["map_50"] == pytest.approx(0.0)
+
+
+CROWD = (17.0, 17.0, 29.0, 29.0, 2)  # centre (23, 23) → cell row 2, col 2; cell centres 20 and 28 inside
+
+
+def test_crowd_regions_are_ignored_by_assignment_loss_and_map():
+    det = KINDS["detection"]
+    y = det_payload([BOX, CROWD], crowd={1})
+    pos, _, labels = det.assign(y, DET)
+    assert pos[0].nonzero().tolist() == [[1, 1]]  # the crowd region is no positive
+    assert det.ignored_cells(y, DET)[0].nonzero().tolist() == [[2, 2], [2, 3], [3, 2], [3, 3]]
+    fires = det_output([BOX, CROWD])  # objectness high on the crowd cell too: no loss for it
+    assert float(det.loss(fires, y, DET)) == pytest.approx(float(det.loss(det_output([BOX]), y, DET)), rel=1e-6)
+    # mAP: a detection on the crowd region, scored above the true one, is neither TP nor FP (COCO's protocol);
+    # with the region dropped from the targets it would be a false positive ranked first: AP@0.5 = 1/2
+    fires.view(8, 4, 4)[4, 1, 1] = 2.0
+    m = det.metric(DET)
+    m.update(fires, y)
+    assert m.compute()["map_50"] == pytest.approx(1.0)
+    m = det.metric(DET)
+    m.update(fires, det_payload([BOX]))
+    assert m.compute()["map_50"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_det_pack_keeps_objects_before_crowd_regions():
+    boxes = torch.tensor([[0.0, 0, 30, 30], [0, 0, 2, 2], [0, 0, 10, 10], [0, 0, 5, 5]])
+    y = KINDS["detection"].pack_target({"boxes": boxes, "labels": torch.arange(4),
+                                        "iscrowd": torch.tensor([1, 0, 0, 0])}, DET)
+    assert KINDS["detection"].unpack_target(y, DET)["labels"].tolist() == [1, 2, 3]  # K = 3: the crowd left out
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_as_output_encodes_a_target_its_metric_scores_perfect(kind):
+    if kind == "detection":
+        payload = torch.cat([det_payload([BOX]), det_payload([(20.0, 2.0, 30.0, 12.0, 0), CROWD], crowd={1})])
+    elif kind == "segmentation":
+        mask = torch.randint(0, 3, (2, 4, 4))
+        mask[0, 0, 0] = 255
+        payload = mask.flatten(1).float()
+    else:
+        payload = torch.tensor([[4.0], [1.0], [5.0]])
+    m = KINDS[kind].metric(SPECS[kind])
+    m.update(KINDS[kind].as_output(payload, SPECS[kind]), payload)
+    assert m.compute()["primary"] == pytest.approx(1.0)
 
 
 # --- top-1 / top-5 --------------------------------------------------------------------------------------------
@@ -279,9 +324,10 @@ def test_pack_unpack_round_trip_per_kind():
     det = KINDS["detection"]
     boxes, labels = torch.tensor([[1.0, 2, 5, 9], [3, 3, 30, 31]]), torch.tensor([2, 0])
     y = det.pack_target({"boxes": boxes, "labels": labels}, DET)
-    assert y.shape == (det.payload_len(DET),) and y.dtype == torch.float32 and (y[11:] == -1).all()
+    assert y.shape == (det.payload_len(DET),) and y.dtype == torch.float32 and (y[13:] == -1).all()
     back = det.unpack_target(y, DET)
     assert torch.equal(back["boxes"], boxes) and torch.equal(back["labels"], labels)
+    assert back["iscrowd"].tolist() == [0, 0]
     for kind, spec in SPECS.items():  # outputs: flattened head + zero padding → head
         head = torch.randn(2, *KINDS[kind].shape(spec))
         padded = torch.cat([head.flatten(1), torch.zeros(2, 7)], 1)

@@ -8,7 +8,9 @@ from dataclasses import replace
 import pytest
 import timm
 import torch
+from avalanche.core import SupervisedPlugin
 
+from benchmark.config import parse_config
 from benchmark.dense import KIND_ORDER
 from benchmark.dense.kinds import KINDS
 from benchmark.errors import UserError
@@ -17,6 +19,7 @@ from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import EfficientNetFPN, as_feature_map
 from benchmark.registry import BACKBONES
+from benchmark.run import run
 from benchmark.streams.task_stream import TaskSpec
 from strategies.single_task import RestartEachExperience
 
@@ -111,16 +114,40 @@ def _fake_strategy(model):
     return types.SimpleNamespace(model=model, optimizer=opt)
 
 
-def test_cosine_schedule_over_all_epochs_and_restarting_per_experience():
-    for restart, expected in ((False, [0.8 * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)]),
-                              (True, [0.8 * 0.5 * (1 + math.cos(math.pi * e / 2)) for e in (0, 1) * 3])):
-        strategy, plugin = _fake_strategy(torch.nn.Linear(2, 2)), CosineLR(2 if restart else 6, restart)
-        for _ in range(3):  # 3 experiences × 2 epochs
-            plugin.before_training_exp(strategy)
-            for _ in range(2):
-                plugin.before_training_epoch(strategy)
-                plugin.after_training_epoch(strategy)
-        assert plugin.history == pytest.approx(expected)
+def test_cosine_schedule_restarts_every_experience():
+    expected = [0.8 * 0.5 * (1 + math.cos(math.pi * e / 2)) for e in (0, 1) * 3]
+    strategy, plugin = _fake_strategy(torch.nn.Linear(2, 2)), CosineLR(2)
+    for _ in range(3):  # 3 experiences × 2 epochs
+        plugin.before_training_exp(strategy)
+        for _ in range(2):
+            plugin.before_training_epoch(strategy)
+            plugin.after_training_epoch(strategy)
+    assert plugin.history == pytest.approx(expected)
+
+
+class LrProbe(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.lrs = []
+
+    def after_training_epoch(self, strategy, **kwargs):
+        self.lrs.append(strategy.optimizer.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("strategy", ["naive", "lwf", "replay", "joint"])
+def test_every_strategy_gets_the_baselines_per_task_schedule(strategy, tiny_dense):
+    """Sequential strategies must not train later tasks at a lower learning rate than their single-task baselines
+    (that would count under-training as forgetting): one cosine per experience, for every strategy."""
+    def lrs(name):
+        probe = LrProbe()
+        cfg, _ = parse_config(tiny_dense("--strategy", name, "--epochs", "3", "--lr", "0.01", "--lr-schedule",
+                                         "cosine"))
+        run(cfg, extra_plugins=[probe])
+        return probe.lrs
+
+    per_task = [0.01 * 0.5 * (1 + math.cos(math.pi * e / 3)) for e in range(3)]
+    assert lrs("single_task") == pytest.approx(per_task * 3)
+    assert lrs(strategy) == pytest.approx(per_task * (1 if strategy == "joint" else 3))
 
 
 def test_single_task_restarts_from_the_initial_weights_with_a_fresh_optimizer():

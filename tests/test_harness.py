@@ -1,11 +1,12 @@
 import json
 
 import pytest
+from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import bwt_metrics
 from avalanche.training.plugins import EvaluationPlugin
 
 from benchmark.config import parse_config
-from benchmark.errors import UserError
+from benchmark.errors import RunFailed, UserError
 from benchmark.results import read_matrix
 from benchmark.run import run
 
@@ -52,3 +53,18 @@ def test_rerun_skips_same_config_and_refuses_a_different_one(tiny):
     folder2, status = run(parse_config(tiny("--lr", "0.01"))[0], force=True)
     assert status == "done" and folder2 == folder
     assert json.loads((folder / "config.json").read_text())["config"]["lr"] == 0.01
+
+
+class LateNaNTerm(SupervisedPlugin):
+    """A plugin that, like LwF, adds its term in before_backward, after the harness's own plugins ran."""
+
+    def before_backward(self, strategy, **kwargs):
+        if strategy.experience.current_experience == 1:
+            strategy.loss = strategy.loss + float("nan")
+
+
+def test_a_non_finite_term_added_by_a_later_plugin_stops_the_run(tiny):
+    cfg, _ = parse_config(tiny("--strategy", "naive"))
+    with pytest.raises(RunFailed, match="non-finite training loss .* experience 1"):
+        run(cfg, extra_plugins=[LateNaNTerm()])
+    assert not (cfg.out_dir / "runs" / "binary_tasks" / "naive" / "seed0" / "summary.json").exists()

@@ -163,16 +163,17 @@ def test_reconstruction_head_outputs_the_task_shape():
     assert out["recon"].shape == (4, N_FEATURES) and out["cls"].shape == (4,) and out["cls"].dtype == torch.long
 
 
+@pytest.mark.parametrize("pooling", ["mean", "flatten"])
 @pytest.mark.parametrize("backbone,args", [("small_cnn", {"channels": (4,)}),
                                            ("vit_tiny", {"embed_dim": 8, "depth": 1, "num_heads": 2})])
 @pytest.mark.parametrize("architecture", ["shared-bottom", "cross-stitch", "mmoe", "mtan", "progressive"])
-def test_every_architecture_runs_on_both_image_backbones(architecture, backbone, args):
+def test_every_architecture_runs_on_both_image_backbones(architecture, backbone, args, pooling):
     from benchmark.mtl import ARCHITECTURES
 
     assert architecture in ARCHITECTURES.names()
     torch.manual_seed(0)
     model = MultiTaskModel(["a", "b"], architecture=architecture, backbone=backbone, backbone_args=args,
-                           input_shape=(1, 8, 8), shared_layers=[6], task_layers=[4], num_experts=2)
+                           input_shape=(1, 8, 8), shared_layers=[6], task_layers=[4], num_experts=2, pooling=pooling)
     tokens = model.arch.backbone(torch.randn(3, 1, 8, 8)) if hasattr(model.arch, "backbone") else \
         model.arch.net.backbones[0](torch.randn(3, 1, 8, 8))
     assert tokens.shape == ((3, 16, 4) if backbone == "small_cnn" else (3, 4, 8))  # CNN 4×4 positions; 2×2 patches
@@ -181,3 +182,17 @@ def test_every_architecture_runs_on_both_image_backbones(architecture, backbone,
     model.backward(losses)
     first_layer = next(p for n, p in model.named_parameters() if "backbone" in n or "body" in n)
     assert first_layer.grad is not None and first_layer.grad.abs().sum() > 0
+
+
+def test_flatten_pooling_keeps_the_layout_and_mean_pooling_averages_it():
+    from benchmark.mtl.layers import TokenBackbone
+
+    tokens = torch.arange(12.0).view(1, 3, 4)  # B×N×D: 3 positions of 4 channels
+    flat, mean = TokenBackbone(None, 4, n_tokens=3, pooling="flatten"), TokenBackbone(None, 4, n_tokens=3)
+    assert torch.equal(flat.pooled(tokens), torch.arange(12.0).view(1, 12)) and flat.dim == 12
+    assert torch.equal(mean.pooled(tokens), torch.tensor([[4.0, 5.0, 6.0, 7.0]])) and mean.dim == 4
+    model = MultiTaskModel(["a", "b"], backbone="small_cnn", backbone_args={"channels": (4, 8)}, input_shape=(1, 8, 8),
+                           shared_layers=[6], pooling="flatten")
+    assert model.arch.trunk[0][0].in_features == 8 * 2 * 2  # channels × (8/4)² positions
+    with pytest.raises(UserError, match="pooling"):
+        MultiTaskModel(["a"], in_features=3, pooling="max")

@@ -24,8 +24,10 @@ def _data(root, seed=0, **kw):
 
 
 def test_mtl_tasks_labels_follow_their_definitions(fmnist_root):
+    from benchmark.mtl.task_sets.mtl_tasks import TASK_NAMES
+
     data = _data(fmnist_root)
-    assert [t.name for t in data.tasks] == ["classes", "coarse", "reconstruction", "random"]
+    assert [t.name for t in data.tasks] == ["classes", "coarse", "reconstruction", "random"] == list(TASK_NAMES)
     assert {k: len(v) for k, v in data.x.items()} == {"train": 60, "val": 20, "test": 40}
     for split in ("train", "val", "test"):
         y = data.y[split]
@@ -90,12 +92,15 @@ def test_mtl_batch_resumes_lists_failures_and_reports_delta_m(tmp_path, fmnist_r
     assert "broken/seed0" in err and "only 2 epochs" in (tmp_path / "mtl" / "failed_runs.txt").read_text()
     md = (tmp_path / "mtl" / "summary.md").read_text()
     assert "Δm = (1/T)" in md and "| both |" in md
+    assert "| reference: 1-NN on raw pixels |" in md and "| reference: majority class / mean training image |" in md
+    assert md.index("| stl-coarse |") < md.index("| reference: 1-NN") < md.index("| both |")  # beside the baselines
     with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
         both = next(r for r in csv.DictReader(f) if r["experiment"] == "both")
     s = {n: json.loads((tmp_path / "mtl" / "runs" / n / "seed0" / "summary.json").read_text())["final_primary"]
          for n in ("stl-classes", "stl-coarse", "both")}
     gains = [(s["both"][t] - s[f"stl-{t}"][t]) / s[f"stl-{t}"][t] for t in ("classes", "coarse")]
     assert float(both["delta_m"]) == pytest.approx(sum(gains) / 2, rel=1e-6)
+    assert both["baselines"] == "stl-*" and both["val_classes"]  # the listed stl runs share both's trunk
     mtime = (tmp_path / "mtl" / "runs" / "both" / "seed0" / "summary.json").stat().st_mtime_ns
     profile["experiments"].pop()
     assert run_mtl_batch("t", profile, run_args) == 0
@@ -107,17 +112,27 @@ def test_mtl_batch_resumes_lists_failures_and_reports_delta_m(tmp_path, fmnist_r
 def test_the_mtl_profile_parses_and_covers_the_grid():
     from benchmark.config import load_profile
     from benchmark.mtl import ARCHITECTURES, WEIGHTINGS
-    from benchmark.mtl.batch import plan
+    from benchmark.mtl.batch import BASELINE_GROUP, plan, task_names
+    from benchmark.mtl.transfer import trunk_key
 
-    configs = [cfg for _, cfg in plan(load_profile("mtl"), [])]
+    runs = plan(load_profile("mtl"), [])
+    configs = [cfg for _, cfg in runs]
     names = {c.run_name for c in configs}
-    assert {f"stl-{t}" for t in ("classes", "coarse", "reconstruction", "random")} <= names
+    assert len(names) == len(configs), "one folder per run"
+    assert {f"stl-{t}-shared-bottom" for t in ("classes", "coarse", "reconstruction")} <= names
+    assert {"stl-classes-shared-bottom-2x64-drop0.2last", "stl-random-shared-bottom-drop0.2each",
+            "stl-reconstruction-mtan"} <= names  # exp4's trunk, exp5's random task, an architecture's own
     assert {f"exp{k}" for k in range(1, 6)} <= names
     grid = {(c.architecture, c.weighting) for c in configs if c.tasks == "3" and c.schedule == "joint"}
     assert grid >= {(a, w) for a in ARCHITECTURES.names() for w in WEIGHTINGS.names()}
     assert {c.schedule for c in configs} == {"joint", "alternating", "curriculum", "sequential"}
     exp5 = next(c for c in configs if c.run_name == "exp5")
     assert exp5.tasks == "4" and exp5.weighting_args.weights == "0.5,0.1,1,0.1" and exp5.dropout_at == "each"
+    stl = {(trunk_key(c.to_dict()), c.tasks) for g, c in runs if g == BASELINE_GROUP}
+    for c in configs:  # every multi-task run has its own trunk's baseline for every task, and no spare one exists
+        if len(task_names(c)) > 1:
+            assert all((trunk_key(c.to_dict()), t) in stl for t in task_names(c)), c.run_name
+    assert len(stl) == sum(1 for g, _ in runs if g == BASELINE_GROUP)
 
 
 def test_mtl_tasks_on_cifar10_groups_animals(tmp_path, monkeypatch):

@@ -73,6 +73,42 @@ def test_best_value_per_column_is_marked(results):
     assert f"**{table.loc[lowest_forgetting, 'forgetting_mean']:+.3f}" in row
 
 
+def test_fwt_is_reported_but_never_ranked(results):
+    table = pd.read_csv(results / "summary.csv").set_index("strategy")
+    assert table["fwt_mean"].notna().all()  # kept in the CSV
+    md = (results / "summary.md").read_text()
+    for strategy in table.index:
+        row = next(line for line in md.splitlines() if line.startswith(f"| {strategy} |"))
+        assert f"**{table.loc[strategy, 'fwt_mean']:+.3f}" not in row.split(" | ")[5]  # the FWT cell, never bold
+
+
+def test_confidence_intervals_are_t_based():
+    from benchmark.metrics import ci95_halfwidth
+    from benchmark.report import intervals
+
+    # t_{0.975, 2} = 4.303, t_{0.975, 4} = 2.776 (tables); one run has no interval
+    assert ci95_halfwidth([1.0, 1.0, 1.0], [3, 5, 1]) == pytest.approx([4.3027 / 3**0.5, 2.7764 / 5**0.5, np.nan],
+                                                                     rel=1e-4, nan_ok=True)
+    agg = pd.DataFrame({"stream": ["s", "s"], "strategy": ["naive", "lwf"], "bwt_mean": [-0.131, -0.035],
+                        "bwt_ci95": [ci95_halfwidth(0.055, 3), ci95_halfwidth(0.010, 3)]})
+    line = intervals(agg, "s")  # the old README's naive BWT −0.131 ± 0.055 over 3 seeds: ±0.137 includes 0
+    assert "naive [-0.268, +0.006] (includes 0)" in line and "lwf [-0.060, -0.010] (below 0)" in line
+
+
+def test_seed_004_latency_objective_is_judged_where_the_stream_has_baselines():
+    from benchmark.report import COLUMNS, main_table
+
+    def agg(baseline):
+        rows = {"stream": ["s", "s"], "strategy": ["fast", "slow"], "n_seeds": [3, 3], "baseline": [baseline, False]}
+        rows |= {f"{m}_{stat}": [0.5, 0.5] for m in COLUMNS for stat in ("mean", "std")}
+        return pd.DataFrame(rows).assign(latency_ms_mean=[12.0, 180.0])
+
+    cells = main_table(agg(True), "s").set_index("strategy")
+    assert cells.loc["fast", "< 150 ms"] == "✓" and cells.loc["slow", "< 150 ms"] == "✗"
+    assert main_table(agg(True), "s", tex=True).iloc[1]["< 150 ms"] == "FAIL"
+    assert "< 150 ms" not in main_table(agg(False), "s")  # no baselines: not seed 004's protocol, not judged
+
+
 def test_latex_is_booktabs_and_escaped(results):
     tex = (results / "summary.tex").read_text()
     assert tex.count("\\begin{tabular}") == 1
@@ -139,3 +175,21 @@ def test_per_task_forgetting_and_drop_against_the_same_seeds_single_task_baselin
     cells = task_table(per_task(runs).assign(stream="s"), "s")
     row = cells[(cells["strategy"] == "naive") & (cells["task"] == "a")].iloc[0]
     assert row["drop % vs baseline"] == "+50.0" and row["final / baseline"] == "0.500"
+    verdicts = dict(zip(cells["strategy"] + "/" + cells["task"], cells["drop < 5 %"], strict=True))
+    assert verdicts == {"naive/a": "✗", "naive/b": "✓", "single_task/a": "", "single_task/b": ""}
+
+
+def test_trivial_references_shown_beside_the_baselines():
+    labels = ["init", "after_exp0", "after_exp1"]
+    ref = lambda a, b: {"a": {"name": "5-NN on raw pixels", "score": a},  # noqa: E731
+                        "b": {"name": "1-NN on raw pixels (its target copied)", "score": b}}
+    runs = pd.DataFrame([
+        {"stream": "s", "strategy": "single_task", "baseline": True, "seed": 0, "tasks": ["a", "b"],
+         "row_labels": labels, "R": [[0.0, 0.0], [0.8, 0.1], [0.2, 0.5]], "references": ref(0.6, 0.1)},
+        {"stream": "s", "strategy": "single_task", "baseline": True, "seed": 1, "tasks": ["a", "b"],
+         "row_labels": labels, "R": [[0.0, 0.0], [0.4, 0.1], [0.2, 0.5]], "references": ref(0.7, 0.3)},
+        {"stream": "s", "strategy": "naive", "baseline": False, "seed": 0, "tasks": ["a", "b"], "row_labels": labels,
+         "R": [[0.0, 0.0], [0.6, 0.0], [0.4, 0.6]], "references": None}])
+    cells = task_table(per_task(runs), "s").set_index(["strategy", "task"])["trivial reference"]
+    assert cells[("single_task", "a")] == "0.650 (5-NN)" and cells[("single_task", "b")] == "0.200 (1-NN)"
+    assert cells[("naive", "a")] == ""  # shown on the baselines' rows, where the comparison is

@@ -60,7 +60,7 @@ def _model():
     return HatSwapNet(backbone, 8, (6,), 0.0, [2, 2, 2])
 
 
-def test_lwf_plugin_adds_lambda_times_mean_kd_over_old_heads():
+def test_lwf_plugin_adds_lambda_times_the_sum_of_kd_over_old_heads():
     model = _model()
     plugin = LwFPlugin(LwFConfig(alpha=0.7, temperature=2.0))
     strat = types.SimpleNamespace(model=model, experience=types.SimpleNamespace(task_labels=[0]))
@@ -81,12 +81,50 @@ def test_lwf_plugin_adds_lambda_times_mean_kd_over_old_heads():
     strat.mb_x, strat.loss = x, ce
     plugin.before_backward(strat)
     feats, t_feats = model.features(x), teacher.features(x)
-    expected = ce + 0.7 * torch.stack([kd_loss(model.head(h, feats), teacher.head(h, t_feats), 2.0)
-                                       for h in (0, 1)]).mean()
+    kd = [kd_loss(model.head(h, feats), teacher.head(h, t_feats), 2.0) for h in (0, 1)]
+    expected = ce + 0.7 * (kd[0] + kd[1])  # λ per old head (Li & Hoiem; Avalanche), not λ/k
     assert float(strat.loss) == pytest.approx(float(expected), rel=1e-6)
     assert float(strat.loss) > float(ce)
     strat.loss.backward()  # the KD term reaches the student's old heads
     assert model.heads[0].weight.grad.abs().sum() > 0
+
+
+class LossLog(SupervisedPlugin):
+    """The training loss of every iteration, after every plugin has added its terms (recorded before backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def before_update(self, strategy, **kwargs):
+        self.losses.append(float(strategy.loss.detach()))
+
+
+def test_lwf_equals_avalanches_lwf_plugin_with_alpha_lambda_t_squared(tiny, tmp_path):
+    """Avalanche's LwFPlugin (which calls model(x, None) for every head) sums a batchmean KL per old head without
+    the T² factor: with α = λ·T² it must give our LwF's loss at every step and the same R."""
+    from avalanche.training.plugins import LwFPlugin as AvalancheLwF
+
+    lam, T = 0.7, 2.0
+    ours, theirs = LossLog(), LossLog()
+    cfg, _ = parse_config(tiny("--strategy", "lwf", "--lwf.alpha", str(lam), "--dropout", "0",
+                               "--out-dir", str(tmp_path / "ours")))
+    R_ours = read_matrix(run(cfg, extra_plugins=[ours])[0] / "matrix.csv")[2]
+    cfg, _ = parse_config(tiny("--strategy", "naive", "--dropout", "0", "--out-dir", str(tmp_path / "theirs")))
+    R_theirs = read_matrix(run(cfg, extra_plugins=[AvalancheLwF(alpha=lam * T**2, temperature=T), theirs])[0] /
+                           "matrix.csv")[2]
+    assert len(ours.losses) == len(theirs.losses) > 0
+    assert ours.losses == pytest.approx(theirs.losses, rel=1e-4, abs=1e-6)
+    assert sum(R_ours, []) == pytest.approx(sum(R_theirs, []), abs=1e-6)
+
+
+def test_model_forward_without_task_labels_returns_every_head():
+    model = _model()
+    x = torch.randn(5, 1, 4, 4)
+    out = model(x, None)
+    assert set(out) == {0, 1, 2}
+    for t in range(3):
+        assert torch.allclose(out[t], model(x, torch.full((5,), t))[:, :2])
 
 
 def test_lwf_with_zero_lambda_is_naive_and_with_lambda_differs(tiny, tmp_path):
@@ -162,8 +200,9 @@ def test_dense_replay_buffer_keeps_images_with_their_own_kind_of_target(tiny_den
             assert set(mask.unique().tolist()) <= set(range(11)) | {255} and (mask > 0).any()
         else:  # detection: at least one box, label in 0..9, inside the image
             n = int(y[1])
-            rows = y[2: 2 + 5 * n].view(n, 5)
-            assert n >= 1 and ((rows[:, 0] >= 0) & (rows[:, 0] < 10)).all() and (rows[:, 1:] <= 64).all()
+            rows = y[2: 2 + 6 * n].view(n, 6)  # label, x1, y1, x2, y2, crowd
+            assert n >= 1 and ((rows[:, 0] >= 0) & (rows[:, 0] < 10)).all() and (rows[:, 1:5] <= 64).all()
+            assert (rows[:, 5] == 0).all()
 
 
 @pytest.mark.parametrize("stream,optimizer", [("binary_tasks", "adam"), ("dense_suite", "adamw")])
@@ -187,11 +226,38 @@ class TaskCountProbe(SupervisedPlugin):
         self.counts.append(collections.Counter(strategy.mb_task_id.tolist()))
 
 
-def test_dense_joint_gives_every_step_an_equal_share_of_each_task(tiny_dense):
+@pytest.mark.parametrize("stream,batch", [("binary_tasks", 16), ("dense_suite", 8), ("dense_suite", 4)])
+def test_joint_is_budget_matched_to_the_sequential_runs(stream, batch, tiny, tiny_dense):
+    """B not divisible by T = 3: per epoch every task contributes exactly its own N_t samples (what a sequential
+    run trains it on), each batch holds ⌊B/T⌋ or ⌈B/T⌉ of every task, and the extra samples rotate over tasks."""
     probe = TaskCountProbe()
-    cfg, _ = parse_config(tiny_dense("--strategy", "joint", "--batch-size", "9"))
+    make = tiny if stream == "binary_tasks" else tiny_dense
+    cfg, _ = parse_config(make("--strategy", "joint", "--batch-size", str(batch), "--epochs", "2"))
     run(cfg, extra_plugins=[probe])
-    assert probe.counts and all(c == {0: 3, 1: 3, 2: 3} for c in probe.counts)  # loaders cycled, none runs dry
+    n_per_task = 90 if stream == "binary_tasks" else 24  # the fixtures' train_per_task
+    total = collections.Counter()
+    for c in probe.counts:
+        total.update(c)
+    assert total == {t: 2 * n_per_task for t in range(3)}  # 2 epochs, no task oversampled
+    assert len(probe.counts) == 2 * -(-3 * n_per_task // batch)  # the steps of the merged data, none added
+    steps = len(probe.counts) // 2
+    for epoch in (probe.counts[:steps], probe.counts[steps:]):
+        full = [c for c in epoch if sum(c.values()) == batch]
+        assert all(max(c.values()) - min(c[t] for t in range(3)) <= 1 for c in full)
+        extra = collections.Counter(t for c in full for t in range(3) if c[t] > batch // 3)
+        assert len(extra) == 3 and max(extra.values()) - min(extra.values()) <= 1  # the remainder goes round-robin
+
+
+def test_interleaved_task_batches_with_unequal_tasks():
+    from strategies.joint import InterleavedTaskBatches
+
+    torch.manual_seed(0)
+    sampler = InterleavedTaskBatches([0] * 5 + [1] * 2 + [2] * 3, batch_size=4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3
+    assert sorted(i for b in batches for i in b) == list(range(10))  # every sample exactly once per epoch
+    first = collections.Counter(0 if i < 5 else 1 if i < 7 else 2 for i in batches[0])
+    assert first == {0: 2, 1: 1, 2: 1}
 
 
 @pytest.mark.parametrize("kind", ["adam", "adamw"])

@@ -8,8 +8,9 @@
 
 Every sample is (image float32 3×S×S in [-1, 1] = (p - 0.5) / 0.5, target): segmentation {"mask": int64 S×S, 255 =
 void} (NEAREST resize), detection {"boxes": float32 K×4 xyxy in S×S pixels, "labels": int64 K, 0-based in sorted
-COCO category-id order}, classification {"label": int}. Images are squashed to S×S (no crop), boxes scaled by
-S/W and S/H. `n` > 0 keeps a seeded subset of n images (sorted indices).
+COCO category-id order, "iscrowd": int64 K, COCO's crowd regions, kept to be ignored as COCO's evaluation does},
+classification {"label": int}. Images are squashed to S×S (no crop), boxes scaled by S/W and S/H. `n` > 0 keeps a
+seeded subset of n images (sorted indices).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 
 DENSE_SOURCES = ("fmnist_scenes", "real")
-SCENE_COUNTS = {"train": 1200, "test": 400}  # generated per task; `n` picks a subset of these
+SCENE_COUNTS = {"train": 3500, "test": 400}  # generated per task; `n` picks a subset of these
 VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
                "tvmonitor"]
@@ -76,10 +77,9 @@ class DenseView(Dataset):
         boxes = torch.as_tensor(raw.get("boxes", torch.zeros(0, 4))).float().reshape(-1, 4)  # no annotation: 0×4
         boxes = boxes * torch.tensor([self.size / w, self.size / h] * 2)
         labels = [self.label_map[int(c)] for c in raw.get("labels", [])]
-        keep = [not c for c in raw.get("iscrowd", [0] * len(labels))]  # crowd regions are not objects to find
-        boxes = boxes[torch.tensor(keep, dtype=torch.bool)]
-        labels = [lab for lab, k in zip(labels, keep, strict=True) if k]
-        return x, {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64)}
+        crowd = [int(c) for c in raw.get("iscrowd", [0] * len(labels))]  # kept, to be ignored (COCO's protocol)
+        return x, {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64),
+                   "iscrowd": torch.tensor(crowd, dtype=torch.int64)}
 
 
 def _coco(img_dir: Path, ann: Path):
@@ -151,25 +151,37 @@ def _real(kind: str, root: Path, split: str, download: bool):
         "source": "imagenette", "loader": "torchvision.datasets.Imagenette", "path": str(folder.resolve())}
 
 
+def validation_subset(total: int, n_train: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of n train-split items outside seeded_subset(total, n_train, seed): a validation split that
+    never touches the test images nor the training subset (all the rest when n is 0)."""
+    rest = np.setdiff1d(np.arange(total), seeded_subset(total, n_train, seed))
+    if len(rest) == 0:
+        raise UserError(f"no validation images: the training subset takes all {total} train images; lower "
+                        f"--dense_suite.train-per-task")
+    return rest[seeded_subset(len(rest), n, seed + 1)]
+
+
 def load_dense_task(kind: str, source: str, root: Path, split: str, *, n: int, seed: int, image_size: int,
-                    download: bool = True, apt_install: bool = True) -> DenseSplit:
-    """`kind` ∈ KIND_ORDER, `source` ∈ DENSE_SOURCES, `split` ∈ {"train", "test"}; n = 0 keeps all; images are
-    resized to image_size × image_size (the offline scenes are generated at that size)."""
+                    download: bool = True, apt_install: bool = True, n_train: int = 0) -> DenseSplit:
+    """`kind` ∈ KIND_ORDER, `source` ∈ DENSE_SOURCES, `split` ∈ {"train", "val", "test"}; n = 0 keeps all; images
+    are resized to image_size × image_size (the offline scenes are generated at that size). "val" = n images of
+    the train split outside the seeded training subset of `n_train` (validation_subset)."""
     if kind not in KIND_ORDER:
         raise UserError(f"unknown dense task kind {kind!r}; known: {', '.join(KIND_ORDER)}")
-    if split not in ("train", "test"):
-        raise UserError(f"unknown split {split!r}; known: train, test")
+    if split not in ("train", "val", "test"):
+        raise UserError(f"unknown split {split!r}; known: train, val, test")
     root = Path(root)
     if source not in DENSE_SOURCES:
         raise UserError(f"unknown dense source {source!r}; known: {', '.join(DENSE_SOURCES)}")
+    files = "test" if split == "test" else "train"
     if source == "fmnist_scenes":
-        if n > SCENE_COUNTS[split]:
-            raise UserError(f"fmnist_scenes has {SCENE_COUNTS[split]} {split} images per task; asked for {n} "
-                            f"(use at most {SCENE_COUNTS[split]}, or 0 for all)")
-        base, label_map, classes, prov = _scenes(kind, root, split, image_size, download, apt_install)
+        if n > SCENE_COUNTS[files]:
+            raise UserError(f"fmnist_scenes has {SCENE_COUNTS[files]} {files} images per task; asked for {n} "
+                            f"(use at most {SCENE_COUNTS[files]}, or 0 for all)")
+        base, label_map, classes, prov = _scenes(kind, root, files, image_size, download, apt_install)
     else:
-        base, label_map, classes, prov = _real(kind, root, split, download)
-    idx = seeded_subset(len(base), n, seed)
+        base, label_map, classes, prov = _real(kind, root, files, download)
+    idx = validation_subset(len(base), n_train, n, seed) if split == "val" else seeded_subset(len(base), n, seed)
     prov = {**prov, "kind": kind, "split": split, "n": len(idx), "n_total": len(base), "subset_seed": seed,
             "image_size": image_size}
     return DenseSplit(DenseView(base, kind, image_size, idx, label_map), classes, prov,

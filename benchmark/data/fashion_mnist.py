@@ -13,8 +13,10 @@ Otherwise one error line names the fix.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,36 @@ def _raw(root: Path) -> Path:
 
 def _complete(raw: Path) -> bool:
     return all((raw / f).is_file() for f in RAW_FILES)
+
+
+def idx_problem(path: Path) -> str:
+    """'' when `path` is a well-formed IDX file (LeCun's MNIST format): big-endian magic 0x00000800 + type byte
+    (0x08 = uint8) + number of dims (3 for images, 1 for labels), the dims as int32, then exactly prod(dims) bytes."""
+    ndim = 3 if "images" in path.name else 1
+    size = path.stat().st_size
+    if size == 0:
+        return "empty"
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * ndim)
+    if len(head) < 4 + 4 * ndim:
+        return f"truncated ({size} bytes, shorter than its header)"
+    if head[:4] != bytes([0, 0, 0x08, ndim]):
+        return f"wrong magic number {head[:4].hex()} (an IDX {'image' if ndim == 3 else 'label'} file starts " \
+               f"with 0000080{ndim})"
+    dims = struct.unpack(f">{ndim}i", head[4:])
+    expected = len(head) + math.prod(dims)
+    if size != expected:
+        return f"{'truncated' if size < expected else 'too long'} ({size} bytes; its header {list(dims)} says " \
+               f"{expected})"
+    return ""
+
+
+def check_files(raw: Path) -> None:
+    """Torchvision reads these with bare asserts (an `AssertionError` with no text and no path): check first."""
+    for f in RAW_FILES:
+        if why := idx_problem(raw / f):
+            raise UserError(f"Fashion-MNIST file {raw / f} is {why}: delete it and rerun to restore it (Debian's "
+                            f"package or the download), or put the original decompressed file there")
 
 
 def _from_debian(raw: Path) -> bool:
@@ -75,21 +107,24 @@ def _apt_install() -> bool:
 
 
 def ensure_files(root: Path, download: bool = True, apt_install: bool = True) -> str:
-    """Make `<root>/FashionMNIST/raw` complete; return how ('data-root', 'debian', 'download', 'apt')."""
+    """Make `<root>/FashionMNIST/raw` complete and well-formed; return how ('data-root', 'debian', 'download',
+    'apt')."""
     raw = _raw(root)
     if _complete(raw):
-        return "data-root"
-    if _from_debian(raw):
-        return "debian"
-    if download and _download(root):
-        return "download"
-    if apt_install and _apt_install() and _from_debian(raw):
-        return "apt"
-    tried = "the download failed (no internet?)" if download else "downloading is off (--no-download)"
-    raise UserError(
-        f"Fashion-MNIST not found and {tried}: install Debian's package (`sudo apt-get install "
-        f"dataset-fashion-mnist`, files in {debian_dir()}) or put {', '.join(RAW_FILES)} (decompressed) in {raw}")
-
+        origin = "data-root"
+    elif _from_debian(raw):
+        origin = "debian"
+    elif download and _download(root):
+        origin = "download"
+    elif apt_install and _apt_install() and _from_debian(raw):
+        origin = "apt"
+    else:
+        tried = "the download failed (no internet?)" if download else "downloading is off (--no-download)"
+        raise UserError(
+            f"Fashion-MNIST not found and {tried}: install Debian's package (`sudo apt-get install "
+            f"dataset-fashion-mnist`, files in {debian_dir()}) or put {', '.join(RAW_FILES)} (decompressed) in {raw}")
+    check_files(raw)
+    return origin
 
 @SOURCES.register("fashion_mnist", native_size=28, channels=1)
 def fashion_mnist(root: Path, train: bool, transform=None, download: bool = True,

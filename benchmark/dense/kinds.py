@@ -6,7 +6,8 @@ with the default collate, so every sample's target and output are packed into fi
     target  y = [task id, payload..., -1 padding]      output  o = [flattened raw head output..., 0 padding]
     payload  classification  [label]
              segmentation    [mask row-major, S·S]                      (class index, 255 = void)
-             detection       [n, K rows of (label, x1, y1, x2, y2)]     (0-based label, pixels; unused rows -1)
+             detection       [n, K rows of (label, x1, y1, x2, y2, crowd)]  (0-based label, pixels, crowd 0/1;
+                                                                            unused rows -1)
     output   classification  C logits;  segmentation  C×S×S logits;  detection  (5+C)×G×G, channel-first
 
 Everything here takes payload rows (y[:, 1:]) of ONE task, except `DenseCriterion`, which takes whole rows.
@@ -16,8 +17,10 @@ Detection is YOLO-v1-like (Redmon et al. 2016): cell (i=row, j=col), stride s = 
     decode  cx = (j + σ(tx))·s, cy = (i + σ(ty))·s, w = σ(tw)·S, h = σ(th)·S, box clipped to [0, S];
             score = σ(obj) · max softmax(cls), label = argmax; drop score < 1e-3, batched NMS (IoU 0.5), top K
     loss    each GT box goes to the cell holding its centre (the larger box wins a shared cell); per sample
-            Σ_pos Σ_{tx,ty,tw,th} BCE(logit, target)  +  Σ_pos CE(cls, label)  +  Σ_cells BCE(obj, 1[pos]),
+            Σ_pos Σ_{tx,ty,tw,th} BCE(logit, target)  +  Σ_pos CE(cls, label)  +  Σ_{cells ∉ crowd} BCE(obj, 1[pos]),
             targets tx* = cx/s − j, ty* = cy/s − i, tw* = w/S, th* = h/S ∈ [0, 1]; mean over samples.
+    crowd   COCO's iscrowd regions are ignored, as COCO's evaluation does: never positives, no objectness loss on
+            the cells whose centre lies inside one, and in mAP a detection matched to one is neither TP nor FP.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from benchmark.distill import kl_t2
 
 PRIMARY = {"segmentation": "miou", "detection": "map_50", "classification": "top1"}
 SCORE_MIN, NMS_IOU, COCO_MAX_DETS = 1e-3, 0.5, 100
+ROW = 6  # a packed detection target row: label, x1, y1, x2, y2, crowd
+CERTAIN = 20.0  # a logit that reads as certainty (σ(20) = 1 − 2e-9): encodes a known answer as an output
 
 
 def _ignore_index(spec) -> int:
@@ -67,6 +72,10 @@ class Classification(Kind):
 
     def unpack_target(self, y: torch.Tensor, spec) -> dict:
         return {"label": int(y[0])}
+
+    def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """Payload rows → the packed output that predicts exactly them (one-hot logits)."""
+        return CERTAIN * F.one_hot(y[:, 0].long(), spec.info["num_classes"]).float()
 
     def loss(self, o, y, spec):
         return F.cross_entropy(self.unpack_output(o, spec), y[:, 0].long())
@@ -102,6 +111,12 @@ class Segmentation(Kind):
         s = spec.info["image_size"]
         return y[:, : s * s].reshape(-1, s, s).long()
 
+    def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """Payload rows → the packed output whose argmax is their mask (void pixels → class 0)."""
+        mask = self.masks(y, spec)
+        mask = mask.where(mask != _ignore_index(spec), 0)
+        return CERTAIN * F.one_hot(mask, spec.info["num_classes"]).permute(0, 3, 1, 2).float().flatten(1)
+
     def loss(self, o, y, spec):
         target = self.masks(y, spec)
         ignore = _ignore_index(spec)
@@ -124,33 +139,47 @@ class Detection(Kind):
         return (5 + spec.info["num_classes"], g, g)
 
     def payload_len(self, spec) -> int:
-        return 1 + 5 * spec.info["max_boxes"]
+        return 1 + ROW * spec.info["max_boxes"]
 
     def pack_target(self, target: dict, spec) -> torch.Tensor:
         k = spec.info["max_boxes"]
         boxes = torch.as_tensor(target["boxes"], dtype=torch.float32).reshape(-1, 4)
         labels = torch.as_tensor(target["labels"]).reshape(-1).float()
-        if len(boxes) > k:  # keep the K largest, in their original order
+        crowd = torch.as_tensor(target.get("iscrowd", torch.zeros(len(labels)))).reshape(-1).float()
+        if len(boxes) > k:  # keep the K largest objects (crowd regions only if room is left), in original order
             area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            keep = area.topk(k).indices.sort().values
-            boxes, labels = boxes[keep], labels[keep]
-        rows = torch.full((k, 5), -1.0)
-        rows[: len(boxes), 0], rows[: len(boxes), 1:] = labels, boxes
+            keep = (area - crowd * (area.max() + 1)).topk(k).indices.sort().values
+            boxes, labels, crowd = boxes[keep], labels[keep], crowd[keep]
+        rows = torch.full((k, ROW), -1.0)
+        rows[: len(boxes), 0], rows[: len(boxes), 1:5], rows[: len(boxes), 5] = labels, boxes, crowd
         return torch.cat([torch.tensor([float(len(boxes))]), rows.flatten()])
 
     def unpack_target(self, y: torch.Tensor, spec) -> dict:
         n = int(y[0])
-        rows = y[1: 1 + 5 * spec.info["max_boxes"]].reshape(-1, 5)[:n]
-        return {"boxes": rows[:, 1:].float(), "labels": rows[:, 0].long()}
+        rows = y[1: 1 + ROW * spec.info["max_boxes"]].reshape(-1, ROW)[:n]
+        return {"boxes": rows[:, 1:5].float(), "labels": rows[:, 0].long(), "iscrowd": rows[:, 5].long()}
+
+    def ignored_cells(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """B×G×G bool: cells whose centre lies inside one of the sample's crowd regions."""
+        g, size, k = spec.info["grid"], spec.info["image_size"], spec.info["max_boxes"]
+        b = y.shape[0]
+        rows = y[:, 1: 1 + ROW * k].reshape(b, k, ROW)
+        crowd = (torch.arange(k, device=y.device)[None] < y[:, :1]) & (rows[..., 5] > 0)  # B×K
+        centres = (torch.arange(g, device=y.device, dtype=y.dtype) + 0.5) * size / g
+        cy, cx = centres[None, :, None, None], centres[None, None, :, None]  # 1×G×1×1, 1×1×G×1
+        x1, y1, x2, y2 = (rows[:, None, None, :, c] for c in range(1, 5))  # B×1×1×K
+        inside = (cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2) & crowd[:, None, None, :]
+        return inside.any(-1)
 
     def assign(self, y: torch.Tensor, spec):
-        """Payload rows B × … → (positive B×G×G bool, box targets B×4×G×G, labels B×G×G long, −1 off positives)."""
+        """Payload rows B × … → (positive B×G×G bool, box targets B×4×G×G, labels B×G×G long, −1 off positives).
+        Crowd regions are never positives."""
         g, size, k = spec.info["grid"], spec.info["image_size"], spec.info["max_boxes"]
         stride, b = size / g, y.shape[0]
-        rows = y[:, 1: 1 + 5 * k].reshape(b, k, 5)
-        valid = torch.arange(k, device=y.device)[None] < y[:, :1]
+        rows = y[:, 1: 1 + ROW * k].reshape(b, k, ROW)
+        valid = (torch.arange(k, device=y.device)[None] < y[:, :1]) & (rows[..., 5] <= 0)
         bi = torch.arange(b, device=y.device)[:, None].expand(b, k)[valid]
-        label, x1, y1, x2, y2 = rows[valid].unbind(1)
+        label, x1, y1, x2, y2, _ = rows[valid].unbind(1)
         cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
         j = (cx / stride).floor().clamp(0, g - 1).long()
         i = (cy / stride).floor().clamp(0, g - 1).long()
@@ -171,10 +200,22 @@ class Detection(Kind):
         labels[bk, ik, jk] = label[keep].long()
         return pos, box_t, labels
 
+    def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """Payload rows → the packed grid output that decodes to their boxes and labels with score ≈ 1 (one box per
+        cell, as `assign` gives; the other cells score ≈ 0, below SCORE_MIN)."""
+        pos, box_t, labels = self.assign(y, spec)
+        g, c = spec.info["grid"], spec.info["num_classes"]
+        out = torch.full((y.shape[0], 5 + c, g, g), -CERTAIN)
+        out[:, :4] = torch.logit(box_t.clamp(1e-4, 1 - 1e-4))
+        out[:, 4] = torch.where(pos, CERTAIN, -CERTAIN)
+        out[:, 5:] = CERTAIN * F.one_hot(labels.clamp(min=0), c).permute(0, 3, 1, 2).float()
+        return out.flatten(1)
+
     def loss(self, o, y, spec):
         out = self.unpack_output(o, spec)
         pos, box_t, labels = self.assign(y, spec)
-        obj = F.binary_cross_entropy_with_logits(out[:, 4], pos.float(), reduction="sum")
+        obj = F.binary_cross_entropy_with_logits(out[:, 4], pos.float(), reduction="none")
+        obj = obj.masked_fill(self.ignored_cells(y, spec) & ~pos, 0).sum()
         box = F.binary_cross_entropy_with_logits(out[:, :4].permute(0, 2, 3, 1)[pos],
                                                  box_t.permute(0, 2, 3, 1)[pos], reduction="sum")
         cls = F.cross_entropy(out[:, 5:].permute(0, 2, 3, 1)[pos], labels[pos], reduction="sum")

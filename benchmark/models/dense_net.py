@@ -70,6 +70,10 @@ class DenseHatSwapNet(SharedTrunkNet):  # PAD 0: packed rows (benchmark/dense/ki
         self.head_dims = [KINDS[t.kind].output_len(t) for t in tasks]
         if frozen_backbone:
             self.backbone.requires_grad_(False)
+        # NHWC weights make every convolution run channels-last (oneDNN on the CPU, tensor cores on a GPU): a
+        # training step of the offline dense profile's CNN took 1.15–1.25× less time on 2 idle CPU cores (measured
+        # side by side). Inputs stay NCHW; the first convolution converts them.
+        self.to(memory_format=torch.channels_last)
 
     def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """LwF's term for one old task, in that task's kind (pixel-wise KL, class KL + box L2, or logit KL)."""

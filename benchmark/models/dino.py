@@ -109,7 +109,7 @@ def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: st
         first = "; ".join(lines[:2])[:240]  # torch: "Error(s) in loading…:" then the first mismatching key
         hint = f" with {sizes}" if sizes else ""
         raise UserError(f"{src.path} does not hold {timm_name} weights{hint} ({type(e).__name__}: {first}); pass "
-                        f"a checkpoint of that architecture (or pick the matching --backbone)") from None
+                        f"a checkpoint of that architecture (or pick the matching --backbone)") from e
     data_config = timm.data.resolve_model_data_config(vit)
     module = PretrainedViT(vit, data_config)
     return module, vit.num_features, src.identity | {"timm_arch": timm_name, "input": module.input.describe()}

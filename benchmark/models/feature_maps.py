@@ -2,6 +2,7 @@
 
 - ViT backbones (`vit_tiny`, `dino_*`): the patch tokens of the last block (after the final norm), prefix tokens
   (class, registers) dropped, reshaped to the patch grid: B×N×D → B×D×(H/p)×(W/p).
+- CNNs (`small_cnn`): their `forward_features` map, before global pooling.
 - `efficientnet_b0_fpn` (seed 004): timm `efficientnet_b0` with `features_only` (strides 8, 16, 32) into
   torchvision's `FeaturePyramidNetwork` (128 channels, plus its extra max-pooled level); the heads read the
   stride-8 level, which the FPN's top-down path has already merged with the coarser ones. As a classification
@@ -73,8 +74,21 @@ def as_feature_map(backbone: nn.Module, name: str) -> nn.Module:
     vit = getattr(backbone, "vit", backbone)
     if hasattr(vit, "forward_features") and hasattr(vit, "patch_embed"):
         return ViTFeatureMap(backbone)
-    raise UserError(f"backbone {name!r} gives no feature map for dense tasks; use vit_tiny, a dino_* backbone or "
-                    f"efficientnet_b0_fpn")
+    if hasattr(backbone, "forward_features") and hasattr(backbone, "num_features"):  # a CNN (small_cnn)
+        return _ConvMap(backbone)
+    raise UserError(f"backbone {name!r} gives no feature map for dense tasks; use vit_tiny, small_cnn, a dino_* "
+                    f"backbone or efficientnet_b0_fpn")
+
+
+class _ConvMap(nn.Module):
+    """A CNN whose `forward_features` is already its B×C×h×w map (before global pooling)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.body, self.out_channels = backbone, backbone.num_features
+
+    def forward(self, x):
+        return self.body.forward_features(x)
 
 
 class _MapOf(nn.Module):
@@ -105,7 +119,7 @@ def efficientnet_b0_fpn(cfg: EfficientNetFPNConfig, *, image_size: int, in_chans
                                      pretrained_cfg_overlay={"file": str(src.path)}, **kw)
         except Exception as e:
             first = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:240]
-            raise UserError(f"{src.path} does not hold efficientnet_b0 weights ({type(e).__name__}: {first})") from None
+            raise UserError(f"{src.path} does not hold efficientnet_b0 weights ({type(e).__name__}: {first})") from e
         identity = src.identity
     elif weights:
         raise UserError("--backbone-weights with --efficientnet_b0_fpn.no-pretrained: drop one of the two")

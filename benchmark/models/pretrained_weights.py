@@ -102,14 +102,14 @@ def from_hub(backbone: str, hub_id: str) -> WeightsSource:
     try:  # huggingface_hub retries an unreachable hub for ~25 s; one short probe tells "offline" at once
         socket.create_connection((host, 443), timeout=HUB_TIMEOUT_S).close()
     except OSError as e:
-        raise missing_weights_error(backbone, hub_id, f"in the cache, and {host} is unreachable ({e})") from None
+        raise missing_weights_error(backbone, hub_id, f"in the cache, and {host} is unreachable ({e})") from e
     try:
         with network_timeout(HUB_TIMEOUT_S):
             local = hf_hub_download(hub_id, HUB_FILES[0], cache_dir=hf_cache_dir(), etag_timeout=HUB_TIMEOUT_S)
     except Exception as e:  # offline, DNS, timeout, 404, disk full: all mean "supply the weights yourself"
         first = (str(e).splitlines() or [""])[0][:120]
         raise missing_weights_error(backbone, hub_id, f"in the cache, and the hub failed ({type(e).__name__}: "
-                                                      f"{first})") from None
+                                                      f"{first})") from e
     return _from_hub_file(hub_id, local, "hf-hub download")
 
 

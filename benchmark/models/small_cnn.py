@@ -2,6 +2,9 @@
 
 Shapes: B×C×H×W → `forward_features` → B×channels[-1]×(H/2^k)×(W/2^k) (k = len(channels), one 2×2 max-pool per
 block) → `forward` → B×channels[-1] (global average pool), the same contract as `vit_tiny`'s pooled output.
+Multi-task models read `forward_features` and pool the map themselves (`hatswap mtl --pooling mean|flatten`,
+benchmark/mtl/layers.py): averaging 7×7 positions of 32 channels keeps too little for a 10-way classifier or a pixel
+decoder (validation numbers in the README's multi-task section), so the `mtl` profile flattens it.
 """
 
 from __future__ import annotations
@@ -43,8 +46,11 @@ class SmallCnn(nn.Module):
 
 
 @BACKBONES.register("small_cnn", config_cls=SmallCnnConfig)
-def small_cnn(cfg: SmallCnnConfig, *, image_size: int, in_chans: int):
+def small_cnn(cfg: SmallCnnConfig, *, image_size: int, in_chans: int, weights: str = ""):
     """→ (module mapping B×C×H×W to B×channels[-1], feature dim, weights identity)."""
+    if weights:
+        raise UserError("--backbone-weights applies to pretrained backbones; small_cnn is trained from scratch "
+                        "(drop the flag)")
     if image_size < 2 ** len(cfg.channels):
         raise UserError(f"image size {image_size} is too small for {len(cfg.channels)} pooling blocks; "
                         f"pass fewer --small_cnn.channels")

@@ -52,8 +52,12 @@ class SharedTrunkNet(MultiTaskModule):
         with self._autocast(feats):
             return self.heads[task](feats).float().flatten(1)
 
-    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor | dict[int, torch.Tensor]:
+        """B × max-width routed output; `task_labels=None`: every head, {task: B × head_dims[task]} (Avalanche's
+        MultiTaskModule convention, which its LwF uses to distil all old heads)."""
         feats = self.features(x)
+        if task_labels is None:
+            return {t: self.head(t, feats) for t in range(len(self.heads))}
         return route(task_labels, feats, self.head_dims, self.PAD, lambda t, mask: self.head(t, feats[mask]))
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:

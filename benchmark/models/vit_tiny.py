@@ -19,6 +19,11 @@ class VitTinyConfig:
     mlp_ratio: float = 2.0
 
     def __post_init__(self):
+        for name in ("patch_size", "embed_dim", "depth", "num_heads"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--vit_tiny.{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 < self.mlp_ratio < float("inf"):
+            raise UserError(f"--vit_tiny.mlp-ratio must be > 0, got {self.mlp_ratio}")
         if self.embed_dim % self.num_heads:
             raise UserError(f"--vit_tiny.embed-dim ({self.embed_dim}) must be divisible by --vit_tiny.num-heads "
                             f"({self.num_heads})")

@@ -1,38 +1,121 @@
 """`hatswap batch --profile mtl`: every experiment × seed of an MTL profile (`"kind": "mtl"` in its JSON).
 
 A profile: {"kind": "mtl", "seeds": [...], "config": {shared flags}, "experiments": [{"name": ..., "group": ...,
-<flags>}, ...]}. An experiment with a single task is that task's single-task baseline (STL) for Δm. Completed
-experiments (summary.json, same config) are skipped, so a rerun resumes; a failed one is listed and the batch goes
-on; at the end the report is rebuilt (results/mtl/summary.{md,csv}, val_curves.png) and failures exit 1.
+<flags>}, ...]}. The single-task baselines for Δm are derived, not listed: for every multi-task experiment and each
+of its tasks, one run of the same trunk (`transfer.trunk_key`) on that task alone, with equal weighting, the joint
+schedule and the profile's shared config for everything else (its budget), deduplicated across experiments and
+named `stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with
+equal weighting and the joint schedule serves instead when its trunk matches. Completed experiments (summary.json,
+same config) are skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is
+rebuilt (results/mtl/summary.{md,csv}, val_curves.png) and failures exit 1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from benchmark.config import jsonable as flat_config_value
 from benchmark.errors import RunFailed, UserError
-from benchmark.mtl.config import parse_mtl_config
+from benchmark.mtl.config import ENTRY_FIELDS as MTL_ENTRIES
+from benchmark.mtl.config import MTLConfig, parse_mtl_config
+from benchmark.mtl.registries import TASK_SETS
+from benchmark.mtl.task_sets.mtl_data import select_names
+from benchmark.mtl.transfer import ENTRY_FIELDS, TRUNK_FIELDS, is_baseline, trunk_config, trunk_key
 from benchmark.results import atomic_write
 
 META_KEYS = ("group",)  # experiment keys that describe, not configure
+BASELINE_GROUP = "single-task baselines (stl: one per trunk × task, equal weighting, joint)"
 
 
-def plan(profile: dict, run_args: list[str], seeds=None) -> list:
+def task_names(cfg: MTLConfig) -> list[str]:
+    entry = TASK_SETS.get(cfg.task_set)
+    if "task_names" not in entry.meta:
+        raise UserError(f"task set {cfg.task_set!r} declares no task_names; the batch needs them to plan baselines")
+    return select_names(list(entry.meta["task_names"]), cfg.tasks)
+
+
+def _trunk_flags(cfg: MTLConfig) -> dict:
+    """The flat config keys that define `cfg`'s trunk (what a derived baseline copies from its experiment)."""
+    flat = cfg.to_dict()
+    prefixes = tuple(f"{flat[k]}." for k in ENTRY_FIELDS)
+    return {k: v for k, v in flat.items() if k in TRUNK_FIELDS or k.startswith(prefixes)}
+
+
+def _knob_default(trunk: dict, key: str):
+    """The default of an entry's own knob (`cross-stitch.alpha_same`), as a flat config holds it; None otherwise."""
+    entry_name, _, knob = key.partition(".")
+    for kind in ENTRY_FIELDS:
+        if knob and trunk.get(kind) == entry_name and (cls := MTL_ENTRIES[kind].get(entry_name).config_cls):
+            return flat_config_value(getattr(cls(), knob))
+    return None
+
+
+def baseline_name(task: str, trunk: dict, reference: dict) -> str:
+    """stl-<task>-<architecture>, then a short token per trunk setting that differs from the profile's own."""
+    diff = {k: v for k, v in trunk.items() if k != "architecture" and v is not None and
+            v != reference.get(k, _knob_default(trunk, k))}
+    tokens = []
+    if "shared_layers" in diff or "shared_width" in diff:
+        tokens.append(f"{trunk['shared_layers']}x{trunk['shared_width']}")
+    if "dropout" in diff or "dropout_at" in diff:
+        tokens.append(f"drop{trunk['dropout']:g}{trunk['dropout_at']}" if trunk["dropout"] else "nodrop")
+    if "task_layers" in diff:
+        tokens.append("head" + "-".join(map(str, trunk["task_layers"])))
+    if "experts" in diff:
+        tokens.append(f"{trunk['experts']}experts")
+    for k in sorted(set(diff) - {"shared_layers", "shared_width", "dropout", "dropout_at", "task_layers",
+                                 "experts"}):
+        v = trunk[k]
+        tokens.append(k.rsplit(".", 1)[-1] + ("-".join(map(str, v)) if isinstance(v, list | tuple) else str(v)))
+    return "-".join(["stl", task, trunk["architecture"], *tokens])
+
+
+def plan(profile: dict, run_args: list[str], seeds=None) -> list[tuple[str, MTLConfig]]:
+    """→ [(group, config)]: the derived single-task baselines first, then every experiment × seed."""
     if not profile.get("experiments"):
         raise UserError("an mtl profile needs a non-empty \"experiments\" list")
     names = [e.get("name") for e in profile["experiments"]]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise UserError(f"every experiment of an mtl profile needs a distinct \"name\"; got {names}")
+    seeds = seeds if seeds is not None else profile.get("seeds", [0])
     configs = []
     for exp in profile["experiments"]:
-        for seed in seeds if seeds is not None else profile.get("seeds", [0]):
+        for seed in seeds:
             defaults = profile.get("config", {}) | {k: v for k, v in exp.items() if k not in META_KEYS}
             cfg, _ = parse_mtl_config(run_args, defaults=defaults | {"seed": seed})
             configs.append((exp.get("group", ""), cfg))
-    return configs
+    return _baselines(profile, run_args, configs) + configs
+
+
+def _baselines(profile: dict, run_args: list[str], configs) -> list[tuple[str, MTLConfig]]:
+    have = {(trunk_key(c.to_dict()), task_names(c)[0], c.seed) for _, c in configs
+            if is_baseline(task_names(c), c.weighting, c.schedule)}
+    shared = parse_mtl_config(run_args, defaults=dict(profile.get("config", {})))[0].to_dict()
+    reference = trunk_config(shared) | {"experts": shared["experts"]}  # a name says 8experts only if not the default
+    out, taken = [], {}  # taken: name → trunk key, so two trunks never share a folder
+    for _, cfg in configs:
+        if len(task_names(cfg)) < 2:
+            continue
+        key = trunk_key(cfg.to_dict())
+        for task in task_names(cfg):
+            if (key, task, cfg.seed) in have:
+                continue
+            name = baseline_name(task, trunk_config(cfg.to_dict()), reference)
+            if taken.setdefault(name, key) != key:
+                name += "-" + hashlib.sha1(key.encode()).hexdigest()[:6]
+            overrides = _trunk_flags(cfg) | {"tasks": task, "weighting": "equal", "schedule": "joint",
+                                             "name": name, "seed": cfg.seed}
+            base, _ = parse_mtl_config(run_args, defaults=dict(profile.get("config", {})) | overrides)
+            if trunk_key(base.to_dict()) != key:  # a flag in run_args beat the experiment's trunk: say so
+                raise UserError(f"cannot derive the {task} baseline of {cfg.run_name}: its trunk differs "
+                                f"({trunk_config(base.to_dict())} vs {trunk_config(cfg.to_dict())})")
+            have.add((key, task, cfg.seed))
+            out.append((BASELINE_GROUP, base))
+    return out
 
 
 def run_mtl_batch(profile_name: str, profile: dict, run_args: list[str], seeds=None, force=False,

@@ -13,7 +13,7 @@ from typing import Any
 
 from benchmark.config import _coerce, _Parser, _read_json, add_fields, flat_config
 from benchmark.errors import UserError
-from benchmark.mtl.layers import DROPOUT_AT
+from benchmark.mtl.layers import DROPOUT_AT, POOLING
 from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 from benchmark.registry import BACKBONES
 
@@ -30,6 +30,8 @@ class MTLConfig:
     weighting: str = "equal"
     schedule: str = "joint"
     backbone: str = "small_cnn"
+    # how the backbone's feature map becomes the trunk's input: mean over positions, or flattened (layout kept)
+    pooling: str = field(default="mean", metadata={"choices": POOLING})
     shared_layers: int = 2  # number of shared hidden layers (per column for cross-stitch / progressive)
     shared_width: int = 64  # width of each shared hidden layer
     task_layers: tuple[int, ...] = (32,)  # hidden widths of each task head before its output layer

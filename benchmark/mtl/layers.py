@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.errors import UserError
+
 DROPOUT_AT = ("none", "last", "each")  # seed 003: no dropout / a single dropout layer / dropout after each layer
+POOLING = ("mean", "flatten")  # how a token map becomes the vector an MLP trunk reads (TokenBackbone.pooled)
 
 
 class TokenBackbone(nn.Module):
@@ -14,12 +17,17 @@ class TokenBackbone(nn.Module):
     - timm ViT (`vit_tiny`): the patch tokens after the final norm (prefix/class tokens dropped), N = (H/p)·(W/p);
     - CNN (`small_cnn`, anything with `forward_features` giving B×D×h×w): N = h·w spatial positions;
     - None: the input is already a feature vector B×F, taken as one token (N = 1).
-    `pooled(tokens)` = mean over tokens → B×D, the vector that pooled-feature architectures read.
+    `pooled(tokens)` → the vector that pooled-feature architectures read, B×`dim`: with pooling 'mean' the mean over
+    tokens (B×D, global average pooling: where things are is lost), with 'flatten' the tokens concatenated in order
+    (B×N·D: the layout kept, what a pixel decoder or a position-dependent classifier needs).
     """
 
-    def __init__(self, backbone: nn.Module | None, dim: int):
+    def __init__(self, backbone: nn.Module | None, dim: int, n_tokens: int = 1, pooling: str = "mean"):
         super().__init__()
-        self.body, self.dim = backbone, dim
+        if pooling not in POOLING:
+            raise UserError(f"pooling must be one of {POOLING}, got {pooling!r}")
+        self.body, self.token_dim, self.n_tokens, self.pooling = backbone, dim, n_tokens, pooling
+        self.dim = self.pooled_width(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.body is None:
@@ -29,9 +37,12 @@ class TokenBackbone(nn.Module):
             return feats.flatten(2).transpose(1, 2)
         return feats[:, getattr(self.body, "num_prefix_tokens", 0):]
 
-    @staticmethod
-    def pooled(tokens: torch.Tensor) -> torch.Tensor:
-        return tokens.mean(dim=1)
+    def pooled_width(self, width: int) -> int:
+        """Width of `pooled` applied to B×N×width tokens (MTAN pools its own attended tokens the same way)."""
+        return width * self.n_tokens if self.pooling == "flatten" else width
+
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens.flatten(1) if self.pooling == "flatten" else tokens.mean(dim=1)
 
     def last_parameters(self) -> list[nn.Parameter]:
         """The backbone's final layer with weights: what every task's gradient passes through last."""

@@ -9,10 +9,11 @@
 
 Tasks are names (binary classification, 2 outputs) or `TaskSpec`s (kind, n_outputs, loss, primary metric).
 Input: a feature vector (`in_features`) or an image through a registered backbone (`backbone='small_cnn'` or
-'vit_tiny', with `input_shape=(C, H, W)`). `loss_weights` = static weighting; `loss_weighting` = a registered
-weighting by name ('equal', 'static', 'uncertainty', 'gradnorm', 'dwa', 'pcgrad'). `compute_loss` is exact for the
-loss-level weightings; GradNorm's weight update and PCGrad's gradient surgery happen in `backward(losses)`, which
-the trainer calls (for PCGrad, `compute_loss` is the plain sum).
+'vit_tiny', with `input_shape=(C, H, W)`); `pooling` = how its feature map becomes the trunk's input vector
+('mean' over positions, or 'flatten' to keep the layout; `TokenBackbone`). `loss_weights` = static weighting;
+`loss_weighting` = a registered weighting by name ('equal', 'static', 'uncertainty', 'gradnorm', 'dwa', 'pcgrad').
+`compute_loss` is exact for the loss-level weightings; GradNorm's weight update and PCGrad's gradient surgery happen
+in `backward(losses)`, which the trainer calls (for PCGrad, `compute_loss` is the plain sum).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.mtl.architectures.base import ArchSpec
-from benchmark.mtl.layers import DROPOUT_AT, TokenBackbone, mlp
+from benchmark.mtl.layers import DROPOUT_AT, POOLING, TokenBackbone, mlp
 from benchmark.mtl.registries import ARCHITECTURES, WEIGHTINGS
 from benchmark.mtl.task_metrics import task_loss
 from benchmark.registry import BACKBONES
@@ -65,15 +66,17 @@ class MultiTaskModel(nn.Module):
                  loss_weighting: str | None = None, num_experts: int = 4, dropout: float = 0.0,
                  dropout_at: str = "each", backbone: str | None = None, backbone_args=None,
                  in_features: int | None = None, input_shape: tuple[int, int, int] | None = None,
-                 architecture_args=None, weighting_args=None):
+                 architecture_args=None, weighting_args=None, pooling: str = "mean"):
         super().__init__()
         self.tasks = _task_specs(tasks)
         names = tuple(t.name for t in self.tasks)
         if not 0 <= dropout < 1 or dropout_at not in DROPOUT_AT:
             raise UserError(f"dropout must be in [0, 1) and dropout_at one of {DROPOUT_AT}; got {dropout}, "
                             f"{dropout_at!r}")
+        if pooling not in POOLING:
+            raise UserError(f"pooling must be one of {POOLING}, got {pooling!r}")
         self.make_backbone, self.backbone_identity = self._backbone_factory(backbone, backbone_args, in_features,
-                                                                            input_shape)
+                                                                            input_shape, pooling)
         spec = ArchSpec(names, _widths(shared_layers, "shared_layers"), dropout, dropout_at, num_experts)
         arch = ARCHITECTURES.get(ALIASES.get(architecture, architecture))
         self.architecture_name = arch.name
@@ -88,7 +91,7 @@ class MultiTaskModel(nn.Module):
         self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names)
 
     @staticmethod
-    def _backbone_factory(name, args, in_features, input_shape):
+    def _backbone_factory(name, args, in_features, input_shape, pooling):
         if name is None:
             if not in_features:
                 raise UserError("MultiTaskModel needs in_features=F for vector inputs, or backbone='small_cnn' / "
@@ -101,11 +104,14 @@ class MultiTaskModel(nn.Module):
         cfg = _entry_config(entry, args)
         c, h, _ = input_shape
 
+        probe, dim, identity = entry.build(cfg, image_size=h, in_chans=c)
+        with torch.no_grad():  # the token count N, which 'flatten' pooling sizes the trunk's first layer by
+            n_tokens = TokenBackbone(probe, dim)(torch.zeros(1, *input_shape)).shape[1]
+
         def make() -> TokenBackbone:
             body, dim, _ = entry.build(cfg, image_size=h, in_chans=c)
-            return TokenBackbone(body, dim)
+            return TokenBackbone(body, dim, n_tokens, pooling)
 
-        _, _, identity = entry.build(cfg, image_size=h, in_chans=c)
         return make, identity | {"name": name}
 
     @staticmethod

@@ -38,12 +38,12 @@ def loss_curves(epochs: list[dict], tasks: list[str], path: Path, title: str = "
 def val_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> Path:
     """curves: experiment → weighted validation loss per epoch."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for name, ys in curves.items():
-        ax.plot(range(1, len(ys) + 1), ys, label=name, lw=1)
+    for k, (name, ys) in enumerate(curves.items()):  # 60+ curves: cycle line styles too, or colours repeat unreadably
+        ax.plot(range(1, len(ys) + 1), ys, label=name, lw=1, ls=("-", "--", ":")[k // 10 % 3])
     ax.set_xlabel("epoch")
     ax.set_ylabel("weighted val loss")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=5, ncol=3)
+    ax.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, not over them
     ax.set_title(title, fontsize=9)
     return _save(fig, path)

@@ -1,5 +1,7 @@
 """The multi-task report: one row per experiment (mean over seeds) — train/val loss, every task's primary test
-metric, Δm and transfer gains vs the single-task baselines — as Markdown and CSV, plus the val-loss curves figure."""
+metric (and the reconstruction MSE), Δm and transfer gains vs the single-task baselines of the same trunk, the
+trivial references of the data — as Markdown and CSV (which also holds each task's final validation score and the
+baselines each run was compared with), plus the val-loss curves figure."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.mtl.plots import val_curves
-from benchmark.mtl.transfer import DELTA_M_CONVENTION, delta_m, transfer_gain
+from benchmark.mtl.transfer import DELTA_M_CONVENTION, is_baseline, transfer_gain, trunk_key
 from benchmark.results import atomic_write
 
 
@@ -27,13 +29,39 @@ def collect(out_dir: Path) -> list[dict]:
     return runs
 
 
-def baselines(runs: list[dict]) -> dict[tuple[str, int], float]:
-    """(task, seed) → the primary test metric of that task's single-task run (the first by name)."""
+def _transfer(s: dict, task: str) -> tuple[float | None, bool]:
+    """→ (the task's transfer metric in run s, lower is better); None for runs that predate `transfer_metric`."""
+    spec = (s.get("transfer_metric") or {}).get(task)
+    if spec is None:
+        return None, False
+    return s["final"].get(task, {}).get(spec["metric"]), bool(spec["lower_is_better"])
+
+
+def baselines(runs: list[dict]) -> dict[tuple[str, str, int], dict]:
+    """(trunk key, task, seed) → that task's single-task run of that trunk (equal weighting, joint schedule; the
+    first by name if several)."""
     out = {}
     for s in sorted(runs, key=lambda r: r["name"]):
-        if len(s["tasks"]) == 1 and s["schedule"] != "sequential":
-            out.setdefault((s["tasks"][0], s["seed"]), s["final_primary"][s["tasks"][0]])
+        if is_baseline(s["tasks"], s["weighting"], s["schedule"]):
+            out.setdefault((trunk_key(s["config"]), s["tasks"][0], s["seed"]), s)
     return out
+
+
+def _baseline_names(base: dict[str, dict | None]) -> str:
+    """stl-*-<suffix> when every task's baseline follows the derived naming, else the names."""
+    names = {t: b["name"] for t, b in base.items() if b}
+    if not names:
+        return ""
+    rests = {n[len(f"stl-{t}"):] if n.startswith(f"stl-{t}") else None for t, n in names.items()}
+    if len(rests) == 1 and None not in rests:
+        return f"stl-*{rests.pop()}"
+    return ", ".join(names.values())
+
+
+def _dropout(c: dict) -> str:
+    if not c.get("dropout") or c.get("dropout_at") == "none":
+        return "none"
+    return f"{c['dropout']:g} {'single' if c.get('dropout_at') == 'last' else 'each'}"
 
 
 def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFrame:
@@ -41,38 +69,86 @@ def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFram
     rows = []
     for s in runs:
         c = s["config"]
-        base = {t: stl.get((t, s["seed"])) for t in s["tasks"]}
         single = len(s["tasks"]) == 1
+        key = trunk_key(c)
+        base = {t: None if single else stl.get((key, t, s["seed"])) for t in s["tasks"]}
+        gains = {}
+        for t in s["tasks"]:
+            m, lower = _transfer(s, t)
+            b = _transfer(base[t], t)[0] if base[t] else None
+            gains[t] = None if single or m is None or b is None else transfer_gain(m, b, lower)
+        val = s.get("final_val") or {}
         rows.append({
             "group": (groups or {}).get(s["name"], "stl" if single else ""), "experiment": s["name"],
             "seed": s["seed"], "architecture": s["architecture"], "weighting": s["weighting"],
             "weights": c.get("static.weights", "") if s["weighting"] == "static" else "",
-            "schedule": s["schedule"], "shared_layers": c.get("shared_layers"),
-            "dropout": "none" if not c.get("dropout") or c.get("dropout_at") == "none" else
-            f"{c['dropout']:g} {'single' if c.get('dropout_at') == 'last' else 'each'}",
-            "tasks": ",".join(s["tasks"]), "train_loss": s["train_loss"], "val_loss": s["val_loss"],
+            "schedule": s["schedule"], "shared_layers": c.get("shared_layers"), "dropout": _dropout(c),
+            "tasks": ",".join(s["tasks"]), "baselines": "" if single else _baseline_names(base) or "none",
+            "train_loss": s["train_loss"], "val_loss": s["val_loss"],
             **{f"{t}": s["final_primary"].get(t) for t in s["tasks"]},
+            "mse": s["final"].get("reconstruction", {}).get("mse"),
             "psnr": s["final"].get("reconstruction", {}).get("psnr"),
-            **{f"gain_{t}": None if single or base[t] is None else transfer_gain(s["final_primary"][t], base[t])
-               for t in s["tasks"]},
-            "delta_m": None if single else delta_m(s["final_primary"], {t: v for t, v in base.items() if v}),
+            **{f"gain_{t}": g for t, g in gains.items()},
+            "delta_m": None if single or any(g is None for g in gains.values()) else
+            sum(gains.values()) / len(gains),
+            **{f"val_{t}": v.get(s["primary"][t]) for t, v in val.items()},
             "acc_cl": (s.get("cl") or {}).get("acc"), "bwt": (s.get("cl") or {}).get("bwt"),
             "wall_s": s["total_wall_s"]})
+    rows += _reference_rows(runs)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     order = {name: k for k, name in enumerate(groups or {})}  # the profile's order; other runs after, by name
-    df = df.sort_values("experiment", key=lambda c: c.map(lambda n: (order.get(n, len(order)), n)), kind="stable")
+    singles = {s["name"] for s in runs if len(s["tasks"]) == 1}  # the references go right after the last of them
+    after_baselines = max((order.get(n, len(order)) for n in singles), default=-1) + 0.5
+
+    def position(name: str):
+        return (after_baselines if name.startswith(REFERENCE_PREFIX) else order.get(name, len(order)), name)
+
+    df = df.sort_values("experiment", key=lambda c: c.map(position), kind="stable")
     keys = ["group", "experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
-            "tasks"]
+            "tasks", "baselines"]
     num = [c for c in df.columns if c not in keys and c != "seed"]
     agg = df.groupby(keys, sort=False, dropna=False)[num].agg(lambda v: v.astype(float).mean())
     agg["n_seeds"] = df.groupby(keys, sort=False, dropna=False)["seed"].count()
     return agg.reset_index()
 
 
-TASK_COLS = {"classes": "classes acc", "coarse": "coarse acc", "reconstruction": "recon score", "psnr": "PSNR dB",
-             "random": "random acc"}
+REFERENCE_PREFIX = "reference: "
+REFERENCE_GROUP = "trivial references (computed from the data, no training; test split)"
+
+
+def _data_key(config: dict) -> str:
+    prefix = f"{config.get('task_set')}."
+    return json.dumps({k: v for k, v in config.items() if k == "task_set" or k.startswith(prefix)}, sort_keys=True)
+
+
+def _reference_rows(runs: list[dict]) -> list[dict]:
+    """One row per trivial reference (benchmark/mtl/references.py) and seed. Each run holds the references of its
+    own tasks on its data; runs on the same data and seed agree, so their tasks are merged."""
+    several = len({_data_key(s["config"]) for s in runs}) > 1
+    merged: dict[tuple[str, int], dict] = {}  # (data, seed) → {reference: {task: scores}}
+    primary: dict[str, str] = {}
+    for s in sorted(runs, key=lambda r: r["name"]):
+        refs = s.get("references") or {}
+        primary |= refs.get("primary", {})
+        for ref, per_task in refs.get("test", {}).items():
+            merged.setdefault((_data_key(s["config"]), s["seed"]), {}).setdefault(ref, {}).update(per_task)
+    rows = []
+    for (data, seed), by_ref in merged.items():
+        for ref, per_task in by_ref.items():
+            rec = per_task.get("reconstruction", {})
+            rows.append({"group": REFERENCE_GROUP, "experiment": REFERENCE_PREFIX + ref + (f" {data}" if several
+                                                                                          else ""),
+                         "seed": seed, "architecture": "", "weighting": "", "weights": "", "schedule": "",
+                         "shared_layers": None, "dropout": "", "tasks": ",".join(per_task), "baselines": "",
+                         **{t: v.get(primary[t]) for t, v in per_task.items()},
+                         "mse": rec.get("mse"), "psnr": rec.get("psnr")})
+    return rows
+
+
+TASK_COLS = {"classes": "classes acc", "coarse": "coarse acc", "reconstruction": "recon score", "mse": "recon MSE",
+             "psnr": "PSNR dB", "random": "random acc"}
 
 
 def _fmt(v, pct=False) -> str:
@@ -97,7 +173,11 @@ def markdown(df: pd.DataFrame) -> str:
                 if c == "delta_m":
                     cells.append(_fmt(v, pct=True))
                 elif c == "wall_s":
-                    cells.append(f"{v:.0f}")
+                    cells.append(_fmt(v) if v != v else f"{v:.0f}")
+                elif c == "mse" and isinstance(v, float) and v == v:
+                    cells.append(f"{v:.4f}")
+                elif c == "shared_layers":  # a float column once reference rows (no network) join
+                    cells.append(_fmt(v) if v is None or v != v else f"{v:.0f}")
                 elif isinstance(v, float):
                     cells.append(_fmt(v))
                 else:
@@ -108,13 +188,16 @@ def markdown(df: pd.DataFrame) -> str:
 
 
 def gains_markdown(df: pd.DataFrame) -> str:
-    """Transfer gain per task, (M_t − M_STL,t)/M_STL,t, for every multi-task experiment."""
+    """Transfer gain per task, (−1)^l_t (M_t − M_STL,t)/M_STL,t, for every multi-task experiment, and which
+    single-task runs it was compared with."""
     tasks = [c[len("gain_"):] for c in df.columns if c.startswith("gain_")]
-    part = df[df["tasks"].str.contains(",")]  # single-task runs are the baselines themselves
-    lines = ["| experiment | " + " | ".join(f"{t} gain" for t in tasks) + " | Δm |", "|" + "---|" * (len(tasks) + 2)]
+    # single-task runs are the baselines themselves; reference rows are no runs
+    part = df[df["tasks"].str.contains(",") & ~df["experiment"].str.startswith(REFERENCE_PREFIX)]
+    lines = ["| experiment | " + " | ".join(f"{t} gain" for t in tasks) + " | Δm | baselines |",
+             "|" + "---|" * (len(tasks) + 3)]
     for _, r in part.iterrows():
         lines.append(f"| {r['experiment']} | " + " | ".join(_fmt(r.get(f"gain_{t}"), pct=True) for t in tasks) +
-                     f" | {_fmt(r.get('delta_m'), pct=True)} |")
+                     f" | {_fmt(r.get('delta_m'), pct=True)} | {r.get('baselines') or '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -125,8 +208,9 @@ def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed
     if df.empty:
         return "[report] no completed mtl experiments"
     atomic_write(out / "summary.csv", df.to_csv(index=False))
-    text = ("Test metrics (primary, higher is better) per task; train/val loss = the weighted objective Σ w_t L_t "
-            "of the last epoch (val with the same weights); Δm vs the single-task (stl) runs.\n"
+    text = ("Test metrics per task (accuracy, recon score, PSNR: higher is better; recon MSE: lower is better); "
+            "train/val loss = the weighted objective Σ w_t L_t of the last epoch (val with the same weights); Δm "
+            "vs the single-task (stl) runs of the same trunk.\n"
             f"{DELTA_M_CONVENTION}\n\n" + markdown(df) + "\n**transfer gain per task vs single-task**\n\n" +
             gains_markdown(df))
     if failed:

@@ -1,8 +1,9 @@
 """One multi-task experiment: task set × architecture × weighting × schedule × seed → results folder.
 
 results/mtl/runs/<experiment>/seed<k>/  config.json (config, seed, versions, git, data), matrix.csv (primary score
-per task at each evaluation point: init, after_joint or after_exp0..), summary.json (per-task test scores, losses
-per epoch, weights, wall time; for the sequential schedule also ACC/BWT/forgetting/FWT), losses.png. Written under
+per task at each evaluation point: init, after_joint or after_exp0..), summary.json (per-task test scores, final
+validation scores, losses and validation scores per epoch, weights, wall time, the metric Δm compares per task, the
+trivial references of the data; for the sequential schedule also ACC/BWT/forgetting/FWT), losses.png. Written under
 a temporary name and renamed, so a folder is complete or absent; a rerun with the same config skips.
 """
 
@@ -20,6 +21,7 @@ from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.plots import loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
+from benchmark.mtl.task_metrics import transfer_metric
 from benchmark.mtl.train import train_stages
 from benchmark.results import claim_run_folder, config_record, matrix_csv, write_run
 from benchmark.run import resolve_device, seed_everything
@@ -29,12 +31,22 @@ def mtl_run_dir(out_dir: Path, name: str, seed: int) -> Path:
     return Path(out_dir) / "mtl" / "runs" / name / f"seed{seed}"
 
 
+def _references_of(refs: dict, names) -> dict:
+    """The data's trivial references (MTLData.references) restricted to the run's tasks."""
+    out = {"primary": {t: refs["primary"][t] for t in names}}
+    for split, by_ref in refs.items():
+        if split != "primary":
+            out[split] = {ref: kept for ref, per_task in by_ref.items()
+                          if (kept := {t: v for t, v in per_task.items() if t in names})}
+    return out
+
+
 def build_model(cfg: MTLConfig, tasks, input_shape) -> MultiTaskModel:
     return MultiTaskModel(tasks, architecture=cfg.architecture, shared_layers=[cfg.shared_width] * cfg.shared_layers,
                           task_layers=cfg.task_layers, loss_weighting=cfg.weighting, weighting_args=cfg.weighting_args,
                           num_experts=cfg.experts, dropout=cfg.dropout, dropout_at=cfg.dropout_at,
                           backbone=cfg.backbone, backbone_args=cfg.backbone_args, input_shape=tuple(input_shape),
-                          architecture_args=cfg.architecture_args)
+                          architecture_args=cfg.architecture_args, pooling=cfg.pooling)
 
 
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
@@ -73,6 +85,11 @@ def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
         "architecture": cfg.architecture, "weighting": cfg.weighting, "schedule": cfg.schedule,
         "backbone": cfg.backbone, "primary": primary, "final": final,
         "final_primary": {t: final[t][primary[t]] for t in names},
+        "final_val": epochs[-1]["val"],  # validation scores after the last epoch: what settings are tuned on
+        "final_val_primary": {t: v[primary[t]] for t, v in epochs[-1]["val"].items()},
+        "transfer_metric": {t.name: dict(zip(("metric", "lower_is_better"), transfer_metric(t), strict=True))
+                            for t in tasks},
+        "references": _references_of(data.references, names),
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
         "cl": cl_metrics(R, b=score_rows[0][1]) if sequential else None,
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,

@@ -16,7 +16,7 @@ that mix segmentation masks, boxes and class labels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -36,10 +36,11 @@ SHORT = {"segmentation": "seg", "detection": "det", "classification": "cls"}
 class DenseSuiteConfig:
     source: str = "fmnist_scenes"  # fmnist_scenes (offline) | real (VOC2012 / COCO 2017 / Imagenette-160)
     image_size: int = 64  # square input S; the offline scenes are generated at this size
-    train_per_task: int = 600  # seeded subset per task; 0 = all
+    train_per_task: tuple[int, ...] = (600,)  # seeded subset: one size for every task, or one per task; 0 = all
     test_per_task: int = 200
     grid: int = 8  # detection grid G×G (stride S/G)
     max_boxes: int = 8  # boxes kept per image (the largest), packed per sample
+    eval_split: str = field(default="test", metadata={"choices": ("test", "val")})  # val: tune without test images
 
     def __post_init__(self):
         if self.source not in DENSE_SOURCES:
@@ -47,8 +48,19 @@ class DenseSuiteConfig:
         if self.image_size < 16 or self.grid < 1 or self.image_size % self.grid:
             raise UserError(f"--dense_suite.image-size ({self.image_size}) must be ≥ 16 and divisible by "
                             f"--dense_suite.grid ({self.grid})")
-        if min(self.train_per_task, self.test_per_task) < 0 or self.max_boxes < 1:
+        if self.eval_split not in ("test", "val"):
+            raise UserError(f"--dense_suite.eval-split must be test or val, got {self.eval_split!r}")
+        if isinstance(self.train_per_task, int):  # DenseSuiteConfig(train_per_task=600) from Python
+            object.__setattr__(self, "train_per_task", (self.train_per_task,))
+        if len(self.train_per_task) not in (1, len(KIND_ORDER)):
+            raise UserError(f"--dense_suite.train-per-task takes one size or {len(KIND_ORDER)} (one per task: "
+                            f"{', '.join(KIND_ORDER)}), got {self.train_per_task}")
+        if min(*self.train_per_task, self.test_per_task) < 0 or self.max_boxes < 1:
             raise UserError("--dense_suite.train-per-task/test-per-task must be ≥ 0 and max-boxes ≥ 1")
+
+    def train_size(self, task: int) -> int:
+        """Training images of task `task` (0 = all): real datasets differ in size, and so may the tasks' needs."""
+        return self.train_per_task[task if len(self.train_per_task) > 1 else 0]
 
 
 class PackedDataset(Dataset):
@@ -87,12 +99,15 @@ def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig) -> TaskSpec:
 def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool = True,
                 apt_install: bool = True) -> Benchmark:
     splits, missing = {}, []
-    for s, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task)):
+    for s in ("train", "test"):
         splits[s] = []
         for t, kind in enumerate(KIND_ORDER):
-            try:
-                splits[s].append(load_dense_task(kind, cfg.source, data_root, s, n=n, seed=seed + 1000 * t,
-                                                 image_size=cfg.image_size, download=download, apt_install=apt_install))
+            n = cfg.train_size(t) if s == "train" else cfg.test_per_task
+            try:  # "test" is evaluated; with eval_split "val", held-out train images stand in for it (tuning)
+                splits[s].append(load_dense_task(kind, cfg.source, data_root, cfg.eval_split if s == "test" else s,
+                                                 n=n, seed=seed + 1000 * t, image_size=cfg.image_size,
+                                                 download=download, apt_install=apt_install,
+                                                 n_train=cfg.train_size(t)))
             except UserError as e:  # real data: name every missing dataset at once, not one per attempt
                 if cfg.source != "real":
                     raise

@@ -8,6 +8,7 @@ cross-stitch unit mixes the columns' activations with a learnt T×T matrix α_j:
 α_j starts at α_S = 0.9 on the diagonal and (1 − α_S)/(T − 1) elsewhere (Misra's (0.9, 0.1) for T = 2), so each
 column starts mostly its own. With α = I the columns are independent networks (a test checks it). Unlike the paper,
 the backbone itself is shared, not duplicated: T ViTs would multiply the cost by T for the small input sizes here.
+Shared parameters (what PCGrad projects): the backbone, every column and every α — each reaches all tasks via α.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ class CrossStitch(Architecture):
         return {t: h[k] for k, t in enumerate(self.tasks)}
 
     def shared_parameters(self):
-        return [*self.backbone.parameters(), *self.alphas]
+        # Every column reaches every task: column s's layer j feeds task t through α_j[t, s] (off-diagonal ≠ 0),
+        # so PCGrad must project the columns too, not only the backbone and α.
+        return [*self.backbone.parameters(), *self.columns.parameters(), *self.alphas]
 
     def last_shared_parameters(self):
         return self.backbone.last_parameters() or [self.alphas[-1]]

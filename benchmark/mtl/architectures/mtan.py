@@ -6,7 +6,7 @@ own attended features of the layer below, and applied element-wise to the shared
 
     a_t^1 = σ(g_t^1(u^1)),                         â_t^1 = a_t^1 ⊙ u^1
     a_t^j = σ(g_t^j([u^j ; f_t^j(â_t^{j−1})])),    â_t^j = a_t^j ⊙ u^j        (j > 1)
-    rep_t = mean over tokens of â_t^L                                          (B×w_L)
+    rep_t = pool(â_t^L): mean over tokens (B×w_L) or, with --pooling flatten, concatenated (B×N·w_L)
 
 g_t^j = Linear-ReLU-Linear (the paper's 1×1 conv-BN-ReLU, conv-BN-sigmoid, as per-token linear maps); f_t^j is a
 per-task linear projection to the next width (the paper shares a 3×3 conv there, to change resolution, which a
@@ -33,12 +33,12 @@ class MTAN(Architecture):
         self.tasks = spec.tasks
         self.backbone = make_backbone()
         widths = spec.shared_layers
-        self.trunk = mlp_blocks(self.backbone.dim, widths, spec.dropout, spec.dropout_at)
+        self.trunk = mlp_blocks(self.backbone.token_dim, widths, spec.dropout, spec.dropout_at)
         self.masks = nn.ModuleList(
             nn.ModuleList(_mask_net(w if j == 0 else 2 * w, w) for j, w in enumerate(widths)) for _ in spec.tasks)
         self.projections = nn.ModuleList(
             nn.ModuleList(nn.Linear(widths[j - 1], w) for j, w in enumerate(widths) if j > 0) for _ in spec.tasks)
-        self.out_dim = widths[-1]
+        self.out_dim = self.backbone.pooled_width(widths[-1])
 
     def attention_masks(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Every task's masks a_t^j (B×N×w_j), for inspection."""
@@ -55,7 +55,7 @@ class MTAN(Architecture):
                 a = self.masks[k][j](inp)
                 masks[t].append(a)
                 attended[k] = a * u
-        return {t: attended[k].mean(dim=1) for k, t in enumerate(self.tasks)}, masks
+        return {t: self.backbone.pooled(attended[k]) for k, t in enumerate(self.tasks)}, masks
 
     def forward(self, x):
         return self._run(x)[0]

@@ -56,7 +56,10 @@ def random_labels(n_source: int, split: str) -> np.ndarray:
     return np.random.default_rng([RANDOM_LABEL_SEED, int(split == "train")]).integers(0, 2, n_source)
 
 
-@TASK_SETS.register("mtl_tasks", config_cls=MtlTasksConfig)
+TASK_NAMES = ("classes", "coarse", "reconstruction", "random")
+
+
+@TASK_SETS.register("mtl_tasks", config_cls=MtlTasksConfig, task_names=TASK_NAMES)
 def mtl_tasks(cfg: MtlTasksConfig, *, seed: int, data_root: Path, download: bool = True,
               apt_install: bool = True) -> MTLData:
     return _build(cfg or MtlTasksConfig(), seed, str(data_root), download, apt_install)

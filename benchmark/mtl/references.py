@@ -1,0 +1,44 @@
+"""Trivial references of a task set, computed from its data (no training): what a single-task baseline must clearly
+beat before its numbers mean anything.
+
+- "1-NN on raw pixels": each classification task predicts the label of the nearest training image, Euclidean
+  distance on the flattened inputs as loaded (images normalised to [−1, 1]: an affine map of the raw pixels, so the
+  same neighbours). Train N×F, evaluated M×F → M labels.
+- "majority class / mean training image": classification → the most frequent training label (chance level for a
+  balanced task); reconstruction → the mean training target, whose MSE is MSE_mean, so recon_score = 0 on the test
+  split by definition (MSE_mean is measured there).
+
+→ {reference: {task: {metric: value}}} with the metric names of `task_scores` (accuracy; mse, recon_score, psnr).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.mtl.task_metrics import task_scores
+from benchmark.references import nearest
+
+NEAREST = "1-NN on raw pixels"
+CONSTANT = "majority class / mean training image"
+
+
+def nearest_neighbour(x_train: torch.Tensor, x_eval: torch.Tensor) -> torch.Tensor:
+    """Index into x_train of each x_eval row's nearest neighbour (Euclidean, on the flattened inputs)."""
+    return nearest(x_train.flatten(1).float(), x_eval.flatten(1).float(), k=1)[:, 0]
+
+
+def trivial_references(data, split: str) -> dict[str, dict[str, dict[str, float]]]:
+    x_train, y_train = data.x["train"], data.y["train"]
+    x_eval, y_eval = data.x[split], data.y[split]
+    nn_idx = nearest_neighbour(x_train, x_eval) if any(s.loss == "cross_entropy" for s in data.tasks) else None
+    refs = {NEAREST: {}, CONSTANT: {}}
+    for spec in data.tasks:
+        target, train_target = y_eval[spec.name], y_train[spec.name]
+        if spec.loss == "cross_entropy":
+            refs[NEAREST][spec.name] = {"accuracy": float((train_target[nn_idx] == target).double().mean())}
+            majority = torch.bincount(train_target).argmax()
+            refs[CONSTANT][spec.name] = {"accuracy": float((target == majority).double().mean())}
+        elif spec.loss == "mse":
+            mse = float((target.double() - train_target.double().mean(dim=0, keepdim=True)).pow(2).mean())
+            refs[CONSTANT][spec.name] = task_scores(spec, mse * len(target), 0.0, len(target))
+    return {name: per_task for name, per_task in refs.items() if per_task}

@@ -1,0 +1,69 @@
+"""Trivial references for each task's primary metric: what nearest neighbours on raw pixels score, no learning.
+
+A single-task baseline that does not clearly beat these has barely learnt, and forgetting measured on it is mostly
+noise. Each reference predicts, for every evaluation image, from its nearest training images of the same task
+(Euclidean distance on the raw input tensors, as fed to the model):
+
+    classification, binary   k-NN vote (k = 5; ties → the class with the nearer neighbour)
+    segmentation             the mask of the nearest training image (1-NN; void pixels → background)
+    detection                the boxes and labels of the nearest training image (1-NN), each with score 1
+
+scored by the task's own metric code (the prediction is encoded as the packed output that decodes to it), so
+reference and model are measured alike.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.dense.kinds import KINDS
+
+K_VOTE = 5
+NAMES = {"vote": f"{K_VOTE}-NN on raw pixels", "copy": "1-NN on raw pixels (its target copied)"}
+
+
+def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*((x, torch.as_tensor(y)) for x, y, *_ in dataset), strict=True)
+    return torch.stack(xs).flatten(1).float(), torch.stack(ys)
+
+
+def nearest(train_x: torch.Tensor, eval_x: torch.Tensor, k: int, chunk: int = 256) -> torch.Tensor:
+    """eval × k indices of the nearest training rows (ascending distance)."""
+    return torch.cat([torch.cdist(eval_x[i:i + chunk], train_x).topk(k, largest=False).indices
+                      for i in range(0, len(eval_x), chunk)])
+
+
+def vote(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """labels: eval × k neighbour labels, nearest first → the most frequent; ties go to the nearer neighbour."""
+    k = labels.shape[1]
+    weight = 1 + (k - torch.arange(k, dtype=torch.float)) * 1e-3  # counts decide; rank only breaks ties
+    scores = torch.zeros(len(labels), n_classes).scatter_add_(1, labels, weight.expand_as(labels).contiguous())
+    return scores.argmax(1)
+
+
+def reference_score(spec, train, evaluation) -> dict:
+    """→ {"name", "score"} of the task's trivial reference; `train` / `evaluation`: datasets of (x, y, task)."""
+    (tx, ty), (ex, ey) = _tensors(train), _tensors(evaluation)
+    if spec.kind not in KINDS:  # a classification stream: y is the class
+        idx = nearest(tx, ex, min(K_VOTE, len(tx)))
+        pred = vote(ty[idx].long(), spec.n_outputs)
+        return {"name": NAMES["vote"], "score": float((pred == ey).float().mean())}
+    kind = KINDS[spec.kind]
+    payload_t, payload_e = ty[:, 1:], ey[:, 1:]  # packed rows: task id, then the kind's payload
+    if spec.kind == "classification":
+        idx = nearest(tx, ex, min(K_VOTE, len(tx)))
+        predicted = vote(payload_t[idx, 0].long(), spec.info["num_classes"])[:, None].float()
+        name = NAMES["vote"]
+    else:
+        predicted, name = payload_t[nearest(tx, ex, 1)[:, 0]], NAMES["copy"]
+    metric = kind.metric(spec)
+    metric.update(kind.as_output(predicted, spec), payload_e)
+    return {"name": name, "score": float(metric.compute()["primary"])}
+
+
+def trivial_references(bench) -> dict[str, dict]:
+    """task name → {"name", "score"} on the stream's evaluation split (the test split, or validation)."""
+    return {spec.name: reference_score(spec, bench.scenario.train_stream[t].dataset,
+                                       bench.scenario.test_stream[t].dataset)
+            for t, spec in enumerate(bench.tasks)}
+

@@ -1,0 +1,52 @@
+"""benchmark/references.py: raw-pixel nearest-neighbour references, hand-computed."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from benchmark.dense.kinds import KINDS
+from benchmark.references import nearest, reference_score, vote
+from benchmark.streams.task_stream import TaskSpec
+
+
+def test_vote_counts_first_and_breaks_ties_by_the_nearer_neighbour():
+    labels = torch.tensor([[1, 2, 2, 1, 0], [0, 2, 2, 2, 1], [3, 3, 1, 1, 1]])
+    assert vote(labels, 4).tolist() == [1, 2, 1]  # 2–2 tie → the nearest (1); plain majorities otherwise
+
+
+def test_nearest_is_euclidean_on_flattened_inputs():
+    train = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 3.0]])
+    assert nearest(train, torch.tensor([[9.0, 1.0], [0.0, 2.0]]), k=2).tolist() == [[1, 0], [2, 0]]
+
+
+def test_knn_reference_on_a_classification_task():
+    x = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2], [5.3]])
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 0])
+    train = [(xi, yi, 0) for xi, yi in zip(x, y, strict=True)]
+    evaluation = [(torch.tensor([0.05]), torch.tensor(0), 0), (torch.tensor([5.25]), torch.tensor(0), 0)]
+    ref = reference_score(TaskSpec("t", kind="binary", n_outputs=2), train, evaluation)
+    # 5-NN of 0.05: four 0s and one 1 → 0 ✓; of 5.25: 5.3 (0), 5.2, 5.1, 5.0 (1), 0.2 (0) → 1 ✗
+    assert ref == {"name": "5-NN on raw pixels", "score": 0.5}
+
+
+def _dense_spec(kind):
+    spec = TaskSpec(f"t_{kind}", kind=kind, info={"num_classes": 3, "image_size": 4, "grid": 2, "max_boxes": 2,
+                                                   "ignore_index": 255})
+    return replace(spec, n_outputs=KINDS[kind].output_len(spec))
+
+
+@pytest.mark.parametrize("kind", ["segmentation", "detection"])
+def test_copy_reference_is_perfect_when_the_evaluation_images_are_the_training_images(kind):
+    torch.manual_seed(0)
+    spec = _dense_spec(kind)
+    rows = []
+    for i in range(4):
+        if kind == "segmentation":
+            target = {"mask": torch.randint(0, 3, (4, 4))}
+        else:
+            target = {"boxes": torch.tensor([[0.0, 0.0, 2.0 + i % 2, 2.0]]), "labels": torch.tensor([i % 3])}
+        rows.append((torch.randn(3, 4, 4), torch.cat([torch.tensor([0.0]), KINDS[kind].pack_target(target, spec)]), 0))
+    assert reference_score(spec, rows, rows)["score"] == pytest.approx(1.0)
+    shuffled = [(rows[(i + 1) % 4][0], rows[i][1], 0) for i in range(4)]  # each image now holds another's target
+    assert reference_score(spec, rows, shuffled)["score"] < 1.0
