@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmark.config import load_profile, parse_config
+from benchmark.config import _owner, load_profile, parse_config
 from benchmark.errors import RunFailed, UserError
 from benchmark.report import write_report
 from benchmark.results import atomic_write, ensure_writable, release_run_folder, run_dir, skip_reason
@@ -27,6 +27,31 @@ def _duration(s: float) -> str:
 def plan(profile: dict, streams=None, strategies=None, seeds=None) -> list[tuple[str, str, int]]:
     return [(st, sg, sd) for st in streams or profile["streams"] for sg in strategies or profile["strategies"]
             for sd in (seeds if seeds is not None else profile["seeds"])]
+
+
+def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[str]:
+    """run_args without the knobs of the batch's other streams / strategies: `./run_all.sh --lwf.alpha 2` sets lwf's
+    alpha for the lwf runs and leaves naive's alone (as a profile's `lwf.alpha` does). A knob of a stream or strategy
+    the batch does not run at all is an error naming what the batch runs."""
+    ran = {"stream": {st for st, _, _ in todo}, "strategy": {sg for _, sg, _ in todo}}
+    this = {"stream": stream, "strategy": strategy}
+    out, skip_value = [], False
+    for i, arg in enumerate(run_args):
+        if skip_value:
+            skip_value = False
+            continue
+        name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
+        owner = _owner(name.removeprefix("no-")) if name else None
+        if owner and owner[0] in this and owner[1] != this[owner[0]]:
+            kind, entry = owner
+            if entry not in ran[kind]:
+                raise UserError(f"--{name} belongs to {kind} {entry}, which this batch does not run (its "
+                                f"{kind}s: {', '.join(sorted(ran[kind]))}); add it with --{kind}s or drop the flag")
+            # the flag's value is the next argument unless given as --flag=value (run flags have no positionals)
+            skip_value = "=" not in arg and i + 1 < len(run_args) and not run_args[i + 1].startswith("--")
+            continue
+        out.append(arg)
+    return out
 
 
 def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=None, seeds=None, force=False,
@@ -46,7 +71,7 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
     configs = []
     for stream, strategy, seed in todo:  # parse all first: a bad flag stops the batch before any training
         cfg, _ = parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy,
-                               "--seed", str(seed), *run_args])
+                               "--seed", str(seed), *args_for_run(run_args, stream, strategy, todo)])
         configs.append(cfg)
     from benchmark.models.pretrained_weights import check_weights_available
 

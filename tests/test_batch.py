@@ -1,3 +1,5 @@
+import pytest
+
 from benchmark.batch import run_batch
 from benchmark.config import parse_config
 from benchmark.run import run
@@ -38,3 +40,19 @@ def test_batch_rejects_bad_flags_before_training(tmp_path, fmnist_root):
     with pytest.raises(UserError, match="--epochs"):
         run_batch("smoke", [*tiny_args(tmp_path, fmnist_root)[2:], "--epochs", "0"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_strategy_flag_applies_to_its_own_runs_of_a_batch():
+    from benchmark.batch import args_for_run
+    from benchmark.errors import UserError
+
+    todo = [("binary_tasks", s, 0) for s in ("naive", "lwf", "replay")]
+    args = ["--epochs", "1", "--lwf.alpha", "2", "--replay.mem-size=50", "--lwf.temperature", "-3"]
+    assert args_for_run(args, "binary_tasks", "naive", todo) == ["--epochs", "1"]
+    assert args_for_run(args, "binary_tasks", "lwf", todo) == ["--epochs", "1", "--lwf.alpha", "2",
+                                                               "--lwf.temperature", "-3"]
+    assert args_for_run(args, "binary_tasks", "replay", todo) == ["--epochs", "1", "--replay.mem-size=50"]
+    cfg, _ = parse_config(["--strategy", "lwf", *args_for_run(args[:4], "binary_tasks", "lwf", todo)])
+    assert cfg.strategy_args.alpha == 2.0 and cfg.epochs == 1
+    with pytest.raises(UserError, match="belongs to strategy lwf, which this batch does not run .*naive, replay"):
+        args_for_run(["--lwf.alpha", "2"], "binary_tasks", "naive", [t for t in todo if t[1] != "lwf"])

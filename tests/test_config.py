@@ -174,8 +174,21 @@ def test_mtl_config_files_get_the_same_checks(values, fragment, tmp_path):
 
     f = tmp_path / "m.json"
     f.write_text(json.dumps(values))
-    with pytest.raises(UserError, match=fragment):
+    with pytest.raises(UserError, match=fragment) as e:
         parse_mtl_config(["--config", str(f)])
+    if "NaN" not in fragment:  # a parsing error names the file (a range check names the flag)
+        assert str(f) in str(e.value)
+
+
+def test_mtl_errors_name_where_a_bad_value_came_from(tmp_path):
+    from benchmark.mtl.config import parse_mtl_config
+
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"epoch": 2}))
+    with pytest.raises(UserError, match=f"unknown config keys: \\['epoch'\\] \\(in {f}\\)"):
+        parse_mtl_config(["--config", str(f)])
+    with pytest.raises(UserError, match="bad value for 'epochs' in experiment 'exp9'"):
+        parse_mtl_config([], defaults={"epochs": "x"}, origin="experiment 'exp9'")
 
 
 def test_a_range_check_on_a_file_value_names_the_file_and_key(tmp_path):

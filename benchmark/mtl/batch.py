@@ -86,7 +86,8 @@ def plan(profile: dict, run_args: list[str], seeds=None) -> list[tuple[str, MTLC
     for exp in profile["experiments"]:
         for seed in seeds:
             defaults = profile.get("config", {}) | {k: v for k, v in exp.items() if k not in META_KEYS}
-            cfg, _ = parse_mtl_config(run_args, defaults=defaults | {"seed": seed})
+            cfg, _ = parse_mtl_config(run_args, defaults=defaults | {"seed": seed},
+                                      origin=f"the profile's experiment {exp['name']!r} or its \"config\"")
             configs.append((exp.get("group", ""), cfg))
     return _baselines(profile, run_args, configs) + configs
 

@@ -85,8 +85,15 @@ def _knob_of_other_entry(key: str) -> bool:
     return False
 
 
-def parse_mtl_config(argv=None, defaults: dict | None = None) -> tuple[MTLConfig, Any]:
-    """argv: `hatswap mtl` flags; defaults: a profile's config merged with one experiment (lower than flags)."""
+def _underscored_knob(key: str) -> str:
+    """`shared-layers` → `shared_layers`, `mmoe.num-experts` → `mmoe.num_experts` (the registry name keeps its form)."""
+    name, dot, knob = key.rpartition(".")
+    return name + dot + knob.replace("-", "_")
+
+
+def parse_mtl_config(argv=None, defaults: dict | None = None, origin: str = "the profile") -> tuple[MTLConfig, Any]:
+    """argv: `hatswap mtl` flags; defaults: a profile's config merged with one experiment (lower than flags), named
+    `origin` in errors (a --config file's keys are named by the file's path)."""
     parser = _Parser(prog="hatswap mtl", description="Train one multi-task experiment (architecture x loss "
                      "weighting x schedule) and write its results folder.")
     parser.add_argument("--config", type=Path, help="JSON file of flag names to values")
@@ -94,20 +101,21 @@ def parse_mtl_config(argv=None, defaults: dict | None = None) -> tuple[MTLConfig
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     dests = add_fields(parser, MTLConfig)
     ns, _ = parser.parse_known_args(argv)
-    file_defaults = dict(defaults or {})
+    file_defaults, where = dict(defaults or {}), dict.fromkeys(defaults or {}, origin)
     if ns.config:
-        file_defaults |= _read_json(ns.config)
-    file_defaults = {k.replace("-", "_") if "." not in k else k.split(".", 1)[0] + "." + k.split(".", 1)[1]
-                     .replace("-", "_"): v for k, v in file_defaults.items()}
-    parser.set_defaults(**{k: _coerce(parser, k, v) for k, v in file_defaults.items() if k in dests})
+        from_file = _read_json(ns.config)
+        file_defaults, where = file_defaults | from_file, where | dict.fromkeys(from_file, str(ns.config))
+    file_defaults, where = ({_underscored_knob(k): v for k, v in d.items()} for d in (file_defaults, where))
+    parser.set_defaults(**{k: _coerce(parser, k, v, where[k]) for k, v in file_defaults.items() if k in dests})
     ns, _ = parser.parse_known_args(argv)
     entries = {kind: reg.get(getattr(ns, kind)) for kind, reg in ENTRY_FIELDS.items()}
     for e in entries.values():  # stage 2: the chosen entries' own knobs, namespaced by registry name
         if e.config_cls:
             dests |= add_fields(parser.add_argument_group(e.name), e.config_cls, prefix=f"{e.name}.")
     if unknown := {k for k in set(file_defaults) - dests if not _knob_of_other_entry(k)}:
-        raise UserError(f"unknown config keys: {sorted(unknown)}; known: {sorted(dests)}")
-    parser.set_defaults(**{k: _coerce(parser, k, v) for k, v in file_defaults.items() if k in dests})
+        raise UserError(f"unknown config keys: {sorted(unknown)} (in {', '.join(sorted({where[k] for k in unknown}))})"
+                        f"; known: {sorted(dests)}")
+    parser.set_defaults(**{k: _coerce(parser, k, v, where[k]) for k, v in file_defaults.items() if k in dests})
     ns = parser.parse_args(argv)
     sub = {}
     for kind, e in entries.items():
