@@ -51,7 +51,16 @@ class InterleavedTaskBatches(Sampler[list[int]]):
 
 
 class BudgetMatchedJointTraining(JointTraining):
-    """Avalanche's `JointTraining` with the interleaved task batches above instead of its task-balanced loader."""
+    """Avalanche's `JointTraining` with the interleaved task batches above instead of its task-balanced loader, and
+    with the model on the strategy's device at every evaluation.
+
+    Avalanche's `JointTraining.model_adaptation` moves the model to the device once per experience it was trained
+    on; before training there are none, so the untrained model's evaluation (R's init row) ran a CPU model on CUDA
+    batches ("mat1 is on cuda:0, different from other tensors on cpu"; under bf16 autocast "Input type (BFloat16)
+    and bias type (float) should be the same")."""
+
+    def model_adaptation(self, model=None):
+        return super().model_adaptation(model).to(self.device)
 
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
                               **kwargs):

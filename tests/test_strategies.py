@@ -18,12 +18,42 @@ from benchmark.run import run
 from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
 
 
+class DevicePlacementProbe(SupervisedPlugin):
+    """Records, for every eval, whether the strategy put its model on the strategy's device before evaluating.
+
+    On CUDA a model left on the CPU fails its first forward pass (Avalanche's JointTraining moved it only for the
+    experiences it had been trained on: none before training, so the untrained model's evaluation crashed); on the
+    CPU both devices are the same, so the probe watches the placement itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.placed, self.moved, self.model = [], False, None
+
+    def before_eval(self, strategy, **kwargs):
+        model = self.model = strategy.model
+        self.moved, move = False, type(model).to
+
+        def to(module, *args, **kw):
+            target = args[0] if args else kw.get("device")
+            if isinstance(target, str | torch.device) and torch.device(target) == torch.device(strategy.device):
+                self.moved = True
+            return move(module, *args, **kw)
+
+        model.to = types.MethodType(to, model)
+
+    def after_eval(self, strategy, **kwargs):
+        self.placed.append(self.moved)
+        del self.model.to
+
+
 @pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dense):
     cfg, _ = parse_config(tiny("--strategy", name) if stream == "binary_tasks" else tiny_dense("--strategy", name))
-    folder, status = run(cfg)
+    probe = DevicePlacementProbe()
+    folder, status = run(cfg, extra_plugins=[probe])
     assert status == "done"
+    assert probe.placed and all(probe.placed), probe.placed  # every eval, the untrained model's included
     tasks, labels, scores = read_matrix(folder / "matrix.csv")
     meta = STRATEGIES.get(name).meta
     one_shot, baseline = meta.get("one_shot", False), meta.get("baseline", False)
