@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from tqdm import tqdm
 
 from benchmark.config import _owner, load_profile, parse_config
-from benchmark.errors import RunFailed, UserError
+from benchmark.errors import UserError
+from benchmark.executors import LocalExecutor
 from benchmark.report import write_report
-from benchmark.results import atomic_write, ensure_writable, release_run_folder, run_dir, skip_reason
+from benchmark.results import atomic_write, ensure_writable
 
 
 def _duration(s: float) -> str:
@@ -55,15 +55,15 @@ def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[
 
 
 def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=None, seeds=None, force=False,
-              debug=False) -> int:
-    from benchmark.run import run  # heavy imports only once the arguments are known to be good
-
+              debug=False, executor=None) -> int:
+    """executor: LocalExecutor (default: one run after another in this process) or benchmark.ray_executor's."""
     profile = load_profile(profile_name)
     if profile.get("kind") == "mtl":  # multi-task profiles have their own runner (benchmark/mtl/batch.py)
         from benchmark.mtl.batch import run_mtl_batch
 
-        if streams or strategies:
-            raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies do not apply")
+        if streams or strategies or executor:
+            raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies/--executor do "
+                            f"not apply (its experiments run one after another in this process)")
         return run_mtl_batch(profile_name, profile, run_args, seeds=seeds, force=force, debug=debug)
     todo = plan(profile, streams, strategies, seeds)
     if not todo:
@@ -79,36 +79,27 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
         check_weights_available(backbone, weights)  # missing weights would fail every run alike: stop before any
     out_dir = configs[0].out_dir
     ensure_writable(out_dir)  # an --out-dir that is a file would fail every run, then the report
-    print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'}", file=sys.stderr)
+    executor = executor or LocalExecutor()
+    if hasattr(executor, "start"):  # Ray: start or join it now, so the line below says how many runs go at once
+        executor.start()
+    print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'} ({executor.describe()})",
+          file=sys.stderr)
     failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()
     # One bar for the batch on a terminal; elsewhere (CI, a log file) only the one-line-per-run report below.
     bar = tqdm(total=len(configs), desc=f"batch {profile_name}", unit="run", file=sys.stderr, dynamic_ncols=True,
                disable=not sys.stderr.isatty())
-    for k, cfg in enumerate(configs, 1):
+    for k, (cfg, outcome) in enumerate(executor.map(configs, force=force, debug=debug), 1):
         tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
-        t_run = time.perf_counter()
-        try:
-            folder, status = run(cfg, force=force)
-            if status == "skipped" and (why := skip_reason(folder)) != "done":
-                status = f"skipped ({why})"
-        except (UserError, RunFailed) as e:
-            failed.append(f"{tag}: {e}")
-            status = "FAILED"
-            tqdm.write(f"[batch] {tag} failed: {e}", file=sys.stderr)
-        except Exception as e:  # one broken run must not cost the others; the traceback goes with --debug
-            failed.append(f"{tag}: {type(e).__name__}: {e}")
-            status = "FAILED"
-            tqdm.write(f"[batch] {tag} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            if debug:
-                traceback.print_exc()
-        finally:  # a run that failed before writing its folder still holds it
-            release_run_folder(run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed))
-        dt = time.perf_counter() - t_run
+        status = outcome.status
+        if outcome.error:
+            failed.append(f"{tag}: {outcome.error}")
+            tqdm.write(f"[batch] {tag} failed: {outcome.error}", file=sys.stderr)
         if status == "done":
-            trained_s, n_trained = trained_s + dt, n_trained + 1
+            trained_s, n_trained = trained_s + outcome.seconds, n_trained + 1
         left = len(configs) - k
-        eta = _duration(trained_s / n_trained * left) if n_trained else "?"
-        tqdm.write(f"[batch {k}/{len(configs)}] {tag}: {status} in {dt:.0f}s · elapsed "
+        # runs in parallel finish about `parallel` at a time: the ETA divides by it
+        eta = _duration(trained_s / n_trained * left / executor.parallel) if n_trained else "?"
+        tqdm.write(f"[batch {k}/{len(configs)}] {tag}: {status} in {outcome.seconds:.0f}s · elapsed "
                    f"{_duration(time.perf_counter() - t0)} · ETA {eta if left else '0m00s'}", file=sys.stderr)
         bar.update(1)
     bar.close()

@@ -10,9 +10,14 @@ import sys
 import warnings
 from pathlib import Path
 
-# Avalanche's deprecation notices and qpsolvers' "no QP solver" note fire on every run and bury real output.
-warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
-warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+def quiet_library_warnings() -> None:
+    """Avalanche's deprecation notices and qpsolvers' "no QP solver" note fire on every run and bury real output."""
+    warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+quiet_library_warnings()
 
 from benchmark.errors import RunFailed, UserError  # noqa: E402
 
@@ -68,12 +73,29 @@ def cmd_batch(argv) -> int:
     p.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
     p.add_argument("--force", action="store_true", help="redo runs whose results exist")
     p.add_argument("--debug", action="store_true")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: one run after another in this process; ray: each run a Ray task (pip install "
+                        "'hatswap[ray]')")
+    p.add_argument("--ray-address", help="join this running Ray cluster (`auto`, `host:6379`, `ray://host:10001`) "
+                   "instead of starting Ray on this machine")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run (default 1)")
+    p.add_argument("--gpus-per-run", type=float, default=0.0,
+                   help="Ray: GPUs per run, fractional (0.25: four runs share a GPU; default 0)")
     ns, rest = p.parse_known_args(argv)
+    if ns.executor == "local" and (ns.ray_address or any(a.split("=")[0] in ("--cpus-per-run", "--gpus-per-run")
+                                                         for a in argv)):
+        raise UserError("--ray-address, --cpus-per-run and --gpus-per-run apply to --executor ray; add it or drop "
+                        "them")
     from benchmark.batch import run_batch
 
+    executor = None
+    if ns.executor == "ray":
+        from benchmark.executors import RayExecutor
+
+        executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run)
     return run_batch(ns.profile, rest, streams=_names(ns.streams, "--streams"),
                      strategies=_names(ns.strategies, "--strategies"), seeds=_int_list(ns.seeds),
-                     force=ns.force, debug=ns.debug)
+                     force=ns.force, debug=ns.debug, executor=executor)
 
 
 def cmd_mtl(argv) -> int:

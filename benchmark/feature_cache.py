@@ -10,12 +10,16 @@ one pass over the data. One entry per (backbone, its weights, data files, split,
 
 An entry without a manifest (interrupted) or whose manifest disagrees with the array (shape, checksum) is a miss
 and is rebuilt; every file is written to a temporary name and renamed into place (os.replace), so readers never
-see half an array. Key and hit/miss go to stderr.
+see half an array. An entry is checked and built under an exclusive lock (`.<entry>.lock`, fcntl), so runs in
+parallel (Ray tasks, several batches) on the same key extract once: the others wait and find it. Key and hit/miss
+go to stderr.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -126,6 +130,44 @@ def extract(backbone: nn.Module, datasets: list, device: torch.device, desc: str
     return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
+@contextlib.contextmanager
+def entry_lock(folder: Path):
+    """An exclusive lock on `.<entry>.lock` beside the entry, held while it is checked and built: the kernel drops it
+    when the holder exits, even on kill -9, so a stale lock file never blocks."""
+    lock = folder.parent / f".{folder.name}.lock"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:  # a file where a folder should be, a read-only or full disk
+        raise write_error(folder.parent, e, "--cache-dir") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _build_entry(folder: Path, key: str, split_material: dict, backbone, datasets, device, autocast_dtype, why,
+                 log) -> tuple[np.ndarray, dict]:
+    split = split_material["split"]
+    log(f"feature cache miss ({why}) {split} key {key[:24]} → extracting {sum(split_material['n_per_task'])} "
+        f"images into {folder}")
+    array = extract(backbone, datasets, device, f"features {split}", autocast_dtype)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").unlink(missing_ok=True)  # a stale manifest must not bless the new array
+        _atomic_save_npy(folder / "features.npy", array)
+        manifest = {"key": key, "material": split_material, "shape": list(array.shape),
+                    "dtype": str(array.dtype), "sha256": sha256_file(folder / "features.npy")}
+        _atomic_write_json(folder / "manifest.json", manifest)  # last: its presence marks the entry complete
+    except OSError as e:  # a full disk, or a file where a folder should be
+        raise write_error(folder, e, "--cache-dir") from e
+    feats, manifest, why = read_entry(folder, key)
+    if feats is None:
+        raise OSError(f"feature cache entry {folder} unreadable right after writing it: {why}")
+    return feats, manifest
+
+
 def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_dir: Path, device: torch.device,
                      log=print) -> tuple[Benchmark, dict]:
     """Same stream (task_stream over the same tasks and labels) with each image replaced by its cached backbone
@@ -145,26 +187,16 @@ def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_d
         key = cache_key(split_material)
         folder = Path(cache_dir) / "features" / material["backbone"] / f"{split}-{key[:24]}"
         feats, manifest, why = read_entry(folder, key)
+        status = "hit"
         if feats is None:
-            log(f"feature cache miss ({why}) {split} key {key[:24]} → extracting {sum(split_material['n_per_task'])} "
-                f"images into {folder}")
-            array = extract(backbone, datasets, device, f"features {split}", model.autocast_dtype)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / "manifest.json").unlink(missing_ok=True)  # a stale manifest must not bless the new array
-                _atomic_save_npy(folder / "features.npy", array)
-                manifest = {"key": key, "material": split_material, "shape": list(array.shape),
-                            "dtype": str(array.dtype), "sha256": sha256_file(folder / "features.npy")}
-                _atomic_write_json(folder / "manifest.json", manifest)  # last: its presence marks the entry complete
-            except OSError as e:  # a full disk, or a file where a folder should be
-                raise write_error(folder, e, "--cache-dir") from e
-            feats, manifest, why = read_entry(folder, key)
-            if feats is None:
-                raise OSError(f"feature cache entry {folder} unreadable right after writing it: {why}")
-            status = "miss"
-        else:
+            with entry_lock(folder):  # parallel runs (Ray, several batches) on one key: one extracts, the rest wait
+                feats, manifest, why = read_entry(folder, key)  # written while this process waited for the lock?
+                if feats is None:
+                    feats, manifest = _build_entry(folder, key, split_material, backbone, datasets, device,
+                                                   model.autocast_dtype, why, log)
+                    status = "miss"
+        if status == "hit":
             log(f"feature cache hit {split} key {key[:24]} ({folder})")
-            status = "hit"
         start, sets[split] = 0, []
         for ds in datasets:
             targets = [int(y) for y in ds.targets]
@@ -184,10 +216,69 @@ class WithBackbone(nn.Module):
         self.backbone, self.net = backbone, net
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
-        dtype = getattr(self.net, "autocast_dtype", None)
-        with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            feats = self.backbone(x).float()
-        return self.net(feats, task_labels)
+        return self.net(_BackboneOnly(self.backbone, self.net)(x), task_labels)
+
+
+_BACKBONE_MS: dict[str, float] = {}  # this process's measurements, by latency key
+
+
+def cached_run_latency(backbone: nn.Module, net: nn.Module, probes: list, device: torch.device, backbone_id: dict,
+                       cache_dir: Path | None) -> tuple[list[float], dict]:
+    """Per-task inference ms/image at batch 1 of a model trained on cached features, as deployed: its backbone's
+    latency + its shared layers' and head's. The backbone's part is the same for every run of a grid on one machine
+    and is most of a cached run's wall time (a ViT-S/16 at batch 1, 23 passes per task), so it is measured once per
+    (backbone, weights, input, device, machine, torch threads) and reused: from this process, else from
+    `<cache_dir>/latency/<key>.json`. → (ms per task, how the backbone's part was obtained)."""
+    import platform
+
+    from benchmark.device import latency_ms_per_image
+
+    backbone = backbone.to(device)
+    features = _BackboneOnly(backbone, net)
+    material = {"backbone": backbone_id.get("weights_sha256", backbone_id.get("weights")),
+                "arch": backbone_id.get("arch", backbone_id.get("timm_arch")), "input": backbone_id.get("input"),
+                "backbone_state_sha256": state_dict_sha256(backbone),
+                "shape": list(probes[0][0].shape), "device": str(device), "machine": platform.node(),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+                "threads": torch.get_num_threads(), "torch": torch.__version__}
+    key = cache_key(material)[:24]
+    file = Path(cache_dir) / "latency" / f"{key}.json" if cache_dir else None
+    source = "reused (this process)"
+    if key not in _BACKBONE_MS and file is not None and file.is_file():
+        try:
+            _BACKBONE_MS[key] = float(json.loads(file.read_text())["backbone_ms"])
+            source = f"reused ({file})"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable: measure again and rewrite it
+    if key not in _BACKBONE_MS:
+        _BACKBONE_MS[key] = latency_ms_per_image(features, probes[:1], device)[0]
+        source = "measured"
+        if file is not None:
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_write_json(file, {"backbone_ms": _BACKBONE_MS[key], "material": material})
+            except OSError:
+                pass  # a read-only cache: the number still serves this process
+    with torch.no_grad():
+        was = backbone.training
+        backbone.eval()
+        feats = [(features(x.unsqueeze(0).to(device))[0], t) for x, t in probes]
+        backbone.train(was)
+    head_ms = latency_ms_per_image(net, feats, device)
+    return [_BACKBONE_MS[key] + h for h in head_ms], {"backbone_ms": _BACKBONE_MS[key], "backbone_ms_source": source,
+                                                      "key": key}
+
+
+class _BackboneOnly(nn.Module):
+    """WithBackbone's first half (the same autocast), callable as model(x, task) for latency_ms_per_image."""
+
+    def __init__(self, backbone: nn.Module, net: nn.Module):
+        super().__init__()
+        self.backbone, self.dtype = backbone, getattr(net, "autocast_dtype", None)
+
+    def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            return self.backbone(x).float()
 
 
 def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict, device: torch.device,
