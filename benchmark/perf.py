@@ -5,8 +5,14 @@
     same tensors and the same batch size. Target ≤ 1.10.
 (b) feature cache: wall time of a full run (data, model, training, evaluation) with a frozen dino_vits16, cache
     cold ÷ cache warm. Target ≥ 10. The weights are a random init saved to a file: speed does not depend on them.
+    The warm run reuses the backbone's latency measured by the cold one (benchmark.feature_cache.cached_run_latency).
 (c) feature extraction throughput in images/s per backbone (random init, batch 8, resize to the backbone's own
     input size included).
+
+(d) with `--grid PROFILE` (instead of a–c): the profile's whole batch run locally (one run at a time, `--threads
+    1`) and on Ray (`--executor ray --cpus-per-run C`, each run 1 thread per CPU), side by side in one script, each
+    into a fresh results folder; prints both wall times, their ratio (target ≤ 0.65 on 2 CPU cores) and whether
+    every matrix.csv is identical. `--grid-args` passes more batch flags (e.g. `--seeds 0,1`).
 
 Data: real Fashion-MNIST if `--data-root` holds it, else small generated files in the same IDX format.
 Not a test: timings depend on the machine; the README quotes one run.
@@ -169,13 +175,52 @@ def throughput(budget_s: float) -> list[tuple[str, str, float]]:
     return rows
 
 
+def grid_local_vs_ray(profile: str, cpus_per_run: float, extra: list[str], work: Path) -> list[str]:
+    """(d): wall time of the same batch, local vs Ray, each in a subprocess of its own (as a user runs them)."""
+    import subprocess
+
+    walls, folders = {}, {}
+    for name, flags in (("local", ["--threads", "1"]),
+                        ("ray", ["--executor", "ray", "--cpus-per-run", f"{cpus_per_run:g}"])):
+        folders[name] = work / f"grid-{name}"
+        cmd = [sys.executable, "-m", "benchmark", "batch", "--profile", profile, "--out-dir", str(folders[name]),
+               *flags, *extra]
+        print(f"(d) {' '.join(cmd[1:])}", file=sys.stderr)
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        walls[name] = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise SystemExit(f"(d) the {name} batch failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    mats = {n: {p.relative_to(f): p.read_bytes() for p in (f / "runs").rglob("matrix.csv")}
+            for n, f in folders.items()}
+    same = mats["local"] == mats["ray"] and len(mats["local"]) > 0
+    ratio = walls["ray"] / walls["local"]
+    return [
+        f"| (d) `{profile}` batch, local, one run at a time, 1 thread ({len(mats['local'])} runs) | "
+        f"{walls['local']:.1f} s | |",
+        f"| (d) the same on Ray, {cpus_per_run:g} CPU per run ({os.cpu_count()} cores) | {walls['ray']:.1f} s | |",
+        f"| (d) Ray ÷ local | **{ratio:.2f}** | ≤ 0.65 {'✓' if ratio <= 0.65 else '✗'} |",
+        f"| (d) every matrix.csv identical | {'yes' if same else 'NO'} | yes |",
+    ]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.splitlines()[0])
     p.add_argument("--data-root", type=Path, help="holds FashionMNIST/raw; default: generated IDX files")
     p.add_argument("--epochs", type=int, default=2, help="(a) epochs per timing")
     p.add_argument("--repeats", type=int, default=3, help="(a) interleaved repetitions; the best of each counts")
     p.add_argument("--budget-s", type=float, default=8.0, help="(c) seconds per backbone")
+    p.add_argument("--grid", metavar="PROFILE", help="(d) only: this profile's batch, local vs Ray")
+    p.add_argument("--cpus-per-run", type=float, default=1.0, help="(d) Ray CPUs per run")
+    p.add_argument("--grid-args", default="", help="(d) more batch flags, e.g. '--seeds 0,1'")
     ns = p.parse_args(argv)
+    if ns.grid:
+        with tempfile.TemporaryDirectory(prefix="hatswap-perf-") as tmp:
+            print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CUDA "
+                  f"{'yes' if torch.cuda.is_available() else 'no'}; torch {torch.__version__}", file=sys.stderr)
+            rows = grid_local_vs_ray(ns.grid, ns.cpus_per_run, ns.grid_args.split(), Path(tmp))
+        print("\n".join(["| measurement | value | target |", "|---|---|---|", *rows]))
+        return 0
     with tempfile.TemporaryDirectory(prefix="hatswap-perf-") as tmp:
         work = Path(tmp)
         real = ns.data_root is not None and has_fashion_mnist(ns.data_root)

@@ -76,3 +76,30 @@ def test_cache_key_changes_with_the_data_subset(tiny, tmp_path):
     _, _, a = _run(tiny, tmp_path, "a")
     _, _, b = _run(tiny, tmp_path, "b", "--seed", "1")  # another seed draws another stratified subsample
     assert a["backbone"]["feature_cache"]["train"]["key"] != b["backbone"]["feature_cache"]["train"]["key"]
+
+
+def test_backbone_latency_is_measured_once_per_machine_and_reused(tiny, tmp_path, monkeypatch):
+    from benchmark import device, feature_cache
+
+    measured = []
+    real = device.latency_ms_per_image
+
+    def counting(model, samples, dev, **kw):  # the backbone's probe is the one whose model is _BackboneOnly
+        if isinstance(model, feature_cache._BackboneOnly):
+            measured.append(len(samples))
+        return real(model, samples, dev, **kw)
+
+    monkeypatch.setattr(device, "latency_ms_per_image", counting)
+    monkeypatch.setattr(feature_cache, "_BACKBONE_MS", {})
+    _, first, _ = _run(tiny, tmp_path, "a", "--strategy", "naive")
+    _, second, _ = _run(tiny, tmp_path, "b", "--strategy", "lwf")
+    assert measured == [1]  # once, for the first run; the second reused it from this process
+    parts = [s["budget"]["latency_parts"] for s in (first, second)]
+    assert parts[0]["backbone_ms_source"] == "measured" and parts[1]["backbone_ms_source"].startswith("reused")
+    assert parts[0]["backbone_ms"] == parts[1]["backbone_ms"] > 0
+    for s in (first, second):  # every task's latency = the backbone's + the shared layers' and head's (> 0)
+        assert all(v > s["budget"]["latency_parts"]["backbone_ms"] for v in s["budget"]["latency_ms_per_task"].values())
+    monkeypatch.setattr(feature_cache, "_BACKBONE_MS", {})  # a new process: reads it from the cache folder
+    _, third, _ = _run(tiny, tmp_path, "c", "--strategy", "replay")
+    assert measured == [1] and str(tmp_path / "cache" / "latency") in third["budget"]["latency_parts"][
+        "backbone_ms_source"]

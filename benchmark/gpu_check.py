@@ -1,0 +1,108 @@
+"""`python -m benchmark.gpu_check` (scripts/gpu_check.sh): every registered strategy on tiny configs on CUDA.
+
+Cases per strategy: the binary tasks with the backbone fine-tuned (no cache), the binary tasks with a frozen backbone
+trained on cached features, and the dense suite. One process, one line per case (`ok` / `FAIL` with the error's
+last line), exit 1 on any failure. Each case checks what CPU runs cannot: that the run finished on the device and
+every parameter of the trained model is on it. A minute or two on one GPU; `--device cpu` checks the script itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from benchmark.cli import quiet_library_warnings
+
+quiet_library_warnings()
+
+CASES = {
+    "binary, finetuned": [],
+    "binary, frozen + feature cache": ["--backbone-mode", "frozen", "--feature-cache"],
+    "dense suite": ["--stream", "dense_suite", "--dense_suite.train-per-task", "24", "--dense_suite.test-per-task",
+                    "12", "--vit_tiny.patch-size", "8", "--batch-size", "8", "--epochs", "1"],
+}
+
+
+class _ParamDevices:
+    """A plugin recording the devices of the model's parameters and of the inputs at every training iteration."""
+
+    def __init__(self):
+        from avalanche.core import SupervisedPlugin
+
+        outer = self
+
+        class Probe(SupervisedPlugin):
+            def before_forward(self, strategy, **kwargs):
+                outer.seen |= {str(p.device) for p in strategy.model.parameters()} | {str(strategy.mb_x.device)}
+
+            def before_eval_forward(self, strategy, **kwargs):
+                self.before_forward(strategy)
+
+        self.seen: set[str] = set()
+        self.plugin = Probe()
+
+
+def check(strategy: str, case: str, extra: list[str], device: str, data_root: Path, out: Path) -> str:
+    from benchmark.config import parse_config
+    from benchmark.results import release_run_folder
+    from benchmark.run import run
+
+    argv = ["--profile", "smoke", "--strategy", strategy, "--device", device, "--data-root", str(data_root),
+            "--out-dir", str(out), "--no-download", "--no-apt-install", "--cache-dir", str(out / "cache"),
+            "--wandb", "off", *extra]
+    probe = _ParamDevices()
+    try:
+        folder, _ = run(parse_config(argv)[0], force=True, extra_plugins=[probe.plugin])
+    finally:
+        release_run_folder()
+    summary = json.loads((folder / "summary.json").read_text())
+    if not summary["device"].startswith(device):
+        raise RuntimeError(f"ran on {summary['device']}, not {device}")
+    if len({d.split(":")[0] for d in probe.seen}) != 1:
+        raise RuntimeError(f"model parameters / inputs on several devices: {sorted(probe.seen)}")
+    return f"ACC {summary['acc']:.3f}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmark.gpu_check", description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu (to check this script)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="holds FashionMNIST/raw (default: data)")
+    p.add_argument("--strategies", help="comma-separated subset (default: every registered strategy)")
+    ns = p.parse_args(argv)
+    import torch
+
+    from benchmark.registry import STRATEGIES
+
+    if ns.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device visible (pass --device cpu to check the script itself)", file=sys.stderr)
+        return 2
+    names = ns.strategies.split(",") if ns.strategies else STRATEGIES.names()
+    where = torch.cuda.get_device_name(0) if ns.device.startswith("cuda") else "cpu"
+    print(f"gpu_check on {ns.device} ({where}), torch {torch.__version__}: {len(names)} strategies × {len(CASES)} "
+          f"cases", flush=True)
+    failures, t_all = 0, time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hatswap-gpu-check-") as tmp:
+        for name in names:
+            for case, extra in CASES.items():
+                t0 = time.perf_counter()
+                try:
+                    result = check(name, case, extra, ns.device, ns.data_root, Path(tmp))
+                    line = f"ok    {name:12s} {case:32s} {time.perf_counter() - t0:5.1f}s  {result}"
+                except Exception as e:  # one line per case; the traceback's last frames go to stderr
+                    failures += 1
+                    last = (str(e).strip().splitlines() or [""])[-1]
+                    line = f"FAIL  {name:12s} {case:32s} {time.perf_counter() - t0:5.1f}s  {type(e).__name__}: {last}"
+                    traceback.print_exc(limit=-3, file=sys.stderr)
+                print(line, flush=True)
+    print(f"gpu_check: {failures} of {len(names) * len(CASES)} cases failed in {time.perf_counter() - t_all:.0f}s",
+          flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
