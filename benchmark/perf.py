@@ -6,9 +6,11 @@
 (b) feature cache: wall time of a full run (data, model, training, evaluation) with a frozen dino_vits16, cache
     cold ÷ cache warm. Target ≥ 10. The weights are a random init saved to a file: speed does not depend on them.
     The warm run reuses the backbone's latency measured by the cold one (benchmark.feature_cache.cached_run_latency).
-(c) feature extraction throughput in images/s per backbone (random init, batch 8, resize to the backbone's own
-    input size included).
+(c) feature extraction throughput in images/s per backbone on CUDA when present (batch 256, bf16 autocast), else on
+    the CPU (batch 8); random init, resize to the backbone's own input size included.
 
+(e) training samples/s on cached features (frozen vit_tiny, naive), Avalanche's per-sample fetching vs batches
+    gathered by index (benchmark/fast_batches.py; bit-identical).
 (d) with `--grid PROFILE` (instead of a–c): the profile's whole batch run locally (one run at a time, `--threads
     1`) and on Ray (`--executor ray --cpus-per-run C`, each run 1 thread per CPU), side by side in one script, each
     into a fresh results folder; prints both wall times, their ratio (target ≤ 0.65 on 2 CPU cores) and whether
@@ -148,11 +150,42 @@ def cache_cold_warm(data_root: Path, work: Path) -> dict:
     return walls | {"ratio": walls["cold"] / walls["warm"], "images": 3 * (120 + 45)}
 
 
+def cached_training(data_root: Path, work: Path, epochs: int = 15) -> dict:
+    """(e): training samples/s of a naive run on cached features (frozen vit_tiny, every training image), fetching
+    through Avalanche's dataset layers (HATSWAP_SLOW_BATCHES=1) vs gathered by index (benchmark/fast_batches.py),
+    interleaved after one run that fills the cache; the best of three each."""
+    import contextlib
+    import io
+    import json
+
+    from benchmark.run import run
+
+    rates: dict[str, list[float]] = {"slow": [], "fast": []}
+    for k, which in enumerate(["fill", "slow", "fast", "slow", "fast", "slow", "fast"]):
+        os.environ["HATSWAP_SLOW_BATCHES"] = "1" if which == "slow" else "0"
+        cfg = _cfg(["--data-root", str(data_root), "--no-download", "--no-apt-install", "--device", "cpu",
+                    "--backbone-mode", "frozen", "--cache-dir", str(work / "cache-e"), "--out-dir",
+                    str(work / f"e{k}"), "--epochs", str(epochs), "--binary_tasks.train-per-task", "0",
+                    "--strategy", "naive"])
+        with contextlib.redirect_stderr(io.StringIO()):
+            folder, _ = run(cfg)
+        summary = json.loads((folder / "summary.json").read_text())
+        config = json.loads((folder / "config.json").read_text())
+        n = config["backbone"]["feature_cache"]["train"]["shape"][0]
+        if which != "fill":
+            rates[which].append(n * epochs / summary["train_wall_s"])
+    os.environ.pop("HATSWAP_SLOW_BATCHES", None)
+    slow, fast = max(rates["slow"]), max(rates["fast"])
+    return {"slow": slow, "fast": fast, "ratio": fast / slow}
+
+
 def throughput(budget_s: float) -> list[tuple[str, str, float]]:
     """(c): images/s through BackboneInput (28 px grey → the backbone's size) and the ViT, no grad, eval mode."""
     from benchmark.models.dino import PretrainedViT
     from benchmark.registry import BACKBONES
 
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
     rows = []
     for name in ("vit_tiny", "dino_vits16", "dino_vitb16", "dinov2_vits14"):
         entry = BACKBONES.get(name)
@@ -163,15 +196,18 @@ def throughput(budget_s: float) -> list[tuple[str, str, float]]:
             vit = timm.create_model(entry.meta["timm_name"], pretrained=False, num_classes=0)
             net = PretrainedViT(vit, timm.data.resolve_model_data_config(vit))
             size = f"{net.input.size[0]} px"
-        net.eval()
-        x = torch.randn(8, 1, 28, 28).clamp(-1, 1)  # small batches: DINOv2 at 518 px takes ~2 s per image here
-        with torch.no_grad():
+        net.eval().to(device)
+        # CPU: small batches (DINOv2 at 518 px takes ~2 s per image); CUDA: extraction's own batch, bf16 autocast
+        x = torch.randn(256 if cuda else 8, 1, 28, 28, device=device).clamp(-1, 1)
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             net(x[:4])  # warm-up
             n, t0 = 0, time.perf_counter()
             while n == 0 or time.perf_counter() - t0 < budget_s:
                 net(x)
                 n += len(x)
-            rows.append((name, size, n / (time.perf_counter() - t0)))
+                if cuda:
+                    torch.cuda.synchronize()
+            rows.append((name, f"{size}, {'cuda bf16' if cuda else 'cpu'}", n / (time.perf_counter() - t0)))
     return rows
 
 
@@ -233,6 +269,7 @@ def main(argv=None) -> int:
         a = step_overhead(data_root, ns.epochs, ns.repeats)
         b = cache_cold_warm(data_root, work)
         c = throughput(ns.budget_s)
+        e = cached_training(data_root, work)
     lines = [
         "| measurement | value | target |",
         "|---|---|---|",
@@ -243,6 +280,9 @@ def main(argv=None) -> int:
         f"| (b) the same run, cache warm | {b['warm']:.2f} s | |",
         f"| (b) cold ÷ warm | **{b['ratio']:.1f}×** | ≥ 10× {'✓' if b['ratio'] >= 10 else '✗'} |",
         *[f"| (c) extraction, {name} (random init, {size}) | {ips:.1f} images/s | |" for name, size, ips in c],
+        f"| (e) cached training, Avalanche's per-sample fetching | {e['slow']:.0f} samples/s | |",
+        f"| (e) cached training, batches gathered by index | {e['fast']:.0f} samples/s | |",
+        f"| (e) gathered ÷ per-sample | **{e['ratio']:.2f}×** | |",
     ]
     print("\n".join(lines))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from benchmark.config import RunConfig
 from benchmark.dense.kinds import KINDS, dense_criterion, is_dense
 from benchmark.device import latency_ms_per_image, maybe_compile, resolve_device, set_autocast
+from benchmark.fast_batches import FastCachedBatches
 from benchmark.feature_cache import WithBackbone, cached_run_latency, default_cache_dir, use_feature_cache
 from benchmark.harness_plugins import (
     CosineLR,
@@ -86,8 +88,11 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     task_names = [t.name for t in bench.tasks]
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                            name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
+    # cached features: batches gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)
+    fast = [FastCachedBatches(log=lambda m: log(tag, m))] if "feature_cache" in backbone_id and \
+        os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     strategy = entry.build(
-        cfg.strategy_args, plugins=[scores, train_log, FiniteLossGuard(), tracker, ProgressBar(tag), *schedule,
+        cfg.strategy_args, plugins=[*fast, scores, train_log, FiniteLossGuard(), tracker, ProgressBar(tag), *schedule,
                                     *extra_plugins], model=model,
         optimizer=build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.optimizer),
         criterion=dense_criterion(bench.tasks) if dense else torch.nn.CrossEntropyLoss(),

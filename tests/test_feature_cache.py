@@ -103,3 +103,23 @@ def test_backbone_latency_is_measured_once_per_machine_and_reused(tiny, tmp_path
     _, third, _ = _run(tiny, tmp_path, "c", "--strategy", "replay")
     assert measured == [1] and str(tmp_path / "cache" / "latency") in third["budget"]["latency_parts"][
         "backbone_ms_source"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+def test_fast_cached_batches_are_bit_identical_to_avalanches_fetching(strategy, tiny, tmp_path, monkeypatch):
+    from benchmark import fast_batches
+
+    gathered = []
+    batch = fast_batches._Gathered.batch
+    monkeypatch.setattr(fast_batches._Gathered, "batch",
+                        lambda self, idx: gathered.append(len(idx)) or batch(self, idx))
+    monkeypatch.setenv("HATSWAP_SLOW_BATCHES", "1")
+    R_slow, s_slow, _ = _run(tiny, tmp_path, "slow", "--strategy", strategy)
+    assert not gathered
+    monkeypatch.delenv("HATSWAP_SLOW_BATCHES")
+    R_fast, s_fast, _ = _run(tiny, tmp_path, "fast", "--strategy", strategy)
+    n_train = 3 * 90 * 4  # the fixture's 3 tasks × 90 images × 4 epochs (replay adds its memory to that)
+    assert sum(gathered) >= n_train  # the fast path built the batches (validation probes add a few)
+    assert np.array_equal(R_fast, R_slow) and np.unique(R_slow).size > 1
+    assert s_fast["epoch_train_loss"] == s_slow["epoch_train_loss"]  # every epoch's loss, to the last bit
+    assert s_fast["eval_loss"] == s_slow["eval_loss"]
