@@ -14,7 +14,8 @@
 (d) with `--grid PROFILE` (instead of a–c): the profile's whole batch run locally (one run at a time, `--threads
     1`) and on Ray (`--executor ray --cpus-per-run C`, each run 1 thread per CPU), side by side in one script, each
     into a fresh results folder; prints both wall times, their ratio (target ≤ 0.65 on 2 CPU cores) and whether
-    every matrix.csv is identical. `--grid-args` passes more batch flags (e.g. `--seeds 0,1`).
+    every matrix.csv is identical. `--grid-args` passes more batch flags (e.g. `--seeds 0,1`); `--grid-modes
+    local,processes --processes 4` compares N batch processes on one grid instead (a machine without Ray).
 
 Data: real Fashion-MNIST if `--data-root` holds it, else small generated files in the same IDX format.
 Not a test: timings depend on the machine; the README quotes one run.
@@ -211,33 +212,47 @@ def throughput(budget_s: float) -> list[tuple[str, str, float]]:
     return rows
 
 
-def grid_local_vs_ray(profile: str, cpus_per_run: float, extra: list[str], work: Path) -> list[str]:
-    """(d): wall time of the same batch, local vs Ray, each in a subprocess of its own (as a user runs them)."""
+def grid_local_vs_ray(profile: str, cpus_per_run: float, extra: list[str], work: Path,
+                      modes: tuple[str, ...] = ("local", "ray"), processes: int = 2) -> list[str]:
+    """(d): wall time of the same batch run several ways, each in subprocesses of its own (as a user runs them):
+    `local` one run at a time with 1 thread; `ray` as Ray tasks; `processes`: N `hatswap batch` processes on the
+    same grid and results folder (how a machine without Ray runs a grid concurrently: each process claims the runs
+    no other holds, and one extracts a shared cache entry while the others wait for it). Every mode's matrices are
+    compared with the first mode's."""
     import subprocess
 
+    flags = {"local": ["--threads", "1"], "ray": ["--executor", "ray", "--cpus-per-run", f"{cpus_per_run:g}"],
+             "processes": ["--threads", "1"]}
     walls, folders = {}, {}
-    for name, flags in (("local", ["--threads", "1"]),
-                        ("ray", ["--executor", "ray", "--cpus-per-run", f"{cpus_per_run:g}"])):
+    for name in modes:
         folders[name] = work / f"grid-{name}"
         cmd = [sys.executable, "-m", "benchmark", "batch", "--profile", profile, "--out-dir", str(folders[name]),
-               *flags, *extra]
-        print(f"(d) {' '.join(cmd[1:])}", file=sys.stderr)
+               *flags[name], *extra]
+        copies = processes if name == "processes" else 1
+        print(f"(d) {copies} × {' '.join(cmd[1:])}", file=sys.stderr)
         t0 = time.perf_counter()
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for _ in range(copies)]
+        outs = [(p, p.communicate()[1]) for p in procs]
         walls[name] = time.perf_counter() - t0
-        if done.returncode != 0:
-            raise SystemExit(f"(d) the {name} batch failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        for p, err in outs:
+            if p.returncode != 0:
+                raise SystemExit(f"(d) the {name} batch failed (exit {p.returncode}):\n{err[-2000:]}")
     mats = {n: {p.relative_to(f): p.read_bytes() for p in (f / "runs").rglob("matrix.csv")}
             for n, f in folders.items()}
-    same = mats["local"] == mats["ray"] and len(mats["local"]) > 0
-    ratio = walls["ray"] / walls["local"]
-    return [
-        f"| (d) `{profile}` batch, local, one run at a time, 1 thread ({len(mats['local'])} runs) | "
-        f"{walls['local']:.1f} s | |",
-        f"| (d) the same on Ray, {cpus_per_run:g} CPU per run ({os.cpu_count()} cores) | {walls['ray']:.1f} s | |",
-        f"| (d) Ray ÷ local | **{ratio:.2f}** | ≤ 0.65 {'✓' if ratio <= 0.65 else '✗'} |",
-        f"| (d) every matrix.csv identical | {'yes' if same else 'NO'} | yes |",
-    ]
+    first = modes[0]
+    label = {"local": "local, one run at a time, 1 thread", "ray": f"Ray, {cpus_per_run:g} CPU per run",
+             "processes": f"{processes} batch processes on one grid, 1 thread each"}
+    rows = [f"| (d) `{profile}` batch, {label[first]} ({len(mats[first])} runs, {os.cpu_count()} cores) | "
+            f"{walls[first]:.1f} s | |"]
+    for name in modes[1:]:
+        ratio = walls[name] / walls[first]
+        target = f"≤ 0.65 {'✓' if ratio <= 0.65 else '✗'}" if (first, name) == ("local", "ray") else ""
+        rows += [f"| (d) the same, {label[name]} | {walls[name]:.1f} s | |",
+                 f"| (d) {name} ÷ {first} | **{ratio:.2f}** | {target} |",
+                 f"| (d) every matrix.csv identical to {first}'s | "
+                 f"{'yes' if mats[name] == mats[first] and mats[first] else 'NO'} | yes |"]
+    return rows
 
 
 def main(argv=None) -> int:
@@ -249,12 +264,18 @@ def main(argv=None) -> int:
     p.add_argument("--grid", metavar="PROFILE", help="(d) only: this profile's batch, local vs Ray")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="(d) Ray CPUs per run")
     p.add_argument("--grid-args", default="", help="(d) more batch flags, e.g. '--seeds 0,1'")
+    p.add_argument("--grid-modes", default="local,ray", help="(d) comma-separated, first is the baseline: local, "
+                   "ray, processes (N batch processes on one grid: a machine without Ray)")
+    p.add_argument("--processes", type=int, default=2, help="(d) how many batch processes for `processes`")
     ns = p.parse_args(argv)
     if ns.grid:
         with tempfile.TemporaryDirectory(prefix="hatswap-perf-") as tmp:
             print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, CUDA "
                   f"{'yes' if torch.cuda.is_available() else 'no'}; torch {torch.__version__}", file=sys.stderr)
-            rows = grid_local_vs_ray(ns.grid, ns.cpus_per_run, ns.grid_args.split(), Path(tmp))
+            modes = tuple(m.strip() for m in ns.grid_modes.split(",") if m.strip())
+            if not modes or set(modes) - {"local", "ray", "processes"}:
+                p.error(f"--grid-modes takes local, ray, processes; got {ns.grid_modes!r}")
+            rows = grid_local_vs_ray(ns.grid, ns.cpus_per_run, ns.grid_args.split(), Path(tmp), modes, ns.processes)
         print("\n".join(["| measurement | value | target |", "|---|---|---|", *rows]))
         return 0
     with tempfile.TemporaryDirectory(prefix="hatswap-perf-") as tmp:
