@@ -80,8 +80,7 @@ def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=N
     out_dir = configs[0].out_dir
     ensure_writable(out_dir)  # an --out-dir that is a file would fail every run, then the report
     executor = executor or LocalExecutor()
-    if hasattr(executor, "start"):  # Ray: start or join it now, so the line below says how many runs go at once
-        executor.start()
+    executor.start()  # Ray: start or join it now, so the line below says how many runs go at once
     print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'} ({executor.describe()})",
           file=sys.stderr)
     failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()

@@ -40,12 +40,9 @@ def _int_list(text: str | None) -> list[int] | None:
 
 def _run_one(tag: str, run_fn, cfg, force: bool) -> int:
     """One run (`hatswap run` / `hatswap mtl`): its folder on stdout; a skip and why on stderr."""
-    from benchmark.results import release_run_folder, skip_reason
+    from benchmark.results import skip_reason
 
-    try:
-        folder, status = run_fn(cfg, force=force)
-    finally:  # a run that failed before writing its folder still holds it
-        release_run_folder()
+    folder, status = run_fn(cfg, force=force)
     if status == "skipped":
         why = skip_reason(folder)
         print(f"[{tag}] {folder} " + ("already holds this config's results; skipped (--force redoes it)"

@@ -40,7 +40,7 @@ def execute_run(cfg, force: bool = False, debug: bool = False, threads: int | No
     threads: torch's CPU threads when the config leaves them open (a Ray task: its CPUs)."""
     import torch
 
-    from benchmark.results import release_run_folder, run_dir, skip_reason
+    from benchmark.results import skip_reason
     from benchmark.run import run
 
     if threads and not cfg.threads:
@@ -57,13 +57,14 @@ def execute_run(cfg, force: bool = False, debug: bool = False, threads: int | No
         status, error = "FAILED", f"{type(e).__name__}: {e}"
         if debug:
             traceback.print_exc()
-    finally:  # a run that failed before writing its folder still holds it
-        release_run_folder(run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed))
     return RunOutcome(status, time.perf_counter() - t0, error)
 
 
 class LocalExecutor:
     parallel = 1
+
+    def start(self) -> None:
+        pass
 
     def describe(self) -> str:
         return "local: one run at a time"
@@ -115,8 +116,7 @@ class RayExecutor:
         self.parallel = min(by_cpu, by_gpu)
 
     def map(self, configs, force=False, debug=False) -> Iterator[tuple[object, RunOutcome]]:
-        ray = self.ray
-        self.start()
+        ray = self.ray  # started by the batch (start)
         task = ray.remote(execute_run).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         threads = max(1, int(self.cpus))
         pending = {task.remote(cfg, force, debug, threads): cfg for cfg in configs}

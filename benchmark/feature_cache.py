@@ -213,10 +213,10 @@ class WithBackbone(nn.Module):
 
     def __init__(self, backbone: nn.Module, net: nn.Module):
         super().__init__()
-        self.backbone, self.net = backbone, net
+        self.features, self.net = _BackboneOnly(backbone, net), net
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
-        return self.net(_BackboneOnly(self.backbone, self.net)(x), task_labels)
+        return self.net(self.features(x), task_labels)
 
 
 _BACKBONE_MS: dict[str, float] = {}  # this process's measurements, by latency key

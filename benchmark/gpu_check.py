@@ -20,6 +20,8 @@ from benchmark.cli import quiet_library_warnings
 
 quiet_library_warnings()
 
+from avalanche.core import SupervisedPlugin  # noqa: E402
+
 CASES = {
     "binary, finetuned": [],
     "binary, frozen + feature cache": ["--backbone-mode", "frozen", "--feature-cache"],
@@ -28,38 +30,29 @@ CASES = {
 }
 
 
-class _ParamDevices:
-    """A plugin recording the devices of the model's parameters and of the inputs at every training iteration."""
+class DevicesSeen(SupervisedPlugin):
+    """Records the devices of the model's parameters and of the inputs at every forward pass."""
 
     def __init__(self):
-        from avalanche.core import SupervisedPlugin
-
-        outer = self
-
-        class Probe(SupervisedPlugin):
-            def before_forward(self, strategy, **kwargs):
-                outer.seen |= {str(p.device) for p in strategy.model.parameters()} | {str(strategy.mb_x.device)}
-
-            def before_eval_forward(self, strategy, **kwargs):
-                self.before_forward(strategy)
-
+        super().__init__()
         self.seen: set[str] = set()
-        self.plugin = Probe()
+
+    def before_forward(self, strategy, **kwargs):
+        self.seen |= {str(p.device) for p in strategy.model.parameters()} | {str(strategy.mb_x.device)}
+
+    def before_eval_forward(self, strategy, **kwargs):
+        self.before_forward(strategy)
 
 
-def check(strategy: str, case: str, extra: list[str], device: str, data_root: Path, out: Path) -> str:
+def check(strategy: str, extra: list[str], device: str, data_root: Path, out: Path) -> str:
     from benchmark.config import parse_config
-    from benchmark.results import release_run_folder
     from benchmark.run import run
 
     argv = ["--profile", "smoke", "--strategy", strategy, "--device", device, "--data-root", str(data_root),
             "--out-dir", str(out), "--no-download", "--no-apt-install", "--cache-dir", str(out / "cache"),
             "--wandb", "off", *extra]
-    probe = _ParamDevices()
-    try:
-        folder, _ = run(parse_config(argv)[0], force=True, extra_plugins=[probe.plugin])
-    finally:
-        release_run_folder()
+    probe = DevicesSeen()
+    folder, _ = run(parse_config(argv)[0], force=True, extra_plugins=[probe])
     summary = json.loads((folder / "summary.json").read_text())
     if not summary["device"].startswith(device):
         raise RuntimeError(f"ran on {summary['device']}, not {device}")
@@ -91,7 +84,7 @@ def main(argv=None) -> int:
             for case, extra in CASES.items():
                 t0 = time.perf_counter()
                 try:
-                    result = check(name, case, extra, ns.device, ns.data_root, Path(tmp))
+                    result = check(name, extra, ns.device, ns.data_root, Path(tmp))
                     line = f"ok    {name:12s} {case:32s} {time.perf_counter() - t0:5.1f}s  {result}"
                 except Exception as e:  # one line per case; the traceback's last frames go to stderr
                     failures += 1

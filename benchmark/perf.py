@@ -212,7 +212,7 @@ def throughput(budget_s: float) -> list[tuple[str, str, float]]:
     return rows
 
 
-def grid_local_vs_ray(profile: str, cpus_per_run: float, extra: list[str], work: Path,
+def grid_comparison(profile: str, cpus_per_run: float, extra: list[str], work: Path,
                       modes: tuple[str, ...] = ("local", "ray"), processes: int = 2) -> list[str]:
     """(d): wall time of the same batch run several ways, each in subprocesses of its own (as a user runs them):
     `local` one run at a time with 1 thread; `ray` as Ray tasks; `processes`: N `hatswap batch` processes on the
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
             modes = tuple(m.strip() for m in ns.grid_modes.split(",") if m.strip())
             if not modes or set(modes) - {"local", "ray", "processes"}:
                 p.error(f"--grid-modes takes local, ray, processes; got {ns.grid_modes!r}")
-            rows = grid_local_vs_ray(ns.grid, ns.cpus_per_run, ns.grid_args.split(), Path(tmp), modes, ns.processes)
+            rows = grid_comparison(ns.grid, ns.cpus_per_run, ns.grid_args.split(), Path(tmp), modes, ns.processes)
         print("\n".join(["| measurement | value | target |", "|---|---|---|", *rows]))
         return 0
     with tempfile.TemporaryDirectory(prefix="hatswap-perf-") as tmp:

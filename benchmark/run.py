@@ -33,7 +33,7 @@ from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.references import trivial_references
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.results import claim_run_folder, config_record, matrix_csv, run_dir, write_run
+from benchmark.results import claim_run_folder, config_record, matrix_csv, release_run_folder, run_dir, write_run
 from benchmark.tracking import WandbTracker
 
 
@@ -54,6 +54,13 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
     if not claim_run_folder(folder, cfg.to_dict(), cfg.out_dir, force):
         return folder, "skipped"
+    try:  # a run that fails gives its folder back too (write_run gives it back on success)
+        return _train(cfg, folder, tag, force, extra_plugins, evaluator)
+    finally:
+        release_run_folder(folder)
+
+
+def _train(cfg: RunConfig, folder: Path, tag: str, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -132,7 +139,7 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
         if "feature_cache" in backbone_id:  # as deployed: backbone (timed once per machine and input) + the rest
             ms, latency_how = cached_run_latency(backbone, net, probes, device, backbone_id,
                                                  Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
-            net = WithBackbone(backbone.to(device), net)
+            net = WithBackbone(backbone, net)  # what the budget counts
         else:
             ms = latency_ms_per_image(net, probes, device)
         latency = dict(zip(task_names, ms, strict=True))

@@ -23,7 +23,7 @@ from benchmark.mtl.plots import loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.task_metrics import transfer_metric
 from benchmark.mtl.train import train_stages
-from benchmark.results import claim_run_folder, config_record, matrix_csv, write_run
+from benchmark.results import claim_run_folder, config_record, matrix_csv, release_run_folder, write_run
 from benchmark.run import resolve_device, seed_everything
 
 
@@ -54,6 +54,13 @@ def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
     tag = f"mtl/{cfg.run_name}/seed{cfg.seed}"
     if not claim_run_folder(folder, cfg.to_dict(), cfg.out_dir, force, elsewhere="another --name / --out-dir"):
         return folder, "skipped"
+    try:  # a run that fails gives its folder back too (write_run gives it back on success)
+        return _train(cfg, folder, tag, force)
+    finally:
+        release_run_folder(folder)
+
+
+def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, str]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
