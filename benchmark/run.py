@@ -80,6 +80,7 @@ def _train(cfg: RunConfig, folder: Path, tag: str, force: bool, extra_plugins, e
     dense = is_dense(bench.tasks)
     backbone = model.backbone  # the feature cache swaps in nn.Identity; the budget still counts and times this one
     probes = [(bench.scenario.test_stream[t].dataset[0][0], t) for t in range(len(bench.tasks))]  # one image a task
+    pixels = bench  # trivial references are computed on images, not on the cached features
     if not dense:
         bench, backbone_id = use_feature_cache(cfg, bench, model, backbone_id, device, log=lambda m: log(tag, m))
     elif cfg.backbone_mode == "frozen" and cfg.feature_cache:
@@ -157,7 +158,7 @@ def _train(cfg: RunConfig, folder: Path, tag: str, force: bool, extra_plugins, e
                        "latency_ms_per_task": latency, **({"latency_parts": latency_how} if latency_how else {}),
                        "device": str(device)},
             "metric_units": {t.name: t.primary for t in bench.tasks},
-            "references": trivial_references(bench) if entry.meta.get("baseline") else None,
+            "references": trivial_references(pixels) if entry.meta.get("baseline") else None,
             "training": describe_training(cfg, bool(entry.meta.get("one_shot"))),
             "extra_scores": {label: dict(zip(task_names, e, strict=True)) for label, e in extras} or None,
             "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,

@@ -123,3 +123,9 @@ def test_fast_cached_batches_are_bit_identical_to_avalanches_fetching(strategy, 
     assert np.array_equal(R_fast, R_slow) and np.unique(R_slow).size > 1
     assert s_fast["epoch_train_loss"] == s_slow["epoch_train_loss"]  # every epoch's loss, to the last bit
     assert s_fast["eval_loss"] == s_slow["eval_loss"]
+
+
+def test_trivial_references_of_a_cached_baseline_are_on_pixels(tiny, tmp_path):
+    _, cached, _ = _run(tiny, tmp_path, "cached", "--strategy", "single_task")
+    _, plain, _ = _run(tiny, tmp_path, "plain", "--strategy", "single_task", "--no-feature-cache")
+    assert cached["references"] == plain["references"] and cached["references"]
