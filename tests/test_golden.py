@@ -3,14 +3,20 @@ tests/golden/. A change of structure (moving code, renaming, a new harness) must
 digit; a change of behaviour on purpose regenerates them (`HATSWAP_WRITE_GOLDEN=1 ./run_tests.sh
 tests/test_golden.py`) and says in its commit what moved and why."""
 
+import itertools
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
+from benchmark.cli import main
 from benchmark.config import parse_config
+from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
+from benchmark.mtl.train import train_stages
 from benchmark.registry import STRATEGIES
 from benchmark.run import run
+from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -26,3 +32,46 @@ def test_matrix_equals_the_committed_golden_file(name, stream, tiny, tiny_dense)
         golden.write_text(matrix)
     assert golden.is_file(), f"no golden file {golden}; write it with HATSWAP_WRITE_GOLDEN=1"
     assert matrix == golden.read_text()
+
+
+def _golden_text(name: str, text: str) -> None:
+    golden = GOLDEN / name
+    if os.environ.get("HATSWAP_WRITE_GOLDEN") == "1":
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"no golden file {golden}; write it with HATSWAP_WRITE_GOLDEN=1"
+    assert text == golden.read_text()
+
+
+MTL_TINY = ["--mtl_tasks.train-size", "60", "--mtl_tasks.val-size", "20", "--mtl_tasks.test-size", "40",
+            "--small_cnn.channels", "4", "--shared-width", "8", "--task-layers", "8", "--epochs", "2",
+            "--batch-size", "16", "--no-download", "--no-apt-install", "--device", "cpu", "--tasks", "4",
+            "--experts", "2", "--shared-layers", "2"]
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES.names())
+def test_mtl_run_matrix_equals_the_committed_golden_file(architecture, tmp_path, fmnist_root):
+    """`hatswap mtl` end to end on the fixture files (image backbone, all four tasks), one run per architecture."""
+    assert main(["mtl", "--architecture", architecture, "--data-root", str(fmnist_root), "--out-dir",
+                 str(tmp_path), *MTL_TINY]) == 0
+    (folder,) = (tmp_path / "mtl" / "runs").glob("*/seed0")
+    _golden_text(f"mtl-{architecture}.csv", (folder / "matrix.csv").read_text())
+
+
+def test_mtl_training_rows_equal_the_committed_golden_file():
+    """Every architecture × loss weighting × schedule on the synthetic vector tasks: every score after every stage,
+    written with repr (all digits)."""
+    lines = []
+    for architecture, weighting, schedule in itertools.product(ARCHITECTURES.names(), WEIGHTINGS.names(),
+                                                               SCHEDULES.names()):
+        torch.manual_seed(0)
+        data = tiny_data()
+        names = tuple(t.name for t in data.tasks)
+        model = MultiTaskModel(data.tasks, architecture=architecture, loss_weighting=weighting,
+                               in_features=N_FEATURES, shared_layers=[16, 16], task_layers=[8], num_experts=2)
+        stages = SCHEDULES.get(schedule).build(None, epochs=2, tasks=names)
+        rows, _, _ = train_stages(model, data, stages, tiny_cfg(), "cpu")
+        for label, scores in rows:
+            cells = " ".join(f"{t}.{k}={v!r}" for t in names for k, v in sorted(scores[t].items()))
+            lines.append(f"{architecture} {weighting} {schedule} {label}: {cells}")
+    _golden_text("mtl-training.txt", "\n".join(lines) + "\n")
