@@ -1,28 +1,147 @@
-"""Batch benchmarking: every (stream, strategy, seed) of a profile, in one process (imports and data load once).
+"""Batch benchmarking: every run of a profile, one after another in one process (imports and data load once) or as
+Ray tasks (benchmark/executors.py).
 
-Completed runs (their files complete and agreeing, same config) are skipped, so a rerun resumes; so are runs that
-another process (a second batch on the same results) is training. A failed run is reported and the batch goes on;
-at the end the aggregate report is rebuilt and failures are listed (exit code 1).
+One runner for every kind of batch: plan (every config parsed first: a bad flag stops the batch before any
+training) → execute, skipping completed runs (their files complete and agreeing, same config), so a rerun resumes,
+and runs another process is training → list the failures (failed_runs.txt; exit code 1), the batch going on past
+each → rebuild the report once. A profile's `"kind"` names its GridKind, which says how the profile becomes configs,
+how one config runs and what its report is: `cl` (the default: every stream × strategy × seed, below) or `mtl`
+(every experiment × seed of a multi-task profile), which benchmark/mtl/batch.py registers. The core never imports
+benchmark.mtl: the entry point (benchmark/cli.py) does.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from benchmark.config import _owner, load_profile, parse_config
+from benchmark.config import knob_owner, load_profile, parse_config
 from benchmark.errors import UserError
 from benchmark.executors import LocalExecutor
 from benchmark.report import write_report
 from benchmark.results import atomic_write, ensure_writable
 
 
+def _no_check(configs: list) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class GridKind:
+    """One kind of batch (a profile's `"kind"`). Planned runs are (group, config) pairs; a config has `out_dir`."""
+
+    plan: Callable[..., list[tuple[str, Any]]]  # (profile name, profile, run args, seeds, selection) → planned runs
+    run: Callable[..., tuple[Path, str]]  # (config, force=) → (folder, status); module level, as Ray pickles it
+    tag: Callable[[Any], str]  # config → its name in progress lines and the failure list
+    home: Callable[[Path], Path]  # out_dir → the folder holding its runs/, failed_runs.txt and report
+    # (out_dir, failures, planned runs or None (a rebuild), report folder or None) → (table for stdout, what it wrote)
+    report: Callable[..., tuple[str, str]]
+    noun: str = "run"  # what the progress lines call one planned run
+    check: Callable[[list], None] = _no_check  # before any training: what would fail every run alike
+
+
+GRID_KINDS: dict[str, GridKind] = {}
+
+
+def register_grid_kind(name: str, kind: GridKind) -> None:
+    if name in GRID_KINDS:
+        raise KeyError(f"grid kind {name!r} already registered")
+    GRID_KINDS[name] = kind
+
+
+def grid_kind(name: str) -> GridKind:
+    if name not in GRID_KINDS:
+        raise UserError(f"profile kind {name!r} has no batch runner here; known: {', '.join(sorted(GRID_KINDS))} "
+                        f"(run it with `hatswap batch`, which loads every kind)")
+    return GRID_KINDS[name]
+
+
 def _duration(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
 
+
+def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=None, seeds=None, force=False,
+              debug=False, executor=None) -> int:
+    """Every run of benchmark/profiles/<profile_name>.json; streams / strategies select among a continual profile's."""
+    return run_grid(profile_name, load_profile(profile_name), run_args, seeds=seeds, force=force, debug=debug,
+                    executor=executor, selection={"streams": streams, "strategies": strategies})
+
+
+def run_grid(profile_name: str, profile: dict, run_args: list[str], seeds=None, selection=None, force=False,
+             debug=False, executor=None) -> int:
+    """executor: LocalExecutor (default: one run after another in this process) or RayExecutor. → exit code."""
+    kind_name = profile.get("kind", "cl")
+    kind = grid_kind(kind_name)
+    planned = kind.plan(profile_name, profile, run_args, seeds, selection or {})
+    configs = [cfg for _, cfg in planned]
+    kind.check(configs)
+    out_dir = configs[0].out_dir
+    ensure_writable(out_dir)  # an --out-dir that is a file would fail every run, then the report
+    executor = executor or LocalExecutor()
+    executor.start()  # Ray: start or join it now, so the line below says how many runs go at once
+    home, t0 = kind.home(out_dir), time.perf_counter()
+    print(f"[batch] {'' if kind_name == 'cl' else kind_name + ' '}profile {profile_name}: {len(configs)} "
+          f"{kind.noun}s → {home / 'runs'} ({executor.describe()})", file=sys.stderr)
+    failed = _execute(kind, configs, executor, force, debug, f"batch {profile_name}")
+    failed_file = home / "failed_runs.txt"
+    if failed:
+        atomic_write(failed_file, "\n".join(failed) + "\n")
+    elif failed_file.exists():
+        failed_file.unlink()
+    table, wrote = kind.report(out_dir, failed, planned, None)
+    print(table)
+    print(f"[batch] wrote {wrote} in {_duration(time.perf_counter() - t0)}", file=sys.stderr)
+    if failed:
+        print(f"[batch] {len(failed)} {kind.noun}(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _execute(kind: GridKind, configs: list, executor, force: bool, debug: bool, desc: str) -> list[str]:
+    """Every config through the executor, one progress line each; → the failures, one line each."""
+    failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()
+    # One bar for the batch on a terminal; elsewhere (CI, a log file) only the one-line-per-run report below.
+    bar = tqdm(total=len(configs), desc=desc, unit=kind.noun, file=sys.stderr, dynamic_ncols=True,
+               disable=not sys.stderr.isatty())
+    for k, (cfg, outcome) in enumerate(executor.map(kind.run, configs, force=force, debug=debug), 1):
+        tag = kind.tag(cfg)
+        if outcome.error:
+            failed.append(f"{tag}: {outcome.error}")
+            tqdm.write(f"[batch] {tag} failed: {outcome.error}", file=sys.stderr)
+        if outcome.status == "done":
+            trained_s, n_trained = trained_s + outcome.seconds, n_trained + 1
+        left = len(configs) - k
+        # runs in parallel finish about `parallel` at a time: the ETA divides by it
+        eta = _duration(trained_s / n_trained * left / executor.parallel) if n_trained else "?"
+        tqdm.write(f"[batch {k}/{len(configs)}] {tag}: {outcome.status} in {outcome.seconds:.0f}s · elapsed "
+                   f"{_duration(time.perf_counter() - t0)} · ETA {eta if left else '0m00s'}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    return failed
+
+
+def rebuild_reports(results_dir: Path, out_dir: Path | None = None) -> list[str]:
+    """`hatswap report`: every kind's report over the run folders under results_dir (with the failures its last
+    batch listed), written into out_dir (default: results_dir); → each report's table."""
+    found = [kind for kind in GRID_KINDS.values() if (kind.home(results_dir) / "runs").is_dir()]
+    if not found:
+        homes = " or ".join(str(kind.home(results_dir) / "runs") for kind in GRID_KINDS.values())
+        raise UserError(f"no run folders in {homes}; pass the results directory that holds runs/")
+    tables = []
+    for kind in found:
+        failed_file = kind.home(results_dir) / "failed_runs.txt"
+        failed = failed_file.read_text().splitlines() if failed_file.exists() else []
+        tables.append(kind.report(results_dir, failed, None, out_dir)[0])
+    return tables
+
+
+# The continual kind: every (stream, strategy, seed) of a profile.
 
 def plan(profile: dict, streams=None, strategies=None, seeds=None) -> list[tuple[str, str, int]]:
     return [(st, sg, sd) for st in streams or profile["streams"] for sg in strategies or profile["strategies"]
@@ -41,7 +160,7 @@ def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[
             skip_value = False
             continue
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
-        owner = _owner(name.removeprefix("no-")) if name else None
+        owner = knob_owner(name.removeprefix("no-")) if name else None
         if owner and owner[0] in this and owner[1] != this[owner[0]]:
             kind, entry = owner
             if entry not in ran[kind]:
@@ -54,67 +173,36 @@ def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[
     return out
 
 
-def run_batch(profile_name: str, run_args: list[str], streams=None, strategies=None, seeds=None, force=False,
-              debug=False, executor=None) -> int:
-    """executor: LocalExecutor (default: one run after another in this process) or benchmark.ray_executor's."""
-    profile = load_profile(profile_name)
-    if profile.get("kind") == "mtl":  # multi-task profiles have their own runner (benchmark/mtl/batch.py)
-        from benchmark.mtl.batch import run_mtl_batch
-
-        if streams or strategies or executor:
-            raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies/--executor do "
-                            f"not apply (its experiments run one after another in this process)")
-        return run_mtl_batch(profile_name, profile, run_args, seeds=seeds, force=force, debug=debug)
-    todo = plan(profile, streams, strategies, seeds)
+def _plan_runs(profile_name: str, profile: dict, run_args: list[str], seeds, selection: dict) -> list[tuple[str, Any]]:
+    todo = plan(profile, selection.get("streams"), selection.get("strategies"), seeds)
     if not todo:
         raise UserError(f"profile {profile_name!r} with these --streams/--strategies/--seeds has no runs")
-    configs = []
-    for stream, strategy, seed in todo:  # parse all first: a bad flag stops the batch before any training
-        cfg, _ = parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy,
-                               "--seed", str(seed), *args_for_run(run_args, stream, strategy, todo)])
-        configs.append(cfg)
+    return [("", parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy, "--seed",
+                               str(seed), *args_for_run(run_args, stream, strategy, todo)])[0])
+            for stream, strategy, seed in todo]
+
+
+def _check_weights(configs: list) -> None:
     from benchmark.models.pretrained_weights import check_weights_available
 
     for backbone, weights in dict.fromkeys((c.backbone, c.backbone_weights) for c in configs):
         check_weights_available(backbone, weights)  # missing weights would fail every run alike: stop before any
-    out_dir = configs[0].out_dir
-    ensure_writable(out_dir)  # an --out-dir that is a file would fail every run, then the report
-    executor = executor or LocalExecutor()
-    executor.start()  # Ray: start or join it now, so the line below says how many runs go at once
-    print(f"[batch] profile {profile_name}: {len(todo)} runs → {Path(out_dir) / 'runs'} ({executor.describe()})",
-          file=sys.stderr)
-    failed, trained_s, n_trained, t0 = [], 0.0, 0, time.perf_counter()
-    # One bar for the batch on a terminal; elsewhere (CI, a log file) only the one-line-per-run report below.
-    bar = tqdm(total=len(configs), desc=f"batch {profile_name}", unit="run", file=sys.stderr, dynamic_ncols=True,
-               disable=not sys.stderr.isatty())
-    for k, (cfg, outcome) in enumerate(executor.map(configs, force=force, debug=debug), 1):
-        tag = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}"
-        status = outcome.status
-        if outcome.error:
-            failed.append(f"{tag}: {outcome.error}")
-            tqdm.write(f"[batch] {tag} failed: {outcome.error}", file=sys.stderr)
-        if status == "done":
-            trained_s, n_trained = trained_s + outcome.seconds, n_trained + 1
-        left = len(configs) - k
-        # runs in parallel finish about `parallel` at a time: the ETA divides by it
-        eta = _duration(trained_s / n_trained * left / executor.parallel) if n_trained else "?"
-        tqdm.write(f"[batch {k}/{len(configs)}] {tag}: {status} in {outcome.seconds:.0f}s · elapsed "
-                   f"{_duration(time.perf_counter() - t0)} · ETA {eta if left else '0m00s'}", file=sys.stderr)
-        bar.update(1)
-    bar.close()
 
-    failed_file = Path(out_dir) / "failed_runs.txt"
-    if failed:
-        atomic_write(failed_file, "\n".join(failed) + "\n")
-    elif failed_file.exists():
-        failed_file.unlink()
-    table = write_report(out_dir, failed)
-    print(table)
-    what = "tables: summary.md/.csv/.tex, per_task.*; figures/" if (Path(out_dir) / "summary.csv").is_file() else \
+
+def run_one(cfg, force: bool = False) -> tuple[Path, str]:
+    """One continual run (benchmark.run.run), imported when a run starts: planning a batch needs no torch."""
+    from benchmark.run import run
+
+    return run(cfg, force=force)
+
+
+def _report(out_dir: Path, failed: list[str], planned, report_dir: Path | None = None) -> tuple[str, str]:
+    table = write_report(out_dir, failed, out_dir=report_dir)
+    where = Path(report_dir or out_dir)
+    what = "tables: summary.md/.csv/.tex, per_task.*; figures/" if (where / "summary.csv").is_file() else \
         "no completed runs: no tables or figures"
-    print(f"[batch] wrote {Path(out_dir) / 'REPORT.md'} ({what}) in {_duration(time.perf_counter() - t0)}",
-          file=sys.stderr)
-    if failed:
-        print(f"[batch] {len(failed)} run(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+    return table, f"{where / 'REPORT.md'} ({what})"
+
+
+register_grid_kind("cl", GridKind(plan=_plan_runs, run=run_one, tag=lambda c: f"{c.stream}/{c.strategy}/seed{c.seed}",
+                                  home=Path, report=_report, check=_check_weights))

@@ -7,17 +7,11 @@ traceback instead.
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
+from benchmark.library_warnings import quiet_library_warnings
 
-def quiet_library_warnings() -> None:
-    """Avalanche's deprecation notices and qpsolvers' "no QP solver" note fire on every run and bury real output."""
-    warnings.filterwarnings("ignore", module=r"(avalanche|qpsolvers)(\..*)?")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-quiet_library_warnings()
+quiet_library_warnings()  # before any command imports avalanche
 
 from benchmark.errors import RunFailed, UserError  # noqa: E402
 
@@ -61,9 +55,9 @@ def cmd_run(argv) -> int:
 
 
 def cmd_batch(argv) -> int:
-    from benchmark.config import _Parser
+    from benchmark.config import CommandParser
 
-    p = _Parser(prog="hatswap batch", description="All runs of a profile; other flags go to every run.")
+    p = CommandParser(prog="hatswap batch", description="All runs of a profile; other flags go to every run.")
     p.add_argument("--profile", default="default")
     p.add_argument("--streams", help="comma-separated subset of the profile's streams")
     p.add_argument("--strategies", help="comma-separated subset of the profile's strategies")
@@ -83,8 +77,7 @@ def cmd_batch(argv) -> int:
                                                          for a in argv)):
         raise UserError("--ray-address, --cpus-per-run and --gpus-per-run apply to --executor ray; add it or drop "
                         "them")
-    from benchmark.batch import run_batch
-
+    run_batch = _batch_runner().run_batch
     executor = None
     if ns.executor == "ray":
         from benchmark.executors import RayExecutor
@@ -122,21 +115,25 @@ def cmd_list(argv) -> int:
 
 
 def cmd_report(argv) -> int:
-    from benchmark.config import _Parser
+    from benchmark.config import CommandParser
 
-    p = _Parser(prog="hatswap report", description="Rebuild the tables (CSV, Markdown, LaTeX), figures and "
-                "REPORT.md from DIR/runs/.")
+    p = CommandParser(prog="hatswap report", description="Rebuild the tables (CSV, Markdown, LaTeX), figures and "
+                      "REPORT.md from DIR/runs/ (continual runs), and the multi-task report from DIR/mtl/runs/.")
     p.add_argument("dir", type=Path, nargs="?", default=Path("results"))
     p.add_argument("--out", type=Path, help="write the report here instead of DIR (e.g. results/reference)")
     ns = p.parse_args(argv)
-    if not (ns.dir / "runs").is_dir():
-        raise UserError(f"no run folders in {ns.dir / 'runs'}; pass the results directory that holds runs/")
-    from benchmark.report import write_report
-
-    failed_file = ns.dir / "failed_runs.txt"
-    failed = failed_file.read_text().splitlines() if failed_file.exists() else []
-    print(write_report(ns.dir, failed, out_dir=ns.out))
+    for table in _batch_runner().rebuild_reports(ns.dir, out_dir=ns.out):
+        print(table)
     return 0
+
+
+def _batch_runner():
+    """benchmark.batch, with every kind of batch registered: the core's continual one and the multi-task one (the
+    entry point is the one place that knows both)."""
+    import benchmark.batch
+    import benchmark.mtl.batch  # noqa: F401  (registers the `mtl` grid kind)
+
+    return benchmark.batch
 
 
 COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "list": cmd_list, "report": cmd_report}

@@ -23,13 +23,56 @@ from benchmark.errors import UserError
 from benchmark.registry import BACKBONES, STRATEGIES, STREAMS
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+# The continual run's entries: each `<kind>` field names an entry of its registry, whose config dataclass fills
+# `<kind>_args` (the multi-task run declares its own: benchmark/mtl/config.py).
+ENTRY_FIELDS = {"stream": STREAMS, "backbone": BACKBONES, "strategy": STRATEGIES}
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class RuntimeConfig:
+    """What every kind of run shares: its seed, where it runs, where its data and results are, and the optimisation
+    budget. RunConfig and MTLConfig extend it (a subclass may give a field another default); its fields come first
+    in their config.json."""
+
+    seed: int = 0
+    epochs: int = 2  # continual: per experience (joint: over the merged data); MTLConfig says its own
+    batch_size: int = 64
+    eval_batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    data_root: Path = Path("data")
+    download: bool = True  # try the dataset's official download when local files are missing
+    apt_install: bool = True  # as root, may `apt-get install dataset-fashion-mnist` when all else fails
+    out_dir: Path = Path("results")
+
+    def __post_init__(self):
+        self.check({
+            "seed": self.seed >= 0,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1,
+            "lr": 0 < self.lr < float("inf"),
+            "weight_decay": self.weight_decay >= 0,
+            "threads": self.threads >= 0,
+        })
+
+    def check(self, checks: dict[str, bool]) -> None:
+        """Range checks, field name → whether its value is valid: the first invalid one is a UserError naming its
+        flag (a subclass's __post_init__ passes its own fields' checks)."""
+        for name, ok in checks.items():
+            if not ok:
+                raise UserError(f"invalid value for --{name.replace('_', '-')}: {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return flat_config(self)
+
+
+@dataclass(frozen=True)
+class RunConfig(RuntimeConfig):
     stream: str = "binary_tasks"
     strategy: str = "naive"
-    seed: int = 0
     backbone: str = "vit_tiny"
     backbone_mode: str = field(default="finetune", metadata={"choices": ("finetune", "frozen", "last-k")})
     last_k: int = 1  # --backbone-mode last-k: how many of the backbone's last blocks train
@@ -41,19 +84,8 @@ class RunConfig:
     compile: bool = False  # torch.compile the backbone when it runs every step (unmeasured gain; off)
     hidden: tuple[int, ...] = (128,)  # widths of the shared hidden layers between backbone and heads
     dropout: float = 0.1  # after each shared hidden layer
-    epochs: int = 2  # per experience (joint: over the merged data)
-    batch_size: int = 64
-    eval_batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 0.0
     optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
     lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})  # cosine: per experience
-    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    data_root: Path = Path("data")
-    download: bool = True  # try the dataset's official download when local files are missing
-    apt_install: bool = True  # as root, may `apt-get install dataset-fashion-mnist` when all else fails
-    out_dir: Path = Path("results")
     wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
     wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
     wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
@@ -62,25 +94,13 @@ class RunConfig:
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls
 
     def __post_init__(self):
-        checks = {
-            "seed": self.seed >= 0,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "eval_batch_size": self.eval_batch_size >= 1,
-            "lr": 0 < self.lr < float("inf"),
+        super().__post_init__()
+        self.check({
             "backbone_lr": 0 <= self.backbone_lr < float("inf"),
             "last_k": self.last_k >= 1,
-            "weight_decay": self.weight_decay >= 0,
             "dropout": 0 <= self.dropout < 1,
-            "threads": self.threads >= 0,
             "hidden": len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden),
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise UserError(f"invalid value for --{name.replace('_', '-')}: {getattr(self, name)!r}")
-
-    def to_dict(self) -> dict:
-        return flat_config(self)
+        })
 
 
 def flat_config(cfg) -> dict:
@@ -101,7 +121,9 @@ def jsonable(v):
     return str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every `hatswap` command: no abbreviated flags, and an error is one line naming the fix."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, **kwargs)  # `--seed` must never be taken for `--seeds`
 
@@ -157,7 +179,8 @@ def load_profile(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _read_json(path: Path) -> dict:
+def read_config_file(path: Path) -> dict:
+    """A --config file: a JSON object of flag names to values; anything else is one line naming the file."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -167,8 +190,8 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def build_parser(prog: str = "hatswap run") -> _Parser:
-    parser = _Parser(prog=prog, description="Train one stream x strategy x seed and write its results folder.")
+def build_parser(prog: str = "hatswap run") -> CommandParser:
+    parser = CommandParser(prog=prog, description="Train one stream x strategy x seed and write its results folder.")
     parser.add_argument("--profile", help="a profile from benchmark/profiles/ supplies the defaults")
     parser.add_argument("--config", type=Path, help="JSON file of flag names to values (overrides the profile)")
     parser.add_argument("--force", action="store_true", help="redo a run whose results already exist")
@@ -177,41 +200,53 @@ def build_parser(prog: str = "hatswap run") -> _Parser:
 
 
 def parse_config(argv=None) -> tuple[RunConfig, argparse.Namespace]:
-    parser = build_parser()
-    dests = add_fields(parser, RunConfig)
-    ns, _ = parser.parse_known_args(argv)  # stage 1: which profile/file, stream, backbone, strategy?
-    profile = load_profile(ns.profile) if ns.profile else {"config": {}}
-    if profile.get("kind") == "mtl":
-        raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
-                        f"{ns.profile}`, or one experiment with `hatswap mtl`")
-    file_defaults = _underscored(profile["config"])
-    origin = dict.fromkeys(file_defaults, f"profile {ns.profile} ({PROFILE_DIR / str(ns.profile)}.json)")
-    if ns.config:
-        from_file = _underscored(_read_json(ns.config))
-        file_defaults, origin = file_defaults | from_file, origin | dict.fromkeys(from_file, str(ns.config))
-    _set_file_defaults(parser, file_defaults, dests, origin)
+    def layers(ns) -> list[tuple[dict, str]]:
+        profile = load_profile(ns.profile) if ns.profile else {"config": {}}
+        if profile.get("kind") == "mtl":
+            raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
+                            f"{ns.profile}`, or one experiment with `hatswap mtl`")
+        out = [(profile["config"], f"profile {ns.profile} ({PROFILE_DIR / str(ns.profile)}.json)")]
+        return out + [(read_config_file(ns.config), str(ns.config))] if ns.config else out
+
+    return parse_with_entries(build_parser(), RunConfig, ENTRY_FIELDS, argv, layers)
+
+
+def parse_with_entries(parser: CommandParser, cls, entry_fields: dict, argv, layers) -> tuple[Any, argparse.Namespace]:
+    """argv → (cls instance, namespace): dataclass defaults < file layers < flags, in two stages.
+
+    entry_fields: `<kind>` field → Registry; each chosen entry's config dataclass adds its flags, namespaced by its
+    name (`--lwf.temperature`), and fills the `<kind>_args` field. layers(stage-1 namespace) → [(values, where)],
+    lowest first: a profile's or config file's keys (entry names as registered, knobs with `-` or `_`), applied as
+    the flags' defaults through the flags' own parsing and named by `where` in errors. An unknown key or flag is an
+    error; one that is a knob of an entry not chosen is allowed in a file (a profile shared by all strategies) and
+    named as such on the command line."""
+    dests = add_fields(parser, cls)
+    ns, _ = parser.parse_known_args(argv)  # stage 1: which files and entries?
+    values, origin = {}, {}
+    for layer, where in layers(ns):
+        layer = {underscored_key(k): v for k, v in layer.items()}
+        values, origin = values | layer, origin | dict.fromkeys(layer, where)
+    _set_file_defaults(parser, values, dests, origin)
     ns, _ = parser.parse_known_args(argv)
-    entries = {"stream": STREAMS.get(ns.stream), "backbone": BACKBONES.get(ns.backbone),
-               "strategy": STRATEGIES.get(ns.strategy)}
-    for e in entries.values():  # stage 2: their own knobs, namespaced by registry name
+    chosen = {kind: registry.get(getattr(ns, kind)) for kind, registry in entry_fields.items()}
+    for e in chosen.values():  # stage 2: their own knobs, namespaced by registry name
         if e.config_cls:
             dests |= add_fields(parser.add_argument_group(e.name), e.config_cls, prefix=f"{e.name}.")
-    if unknown := {k for k in set(file_defaults) - dests if not _owner(k)}:
+    if unknown := {k for k in set(values) - dests if not knob_owner(k, entry_fields)}:
         raise UserError(f"unknown config keys: {sorted(unknown)} (in {', '.join(sorted({origin[k] for k in unknown}))})"
                         f"; known: {sorted(dests)}")
-    _set_file_defaults(parser, file_defaults, dests, origin)
+    _set_file_defaults(parser, values, dests, origin)
     _, extra = parser.parse_known_args(argv)
     for arg in extra:  # `--lwf.alpha 1` while running naive: say whose knob it is, not just "unrecognized"
         flag = arg.split("=", 1)[0]
-        if flag.startswith("--") and (owner := _owner(flag[2:])):
+        if flag.startswith("--") and (owner := knob_owner(flag[2:], entry_fields)):
             kind, name = owner
             raise UserError(f"{flag} belongs to {kind} {name}, not {getattr(ns, kind)} (pass --{kind} {name}, or "
                             f"drop the flag)")
     ns = parser.parse_args(argv)  # a misspelt flag is an error, never ignored
     try:  # the dataclasses' own range checks
-        sub = {f"{kind}_args": _pick(e, ns) for kind, e in entries.items()}
-        cfg = RunConfig(**{f.name: getattr(ns, f.name) for f in fields(RunConfig) if not f.name.endswith("_args")},
-                        **sub)
+        sub = {f"{kind}_args": _pick(e, ns) for kind, e in chosen.items()}
+        cfg = cls(**{f.name: getattr(ns, f.name) for f in fields(cls) if not f.name.endswith("_args")}, **sub)
     except UserError as e:
         if where := _set_by_file(e, origin, argv):
             raise UserError(f"{e} ({where})") from e
@@ -232,8 +267,11 @@ def _set_by_file(e: UserError, origin: dict, argv) -> str:
     return f"key {', '.join(f'{k!r} of {origin[k]}' for k in keys)}" if keys else ""
 
 
-def _underscored(values: dict) -> dict:
-    return {k.replace("-", "_"): v for k, v in values.items()}
+def underscored_key(key: str) -> str:
+    """A file's key as its flag's dest: `batch-size` → `batch_size`, `mmoe.num-experts` → `mmoe.num_experts`; the
+    entry name keeps its registered form (`shared-bottom.x` stays `shared-bottom.x`)."""
+    name, dot, knob = key.rpartition(".")
+    return name + dot + knob.replace("-", "_")
 
 
 def _set_file_defaults(parser, values: dict, dests: set[str], origin: dict) -> None:
@@ -242,11 +280,12 @@ def _set_file_defaults(parser, values: dict, dests: set[str], origin: dict) -> N
                            if k in dests})
 
 
-def _owner(key: str) -> tuple[str, str] | None:
-    """(kind, entry) whose knob `key` is (`replay.mem_size` or `replay.mem-size` → ('strategy', 'replay')): such a
-    key in a profile shared by all strategies is valid (and unused) while running lwf."""
+def knob_owner(key: str, entry_fields: dict | None = None) -> tuple[str, str] | None:
+    """(kind, entry) whose knob `key` is (`replay.mem_size` or `replay.mem-size` → ('strategy', 'replay')), among
+    entry_fields (`<kind>` field → Registry; default: the continual run's): such a key in a profile shared by all
+    strategies is valid (and unused) while running lwf."""
     name, _, knob = key.partition(".")
-    for kind, reg in (("stream", STREAMS), ("backbone", BACKBONES), ("strategy", STRATEGIES)):
+    for kind, reg in (entry_fields or ENTRY_FIELDS).items():
         if name in reg.names():
             cls = reg.get(name).config_cls
             return (kind, name) if cls and knob.replace("-", "_") in {f.name for f in fields(cls)} else None

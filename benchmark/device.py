@@ -10,9 +10,20 @@ CPU: full precision, nothing compiled, identical to the code path the tests chec
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import torch
 
 from benchmark.errors import UserError
+
+
+def seed_everything(seed: int) -> None:
+    """Python's, numpy's and torch's generators (every device's) from one seed: the same config on the same device
+    gives the same R."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,10 +45,12 @@ def set_autocast(model, device: torch.device, amp: bool) -> None:
     model.autocast_dtype = autocast_dtype(device, amp)
 
 
-def maybe_compile(model, enabled: bool) -> None:
-    """Compile the backbone only: the heads are tiny and routed per task, so compiling them buys nothing."""
+def maybe_compile(model, enabled: bool):
+    """→ the model with its backbone compiled (the same shared layers and heads: `with_backbone`), or the model
+    itself. Only the backbone: the heads are tiny and routed per task, so compiling them buys nothing."""
     if enabled and not isinstance(model.backbone, torch.nn.Identity):
-        model.backbone = torch.compile(model.backbone)
+        return model.with_backbone(torch.compile(model.backbone))
+    return model
 
 
 @torch.no_grad()

@@ -1,9 +1,10 @@
 """Where a batch's runs execute: one after another in this process (`local`, the default) or as Ray tasks (`ray`).
 
-Both call `execute_run` for every config, so a run does exactly the same work either way: it claims its folder
-(a live claim by another process is a skip), trains, and writes the folder atomically (benchmark/results.py).
-They differ only in where and how many at once. `map` yields (config, RunOutcome) as runs finish: in the configs'
-order locally, in completion order on Ray. The batch (benchmark/batch.py) turns outcomes into progress lines, the
+Both call `execute_run` with the batch's run function (`run(config, force=) → (folder, status)`: a continual or a
+multi-task run) for every config, so a run does exactly the same work either way: it claims its folder (a live
+claim by another process is a skip), trains, and writes the folder atomically (benchmark/results.py). They differ
+only in where and how many at once. `map` yields (config, RunOutcome) as runs finish: in the configs' order
+locally, in completion order on Ray. The batch (benchmark/batch.py) turns outcomes into progress lines, the
 failure list and one report at the end.
 
 Ray: `ray.init()` starts a Ray instance embedded on this machine (or joins `--ray-address`); each run is one
@@ -22,8 +23,8 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from benchmark.cli import quiet_library_warnings
 from benchmark.errors import RunFailed, UserError
+from benchmark.library_warnings import quiet_library_warnings
 
 quiet_library_warnings()  # a Ray worker imports this module first (to unpickle its task): before avalanche loads
 
@@ -35,13 +36,12 @@ class RunOutcome:
     error: str | None = None  # one line, for the batch's failure list
 
 
-def execute_run(cfg, force: bool = False, debug: bool = False, threads: int | None = None) -> RunOutcome:
-    """One run, any failure caught and turned into an outcome: one broken run must not cost the others.
-    threads: torch's CPU threads when the config leaves them open (a Ray task: its CPUs)."""
+def execute_run(run, cfg, force: bool = False, debug: bool = False, threads: int | None = None) -> RunOutcome:
+    """run(cfg, force=) once, any failure caught and turned into an outcome: one broken run must not cost the
+    others. threads: torch's CPU threads when the config leaves them open (a Ray task: its CPUs)."""
     import torch
 
     from benchmark.results import skip_reason
-    from benchmark.run import run
 
     if threads and not cfg.threads:
         torch.set_num_threads(threads)
@@ -69,9 +69,9 @@ class LocalExecutor:
     def describe(self) -> str:
         return "local: one run at a time"
 
-    def map(self, configs, force=False, debug=False) -> Iterator[tuple[object, RunOutcome]]:
+    def map(self, run, configs, force=False, debug=False) -> Iterator[tuple[object, RunOutcome]]:
         for cfg in configs:
-            yield cfg, execute_run(cfg, force, debug)
+            yield cfg, execute_run(run, cfg, force, debug)
 
 
 class RayExecutor:
@@ -115,11 +115,11 @@ class RayExecutor:
                             f"one run at --cpus-per-run {self.cpus:g} --gpus-per-run {self.gpus:g}")
         self.parallel = min(by_cpu, by_gpu)
 
-    def map(self, configs, force=False, debug=False) -> Iterator[tuple[object, RunOutcome]]:
+    def map(self, run, configs, force=False, debug=False) -> Iterator[tuple[object, RunOutcome]]:
         ray = self.ray  # started by the batch (start)
         task = ray.remote(execute_run).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         threads = max(1, int(self.cpus))
-        pending = {task.remote(cfg, force, debug, threads): cfg for cfg in configs}
+        pending = {task.remote(run, cfg, force, debug, threads): cfg for cfg in configs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

@@ -168,13 +168,12 @@ def _build_entry(folder: Path, key: str, split_material: dict, backbone, dataset
     return feats, manifest
 
 
-def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_dir: Path, device: torch.device,
-                     log=print) -> tuple[Benchmark, dict]:
-    """Same stream (task_stream over the same tasks and labels) with each image replaced by its cached backbone
-    features; `model.backbone` becomes the identity. → (new benchmark, {split: cache info}) for config.json."""
-    backbone = model.backbone
+def cached_benchmark(bench: Benchmark, backbone: nn.Module, autocast_dtype, material: dict, cache_dir: Path,
+                     device: torch.device, log=print) -> tuple[Benchmark, dict]:
+    """Same stream (task_stream over the same tasks and labels) with each image replaced by its cached `backbone`
+    features. → (new benchmark, {split: cache info}) for config.json."""
     material = material | {"format": FORMAT_VERSION, "backbone_state_sha256": state_dict_sha256(backbone),
-                           "precision": str(model.autocast_dtype or "float32")}
+                           "precision": str(autocast_dtype or "float32")}
     streams = {"train": bench.scenario.train_stream, "test": bench.scenario.test_stream}
     sets, info = {}, {}
     for split, stream in streams.items():
@@ -193,7 +192,7 @@ def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_d
                 feats, manifest, why = read_entry(folder, key)  # written while this process waited for the lock?
                 if feats is None:
                     feats, manifest = _build_entry(folder, key, split_material, backbone, datasets, device,
-                                                   model.autocast_dtype, why, log)
+                                                   autocast_dtype, why, log)
                     status = "miss"
         if status == "hit":
             log(f"feature cache hit {split} key {key[:24]} ({folder})")
@@ -203,7 +202,6 @@ def cached_benchmark(bench: Benchmark, model: nn.Module, material: dict, cache_d
             sets[split].append((CachedFeatures(feats[start:start + len(ds)], targets), targets))
             start += len(ds)
         info[split] = {"key": key, "status": status, "path": str(folder), "shape": manifest["shape"]}
-    model.backbone = nn.Identity()
     return Benchmark(task_stream(sets["train"], sets["test"]), bench.tasks, bench.frames, bench.provenance), info
 
 
@@ -281,11 +279,18 @@ class _BackboneOnly(nn.Module):
             return self.backbone(x).float()
 
 
-def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict, device: torch.device,
-                      log=print) -> tuple[Benchmark, dict]:
-    """The run's switch: a frozen backbone with --feature-cache (the default) trains on cached features."""
+def use_feature_cache(cfg, bench: Benchmark, model, backbone_id: dict, device: torch.device,
+                      log=print) -> tuple[Benchmark, nn.Module, dict]:
+    """The run's switch: a frozen backbone with --feature-cache (the default) trains on cached features.
+    → (the stream to train on, the network to train, backbone identity): cached, the stream holds features and
+    the network is `model.with_backbone(nn.Identity())` (the same shared layers and heads); else all as given.
+    `model` itself is never changed."""
     if cfg.backbone_mode != "frozen" or not cfg.feature_cache:
-        return bench, backbone_id
+        return bench, model, backbone_id
+    if model.feature_form != "vector":
+        log(f"feature cache: not used for heads that read {model.feature_form}s (the cache holds pooled "
+            f"features); the frozen backbone runs every step")
+        return bench, model, backbone_id
     material = {"backbone": cfg.backbone, "weights": backbone_id.get("weights_sha256", backbone_id["weights"]),
                 "backbone_args": dataclasses.asdict(cfg.backbone_args) if cfg.backbone_args else None,
                 "stream": cfg.stream, "stream_args": dataclasses.asdict(cfg.stream_args) if cfg.stream_args else None,
@@ -294,5 +299,5 @@ def use_feature_cache(cfg, bench: Benchmark, model: nn.Module, backbone_id: dict
     if cache_dir.exists() and not cache_dir.is_dir():  # before the backbone's pass over the data, not after
         raise UserError(f"feature cache folder {cache_dir} is a file; pass another --cache-dir (or "
                         f"--no-feature-cache)")
-    bench, info = cached_benchmark(bench, model, material, cache_dir, device, log)
-    return bench, backbone_id | {"feature_cache": info}
+    bench, info = cached_benchmark(bench, model.backbone, model.autocast_dtype, material, cache_dir, device, log)
+    return bench, model.with_backbone(nn.Identity()), backbone_id | {"feature_cache": info}

@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmark.cli import quiet_library_warnings
+from benchmark.library_warnings import quiet_library_warnings
 
 quiet_library_warnings()
 

@@ -12,56 +12,51 @@ from avalanche.core import SupervisedPlugin
 from tqdm import tqdm
 
 from benchmark.errors import RunFailed
+from benchmark.tasks import kind_of
 
 
 class PrimaryScoreCollector(SupervisedPlugin):
     """During eval, each task's primary metric and mean held-out loss from the template's own eval loop.
 
-    Default (classification streams): accuracy — argmax of the routed logits (B × max_width, -inf past the task's
-    width) against mb_y. `metrics` (the dense suite): one factory per task returning a metric object with
-    `update(packed_output, packed_target_payload)` and `compute() → {"primary": value, other metrics...}`
-    (benchmark/dense/kinds.py); the other metrics land in `extras`. `scores` / `losses` / `extras` map experience
-    id → value of the last eval call. The loss is the template's criterion on the same batch (`strategy.loss`, a
-    batch mean), averaged over samples.
+    `specs`: the stream's tasks; each experience gets a fresh metric of its task's kind (benchmark/tasks/kinds),
+    updated with the routed outputs and `kind.target_of(mb_y)`; its primary value fills R, the kind's other metrics
+    land in `extras` (only when it has any). `scores` / `losses` / `extras` map experience id → value of the last
+    eval call. The loss is the template's criterion on the same batch (`strategy.loss`, a batch mean), averaged
+    over samples.
     """
 
-    def __init__(self, metrics=None):
+    def __init__(self, specs: list):
         super().__init__()
-        self.metrics = metrics
+        self.specs = list(specs)
         self.scores: dict[int, float] = {}
         self.losses: dict[int, float] = {}
         self.extras: dict[int, dict[str, float]] = {}
-        self._metric = None
-        self._correct = self._seen = 0
+        self._metric = self._kind = None
+        self._seen = 0
         self._loss_sum = 0.0
 
     def before_eval(self, strategy, **kwargs):
         self.scores, self.losses, self.extras = {}, {}, {}
 
     def before_eval_exp(self, strategy, **kwargs):
-        self._correct = self._seen = 0
+        self._seen = 0
         self._loss_sum = 0.0
-        if self.metrics is not None:
-            self._metric = self.metrics[strategy.experience.current_experience]()
+        spec = self.specs[strategy.experience.current_experience]
+        self._kind = kind_of(spec)
+        self._metric = self._kind.metric(spec)
 
     def after_eval_iteration(self, strategy, **kwargs):
-        if self._metric is not None:
-            self._metric.update(strategy.mb_output.detach(), strategy.mb_y[:, 1:])
-        else:
-            pred = strategy.mb_output.argmax(dim=1)
-            self._correct += int((pred == strategy.mb_y).sum())
+        self._metric.update(strategy.mb_output.detach(), self._kind.target_of(strategy.mb_y))
         self._seen += len(strategy.mb_y)
         self._loss_sum += float(strategy.loss) * len(strategy.mb_y)
 
     def after_eval_exp(self, strategy, **kwargs):
         exp = strategy.experience.current_experience
-        if self._metric is not None:
-            values = {k: float(v) for k, v in self._metric.compute().items()}
-            self.scores[exp] = values.pop("primary")
+        values = {k: float(v) for k, v in self._metric.compute().items()}
+        self.scores[exp] = values.pop(self._kind.primary)
+        if values:
             self.extras[exp] = values
-            self._metric = None
-        else:
-            self.scores[exp] = self._correct / max(self._seen, 1)
+        self._metric = None
         self.losses[exp] = self._loss_sum / max(self._seen, 1)
 
 
@@ -145,9 +140,10 @@ class CosineLR(SupervisedPlugin):
     experience, every parameter group's lr = its initial lr · ½(1 + cos(π e / E)).
 
     Every strategy gets the same per-task schedule as the single-task baselines (each task trained alone over a
-    full cosine). One cosine over all experiences (seed 004's "CosineAnnealingLR over the total epochs") would give
-    the first task ×1.56 and the last ×0.19 of a baseline's learning-rate integral at 5 epochs × 3 tasks, so a
-    drop against the baseline would mix under- and over-training with forgetting. Joint training is one experience.
+    full cosine). One cosine over all experiences (the dense suite's "CosineAnnealingLR over the total epochs")
+    would give the first task ×1.56 and the last ×0.19 of a baseline's learning-rate integral at 5 epochs × 3 tasks,
+    so a drop against the baseline would mix under- and over-training with forgetting. Joint training is one
+    experience.
     """
 
     def __init__(self, epochs_per_experience: int):

@@ -108,7 +108,7 @@ def step_overhead(data_root: Path, epochs: int, repeats: int) -> dict:
     def harness() -> float:
         model = copy.deepcopy(model0)
         strategy = STRATEGIES.get("naive").build(
-            None, plugins=[PrimaryScoreCollector(), TrainLog(), FiniteLossGuard()], model=model,
+            None, plugins=[PrimaryScoreCollector(bench.tasks), TrainLog(), FiniteLossGuard()], model=model,
             optimizer=build_optimizer(model, cfg.lr, cfg.backbone_lr, cfg.weight_decay),
             criterion=torch.nn.CrossEntropyLoss(), train_mb_size=cfg.batch_size, train_epochs=epochs,
             eval_mb_size=cfg.eval_batch_size, device=torch.device("cpu"), eval_every=-1,

@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Every figure's one way to a file: PNG at 110 dpi, trimmed, its folder made; the figure is closed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -50,7 +51,7 @@ def heatmap(R, row_labels: list[str], task_names: list[str], path: Path, title: 
     ax.set_ylabel("evaluated after")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def task_curves(rows: list[tuple[str, list[float]]], task_names: list[str], path: Path, title: str = "",
@@ -67,7 +68,7 @@ def task_curves(rows: list[tuple[str, list[float]]], task_names: list[str], path
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def losses(epoch_loss: list[list[float]], eval_rows: list[tuple[str, list[float]]], task_names: list[str],
@@ -96,7 +97,7 @@ def losses(epoch_loss: list[list[float]], eval_rows: list[tuple[str, list[float]
     b.grid(alpha=0.3)
     b.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def strategy_comparison(agg, stream: str, path: Path) -> Path:
@@ -117,7 +118,7 @@ def strategy_comparison(agg, stream: str, path: Path) -> Path:
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{stream}: mean ± sample std over seeds (n = {', '.join(map(str, df['n_seeds']))})", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def run_figures(folder: Path, rows, loss_rows, epoch_loss, task_names: list[str], tag: str) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.dense.kinds import KINDS
+from benchmark.errors import UserError
+from benchmark.tasks import kind_of
 
 K_VOTE = 5
 NAMES = {"vote": f"{K_VOTE}-NN on raw pixels", "copy": "1-NN on raw pixels (its target copied)"}
@@ -43,22 +44,20 @@ def vote(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 def reference_score(spec, train, evaluation) -> dict:
     """→ {"name", "score"} of the task's trivial reference; `train` / `evaluation`: datasets of (x, y, task)."""
+    kind = kind_of(spec)
+    if kind.reference is None:
+        raise UserError(f"task {spec.name!r}: kind {spec.kind!r} has no trivial reference on raw pixels")
     (tx, ty), (ex, ey) = _tensors(train), _tensors(evaluation)
-    if spec.kind not in KINDS:  # a classification stream: y is the class
+    target_t, target_e = kind.target_of(ty), kind.target_of(ey)
+    if kind.reference == "vote":
         idx = nearest(tx, ex, min(K_VOTE, len(tx)))
-        pred = vote(ty[idx].long(), spec.n_outputs)
-        return {"name": NAMES["vote"], "score": float((pred == ey).float().mean())}
-    kind = KINDS[spec.kind]
-    payload_t, payload_e = ty[:, 1:], ey[:, 1:]  # packed rows: task id, then the kind's payload
-    if spec.kind == "classification":
-        idx = nearest(tx, ex, min(K_VOTE, len(tx)))
-        predicted = vote(payload_t[idx, 0].long(), spec.info["num_classes"])[:, None].float()
+        predicted = kind.as_target(vote(kind.labels(target_t)[idx], spec.params.num_classes))
         name = NAMES["vote"]
     else:
-        predicted, name = payload_t[nearest(tx, ex, 1)[:, 0]], NAMES["copy"]
+        predicted, name = target_t[nearest(tx, ex, 1)[:, 0]], NAMES["copy"]
     metric = kind.metric(spec)
-    metric.update(kind.as_output(predicted, spec), payload_e)
-    return {"name": name, "score": float(metric.compute()["primary"])}
+    metric.update(kind.as_output(predicted, spec), target_e)
+    return {"name": name, "score": float(metric.compute()[kind.primary])}
 
 
 def trivial_references(bench) -> dict[str, dict]:

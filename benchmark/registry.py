@@ -1,12 +1,13 @@
-"""Name → builder registries for streams, data sources, backbones and strategies.
+"""Name → builder registries for streams, data sources, backbones, strategies and task kinds.
 
-One class, used four times. It raises on a duplicate name (a silent overwrite would run the wrong code) and on an
+One class, used for each. It raises on a duplicate name (a silent overwrite would run the wrong code) and on an
 unknown name (listing the known ones), and it imports its own package first so that registration never depends on
 who imported what.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,14 +21,29 @@ class Entry:
     name: str
     build: Callable[..., Any]
     config_cls: type | None = None  # frozen dataclass holding this entry's own knobs
-    meta: dict = field(default_factory=dict)  # e.g. {"one_shot": True} for joint training
+    meta: Any = field(default_factory=dict)  # the registry's meta class (typed), or a dict where it has none
+
+
+@dataclass(frozen=True)
+class StrategyMeta:
+    """What the harness must know about a strategy to run it right (`@STRATEGIES.register(name, one_shot=True)`)."""
+
+    one_shot: bool = False  # trains on the whole stream at once (joint training): R gets one row, 'after_joint'
+    baseline: bool = False  # one model per task (single-task baselines): only R's diagonal means something
 
 
 class Registry:
-    def __init__(self, kind: str, package: str):
-        self.kind, self.package, self._entries = kind, package, {}
+    def __init__(self, kind: str, package: str, meta_cls: type | None = None):
+        self.kind, self.package, self.meta_cls, self._entries = kind, package, meta_cls, {}
 
     def register(self, name: str, config_cls: type | None = None, **meta):
+        if self.meta_cls is not None:
+            known = {f.name for f in dataclasses.fields(self.meta_cls)}
+            if unknown := sorted(set(meta) - known):
+                raise TypeError(f"{self.kind} {name!r}: unknown option(s) {unknown} in register(); known: "
+                                f"{', '.join(sorted(known))}")
+            meta = self.meta_cls(**meta)
+
         def deco(fn):
             if name in self._entries:
                 raise KeyError(f"{self.kind} {name!r} already registered by {self._entries[name].build.__module__}")
@@ -50,4 +66,5 @@ class Registry:
 STREAMS = Registry("stream", "benchmark.streams")
 SOURCES = Registry("source", "benchmark.data")
 BACKBONES = Registry("backbone", "benchmark.models")
-STRATEGIES = Registry("strategy", "strategies")
+STRATEGIES = Registry("strategy", "strategies", meta_cls=StrategyMeta)
+KINDS = Registry("task kind", "benchmark.tasks.kinds")

@@ -9,7 +9,7 @@ Per-task table, one row per (stream, strategy, task j), each in task j's own uni
 top-1): R[T−1][j] (final score) vs R[j][j] (score just after task j was trained), their difference (task j's
 BWT term) and task j's forgetting max_{j≤l<T−1} R[l][j] − R[T−1][j]. Where the stream has single-task baseline
 runs (strategy `single_task`: task j trained alone, same budget), also R normalised by the baseline,
-final / baseline_j, and the relative drop 100·(baseline_j − final)/baseline_j in % (seed 004's objective: < 5);
+final / baseline_j, and the relative drop 100·(baseline_j − final)/baseline_j in % (the dense suite's objective: < 5);
 baseline_j is the same seed's R[j][j] of `single_task` (the mean over its seeds when that seed is missing).
 All mean ± std over seeds.
 
@@ -25,7 +25,6 @@ Files written into the output folder (default: the results folder itself):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ import pandas as pd
 
 from benchmark import plots
 from benchmark.metrics import ci95_halfwidth, task_forgetting
-from benchmark.results import atomic_write, read_matrix, run_problem
+from benchmark.results import atomic_write, read_run
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
 COLUMNS = (*METRICS, "train_wall_s", "latency_ms")
@@ -55,18 +54,18 @@ NOTE = ("Mean ± sample std over seeds; best per column in bold (FWT is not rank
 
 
 def collect(results_dir: Path) -> pd.DataFrame:
-    """One row per complete run folder (`results.run_problem`, the check a rerun uses); the others are named on
+    """One row per complete run folder (`results.read_run`, the check a rerun uses); the others are named on
     stderr and listed in `.attrs["incomplete"]` as (folder, what is wrong)."""
     rows, incomplete = [], []
     for path in sorted(p / "summary.json" for p in Path(results_dir).glob("runs/*/*/seed*") if p.is_dir()):
+        files, why = read_run(path.parent)
         try:
-            if why := run_problem(path.parent):
+            if why:
                 raise ValueError(why)
-            s = json.loads(path.read_text())
-            tasks, labels, R = read_matrix(path.parent / "matrix.csv")
+            s, (tasks, labels, R) = files.summary, files.matrix
             row = {"stream": s["stream"], "strategy": s["strategy"], "seed": s["seed"],
                    "baseline": bool(s.get("baseline", s["strategy"] == BASELINE))}
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             why = why or f"{type(e).__name__}: {e}"
             print(f"[report] skipping {path.parent}: {why}", file=sys.stderr)
             incomplete.append((str(path.parent), why))
@@ -202,7 +201,7 @@ def main_table(agg: pd.DataFrame, stream: str, tex: bool = False) -> pd.DataFram
         digits, sign = (1, False) if m in ("train_wall_s", "latency_ms") else (3, True)
         cells = [_pm(mu, sd, tex, digits, sign) for mu, sd in zip(df[f"{m}_mean"], df[f"{m}_std"], strict=True)]
         out[LABELS[m]] = [bold(c) if b else c for c, b in zip(cells, _best_mask(df, m), strict=True)]
-    if df["baseline"].astype(bool).any():  # seed 004's protocol: judge its latency objective
+    if df["baseline"].astype(bool).any():  # the dense suite's protocol: judge its latency objective
         limit = TARGETS["latency_ms"]
         out[f"< {limit:g} ms"] = [_verdict(v, limit, tex) for v in df["latency_ms_mean"]]
     return out
@@ -365,7 +364,7 @@ def _write_report_files(results_dir: Path, failed, out: Path) -> str:
                  "Per task, in each task's own units: final = R[T-1][j]; just trained = R[j][j], the score right "
                  "after training task j; change = final − just trained (< 0: forgotten); forgetting = "
                  "max_{j≤l<T-1} R[l][j] − final. Where single-task baselines exist: final / baseline = final "
-                 "divided by single_task's R[j][j], drop % = 100·(1 − that), judged against seed 004's < 5 % "
+                 "divided by single_task's R[j][j], drop % = 100·(1 − that), judged against the dense suite's < 5 % "
                  "objective (on the mean); trivial reference = the task's metric for nearest neighbours on raw "
                  "pixels of its training images (k-NN vote for classes, the nearest image's mask or boxes "
                  "copied for segmentation / detection), no learning.", "",

@@ -10,9 +10,7 @@ configs under one name. A process holds a lock on each run it trains, so a secon
 
 from __future__ import annotations
 
-import atexit
 import csv
-import fcntl
 import io
 import json
 import os
@@ -23,10 +21,13 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from benchmark.errors import UserError
+from benchmark.metrics import cl_metrics
+from benchmark.run_lock import lock_run_folder, release_run_folder, remove_stale_temps
 
 PACKAGES = ("torch", "torchvision", "avalanche-lib", "timm", "numpy", "pandas", "torchmetrics", "wandb", "hatswap")
 
@@ -71,6 +72,11 @@ NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "cache_dir",
 # Config keys added after runs were first written, with the value those older runs implicitly had.
 ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"}
 RUN_FILES = ("config.json", "matrix.csv", "summary.json")
+# What every summary.json holds, whichever kind of run wrote it (continual: benchmark/run.py; multi-task:
+# benchmark/mtl/run.py, its own keys beside these). A score is a task's primary metric (named in `metric_units`);
+# R = matrix.csv's rows after `init`; acc, bwt, forgetting, fwt: benchmark/metrics.py (None where undefined).
+SUMMARY_KEYS = ("seed", "status", "tasks", "metric_units", "acc", "bwt", "forgetting", "fwt", "final", "just_trained",
+                "untrained", "train_wall_s", "total_wall_s", "data_source", "device")
 # The protocol a run's numbers were computed under, recorded in config.json. A run of an older protocol is not
 # comparable with today's (same config, other numbers), so resume redoes it and the report leaves it out.
 # 2 (2026-11-27): LwF sums its distillation over old heads (1: their mean); joint training is budget-matched (1:
@@ -80,18 +86,48 @@ RUN_FILES = ("config.json", "matrix.csv", "summary.json")
 PROTOCOL = 2
 
 
+class RunFiles(NamedTuple):
+    """A run folder's three files, parsed."""
+
+    record: dict  # config.json: {"config": flat config, "seed", "protocol", "git", "versions", "data", ...}
+    matrix: tuple[list[str], list[str], list[list[float]]]  # matrix.csv: (task names, row labels, scores)
+    summary: dict  # summary.json (SUMMARY_KEYS and the run kind's own)
+
+
+def score_summary(rows: list[tuple[str, list[float]]], sequential: bool) -> dict:
+    """The score keys of SUMMARY_KEYS from the evaluation rows [(label, score per task)], `init` first: acc, bwt,
+    forgetting, fwt (for a run that did not train one task after another, one row per task: acc only), final =
+    R[T−1], just_trained = R[j][j] (sequential runs; else None), untrained = the `init` row."""
+    R = np.array([r for _, r in rows[1:]])
+    metrics = cl_metrics(R, b=rows[0][1]) if sequential else cl_metrics(R[-1:])
+    return metrics | {"final": R[-1].tolist(), "just_trained": np.diag(R).tolist() if sequential else None,
+                      "untrained": list(rows[0][1])}
+
+
 def run_problem(folder: Path) -> str:
     """'' when `folder` holds a complete run: config.json, matrix.csv and summary.json parse and agree (same tasks,
     one matrix row per evaluation point, same seed, the same final scores); else what is wrong with it."""
-    parsed = {}
+    return read_run(folder)[1]
+
+
+def read_run(folder: Path) -> tuple[RunFiles | None, str]:
+    """→ (its files, '') when `folder` holds a complete run (see run_problem), else (None, what is wrong): the one
+    reading of a run folder that resume and the reports share."""
+    parsed = []
     for name, parse in zip(RUN_FILES, (json.loads, parse_matrix, json.loads), strict=True):
         try:
-            parsed[name] = parse((Path(folder) / name).read_text())
+            parsed.append(parse((Path(folder) / name).read_text()))
         except FileNotFoundError:
-            return f"{name} missing"
+            return None, f"{name} missing"
         except (OSError, ValueError, IndexError) as e:  # json.JSONDecodeError is a ValueError
-            return f"{name} unreadable ({type(e).__name__}: {str(e)[:80]})"
-    record, (tasks, labels, scores), summary = parsed.values()
+            return None, f"{name} unreadable ({type(e).__name__}: {str(e)[:80]})"
+    files = RunFiles(*parsed)
+    problem = _disagreement(files)
+    return (None, problem) if problem else (files, "")
+
+
+def _disagreement(files: RunFiles) -> str:
+    record, (tasks, labels, scores), summary = files
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         return "config.json holds no config"
     if (protocol := record.get("protocol", 1)) != PROTOCOL:
@@ -105,7 +141,7 @@ def run_problem(folder: Path) -> str:
             return f"matrix.csv has {len(labels)} evaluation rows, summary.json {len(summary[key])} ({key})"
     if summary.get("seed", record["config"].get("seed")) != record["config"].get("seed"):
         return f"seeds differ: config.json {record['config'].get('seed')}, summary.json {summary.get('seed')}"
-    final = summary.get("final")  # R[T-1] in full precision (a dict of metrics in multi-task runs)
+    final = summary.get("final")  # R[T-1] in full precision (multi-task runs of before SUMMARY_KEYS: a dict)
     if isinstance(final, list) and not (len(final) == len(tasks) and np.allclose(
             np.asarray(final, dtype=float), scores[-1], rtol=0, atol=1e-5, equal_nan=True)):
         return "final scores differ between matrix.csv and summary.json"
@@ -116,9 +152,10 @@ def existing_status(folder: Path, config: dict) -> tuple[str, str]:
     """→ ('absent', ''), ('incomplete', what is wrong), ('same', '') or ('different', 'key: old → new, ...')."""
     if not Path(folder).exists():
         return "absent", ""
-    if problem := run_problem(folder):
+    files, problem = read_run(folder)
+    if problem:
         return "incomplete", problem
-    record = json.loads((Path(folder) / "config.json").read_text())
+    record = files.record
     old = {k: v for k, v in ADDED_LATER.items() if k in config} | record["config"]  # older runs had these implicitly
     keys = sorted((set(old) | set(config)) - NOT_IDENTITY)
     diff = [f"{k}: {_shown(old, k)} → {_shown(config, k)}" for k in keys if old.get(k, ...) != config.get(k, ...)]
@@ -167,87 +204,6 @@ def _data_sha256(config: dict) -> str | None:
     return data.provenance.get("sha256")
 
 
-# A run folder is claimed by a lock on `.<folder>.lock` (fcntl.flock) held by the process that trains it: the lock
-# goes when the process does (even on kill -9), so a stale lock file never blocks; the file holds the holder's pid.
-_HELD: dict[Path, tuple[int, list[Path]]] = {}  # run folder → (fd of its lock file, folders made for it)
-
-
-def _lock_path(folder: Path) -> Path:
-    return folder.with_name(f".{folder.name}.lock")
-
-
-def _lock(folder: Path) -> str:
-    """Claim `folder` for this process; → '' once held, else the pid of the live process that holds it."""
-    if folder in _HELD:
-        return ""
-    made = [d for d in folder.parents if not d.exists()]  # removed again if the run leaves nothing in them
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    path = _lock_path(folder)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            return holder or "?"
-        except OSError:  # a filesystem without locks: go ahead unlocked (write_run still never mixes configs)
-            os.close(fd)
-            return ""
-        try:
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:  # else its holder removed it between our open and lock: lock the new one
-            break
-        os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    _HELD[folder] = fd, made
-    return ""
-
-
-def release_run_folder(folder: Path | None = None) -> None:
-    """Give up this process's claim on `folder` (on every folder when None); a run that failed leaves no folders."""
-    for f in [Path(folder)] if folder is not None else list(_HELD):
-        fd, made = _HELD.pop(f, (None, []))
-        if fd is None:
-            continue
-        _lock_path(f).unlink(missing_ok=True)  # while still locked, so nobody locks a file about to vanish
-        os.close(fd)
-        for d in made:  # deepest first; stops at the first that holds anything
-            try:
-                d.rmdir()
-            except OSError:
-                break
-
-
-atexit.register(release_run_folder)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temps(folder: Path, max_age_s: float = 86400) -> None:
-    """Temporary and replaced copies of `folder` (`.seed0.tmp-<pid>-<ns>`, `.seed0.old-<pid>-<ns>`) left by a
-    writer that was killed: removed when that process is gone, or when older than max_age_s."""
-    for p in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(f".{folder.name}.old-*")]:
-        pid = p.name.rsplit(".", 1)[-1].split("-")[1]
-        try:
-            stale = not (pid.isdigit() and _alive(int(pid))) or time.time() - p.stat().st_mtime > max_age_s
-        except OSError:
-            continue
-        if stale:
-            shutil.rmtree(p, ignore_errors=True)
-
-
 _SKIPPED: dict[Path, str] = {}  # run folder → why claim_run_folder said to skip it
 
 
@@ -274,7 +230,7 @@ def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
         if locked:
             break
         ensure_writable(out_dir)
-        if holder := _lock(folder):
+        if holder := lock_run_folder(folder):
             _SKIPPED[folder] = f"running in another process (pid {holder})"
             return False
     remove_stale_temps(folder)

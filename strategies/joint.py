@@ -1,4 +1,4 @@
-"""Joint training (seed 000): one training run on every task's data merged; each sample keeps its task label and
+"""Joint training (Hat Swap): one training run on every task's data merged; each sample keeps its task label and
 is routed to its own head, so the gradients of all heads reach the shared layers together. Not continual: R has a
 single row, and BWT / forgetting / FWT are undefined (N/A, not 0).
 

@@ -1,4 +1,4 @@
-"""LwF-style knowledge distillation (Li & Hoiem 2016; T = 2, λ = 1 as in seed 004).
+"""LwF-style knowledge distillation (Li & Hoiem 2016; T = 2, λ = 1 as in the dense suite document).
 
 While training experience k, every old task's head h < k is distilled on the current inputs against a frozen copy
 of the model taken before experience k:
@@ -11,7 +11,7 @@ third task's teacher would pull at half the strength of the second's. Avalanche'
 the same loss and gradients on this model (a test: its KL lacks the T² factor).
 
 (the model's `distill(h, …)`; on the dense suite each head's term follows its kind: pixel-wise KL for
-segmentation, class KL + L2 on box/objectness outputs for detection — benchmark/dense/kinds.py)
+segmentation, class KL + L2 on box/objectness outputs for detection — benchmark/tasks/kinds/)
 
 with z_t teacher logits, z_s student logits, KL averaged over the batch ("batchmean"). The T² factor keeps the
 KD gradients on the scale of the cross-entropy (Hinton et al. 2015).

@@ -3,12 +3,12 @@
 The Hat Swap network's backbone + shared layers become column 0; every task gets its own copy (same initial
 weights) with linear lateral adapters from all earlier columns' layer below, and keeps its own head:
 
-    h_t^j = ReLU( W_t^j h_t^{j−1} + Σ_{s<t} U_{t,s}^j sg(h_s^{j−1}) )      (benchmark/mtl/architectures/progressive.py)
+    h_t^j = ReLU( W_t^j h_t^{j−1} + Σ_{s<t} U_{t,s}^j sg(h_s^{j−1}) )      (benchmark/models/progressive_columns.py)
 
 A sample of task t is routed through columns 0..t and head t. The stop-gradient sg means training task t never
 changes columns s < t or their heads, so once learnt a task's outputs never change: forgetting = BWT = 0 by
 construction (a test checks it), paid for with T columns (parameters and compute grow linearly with the tasks).
-On the dense suite the columns are copies of the feature-map backbone + shared conv (`ProgressiveDense`).
+On the dense suite the columns are copies of the feature-map backbone + shared conv (`ProgressiveMaps`).
 """
 
 from __future__ import annotations
@@ -20,36 +20,24 @@ from avalanche.models import MultiTaskModule
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from benchmark.models.dense_net import DenseHatSwapNet
-from benchmark.models.hatswap_net import HatSwapNet
+from benchmark.models.contract import MultiHeadModel
+from benchmark.models.layers import TokenBackbone
+from benchmark.models.progressive_columns import ProgressiveColumns
 from benchmark.models.trunk import route
-from benchmark.mtl.architectures.progressive import ProgressiveColumns
 from benchmark.registry import STRATEGIES
 
 
-class _PooledAsToken(nn.Module):
-    """A backbone that already pools (B×D) seen as a one-token map (B×1×D), the shape the columns read."""
+class ProgressiveVectors(MultiTaskModule):
+    """Columns for heads that read feature vectors (the binary-task stream): copies of backbone + shared MLP."""
 
-    def __init__(self, body: nn.Module, dim: int):
-        super().__init__()
-        self.body, self.dim = body, dim
-
-    def forward(self, x):
-        return self.body(x).unsqueeze(1)
-
-    @staticmethod
-    def pooled(tokens):
-        return tokens.mean(dim=1)
-
-
-class ProgressiveHatSwap(MultiTaskModule):
-    def __init__(self, base: HatSwapNet):
+    def __init__(self, base: MultiHeadModel):
         super().__init__()
         linears = [m for m in base.shared if isinstance(m, nn.Linear)]
         dropout = next((m.p for m in base.shared if isinstance(m, nn.Dropout)), 0.0)
         self.frozen_backbone = base.frozen_backbone
         self.columns = ProgressiveColumns(
-            len(base.heads), lambda: _PooledAsToken(copy.deepcopy(base.backbone), linears[0].in_features),
+            len(base.heads),
+            lambda: TokenBackbone(copy.deepcopy(base.backbone), linears[0].in_features, pooled_body=True),
             [m.out_features for m in linears], dropout, "each")
         self.heads, self.head_dims = base.heads, list(base.head_dims)
 
@@ -73,9 +61,10 @@ class ProgressiveHatSwap(MultiTaskModule):
         return self.heads[task_label](self.columns(x, upto=task_label)[task_label])
 
 
-class ProgressiveDense(MultiTaskModule):
-    """The dense suite's version: column t = its own copy of backbone + shared 3×3 conv, and the shared conv of
-    column t reads its backbone's map plus a 1×1-conv lateral adapter of every earlier backbone's map:
+class ProgressiveMaps(MultiTaskModule):
+    """For heads that read feature maps (the dense suite): column t = its own copy of backbone + shared 3×3 conv,
+    and the shared conv of column t reads its backbone's map plus a 1×1-conv lateral adapter of every earlier
+    backbone's map:
 
         f_t = shared_t( backbone_t(x) + Σ_{s<t} U_{t,s} sg(backbone_s(x)) ),   output = head_t(f_t)
 
@@ -121,11 +110,14 @@ class ProgressiveDense(MultiTaskModule):
 
 
 @STRATEGIES.register("progressive")
-def build_progressive(cfg=None, plugins=(), *, model: HatSwapNet | DenseHatSwapNet, optimizer: torch.optim.Optimizer,
+def build_progressive(cfg=None, plugins=(), *, model: MultiHeadModel, optimizer: torch.optim.Optimizer,
                       **template_kwargs) -> SupervisedTemplate:
-    net = ProgressiveDense(model) if isinstance(model, DenseHatSwapNet) else ProgressiveHatSwap(model)
+    net = COLUMNS[model.feature_form](model)
     opt = regroup(optimizer, model, net)
     return SupervisedTemplate(model=net, optimizer=opt, plugins=list(plugins), **template_kwargs)
+
+
+COLUMNS = {"vector": ProgressiveVectors, "map": ProgressiveMaps}  # by the model's feature form
 
 
 def regroup(optimizer: torch.optim.Optimizer, model, net) -> torch.optim.Optimizer:

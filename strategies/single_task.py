@@ -1,4 +1,4 @@
-"""Single-task baselines (seed 004's reference point): each task trained alone, with the same budget.
+"""Single-task baselines (the dense suite document's reference point): each task trained alone, with the same budget.
 
 Before every experience the model goes back to its initial weights (the same seeded initialisation every strategy
 starts from) and the optimizer drops its state, so after experience i the model has seen task i only, for the same

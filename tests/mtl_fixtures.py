@@ -7,16 +7,15 @@ import types
 import torch
 
 from benchmark.mtl.task_sets.mtl_data import MTLData
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.tasks import TaskSpec
 
 N_FEATURES = 12
 
 
 def tiny_tasks() -> list[TaskSpec]:
-    return [TaskSpec("cls", kind="multiclass", n_outputs=3),
-            TaskSpec("recon", kind="reconstruction", n_outputs=N_FEATURES, loss="mse", primary="recon_score",
-                     info={"shape": [N_FEATURES], "mse_of_mean_image": 1.0}),
-            TaskSpec("bin", kind="binary", n_outputs=2)]
+    return [TaskSpec("cls", kind="multiclass", params={"num_classes": 3}),
+            TaskSpec("recon", kind="reconstruction", params={"shape": [N_FEATURES], "mse_of_mean_image": 1.0}),
+            TaskSpec("bin", kind="binary")]
 
 
 def tiny_data(n: int = 32, seed: int = 0) -> MTLData:

@@ -13,7 +13,7 @@ def test_defaults_and_typed_entry_configs():
     assert cfg == RunConfig(stream_args=cfg.stream_args, backbone_args=cfg.backbone_args)
     assert cfg.stream_args.source == "fashion_mnist" and cfg.strategy_args is None
     cfg, _ = parse_config(["--strategy", "lwf"])
-    assert (cfg.strategy_args.alpha, cfg.strategy_args.temperature) == (1.0, 2.0)  # seed 004's λ = 1, T = 2
+    assert (cfg.strategy_args.alpha, cfg.strategy_args.temperature) == (1.0, 2.0)  # the dense suite's λ = 1, T = 2
 
 
 def test_precedence_defaults_profile_file_flags(tmp_path):
@@ -178,6 +178,21 @@ def test_mtl_config_files_get_the_same_checks(values, fragment, tmp_path):
         parse_mtl_config(["--config", str(f)])
     if "NaN" not in fragment:  # a parsing error names the file (a range check names the flag)
         assert str(f) in str(e.value)
+
+
+def test_mtl_flags_parse_as_run_flags_do(tmp_path):
+    """`hatswap mtl` goes through the same parser as `hatswap run`: a knob of an entry not chosen names its owner; a
+    file key keeps its entry name as registered and takes its knob with `-` or `_`."""
+    from benchmark.mtl.config import parse_mtl_config
+
+    with pytest.raises(UserError, match="--static.weights belongs to weighting static, not equal"):
+        parse_mtl_config(["--static.weights", "1,2"])
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"architecture": "cross-stitch", "cross-stitch.alpha-same": 0.75, "shared-layers": 3}))
+    cfg, _ = parse_mtl_config(["--config", str(f)])
+    assert cfg.architecture_args.alpha_same == 0.75 and cfg.shared_layers == 3
+    with pytest.raises(UserError, match="invalid value for --epochs: 0 \\(key 'epochs' of the profile\\)"):
+        parse_mtl_config([], defaults={"epochs": 0})
 
 
 def test_mtl_errors_name_where_a_bad_value_came_from(tmp_path):

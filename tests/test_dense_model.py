@@ -3,7 +3,6 @@ the cosine schedule and the single-task restart plugin."""
 
 import math
 import types
-from dataclasses import replace
 
 import pytest
 import timm
@@ -12,24 +11,24 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
 from benchmark.dense import KIND_ORDER
-from benchmark.dense.kinds import KINDS
 from benchmark.errors import UserError
 from benchmark.harness_plugins import CosineLR
 from benchmark.models.backbone_training import apply_last_k
-from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import EfficientNetFPN, as_feature_map
+from benchmark.models.hatswap_net import build_net
 from benchmark.registry import BACKBONES
 from benchmark.run import run
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.tasks import TaskSpec, task_kind
 from strategies.single_task import RestartEachExperience
 
 
 def specs(size=64, grid=8, classes=(11, 10, 10)):
     out = []
     for t, (kind, c) in enumerate(zip(KIND_ORDER, classes, strict=True)):
-        spec = TaskSpec(name=f"t{t}", kind=kind, info={"num_classes": c, "image_size": size, "grid": grid,
-                                                        "max_boxes": 4, "ignore_index": 255 if t == 0 else None})
-        out.append(replace(spec, n_outputs=KINDS[kind].output_len(spec)))
+        params = {"segmentation": {"num_classes": c, "image_size": size},
+                  "detection": {"num_classes": c, "image_size": size, "grid": grid, "max_boxes": 4},
+                  "classification": {"num_classes": c}}[kind]
+        out.append(TaskSpec(name=f"t{t}", kind=kind, params=params))
     return out
 
 
@@ -55,7 +54,7 @@ def test_backbone_without_feature_map_is_refused():
 def test_each_sample_goes_through_its_own_head_and_outputs_are_packed():
     torch.manual_seed(0)
     tasks = specs()
-    net = DenseHatSwapNet(as_feature_map(vit_tiny(), "vit_tiny"), tasks).eval()
+    net = build_net(as_feature_map(vit_tiny(), "vit_tiny"), tasks).eval()
     x, labels = torch.randn(6, 3, 64, 64), torch.tensor([2, 0, 1, 1, 0, 2])
     out = net(x, labels)
     assert out.shape == (6, max(net.head_dims)) and net.head_dims == [11 * 64 * 64, 15 * 8 * 8, 10]
@@ -63,15 +62,15 @@ def test_each_sample_goes_through_its_own_head_and_outputs_are_packed():
         alone = net.forward_single_task(x[i: i + 1], t)[0]
         assert torch.allclose(out[i, : net.head_dims[t]], alone, atol=1e-5)
         assert (out[i, net.head_dims[t]:] == 0).all()
-    seg = KINDS["segmentation"].unpack_output(out[1:2], tasks[0])
+    seg = task_kind("segmentation").unpack_output(out[1:2], tasks[0])
     assert seg.shape == (1, 11, 64, 64)  # upsampled to the input size
 
 
 def test_distill_dispatches_to_the_task_kind():
     tasks = specs()
-    net = DenseHatSwapNet(as_feature_map(vit_tiny(), "vit_tiny"), tasks)
+    net = build_net(as_feature_map(vit_tiny(), "vit_tiny"), tasks)
     s, t = torch.randn(2, net.head_dims[1]), torch.randn(2, net.head_dims[1])
-    assert net.distill(1, s, t, 2.0) == pytest.approx(float(KINDS["detection"].distill(s, t, tasks[1], 2.0)))
+    assert net.distill(1, s, t, 2.0) == pytest.approx(float(task_kind("detection").distill(s, t, tasks[1], 2.0)))
 
 
 def test_last_k_trains_only_the_last_blocks_of_a_vit_feature_map():
@@ -85,7 +84,7 @@ def test_efficientnet_b0_fpn_stays_under_8M_parameters(capsys):
     entry = BACKBONES.get("efficientnet_b0_fpn")
     backbone, dim, identity = entry.build(entry.config_cls(pretrained=False), image_size=64, in_chans=3)
     assert dim == 128 and identity["weights"] == "random init"
-    net = DenseHatSwapNet(as_feature_map(backbone, "efficientnet_b0_fpn"), specs(64, 8, (21, 80, 10)))
+    net = build_net(as_feature_map(backbone, "efficientnet_b0_fpn"), specs(64, 8, (21, 80, 10)))
     n = sum(p.numel() for p in net.parameters())
     print(f"efficientnet_b0_fpn dense net (seg 21, det 80, cls 10): {n:,} parameters")
     assert 3_000_000 < n < 8_000_000

@@ -16,7 +16,7 @@ def test_dense_profiles_parse_for_each_of_their_strategies(profile):
     for strategy in spec["strategies"]:
         cfg, _ = parse_config(["--profile", profile, "--strategy", strategy])
         assert cfg.stream == "dense_suite" and cfg.lr_schedule == "cosine" and cfg.optimizer == "adamw"
-    if profile == "dense-paper":  # seed 004's settings
+    if profile == "dense-paper":  # the dense suite document's settings
         assert (cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size) == (5, 8e-4, 1e-4, 4)
         assert cfg.backbone == "efficientnet_b0_fpn" and cfg.stream_args.image_size == 512
 

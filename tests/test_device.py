@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from benchmark.config import parse_config
 from benchmark.device import autocast_dtype
-from benchmark.models.hatswap_net import HatSwapNet
 from benchmark.run import run
 from strategies.lwf import LwFConfig, LwFPlugin
+from tests.task_fixtures import vector_net
 
 
 def test_no_autocast_on_cpu_or_when_disabled():
@@ -22,7 +22,7 @@ def test_no_autocast_on_cpu_or_when_disabled():
 
 def test_bf16_autocast_model_returns_float32_and_lwf_still_distils():
     torch.manual_seed(0)
-    model = HatSwapNet(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8)), 8, (6,), 0.0, [2, 2])
+    model = vector_net(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8)), 8, (6,), 0.0, [2, 2])
     model.autocast_dtype = torch.bfloat16
     seen = []
     model.shared.register_forward_hook(lambda m, i, o: seen.append(o.dtype))

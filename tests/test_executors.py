@@ -80,7 +80,7 @@ def _extract_in_parallel(argv, barrier, out_file):
 
     feature_cache.extract = slow_extract
     barrier.wait()
-    _, ident = feature_cache.use_feature_cache(cfg, bench, model, backbone_id, torch.device("cpu"), log=lambda m: 0)
+    _, _, ident = feature_cache.use_feature_cache(cfg, bench, model, backbone_id, torch.device("cpu"), log=lambda m: 0)
     out_file.write_text(json.dumps({split: info["status"] for split, info in ident["feature_cache"].items()}))
 
 
@@ -99,3 +99,20 @@ def test_parallel_runs_on_one_cache_key_extract_once(tmp_path, fmnist_root):
     statuses = [json.loads(o.read_text()) for o in outs]
     for split in ("train", "test"):  # one child extracted each split; the other waited for it and read it
         assert sorted(s[split] for s in statuses) == ["hit", "miss"], statuses
+
+
+def test_a_multi_task_batch_on_ray_equals_the_local_one(tmp_path, fmnist_root):
+    """The one batch runner: an MTL profile's experiments (and derived baselines) run as Ray tasks too."""
+    pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
+    from benchmark.executors import RayExecutor
+    from benchmark.mtl.batch import run_mtl_batch
+    from tests.test_mtl_run import TINY
+
+    profile = {"kind": "mtl", "seeds": [0], "config": {"epochs": 2},
+               "experiments": [{"name": "both", "tasks": "classes,coarse"}]}
+    for where, executor in (("local", None), ("ray", RayExecutor(num_cpus=2))):
+        args = ["--data-root", str(fmnist_root), "--out-dir", str(tmp_path / where), "--threads", "1", *TINY]
+        assert run_mtl_batch("t", profile, args, executor=executor) == 0
+    local, on_ray = ({p.relative_to(tmp_path / w): p.read_text() for p in sorted((tmp_path / w).rglob("matrix.csv"))}
+                     for w in ("local", "ray"))
+    assert local == on_ray and len(local) == 3  # both + its two derived single-task baselines

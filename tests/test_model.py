@@ -1,13 +1,13 @@
 import torch
 import torch.nn.functional as F
 
-from benchmark.models.hatswap_net import HatSwapNet
+from tests.task_fixtures import vector_net
 
 
 def net(head_dims=(2, 5, 3), frozen=False):
     torch.manual_seed(0)
     backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Dropout(0.5))
-    return HatSwapNet(backbone, 8, (6,), 0.0, list(head_dims), frozen_backbone=frozen)
+    return vector_net(backbone, 8, (6,), 0.0, list(head_dims), frozen_backbone=frozen)
 
 
 def test_each_sample_is_routed_to_its_own_head():

@@ -185,7 +185,7 @@ def test_every_architecture_runs_on_both_image_backbones(architecture, backbone,
 
 
 def test_flatten_pooling_keeps_the_layout_and_mean_pooling_averages_it():
-    from benchmark.mtl.layers import TokenBackbone
+    from benchmark.models.layers import TokenBackbone
 
     tokens = torch.arange(12.0).view(1, 3, 4)  # B×N×D: 3 positions of 4 channels
     flat, mean = TokenBackbone(None, 4, n_tokens=3, pooling="flatten"), TokenBackbone(None, 4, n_tokens=3)

@@ -10,16 +10,15 @@ import torch
 from benchmark.cli import main
 from benchmark.mtl.references import CONSTANT, NEAREST, nearest_neighbour
 from benchmark.mtl.task_sets.mtl_data import MTLData
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.tasks import TaskSpec
 from tests.test_mtl_run import TINY, _data
 
 
 def hand_data() -> MTLData:
     x_train = torch.tensor([[0.0, 0.0], [10.0, 10.0], [0.0, 1.0]])
     x_test = torch.tensor([[0.0, 0.4], [9.0, 9.0]])  # nearest: train 0 (d² 0.16 < 0.36), train 1
-    tasks = [TaskSpec("cls", kind="binary", n_outputs=2),
-             TaskSpec("rec", kind="reconstruction", n_outputs=2, loss="mse", primary="recon_score",
-                      info={"mse_of_mean_image": 2.0})]
+    tasks = [TaskSpec("cls", kind="binary"),
+             TaskSpec("rec", kind="reconstruction", params={"shape": [2], "mse_of_mean_image": 2.0})]
     y_train = {"cls": torch.tensor([0, 1, 1]), "rec": x_train}
     y_test = {"cls": torch.tensor([1, 1]), "rec": x_test}
     return MTLData(tasks, {"train": x_train, "test": x_test}, {"train": y_train, "test": y_test})
@@ -50,7 +49,7 @@ def test_a_run_records_final_validation_scores_and_the_references(tmp_path, fmni
     assert val["classes"]["loss"] == pytest.approx(s["epochs"][-1]["val_loss"]["classes"])
     assert s["transfer_metric"] == {"classes": {"metric": "accuracy", "lower_is_better": False},
                                     "reconstruction": {"metric": "mse", "lower_is_better": True}}
-    assert s["final"]["reconstruction"]["mse"] == pytest.approx(s["final"]["reconstruction"]["loss"])
+    assert s["final_metrics"]["reconstruction"]["mse"] == pytest.approx(s["final_metrics"]["reconstruction"]["loss"])
     data = _data(fmnist_root)  # the same sizes and seed as TINY: the same images
     nn = data.y["train"]["classes"][nearest_neighbour(data.x["train"], data.x["test"])]
     expected = float((nn == data.y["test"]["classes"]).double().mean())

@@ -10,7 +10,7 @@ from benchmark.cli import main
 from benchmark.mtl.batch import run_mtl_batch
 from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.task_sets.mtl_tasks import MtlTasksConfig
-from benchmark.results import read_matrix
+from benchmark.results import SUMMARY_KEYS, read_matrix
 
 TINY = ["--mtl_tasks.train-size", "60", "--mtl_tasks.val-size", "20", "--mtl_tasks.test-size", "40",
         "--small_cnn.channels", "4", "--shared-width", "8", "--task-layers", "8", "--epochs", "2",
@@ -34,7 +34,7 @@ def test_mtl_tasks_labels_follow_their_definitions(fmnist_root):
         assert (y["coarse"].numpy() == np.isin(y["classes"].numpy(), (5, 7, 9))).all()  # footwear
         assert y["reconstruction"] is data.x[split]
     recon = data.tasks[2]
-    assert recon.loss == "mse" and recon.n_outputs == 28 * 28 and recon.info["mse_of_mean_image"] > 0
+    assert recon.kind == "reconstruction" and recon.n_outputs == 28 * 28 and recon.params.mse_of_mean_image > 0
     assert [t.n_outputs for t in data.tasks] == [10, 2, 784, 2]
 
 
@@ -55,7 +55,11 @@ def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["tasks"] == ["classes", "coarse", "reconstruction"] and summary["architecture"] == "mmoe"
     tasks, labels, R = read_matrix(folder / "matrix.csv")
-    assert labels == ["init", "after_joint"] and R[-1][0] == pytest.approx(summary["final"]["classes"]["accuracy"])
+    assert labels == ["init", "after_joint"]
+    assert R[-1][0] == pytest.approx(summary["final_metrics"]["classes"]["accuracy"])
+    assert set(SUMMARY_KEYS) <= set(summary) and "cl" not in summary  # one schema with `hatswap run`'s summaries
+    assert summary["final"] == pytest.approx(R[-1], abs=1e-6) and summary["acc"] == pytest.approx(np.mean(R[-1]))
+    assert summary["bwt"] is None and summary["just_trained"] is None  # joint: no sequence
     assert len(summary["epochs"]) == 2 and (folder / "losses.png").is_file()
     record = json.loads((folder / "config.json").read_text())
     assert record["config"]["experts"] == 2 and record["versions"]["torch"] and record["seed"] == 0
@@ -78,7 +82,8 @@ def test_sequential_schedule_gives_R_and_cl_metrics(tmp_path, fmnist_root):
     summary = json.loads((folder / "summary.json").read_text())
     _, labels, R = read_matrix(folder / "matrix.csv")
     assert labels == ["init", "after_exp0", "after_exp1"]
-    assert R[1][0] == R[2][0] and summary["cl"]["forgetting"] == 0.0  # progressive: old column frozen
+    assert R[1][0] == R[2][0] and summary["forgetting"] == 0.0  # progressive: old column frozen
+    assert summary["just_trained"] == pytest.approx([R[0][0], R[1][1]], abs=1e-6) and summary["bwt"] == 0.0
 
 
 def test_mtl_batch_resumes_lists_failures_and_reports_delta_m(tmp_path, fmnist_root, capsys):
@@ -94,10 +99,16 @@ def test_mtl_batch_resumes_lists_failures_and_reports_delta_m(tmp_path, fmnist_r
     assert "Δm = (1/T)" in md and "| both |" in md
     assert "| reference: 1-NN on raw pixels |" in md and "| reference: majority class / mean training image |" in md
     assert md.index("| stl-coarse |") < md.index("| reference: 1-NN") < md.index("| both |")  # beside the baselines
+    table = (tmp_path / "mtl" / "summary.csv").read_text()
+    (tmp_path / "mtl" / "summary.md").unlink()
+    assert main(["report", str(tmp_path)]) == 0  # rebuilds the multi-task report as the batch wrote it (groups too)
+    assert (tmp_path / "mtl" / "summary.md").read_text() == md
+    assert (tmp_path / "mtl" / "summary.csv").read_text() == table
+    assert not (tmp_path / "REPORT.md").exists()  # no continual runs here: no continual report
     with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
         both = next(r for r in csv.DictReader(f) if r["experiment"] == "both")
-    s = {n: json.loads((tmp_path / "mtl" / "runs" / n / "seed0" / "summary.json").read_text())["final_primary"]
-         for n in ("stl-classes", "stl-coarse", "both")}
+    s = {n: dict(zip(*(json.loads((tmp_path / "mtl" / "runs" / n / "seed0" / "summary.json").read_text())[k]
+                       for k in ("tasks", "final")), strict=True)) for n in ("stl-classes", "stl-coarse", "both")}
     gains = [(s["both"][t] - s[f"stl-{t}"][t]) / s[f"stl-{t}"][t] for t in ("classes", "coarse")]
     assert float(both["delta_m"]) == pytest.approx(sum(gains) / 2, rel=1e-6)
     assert both["baselines"] == "stl-*" and both["val_classes"]  # the listed stl runs share both's trunk
@@ -143,7 +154,12 @@ def test_mtl_tasks_on_cifar10_groups_animals(tmp_path, monkeypatch):
     y = data.y["train"]
     assert (y["coarse"].numpy() == np.isin(y["classes"].numpy(), (2, 3, 4, 5, 6, 7))).all()  # bird..horse
     assert data.x["train"].shape[1:] == (3, 32, 32) and data.tasks[2].n_outputs == 3 * 32 * 32
-    assert "animal" in data.tasks[1].info["grouping"]
+    assert "animal" in data.tasks[1].about["grouping"]
+
+
+def test_a_multi_task_batch_refuses_a_continual_selection(capsys):
+    assert main(["batch", "--profile", "mtl", "--strategies", "naive"]) == 2
+    assert "--streams/--strategies do not apply" in capsys.readouterr().err
 
 
 def test_hatswap_run_points_an_mtl_profile_to_the_right_command(capsys):

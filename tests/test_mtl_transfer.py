@@ -5,7 +5,7 @@ import pytest
 
 from benchmark.mtl.batch import plan
 from benchmark.mtl.config import MTLConfig
-from benchmark.mtl.report import markdown, table
+from benchmark.mtl.report import current_schema, markdown, table
 from benchmark.mtl.transfer import trunk_key
 
 MSE_MEAN = 0.1  # the mean image's error: recon_score = 1 − MSE / 0.1
@@ -21,12 +21,12 @@ def fake_run(name, tasks, acc=None, mse=None, seed=0, **cfg):
     primary = {"classes": "accuracy", "reconstruction": "recon_score"}
     c = MTLConfig(name=name, tasks=",".join(tasks), seed=seed, **cfg)
     return {"name": name, "seed": seed, "tasks": list(tasks), "architecture": c.architecture,
-            "weighting": c.weighting, "schedule": c.schedule, "primary": {t: primary[t] for t in tasks},
-            "final": final, "final_primary": {t: final[t][primary[t]] for t in tasks},
+            "weighting": c.weighting, "schedule": c.schedule, "metric_units": {t: primary[t] for t in tasks},
+            "final_metrics": final, "final": [final[t][primary[t]] for t in tasks],
             "transfer_metric": {"classes": {"metric": "accuracy", "lower_is_better": False},
                                 "reconstruction": {"metric": "mse", "lower_is_better": True}},
-            "train_loss": 1.0, "val_loss": 1.0, "cl": None, "total_wall_s": 1.0, "epochs": [],
-            "config": c.to_dict()}
+            "train_loss": 1.0, "val_loss": 1.0, "acc": None, "bwt": None, "total_wall_s": 1.0, "epochs": [],
+            "evaluations": {"init": {}, "after_joint": final}, "config": c.to_dict()}
 
 
 def _row(df, name):
@@ -99,3 +99,12 @@ def test_the_batch_derives_one_equal_joint_baseline_per_trunk_and_task():
     for c in experiments:
         for t in ("classes", "coarse"):
             assert (trunk_key(c.to_dict()), t, c.seed) in baselines, (c.run_name, t)
+
+
+def test_a_summary_written_before_the_one_schema_reads_as_today_s():
+    new = fake_run("mtl", ["classes", "reconstruction"], acc=0.84, mse=0.050)
+    old = {k: v for k, v in new.items() if k not in ("metric_units", "final_metrics", "final", "acc", "bwt")} | {
+        "primary": new["metric_units"], "final": new["final_metrics"], "cl": None,
+        "final_primary": dict(zip(new["tasks"], new["final"], strict=True))}
+    assert current_schema(old) == new | {"forgetting": None, "fwt": None}
+    assert current_schema(old | {"cl": {"acc": 0.5, "bwt": -0.1, "forgetting": 0.1, "fwt": 0.0}})["bwt"] == -0.1

@@ -17,7 +17,7 @@ from benchmark.models.backbone_training import build_optimizer
 from benchmark.models.dino import BackboneInput
 from benchmark.registry import BACKBONES
 from benchmark.run import run
-from benchmark.streams import TaskSpec
+from benchmark.tasks import TaskSpec
 
 TINY = {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}  # a vit_small_patch16_224 of test size
 HUB_ID = "timm/vit_small_patch16_224.dino"

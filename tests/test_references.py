@@ -1,13 +1,11 @@
 """benchmark/references.py: raw-pixel nearest-neighbour references, hand-computed."""
 
-from dataclasses import replace
 
 import pytest
 import torch
 
-from benchmark.dense.kinds import KINDS
 from benchmark.references import nearest, reference_score, vote
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.tasks import TaskSpec, task_kind
 
 
 def test_vote_counts_first_and_breaks_ties_by_the_nearer_neighbour():
@@ -25,15 +23,14 @@ def test_knn_reference_on_a_classification_task():
     y = torch.tensor([0, 0, 0, 1, 1, 1, 0])
     train = [(xi, yi, 0) for xi, yi in zip(x, y, strict=True)]
     evaluation = [(torch.tensor([0.05]), torch.tensor(0), 0), (torch.tensor([5.25]), torch.tensor(0), 0)]
-    ref = reference_score(TaskSpec("t", kind="binary", n_outputs=2), train, evaluation)
+    ref = reference_score(TaskSpec("t", kind="binary"), train, evaluation)
     # 5-NN of 0.05: four 0s and one 1 → 0 ✓; of 5.25: 5.3 (0), 5.2, 5.1, 5.0 (1), 0.2 (0) → 1 ✗
     assert ref == {"name": "5-NN on raw pixels", "score": 0.5}
 
 
 def _dense_spec(kind):
-    spec = TaskSpec(f"t_{kind}", kind=kind, info={"num_classes": 3, "image_size": 4, "grid": 2, "max_boxes": 2,
-                                                   "ignore_index": 255})
-    return replace(spec, n_outputs=KINDS[kind].output_len(spec))
+    params = {"num_classes": 3, "image_size": 4} | ({"grid": 2, "max_boxes": 2} if kind == "detection" else {})
+    return TaskSpec(f"t_{kind}", kind=kind, params=params)
 
 
 @pytest.mark.parametrize("kind", ["segmentation", "detection"])
@@ -46,7 +43,8 @@ def test_copy_reference_is_perfect_when_the_evaluation_images_are_the_training_i
             target = {"mask": torch.randint(0, 3, (4, 4))}
         else:
             target = {"boxes": torch.tensor([[0.0, 0.0, 2.0 + i % 2, 2.0]]), "labels": torch.tensor([i % 3])}
-        rows.append((torch.randn(3, 4, 4), torch.cat([torch.tensor([0.0]), KINDS[kind].pack_target(target, spec)]), 0))
+        payload = task_kind(kind).pack_target(target, spec)
+        rows.append((torch.randn(3, 4, 4), torch.cat([torch.tensor([0.0]), payload]), 0))
     assert reference_score(spec, rows, rows)["score"] == pytest.approx(1.0)
     shuffled = [(rows[(i + 1) % 4][0], rows[i][1], 0) for i in range(4)]  # each image now holds another's target
     assert reference_score(spec, rows, shuffled)["score"] < 1.0

@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.errors import UserError
 from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
-from benchmark.registry import BACKBONES, SOURCES, STRATEGIES, STREAMS, Registry
+from benchmark.registry import BACKBONES, KINDS, SOURCES, STRATEGIES, STREAMS, Registry
 
 
 def test_duplicate_name_raises():
@@ -61,7 +61,7 @@ def layout_problems(reg: Registry, stem_of=lambda name: name, every_file: bool =
 
 
 @pytest.mark.parametrize("reg,stem_of,every_file", [
-    (STRATEGIES, str, True), (STREAMS, str, False), (SOURCES, str, False), (TASK_SETS, str, False),
+    (STRATEGIES, str, True), (KINDS, str, True), (STREAMS, str, False), (SOURCES, str, False), (TASK_SETS, str, False),
     (WEIGHTINGS, str, False), (SCHEDULES, str, False),
     (ARCHITECTURES, lambda name: name.replace("-", "_"), False),  # documented: the stem with '-' for '_'
 ], ids=lambda x: getattr(x, "kind", None))
@@ -88,3 +88,11 @@ def test_layout_check_catches_a_misnamed_or_unimported_file(tmp_path, monkeypatc
     assert any("a.py registers ['b']" in p for p in problems)
     assert any("c.py is not imported" in p for p in problems)
     assert any("reg.py registers []" in p for p in layout_problems(REG, every_file=True))
+
+
+def test_strategy_options_are_typed_and_a_misspelt_one_is_an_error():
+    assert STRATEGIES.get("joint").meta.one_shot and not STRATEGIES.get("joint").meta.baseline
+    assert STRATEGIES.get("single_task").meta.baseline and not STRATEGIES.get("naive").meta.one_shot
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['one_shoot'\].*known: baseline, one_shot"):
+        STRATEGIES.register("misspelt", one_shoot=True)
+    assert "misspelt" not in STRATEGIES.names()

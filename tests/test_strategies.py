@@ -11,11 +11,11 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import ReplayPlugin
 
 from benchmark.config import parse_config
-from benchmark.models.hatswap_net import HatSwapNet
 from benchmark.registry import STRATEGIES
 from benchmark.results import read_matrix
 from benchmark.run import run
 from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
+from tests.task_fixtures import vector_net
 
 
 class DevicePlacementProbe(SupervisedPlugin):
@@ -56,7 +56,7 @@ def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dens
     assert probe.placed and all(probe.placed), probe.placed  # every eval, the untrained model's included
     tasks, labels, scores = read_matrix(folder / "matrix.csv")
     meta = STRATEGIES.get(name).meta
-    one_shot, baseline = meta.get("one_shot", False), meta.get("baseline", False)
+    one_shot, baseline = meta.one_shot, meta.baseline
     assert labels == (["init", "after_joint"] if one_shot else ["init", "after_exp0", "after_exp1", "after_exp2"])
     assert len(tasks) == 3 and all(0 <= v <= 1 for row in scores for v in row)
     summary = json.loads((folder / "summary.json").read_text())
@@ -87,7 +87,7 @@ def test_kd_loss_on_known_logits():
 def _model():
     torch.manual_seed(0)
     backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8))
-    return HatSwapNet(backbone, 8, (6,), 0.0, [2, 2, 2])
+    return vector_net(backbone, 8, (6,), 0.0, [2, 2, 2])
 
 
 def test_lwf_plugin_adds_lambda_times_the_sum_of_kd_over_old_heads():
@@ -215,18 +215,18 @@ class DenseBufferProbe(SupervisedPlugin):
 
 
 def test_dense_replay_buffer_keeps_images_with_their_own_kind_of_target(tiny_dense):
-    from benchmark.dense.kinds import KINDS
+    from benchmark.tasks import TaskSpec, task_kind
 
     probe = DenseBufferProbe()
     cfg, _ = parse_config(tiny_dense("--strategy", "replay", "--replay.mem-size", "12"))
     run(cfg, extra_plugins=[probe])
     assert collections.Counter(int(t) for _, _, t in probe.samples[2]) == {0: 6, 1: 6}
     assert probe.mixed_batch
-    seg_spec = types.SimpleNamespace(info={"image_size": 64})
+    seg_spec = TaskSpec("seg", "segmentation", {"num_classes": 11, "image_size": 64})
     for x, y, t in probe.samples[2]:
         assert x.shape == (3, 64, 64) and int(y[0]) == t
         if t == 0:  # a segmentation mask: classes 0..10 and void
-            mask = KINDS["segmentation"].unpack_target(y[1:], seg_spec)["mask"]
+            mask = task_kind("segmentation").unpack_target(y[1:], seg_spec)["mask"]
             assert set(mask.unique().tolist()) <= set(range(11)) | {255} and (mask > 0).any()
         else:  # detection: at least one box, label in 0..9, inside the image
             n = int(y[1])
@@ -293,11 +293,11 @@ def test_interleaved_task_batches_with_unequal_tasks():
 @pytest.mark.parametrize("kind", ["adam", "adamw"])
 def test_progressive_keeps_each_parameter_groups_settings(kind):
     from benchmark.models.backbone_training import build_optimizer
-    from strategies.progressive import ProgressiveHatSwap, regroup
+    from strategies.progressive import ProgressiveVectors, regroup
 
-    base = HatSwapNet(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8)), 8, (6,), 0.0, [2, 3])
+    base = vector_net(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8)), 8, (6,), 0.0, [2, 3])
     opt = build_optimizer(base, lr=1e-3, backbone_lr=1e-5, weight_decay=0.01, kind=kind)
-    net = ProgressiveHatSwap(base)
+    net = ProgressiveVectors(base)
     new = regroup(opt, base, net)
     assert type(new) is type(opt) and len(new.param_groups) == 2
     backbone_ids = {id(p) for p in net.column_backbones.parameters()}

@@ -34,7 +34,8 @@ def debian_dir() -> Path:  # an env override lets tests stand in a fake package 
     return Path(os.environ.get("HATSWAP_FASHION_MNIST_DEBIAN_DIR", "/usr/share/datasets/fashion-mnist"))
 
 
-def _raw(root: Path) -> Path:
+def raw_folder(root: Path) -> Path:
+    """Where the four idx files live under a data root (torchvision's layout)."""
     return Path(root) / "FashionMNIST" / "raw"
 
 
@@ -91,7 +92,7 @@ def _download(root: Path) -> bool:
     except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
         print(f"[data] Fashion-MNIST download failed: {str(e).splitlines()[0][:200]}", file=sys.stderr)
         return False
-    return _complete(_raw(root))
+    return _complete(raw_folder(root))
 
 
 def _apt_install() -> bool:
@@ -109,7 +110,7 @@ def _apt_install() -> bool:
 def ensure_files(root: Path, download: bool = True, apt_install: bool = True) -> str:
     """Make `<root>/FashionMNIST/raw` complete and well-formed; return how ('data-root', 'debian', 'download',
     'apt')."""
-    raw = _raw(root)
+    raw = raw_folder(root)
     if _complete(raw):
         origin = "data-root"
     elif _from_debian(raw):
@@ -131,7 +132,7 @@ def fashion_mnist(root: Path, train: bool, transform=None, download: bool = True
                   apt_install: bool = True) -> SourceData:
     origin = ensure_files(root, download=download, apt_install=apt_install)
     ds = FashionMNIST(root, train=train, transform=transform, download=False)
-    raw = _raw(root)
+    raw = raw_folder(root)
     return SourceData(ds, ds.targets.tolist(), list(ds.classes), {
         "source": "fashion_mnist", "loader": "torchvision.datasets.FashionMNIST", "files": str(raw.resolve()),
         "origin": origin, "sha256": file_digest([raw / f for f in RAW_FILES]), "n": len(ds)})

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.data.fashion_mnist import RAW_FILES, _raw, ensure_files
+from benchmark.data.fashion_mnist import RAW_FILES, ensure_files, raw_folder
 from benchmark.data.source import file_digest
 from benchmark.dense import KIND_ORDER
 from benchmark.registry import SOURCES
@@ -179,7 +179,7 @@ def generate(out: Path, train, test, classes, canvas: int, counts: dict) -> dict
 def _fmnist_digest(data_root: Path, download: bool, apt_install: bool) -> str:
     """sha256 of the raw Fashion-MNIST files (made present first), memoised per file set (path, size, mtime)."""
     ensure_files(data_root, download=download, apt_install=apt_install)
-    paths = [_raw(data_root) / f for f in RAW_FILES]
+    paths = [raw_folder(data_root) / f for f in RAW_FILES]
     stamp = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
     if stamp not in _DIGESTS:
         _DIGESTS[stamp] = file_digest(paths)

@@ -1,3 +1,3 @@
-"""Per-kind logic of the dense suite (segmentation, detection, classification): packing, losses, KD, metrics."""
+"""The dense suite's schedule, shared by its data sources and its stream (the kinds themselves: benchmark/tasks)."""
 
-KIND_ORDER = ("segmentation", "detection", "classification")  # seed 004's schedule: task ids 0, 1, 2
+KIND_ORDER = ("segmentation", "detection", "classification")  # task ids 0, 1, 2, as the dense suite's document orders

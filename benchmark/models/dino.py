@@ -1,4 +1,4 @@
-"""Pretrained DINO ViTs (Caron et al. 2021; DINOv2, Oquab et al. 2023) from timm: seed 000's shared extractor.
+"""Pretrained DINO ViTs (Caron et al. 2021; DINOv2, Oquab et al. 2023) from timm: Hat Swap's shared extractor.
 
 | registry name   | timm model                          | features | input (timm data config)        |
 |-----------------|-------------------------------------|----------|---------------------------------|

@@ -3,7 +3,7 @@
 - ViT backbones (`vit_tiny`, `dino_*`): the patch tokens of the last block (after the final norm), prefix tokens
   (class, registers) dropped, reshaped to the patch grid: B×N×D → B×D×(H/p)×(W/p).
 - CNNs (`small_cnn`): their `forward_features` map, before global pooling.
-- `efficientnet_b0_fpn` (seed 004): timm `efficientnet_b0` with `features_only` (strides 8, 16, 32) into
+- `efficientnet_b0_fpn` (dense suite): timm `efficientnet_b0` with `features_only` (strides 8, 16, 32) into
   torchvision's `FeaturePyramidNetwork` (128 channels, plus its extra max-pooled level); the heads read the
   stride-8 level, which the FPN's top-down path has already merged with the coarser ones. As a classification
   backbone (the binary stream) it returns that level globally average-pooled: B×128.
@@ -102,7 +102,7 @@ class _MapOf(nn.Module):
 
 @dataclass(frozen=True)
 class EfficientNetFPNConfig:
-    pretrained: bool = True  # ImageNet weights (seed 004): --backbone-weights file > Hugging Face cache > hub
+    pretrained: bool = True  # ImageNet weights (dense suite): --backbone-weights file > Hugging Face cache > hub
 
 
 @BACKBONES.register("efficientnet_b0_fpn", config_cls=EfficientNetFPNConfig, hub_id=EFFNET_HUB_ID)

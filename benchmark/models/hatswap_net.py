@@ -1,45 +1,104 @@
-"""The Hat Swap network (seed 000): a backbone, shared hidden layers, one output head per task.
+"""The Hat Swap network: a backbone, a shared trunk, one head per task, each head built by its task's kind.
+
+    backbone   images → B×D features, or B×C×h×w maps (ViT patch tokens, EfficientNet-B0 + FPN:
+               benchmark/models/feature_maps.py) when the tasks' kinds read maps (the dense suite)
+    shared     the trunk for that feature form (benchmark/models/trunk.py); LwF's hook and every head read it
+    heads      `kind.make_head(spec, width)` per task (benchmark/tasks/kinds)
 
 forward(x, task_labels) routes every sample through its own task's head, so mixed-task batches (joint training,
-replay) are handled per sample. Output: B × max_width logits; the columns past a task's own width are -inf, so
-softmax, cross-entropy and argmax over a row equal those over the task's own logits (Avalanche's MultiTaskModule
-pads with 0 instead, which silently changes all three when heads differ in width).
+replay) are handled per sample. Output: B × max_width, each row its task's flattened head output, the columns past
+its width filled with the kind's `pad` (-inf for logits, 0 for packed rows). The model contract it implements:
+benchmark/models/contract.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
+from avalanche.models import MultiTaskModule
 from torch import nn
 
-from benchmark.dense.kinds import is_dense
-from benchmark.distill import kd_loss
+from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
-from benchmark.models.dense_net import DenseHatSwapNet
 from benchmark.models.feature_maps import as_feature_map
-from benchmark.models.trunk import SharedTrunkNet
+from benchmark.models.trunk import map_trunk, route, vector_trunk
 from benchmark.registry import BACKBONES
+from benchmark.tasks import kind_of
 
 
-class HatSwapNet(SharedTrunkNet):
-    PAD = float("-inf")  # softmax, cross-entropy and argmax over a row = over the task's own logits
+def _common(tasks, attribute: str):
+    values = {getattr(kind_of(t), attribute) for t in tasks}
+    if len(values) != 1:
+        raise UserError(f"tasks of kinds {sorted({t.kind for t in tasks})} differ in {attribute!r} "
+                        f"({sorted(map(str, values))}); one network needs one")
+    return values.pop()
 
-    def __init__(self, backbone: nn.Module, feat_dim: int, hidden: tuple[int, ...], dropout: float,
-                 head_dims: list[int], frozen_backbone: bool = False):
+
+class HatSwapNet(MultiTaskModule):
+    # Set by benchmark.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
+    # returns float32, so callers (losses, LwF's hook on `shared`) never mix dtypes.
+    autocast_dtype: torch.dtype | None = None
+
+    def __init__(self, backbone: nn.Module, shared: nn.Module, width: int, tasks: list,
+                 frozen_backbone: bool = False, heads: nn.ModuleList | None = None):
         super().__init__()
-        self.backbone, self.frozen_backbone = backbone, frozen_backbone
-        layers, width = [], feat_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        self.shared = nn.Sequential(*layers)
-        self.heads = nn.ModuleList(nn.Linear(width, d) for d in head_dims)
-        self.head_dims = list(head_dims)
+        self.backbone, self.shared, self.frozen_backbone, self.tasks = backbone, shared, frozen_backbone, list(tasks)
+        self.width, self.feature_form, self.pad = width, _common(tasks, "reads"), _common(tasks, "pad")
+        self.heads = heads if heads is not None else nn.ModuleList(kind_of(t).make_head(t, width) for t in tasks)
+        self.head_dims = [t.n_outputs for t in tasks]
         if frozen_backbone:
             self.backbone.requires_grad_(False)
 
+    def with_backbone(self, backbone: nn.Module) -> HatSwapNet:
+        net = HatSwapNet(backbone, self.shared, self.width, self.tasks, self.frozen_backbone, heads=self.heads)
+        net.autocast_dtype = self.autocast_dtype
+        return net
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_backbone:  # a frozen backbone also keeps its dropout/norm statistics fixed
+            self.backbone.eval()
+        return self
+
+    def _autocast(self, x: torch.Tensor):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.autocast_dtype)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast(x):
+            return self.shared(self.backbone(x)).float()
+
+    def head(self, task: int, feats: torch.Tensor) -> torch.Tensor:
+        with self._autocast(feats):
+            return self.heads[task](feats).float().flatten(1)
+
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor | dict[int, torch.Tensor]:
+        feats = self.features(x)
+        if task_labels is None:
+            return {t: self.head(t, feats) for t in range(len(self.heads))}
+        return route(task_labels, feats, self.head_dims, self.pad, lambda t, mask: self.head(t, feats[mask]))
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self.head(task_label, self.features(x))
+
     def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-        """LwF's term for one old task: T²·KL on its logits (strategies/lwf.py)."""
-        return kd_loss(student, teacher, temperature)
+        spec = self.tasks[task]
+        return kind_of(spec).distill(student, teacher, spec, temperature)
+
+
+def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hidden: tuple[int, ...] = (),
+              dropout: float = 0.0, frozen_backbone: bool = False) -> HatSwapNet:
+    """The trunk for the tasks' feature form: "vector" reads `feat_dim`-wide features through `hidden` layers;
+    "map" reads `backbone.out_channels` maps (`hidden` unused)."""
+    if _common(tasks, "reads") == "map":
+        net = HatSwapNet(backbone, *map_trunk(backbone.out_channels), tasks, frozen_backbone)
+        # NHWC weights make every convolution run channels-last (oneDNN on the CPU, tensor cores on a GPU): a
+        # training step of the offline dense profile's CNN took 1.15–1.25× less time on 2 idle CPU cores
+        # (measured side by side). Inputs stay NCHW; the first convolution converts them.
+        return net.to(memory_format=torch.channels_last)
+    return HatSwapNet(backbone, *vector_trunk(feat_dim, hidden, dropout), tasks, frozen_backbone)
 
 
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
@@ -47,12 +106,9 @@ def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet,
     entry = BACKBONES.get(cfg.backbone)
     backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
                                                weights=cfg.backbone_weights)
-    frozen = cfg.backbone_mode == "frozen"
-    if is_dense(tasks):  # the dense suite: heads read feature maps (--hidden unused)
-        model = DenseHatSwapNet(as_feature_map(backbone, cfg.backbone), tasks, frozen_backbone=frozen)
-    else:
-        model = HatSwapNet(backbone, feat_dim, cfg.hidden, cfg.dropout, [t.n_outputs for t in tasks],
-                           frozen_backbone=frozen)
+    if _common(tasks, "reads") == "map":
+        backbone = as_feature_map(backbone, cfg.backbone)
+    model = build_net(backbone, tasks, feat_dim, cfg.hidden, cfg.dropout, frozen_backbone=cfg.backbone_mode == "frozen")
     if cfg.backbone_mode == "last-k":
         apply_last_k(model.backbone, cfg.last_k)
     n_params = sum(p.numel() for p in model.parameters())

@@ -3,7 +3,7 @@
 Shapes: B×C×H×W → `forward_features` → B×channels[-1]×(H/2^k)×(W/2^k) (k = len(channels), one 2×2 max-pool per
 block) → `forward` → B×channels[-1] (global average pool), the same contract as `vit_tiny`'s pooled output.
 Multi-task models read `forward_features` and pool the map themselves (`hatswap mtl --pooling mean|flatten`,
-benchmark/mtl/layers.py): averaging 7×7 positions of 32 channels keeps too little for a 10-way classifier or a pixel
+benchmark/models/layers.py): averaging 7×7 positions of 32 channels keeps too little for a 10-way classifier or a pixel
 decoder (validation numbers in the README's multi-task section), so the `mtl` profile flattens it.
 """
 

@@ -5,26 +5,27 @@ A profile: {"kind": "mtl", "seeds": [...], "config": {shared flags}, "experiment
 of its tasks, one run of the same trunk (`transfer.trunk_key`) on that task alone, with equal weighting, the joint
 schedule and the profile's shared config for everything else (its budget), deduplicated across experiments and
 named `stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with
-equal weighting and the joint schedule serves instead when its trunk matches. Completed experiments (summary.json,
-same config) are skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is
-rebuilt (results/mtl/summary.{md,csv}, val_curves.png) and failures exit 1.
+equal weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
+core's batch runner (benchmark/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
+skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is rebuilt
+(results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's groups and order for `hatswap
+report`) and failures exit 1.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sys
-import time
-import traceback
+import json
 from pathlib import Path
 
-from benchmark.config import jsonable as flat_config_value
-from benchmark.errors import RunFailed, UserError
+from benchmark.batch import GridKind, register_grid_kind, run_grid
+from benchmark.config import jsonable
+from benchmark.errors import UserError
 from benchmark.mtl.config import ENTRY_FIELDS as MTL_ENTRIES
 from benchmark.mtl.config import MTLConfig, parse_mtl_config
 from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.task_sets.mtl_data import select_names
-from benchmark.mtl.transfer import ENTRY_FIELDS, TRUNK_FIELDS, is_baseline, trunk_config, trunk_key
+from benchmark.mtl.transfer import ENTRY_FIELDS, is_baseline, trunk_config, trunk_flags, trunk_key
 from benchmark.results import atomic_write
 
 META_KEYS = ("group",)  # experiment keys that describe, not configure
@@ -38,19 +39,12 @@ def task_names(cfg: MTLConfig) -> list[str]:
     return select_names(list(entry.meta["task_names"]), cfg.tasks)
 
 
-def _trunk_flags(cfg: MTLConfig) -> dict:
-    """The flat config keys that define `cfg`'s trunk (what a derived baseline copies from its experiment)."""
-    flat = cfg.to_dict()
-    prefixes = tuple(f"{flat[k]}." for k in ENTRY_FIELDS)
-    return {k: v for k, v in flat.items() if k in TRUNK_FIELDS or k.startswith(prefixes)}
-
-
 def _knob_default(trunk: dict, key: str):
     """The default of an entry's own knob (`cross-stitch.alpha_same`), as a flat config holds it; None otherwise."""
     entry_name, _, knob = key.partition(".")
     for kind in ENTRY_FIELDS:
         if knob and trunk.get(kind) == entry_name and (cls := MTL_ENTRIES[kind].get(entry_name).config_cls):
-            return flat_config_value(getattr(cls(), knob))
+            return jsonable(getattr(cls(), knob))
     return None
 
 
@@ -108,8 +102,8 @@ def _baselines(profile: dict, run_args: list[str], configs) -> list[tuple[str, M
             name = baseline_name(task, trunk_config(cfg.to_dict()), reference)
             if taken.setdefault(name, key) != key:
                 name += "-" + hashlib.sha1(key.encode()).hexdigest()[:6]
-            overrides = _trunk_flags(cfg) | {"tasks": task, "weighting": "equal", "schedule": "joint",
-                                             "name": name, "seed": cfg.seed}
+            overrides = trunk_flags(cfg.to_dict()) | {"tasks": task, "weighting": "equal", "schedule": "joint",
+                                                      "name": name, "seed": cfg.seed}
             base, _ = parse_mtl_config(run_args, defaults=dict(profile.get("config", {})) | overrides)
             if trunk_key(base.to_dict()) != key:  # a flag in run_args beat the experiment's trunk: say so
                 raise UserError(f"cannot derive the {task} baseline of {cfg.run_name}: its trunk differs "
@@ -119,41 +113,40 @@ def _baselines(profile: dict, run_args: list[str], configs) -> list[tuple[str, M
     return out
 
 
-def run_mtl_batch(profile_name: str, profile: dict, run_args: list[str], seeds=None, force=False,
-                  debug=False) -> int:
-    from benchmark.mtl.report import write_mtl_report
+def run_mtl_batch(profile_name: str, profile: dict, run_args: list[str], seeds=None, force=False, debug=False,
+                  executor=None) -> int:
+    """Every experiment × seed of an MTL profile (a dict, as its JSON holds it) through the core's batch runner."""
+    return run_grid(profile_name, {**profile, "kind": "mtl"}, run_args, seeds=seeds, force=force, debug=debug,
+                    executor=executor)
+
+
+def _plan_grid(profile_name: str, profile: dict, run_args: list[str], seeds, selection: dict):
+    if any(v is not None for v in selection.values()):
+        raise UserError(f"profile {profile_name!r} is a multi-task profile: --streams/--strategies do not apply (it "
+                        f"runs every experiment; --seeds selects seeds)")
+    return plan(profile, run_args, seeds)
+
+
+def run_one(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
+    """One experiment (benchmark.mtl.run.run_mtl), imported when a run starts: planning needs no model code."""
     from benchmark.mtl.run import run_mtl
 
-    configs = plan(profile, run_args, seeds)  # every config parsed first: a bad flag stops before any training
-    out_dir = configs[0][1].out_dir
-    print(f"[batch] mtl profile {profile_name}: {len(configs)} experiments → {Path(out_dir) / 'mtl' / 'runs'}",
-          file=sys.stderr)
-    failed, t0 = [], time.perf_counter()
-    for k, (_, cfg) in enumerate(configs, 1):
-        tag = f"{cfg.run_name}/seed{cfg.seed}"
-        t_run = time.perf_counter()
-        try:
-            _, status = run_mtl(cfg, force=force)
-        except (UserError, RunFailed) as e:
-            failed.append(f"{tag}: {e}")
-            status = "FAILED"
-        except Exception as e:  # one broken experiment must not cost the others
-            failed.append(f"{tag}: {type(e).__name__}: {e}")
-            status = "FAILED"
-            if debug:
-                traceback.print_exc()
-        print(f"[batch {k}/{len(configs)}] {tag}: {status} in {time.perf_counter() - t_run:.0f}s · elapsed "
-              f"{time.perf_counter() - t0:.0f}s", file=sys.stderr)
-    failed_file = Path(out_dir) / "mtl" / "failed_runs.txt"
-    if failed:
-        atomic_write(failed_file, "\n".join(failed) + "\n")
-    elif failed_file.exists():
-        failed_file.unlink()
-    groups = {cfg.run_name: group for group, cfg in configs}
-    print(write_mtl_report(out_dir, groups, failed))
-    print(f"[batch] mtl profile {profile_name} done in {time.perf_counter() - t0:.0f}s; report in "
-          f"{Path(out_dir) / 'mtl' / 'summary.md'}", file=sys.stderr)
-    if failed:
-        print(f"[batch] {len(failed)} experiment(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+    return run_mtl(cfg, force=force)
+
+
+def _report(out_dir: Path, failed: list[str], planned, report_dir: Path | None = None) -> tuple[str, str]:
+    """The batch's report (groups and order: the profile's, kept in groups.json), or a rebuild (planned None)."""
+    from benchmark.mtl.report import write_mtl_report
+
+    groups_file = Path(out_dir) / "mtl" / "groups.json"
+    if planned is not None:
+        groups = {cfg.run_name: group for group, cfg in planned}
+        atomic_write(groups_file, json.dumps(groups, indent=1) + "\n")
+    else:
+        groups = json.loads(groups_file.read_text()) if groups_file.is_file() else None
+    text = write_mtl_report(out_dir, groups, failed, report_dir=report_dir)
+    return text, str(Path(report_dir or out_dir) / "mtl" / "summary.md")
+
+
+register_grid_kind("mtl", GridKind(plan=_plan_grid, run=run_one, tag=lambda c: f"{c.run_name}/seed{c.seed}",
+                                   home=lambda out_dir: Path(out_dir) / "mtl", report=_report, noun="experiment"))

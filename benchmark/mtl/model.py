@@ -1,4 +1,4 @@
-"""`MultiTaskModel`: seed 001's API — architecture × loss weighting, one head per task, dict in / dict out.
+"""`MultiTaskModel`: the multi-task toolkit's API — architecture × loss weighting, a head per task, dict in / dict out.
 
     model = MultiTaskModel(tasks=["task1", "task2", "task3"], architecture="shared-bottom", in_features=20,
                            shared_layers=[128, 64], task_layers=[32, 16],
@@ -25,18 +25,17 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.layers import DROPOUT_AT, POOLING, TokenBackbone, mlp
 from benchmark.mtl.architectures.base import ArchSpec
-from benchmark.mtl.layers import DROPOUT_AT, POOLING, TokenBackbone, mlp
 from benchmark.mtl.registries import ARCHITECTURES, WEIGHTINGS
-from benchmark.mtl.task_metrics import task_loss
 from benchmark.registry import BACKBONES
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.tasks import TaskSpec, kind_of
 
 ALIASES = {"grad-norm": "gradnorm", "shared_bottom": "shared-bottom", "cross_stitch": "cross-stitch"}
 
 
 def _task_specs(tasks) -> list[TaskSpec]:
-    specs = [t if isinstance(t, TaskSpec) else TaskSpec(str(t), kind="binary", n_outputs=2) for t in tasks]
+    specs = [t if isinstance(t, TaskSpec) else TaskSpec(str(t), kind="binary") for t in tasks]
     names = [s.name for s in specs]
     if not specs or len(set(names)) != len(names) or any(not n or "." in n for n in names):
         raise UserError(f"tasks must be distinct non-empty names without '.', got {names}")
@@ -87,7 +86,7 @@ class MultiTaskModel(nn.Module):
         # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
             mlp(self.arch.out_dim, tuple(per_task[t.name]), dropout, "each" if dropout_at == "each" else "none"),
-            nn.Linear(([self.arch.out_dim, *per_task[t.name]])[-1], t.n_outputs)) for t in self.tasks})
+            kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
         self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names)
 
     @staticmethod
@@ -135,7 +134,7 @@ class MultiTaskModel(nn.Module):
         out = {}
         for t in self.tasks:
             y = self.heads[t.name](reps[t.name])
-            out[t.name] = y.view(-1, *t.info["shape"]) if t.kind == "reconstruction" and "shape" in t.info else y
+            out[t.name] = kind_of(t).unflatten(y, t)
         return out
 
     def task_losses(self, predictions: Mapping, labels: Mapping) -> dict[str, torch.Tensor]:
@@ -143,7 +142,7 @@ class MultiTaskModel(nn.Module):
         if unknown := [t for t in labels if t not in self.heads]:
             raise UserError(f"labels for unknown task(s) {unknown}; the model's tasks are {self.task_names}")
         specs = {t.name: t for t in self.tasks}
-        return {t: task_loss(specs[t], predictions[t], y) for t, y in labels.items()}
+        return {t: kind_of(specs[t]).loss(predictions[t], y, specs[t]) for t, y in labels.items()}
 
     def compute_loss(self, predictions: Mapping, labels: Mapping) -> torch.Tensor:
         return self.weighting.combine(self.task_losses(predictions, labels))
@@ -161,5 +160,4 @@ class MultiTaskModel(nn.Module):
             out = self(x)
         finally:
             self.train(was_training)
-        return {t.name: out[t.name] if t.kind == "reconstruction" else out[t.name].argmax(dim=-1)
-                for t in self.tasks}
+        return {t.name: kind_of(t).predict(out[t.name], t) for t in self.tasks}

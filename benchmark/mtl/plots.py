@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.plots import _save, plt
+from benchmark.plots import plt, save_figure
 
 
 def loss_curves(epochs: list[dict], tasks: list[str], path: Path, title: str = "") -> Path:
@@ -32,7 +32,7 @@ def loss_curves(epochs: list[dict], tasks: list[str], path: Path, title: str = "
     b.grid(alpha=0.3)
     b.legend(fontsize=6, ncol=2)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def val_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> Path:
@@ -46,4 +46,4 @@ def val_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> P
     ax.grid(alpha=0.3)
     ax.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, not over them
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -8,15 +8,16 @@ beat before its numbers mean anything.
   balanced task); reconstruction → the mean training target, whose MSE is MSE_mean, so recon_score = 0 on the test
   split by definition (MSE_mean is measured there).
 
-→ {reference: {task: {metric: value}}} with the metric names of `task_scores` (accuracy; mse, recon_score, psnr).
+→ {reference: {task: {metric: value}}} with the metric names of the
+task kinds' metrics (accuracy; mse, recon_score, psnr).
 """
 
 from __future__ import annotations
 
 import torch
 
-from benchmark.mtl.task_metrics import task_scores
 from benchmark.references import nearest
+from benchmark.tasks import kind_of
 
 NEAREST = "1-NN on raw pixels"
 CONSTANT = "majority class / mean training image"
@@ -30,15 +31,17 @@ def nearest_neighbour(x_train: torch.Tensor, x_eval: torch.Tensor) -> torch.Tens
 def trivial_references(data, split: str) -> dict[str, dict[str, dict[str, float]]]:
     x_train, y_train = data.x["train"], data.y["train"]
     x_eval, y_eval = data.x[split], data.y[split]
-    nn_idx = nearest_neighbour(x_train, x_eval) if any(s.loss == "cross_entropy" for s in data.tasks) else None
+    kinds = {s.name: kind_of(s) for s in data.tasks}
+    nn_idx = nearest_neighbour(x_train, x_eval) if any(k.reference == "vote" for k in kinds.values()) else None
     refs = {NEAREST: {}, CONSTANT: {}}
     for spec in data.tasks:
         target, train_target = y_eval[spec.name], y_train[spec.name]
-        if spec.loss == "cross_entropy":
+        if kinds[spec.name].reference == "vote":
             refs[NEAREST][spec.name] = {"accuracy": float((train_target[nn_idx] == target).double().mean())}
             majority = torch.bincount(train_target).argmax()
             refs[CONSTANT][spec.name] = {"accuracy": float((target == majority).double().mean())}
-        elif spec.loss == "mse":
+        elif kinds[spec.name].reference == "mean":
             mse = float((target.double() - train_target.double().mean(dim=0, keepdim=True)).pow(2).mean())
-            refs[CONSTANT][spec.name] = task_scores(spec, mse * len(target), 0.0, len(target))
+            loss = mse * len(target) / max(len(target), 1)  # as a split's sum of per-sample losses ÷ its size
+            refs[CONSTANT][spec.name] = {"loss": loss} | kinds[spec.name].scores_of_mse(loss, spec)
     return {name: per_task for name, per_task in refs.items() if per_task}

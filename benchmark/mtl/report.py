@@ -13,20 +13,32 @@ import numpy as np
 import pandas as pd
 
 from benchmark.mtl.plots import val_curves
-from benchmark.mtl.transfer import DELTA_M_CONVENTION, is_baseline, transfer_gain, trunk_key
-from benchmark.results import atomic_write
+from benchmark.mtl.transfer import DELTA_M_CONVENTION, delta_m, is_baseline, transfer_gain, trunk_key
+from benchmark.results import atomic_write, read_run
 
 
 def collect(out_dir: Path) -> list[dict]:
+    """One dict per complete run folder (`results.read_run`, the check a rerun uses): summary.json | {"config":
+    config.json's config}; the others are named on stderr."""
     runs = []
-    for path in sorted(Path(out_dir).glob("mtl/runs/*/seed*/summary.json")):
-        try:
-            s = json.loads(path.read_text())
-            cfg = json.loads((path.parent / "config.json").read_text())["config"]
-            runs.append(s | {"config": cfg})
-        except (OSError, json.JSONDecodeError, KeyError) as e:
-            print(f"[report] skipping unreadable {path.parent}: {type(e).__name__}: {e}", file=sys.stderr)
+    for folder in sorted(p for p in Path(out_dir).glob("mtl/runs/*/seed*") if p.is_dir()):
+        files, why = read_run(folder)
+        if why:
+            print(f"[report] skipping {folder}: {why}", file=sys.stderr)
+            continue
+        runs.append(current_schema(files.summary) | {"config": files.record["config"]})
     return runs
+
+
+def current_schema(s: dict) -> dict:
+    """A summary.json written before the one schema (benchmark.results.SUMMARY_KEYS): its CL metrics nested under
+    "cl", "final" a dict of every metric, "primary" where "metric_units" is now → today's keys."""
+    if "cl" not in s:
+        return s
+    old = {k: v for k, v in s.items() if k not in ("cl", "final", "primary", "final_primary")}
+    return old | dict.fromkeys(("acc", "bwt", "forgetting", "fwt")) | (s["cl"] or {}) | {
+        "metric_units": s["primary"], "final_metrics": s["final"],
+        "final": [s["final_primary"][t] for t in s["tasks"]]}
 
 
 def _transfer(s: dict, task: str) -> tuple[float | None, bool]:
@@ -34,7 +46,7 @@ def _transfer(s: dict, task: str) -> tuple[float | None, bool]:
     spec = (s.get("transfer_metric") or {}).get(task)
     if spec is None:
         return None, False
-    return s["final"].get(task, {}).get(spec["metric"]), bool(spec["lower_is_better"])
+    return s["final_metrics"].get(task, {}).get(spec["metric"]), bool(spec["lower_is_better"])
 
 
 def baselines(runs: list[dict]) -> dict[tuple[str, str, int], dict]:
@@ -64,36 +76,43 @@ def _dropout(c: dict) -> str:
     return f"{c['dropout']:g} {'single' if c.get('dropout_at') == 'last' else 'each'}"
 
 
+def _gains(s: dict, base: dict[str, dict | None]) -> tuple[dict[str, float | None], float | None]:
+    """→ (transfer gain per task, Δm) of run s against its baselines (task → single-task run or None)."""
+    metric = {t: _transfer(s, t) for t in s["tasks"]}
+    mtl = {t: m for t, (m, _) in metric.items()}
+    stl = {t: _transfer(b, t)[0] for t, b in base.items() if b}
+    lower = frozenset(t for t, (_, low) in metric.items() if low)
+    return {t: transfer_gain(mtl[t], stl.get(t), t in lower) for t in mtl}, delta_m(mtl, stl, lower)
+
+
+def _row(s: dict, stl: dict, groups: dict) -> dict:
+    c, single = s["config"], len(s["tasks"]) == 1
+    base = {t: None if single else stl.get((trunk_key(c), t, s["seed"])) for t in s["tasks"]}
+    gains, dm = _gains(s, base) if not single else (dict.fromkeys(s["tasks"]), None)
+    final, primary = s["final_metrics"], s["metric_units"]
+    return {
+        "group": groups.get(s["name"], "stl" if single else ""), "experiment": s["name"],
+        "seed": s["seed"], "architecture": s["architecture"], "weighting": s["weighting"],
+        "weights": c.get("static.weights", "") if s["weighting"] == "static" else "",
+        "schedule": s["schedule"], "shared_layers": c.get("shared_layers"), "dropout": _dropout(c),
+        "tasks": ",".join(s["tasks"]), "baselines": "" if single else _baseline_names(base) or "none",
+        "train_loss": s["train_loss"], "val_loss": s["val_loss"],
+        **dict(zip(s["tasks"], s["final"], strict=True)),
+        "mse": final.get("reconstruction", {}).get("mse"), "psnr": final.get("reconstruction", {}).get("psnr"),
+        **{f"gain_{t}": g for t, g in gains.items()}, "delta_m": dm,
+        **{f"val_{t}": v.get(primary[t]) for t, v in (s.get("final_val") or {}).items()},
+        "acc_cl": s["acc"] if _sequential(s) else None, "bwt": s["bwt"],
+        "wall_s": s["total_wall_s"]}
+
+
+def _sequential(s: dict) -> bool:
+    """Whether run s trained its tasks one after another (one evaluation per task after `init`): ACC is a CL one."""
+    return s["schedule"] == "sequential" and len(s["evaluations"]) == len(s["tasks"]) + 1
+
+
 def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFrame:
     stl = baselines(runs)
-    rows = []
-    for s in runs:
-        c = s["config"]
-        single = len(s["tasks"]) == 1
-        key = trunk_key(c)
-        base = {t: None if single else stl.get((key, t, s["seed"])) for t in s["tasks"]}
-        gains = {}
-        for t in s["tasks"]:
-            m, lower = _transfer(s, t)
-            b = _transfer(base[t], t)[0] if base[t] else None
-            gains[t] = None if single or m is None or b is None else transfer_gain(m, b, lower)
-        val = s.get("final_val") or {}
-        rows.append({
-            "group": (groups or {}).get(s["name"], "stl" if single else ""), "experiment": s["name"],
-            "seed": s["seed"], "architecture": s["architecture"], "weighting": s["weighting"],
-            "weights": c.get("static.weights", "") if s["weighting"] == "static" else "",
-            "schedule": s["schedule"], "shared_layers": c.get("shared_layers"), "dropout": _dropout(c),
-            "tasks": ",".join(s["tasks"]), "baselines": "" if single else _baseline_names(base) or "none",
-            "train_loss": s["train_loss"], "val_loss": s["val_loss"],
-            **{f"{t}": s["final_primary"].get(t) for t in s["tasks"]},
-            "mse": s["final"].get("reconstruction", {}).get("mse"),
-            "psnr": s["final"].get("reconstruction", {}).get("psnr"),
-            **{f"gain_{t}": g for t, g in gains.items()},
-            "delta_m": None if single or any(g is None for g in gains.values()) else
-            sum(gains.values()) / len(gains),
-            **{f"val_{t}": v.get(s["primary"][t]) for t, v in val.items()},
-            "acc_cl": (s.get("cl") or {}).get("acc"), "bwt": (s.get("cl") or {}).get("bwt"),
-            "wall_s": s["total_wall_s"]})
+    rows = [_row(s, stl, groups or {}) for s in runs]
     rows += _reference_rows(runs)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -201,8 +220,9 @@ def gains_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed=()) -> str:
-    out = Path(out_dir) / "mtl"
+def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed=(), report_dir=None) -> str:
+    """The report over out_dir/mtl/runs, written into report_dir/mtl (default: out_dir/mtl); → its Markdown."""
+    out = Path(report_dir or out_dir) / "mtl"
     runs = collect(out_dir)
     df = table(runs, groups)
     if df.empty:

@@ -1,10 +1,11 @@
 """One multi-task experiment: task set × architecture × weighting × schedule × seed → results folder.
 
 results/mtl/runs/<experiment>/seed<k>/  config.json (config, seed, versions, git, data), matrix.csv (primary score
-per task at each evaluation point: init, after_joint or after_exp0..), summary.json (per-task test scores, final
-validation scores, losses and validation scores per epoch, weights, wall time, the metric Δm compares per task, the
-trivial references of the data; for the sequential schedule also ACC/BWT/forgetting/FWT), losses.png. Written under
-a temporary name and renamed, so a folder is complete or absent; a rerun with the same config skips.
+per task at each evaluation point: init, after_joint or after_exp0..), summary.json (the keys every run's summary
+holds, benchmark.results.SUMMARY_KEYS: ACC/BWT/forgetting/FWT (BWT, forgetting, FWT for the sequential schedule
+only), final scores, ...; beside them every test metric per task, final validation scores, losses and validation
+scores per epoch, weights, the metric Δm compares per task, the trivial references of the data), losses.png.
+Written under a temporary name and renamed, so a folder is complete or absent; a rerun with the same config skips.
 """
 
 from __future__ import annotations
@@ -13,18 +14,23 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmark.metrics import cl_metrics
+from benchmark.device import resolve_device, seed_everything
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.plots import loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
-from benchmark.mtl.task_metrics import transfer_metric
 from benchmark.mtl.train import train_stages
-from benchmark.results import claim_run_folder, config_record, matrix_csv, release_run_folder, write_run
-from benchmark.run import resolve_device, seed_everything
+from benchmark.results import (
+    claim_run_folder,
+    config_record,
+    matrix_csv,
+    release_run_folder,
+    score_summary,
+    write_run,
+)
+from benchmark.tasks import kind_of
 
 
 def mtl_run_dir(out_dir: Path, name: str, seed: int) -> Path:
@@ -84,21 +90,19 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     rows, epochs, train_s = train_stages(model, data, stages, cfg, device, log)
     primary = {t.name: t.primary for t in tasks}
     score_rows = [(label, [scores[t][primary[t]] for t in names]) for label, scores in rows]
-    R = np.array([r for _, r in score_rows[1:]])
-    sequential = R.shape[0] == R.shape[1] and cfg.schedule == "sequential"
+    sequential = len(score_rows) - 1 == len(names) and cfg.schedule == "sequential"
     final = rows[-1][1]
-    summary = {
+    summary = score_summary(score_rows, sequential) | {
         "name": cfg.run_name, "seed": cfg.seed, "status": "ok", "task_set": cfg.task_set, "tasks": list(names),
         "architecture": cfg.architecture, "weighting": cfg.weighting, "schedule": cfg.schedule,
-        "backbone": cfg.backbone, "primary": primary, "final": final,
-        "final_primary": {t: final[t][primary[t]] for t in names},
+        "backbone": cfg.backbone, "metric_units": primary,
+        "final_metrics": final,  # every metric of every task after training (`final`: the primary ones)
         "final_val": epochs[-1]["val"],  # validation scores after the last epoch: what settings are tuned on
         "final_val_primary": {t: v[primary[t]] for t, v in epochs[-1]["val"].items()},
-        "transfer_metric": {t.name: dict(zip(("metric", "lower_is_better"), transfer_metric(t), strict=True))
+        "transfer_metric": {t.name: dict(zip(("metric", "lower_is_better"), kind_of(t).transfer, strict=True))
                             for t in tasks},
         "references": _references_of(data.references, names),
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
-        "cl": cl_metrics(R, b=score_rows[0][1]) if sequential else None,
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
         "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
         "data_source": data.provenance.get("train", {}).get("source"), "device": str(device)}

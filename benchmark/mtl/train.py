@@ -17,7 +17,7 @@ import torch
 
 from benchmark.errors import RunFailed
 from benchmark.mtl.model import MultiTaskModel
-from benchmark.mtl.task_metrics import task_loss, task_scores
+from benchmark.tasks import kind_of
 
 
 @torch.no_grad()
@@ -25,17 +25,16 @@ def evaluate(model: MultiTaskModel, x: torch.Tensor, y: dict, batch_size: int, d
     """→ {task: {'loss', primary metric, secondary metrics}} over the whole split, every task of the model."""
     was_training = model.training
     model.eval()
-    sums, correct = defaultdict(float), defaultdict(float)
+    sums, metrics = defaultdict(float), {s.name: kind_of(s).metric(s) for s in model.tasks}
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device)
         preds = model(xb)
         for spec in model.tasks:
             target = y[spec.name][start:start + batch_size].to(device)
-            sums[spec.name] += float(task_loss(spec, preds[spec.name], target)) * len(xb)
-            if spec.loss == "cross_entropy":
-                correct[spec.name] += float((preds[spec.name].argmax(-1) == target).sum())
+            sums[spec.name] += float(kind_of(spec).loss(preds[spec.name], target, spec)) * len(xb)
+            metrics[spec.name].update(preds[spec.name], target)
     model.train(was_training)
-    return {s.name: task_scores(s, sums[s.name], correct[s.name], len(x)) for s in model.tasks}
+    return {s.name: {"loss": sums[s.name] / max(len(x), 1)} | metrics[s.name].compute() for s in model.tasks}
 
 
 def weighted(losses: dict[str, float], weights: dict[str, float]) -> float:

@@ -50,13 +50,18 @@ def delta_m(mtl: dict[str, float], stl: dict[str, float], lower_is_better=frozen
     return sum(gains) / len(gains)
 
 
-def trunk_config(config: dict) -> dict:
-    """The trunk part of a flat run config (MTLConfig.to_dict(), as in config.json), normalised so that settings
-    without effect compare equal: no dropout whatever `dropout_at`; `experts` only for MMoE."""
-    out = {k: config.get(k) for k in TRUNK_FIELDS}
-    out["pooling"] = out["pooling"] or "mean"  # runs written before pooling existed pooled by mean
+def trunk_flags(config: dict) -> dict:
+    """The keys of a flat run config (MTLConfig.to_dict(), as in config.json) that define its trunk, as they are:
+    what a derived baseline copies from its experiment."""
     prefixes = tuple(f"{config.get(k)}." for k in ENTRY_FIELDS)
-    out |= {k: v for k, v in config.items() if k.startswith(prefixes)}
+    return {k: config.get(k) for k in TRUNK_FIELDS} | {k: v for k, v in config.items() if k.startswith(prefixes)}
+
+
+def trunk_config(config: dict) -> dict:
+    """trunk_flags(config), normalised so that settings without effect compare equal: no dropout whatever
+    `dropout_at`; `experts` only for MMoE."""
+    out = trunk_flags(config)
+    out["pooling"] = out["pooling"] or "mean"  # runs written before pooling existed pooled by mean
     if not out["dropout"] or out["dropout_at"] == "none":
         out["dropout"], out["dropout_at"] = 0.0, "none"
     if out["architecture"] != "mmoe":

@@ -21,7 +21,8 @@ from torchvision import transforms
 
 from benchmark.errors import UserError
 from benchmark.registry import SOURCES, STREAMS
-from benchmark.streams.task_stream import Benchmark, TaskSpec, task_stream
+from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.tasks import TaskSpec
 
 TASKS = ((1, (4, 7)), (2, (5, 6)), (3, (8, 9)))  # (positive class, negative classes) per task
 
@@ -52,7 +53,8 @@ def stratified_subsample(labels: np.ndarray, classes: tuple[int, ...], n: int, r
 
 
 @lru_cache(maxsize=8)  # one process may run many (strategy, seed) pairs over the same files
-def _load_source(source: str, root: str, train: bool, image_size: int, download: bool, apt_install: bool):
+def load_source(source: str, root: str, train: bool, image_size: int, download: bool, apt_install: bool):
+    """A registered image source's split, resized to `image_size` and normalised to [−1, 1] (cached per process)."""
     entry = SOURCES.get(source)
     native, ch = entry.meta["native_size"], entry.meta["channels"]
     tf = [transforms.ToTensor()]
@@ -63,7 +65,7 @@ def _load_source(source: str, root: str, train: bool, image_size: int, download:
                        apt_install=apt_install)
 
 
-def _materialize(ds, idx: np.ndarray) -> torch.Tensor:
+def materialize_images(ds, idx: np.ndarray) -> torch.Tensor:
     """Run the source's transforms once; epochs and evaluations then index a tensor."""
     loader = DataLoader(Subset(ds, idx.tolist()), batch_size=2048, shuffle=False, num_workers=0)
     return torch.cat([x for x, _ in loader])
@@ -79,19 +81,18 @@ def binary_tasks(cfg: BinaryTasksConfig, *, seed: int, data_root: Path, download
     rng = np.random.default_rng(seed)
     sets, frames, provenance = {}, {}, {}
     for split, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task)):
-        src = _load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
+        src = load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
         labels = np.asarray(src.targets)
         sets[split], rows = [], []
         for t, (pos, negs) in enumerate(TASKS):
             idx = stratified_subsample(labels, (pos, *negs), n, rng)
             y = (labels[idx] == pos).astype(np.int64)
-            sets[split].append((TensorDataset(_materialize(src.dataset, idx), torch.from_numpy(y)), y.tolist()))
+            sets[split].append((TensorDataset(materialize_images(src.dataset, idx), torch.from_numpy(y)), y.tolist()))
             rows.append(pd.DataFrame({"index": idx, "source_label": labels[idx], "target": y, "task_id": t}))
         frames[split] = pd.concat(rows, ignore_index=True)
         provenance[split] = src.provenance
         classes = src.classes
     tasks = [TaskSpec(name=f"t{t}_{_slug(classes[pos])}_vs_{'_'.join(_slug(classes[c]) for c in negs)}",
-                      kind="binary", n_outputs=2, primary="accuracy",
-                      info={"positive": pos, "negatives": list(negs)})
+                      kind="binary", about={"positive": pos, "negatives": list(negs)})
              for t, (pos, negs) in enumerate(TASKS)]
     return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)

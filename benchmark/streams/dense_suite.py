@@ -1,4 +1,4 @@
-"""Seed 004's suite as a continual-learning stream: segmentation → detection → classification, one backbone.
+"""The dense suite as a continual-learning stream: segmentation → detection → classification, one backbone.
 
 Sources (`--dense_suite.source`):
   fmnist_scenes  offline: real Fashion-MNIST items composed into seeded scenes, written once to disk in Pascal VOC
@@ -10,13 +10,13 @@ Sources (`--dense_suite.source`):
 Both are read by the same torchvision dataset classes (benchmark/data/dense_sources.py).
 
 Every sample's target is packed into one fixed-length vector (task id, then its kind's payload:
-benchmark/dense/kinds.py), so Avalanche's default collate, its replay buffer and the joint loader handle batches
+benchmark/tasks/packed.py), so Avalanche's default collate, its replay buffer and the joint loader handle batches
 that mix segmentation masks, boxes and class labels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from benchmark.data.dense_sources import DENSE_SOURCES, load_dense_task
 from benchmark.dense import KIND_ORDER
-from benchmark.dense.kinds import KINDS, PRIMARY
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
-from benchmark.streams.task_stream import Benchmark, TaskSpec, task_stream
+from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.tasks import TaskSpec, kind_of, task_kind
 
 SHORT = {"segmentation": "seg", "detection": "det", "classification": "cls"}
 
@@ -75,7 +75,7 @@ class PackedDataset(Dataset):
     def __getitem__(self, i):
         x, target = self.ds[i]
         y = torch.full((self.length,), -1.0)
-        payload = KINDS[self.spec.kind].pack_target(target, self.spec)
+        payload = kind_of(self.spec).pack_target(target, self.spec)
         y[0] = self.task_id
         y[1: 1 + len(payload)] = payload
         return x, y
@@ -88,11 +88,13 @@ def _materialize(ds: Dataset) -> TensorDataset:
 
 
 def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig) -> TaskSpec:
-    info = {"num_classes": len(split.classes), "classes": list(split.classes), "image_size": cfg.image_size,
-            "ignore_index": split.ignore_index, "grid": cfg.grid, "max_boxes": cfg.max_boxes, "source": cfg.source}
-    spec = TaskSpec(name=f"t{t}_{SHORT[kind]}_{PRIMARY[kind]}", kind=kind, n_outputs=0, primary=PRIMARY[kind],
-                    loss=kind, info=info)
-    return replace(spec, n_outputs=KINDS[kind].output_len(spec))
+    params = {"segmentation": {"num_classes": len(split.classes), "image_size": cfg.image_size,
+                               "ignore_index": 255 if split.ignore_index is None else split.ignore_index},
+              "detection": {"num_classes": len(split.classes), "image_size": cfg.image_size, "grid": cfg.grid,
+                            "max_boxes": cfg.max_boxes},
+              "classification": {"num_classes": len(split.classes)}}[kind]
+    return TaskSpec(name=f"t{t}_{SHORT[kind]}_{task_kind(kind).primary}", kind=kind, params=params,
+                    about={"classes": list(split.classes), "source": cfg.source})
 
 
 @STREAMS.register("dense_suite", config_cls=DenseSuiteConfig)
@@ -116,7 +118,7 @@ def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool =
     if missing:
         raise UserError(" | ".join(missing))
     tasks = [_spec(kind, t, splits["train"][t], cfg) for t, kind in enumerate(KIND_ORDER)]
-    length = 1 + max(KINDS[s.kind].payload_len(s) for s in tasks)
+    length = 1 + max(kind_of(s).payload_len(s) for s in tasks)
     sets, frames = {}, {}
     for split, parts in splits.items():
         packed = [PackedDataset(p.dataset, tasks[t], t, length) for t, p in enumerate(parts)]

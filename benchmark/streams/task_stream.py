@@ -1,8 +1,8 @@
-"""Turning per-task datasets into an Avalanche task-incremental benchmark, plus the task specs the model reads."""
+"""Turning per-task datasets into an Avalanche task-incremental benchmark (tasks: benchmark/tasks)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
@@ -12,17 +12,7 @@ from avalanche.benchmarks.utils import DataAttribute, TaskAwareSupervisedClassif
 from avalanche.benchmarks.utils.utils import concat_datasets
 from torch.utils.data import Dataset
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What the model, the losses and the R matrix need to know about one task."""
-
-    name: str  # column header in matrix.csv
-    kind: str = "binary"  # binary | multiclass | reconstruction | segmentation | detection | classification
-    n_outputs: int = 2  # width of the task's head (reconstruction: C*H*W)
-    primary: str = "accuracy"  # higher is better; fills R
-    loss: str = "cross_entropy"  # cross_entropy | mse (reconstruction)
-    info: dict = field(default_factory=dict)  # e.g. source classes
+from benchmark.tasks import TaskSpec
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchmark.mtl.layers import TokenBackbone
+from benchmark.models.layers import TokenBackbone
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.layers import mlp_blocks
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
-from benchmark.mtl.layers import mlp_blocks
 from benchmark.mtl.registries import ARCHITECTURES
 
 

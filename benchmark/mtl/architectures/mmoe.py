@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.layers import linear_layers, mlp
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
-from benchmark.mtl.layers import linear_layers, mlp
 from benchmark.mtl.registries import ARCHITECTURES
 
 

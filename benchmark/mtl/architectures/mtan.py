@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.models.layers import linear_layers, mlp_blocks
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
-from benchmark.mtl.layers import linear_layers, mlp_blocks
 from benchmark.mtl.registries import ARCHITECTURES
 
 

@@ -13,43 +13,9 @@ single linear map. Nothing is shared, so gradient-based weightings (PCGrad, Grad
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
+from benchmark.models.progressive_columns import ProgressiveColumns
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
-from benchmark.mtl.layers import mlp_blocks
 from benchmark.mtl.registries import ARCHITECTURES
-
-
-class ProgressiveColumns(nn.Module):
-    """The columns and adapters only, on given backbones: shared by the MTL architecture and the CL strategy."""
-
-    def __init__(self, n_columns: int, make_backbone, widths, dropout: float = 0.0, dropout_at: str = "each"):
-        super().__init__()
-        self.backbones = nn.ModuleList(make_backbone() for _ in range(n_columns))
-        dim = self.backbones[0].dim
-        self.columns = nn.ModuleList(mlp_blocks(dim, widths, dropout, dropout_at) for _ in range(n_columns))
-        ins = [dim, *widths[:-1]]
-        self.laterals = nn.ModuleList(  # laterals[t][j][s]: column s (< t), layer j−1 → column t, layer j
-            nn.ModuleList(nn.ModuleList(nn.Linear(ins[j], w, bias=False) for _ in range(t)) for j, w in
-                          enumerate(widths)) for t in range(n_columns))
-        self.out_dim = widths[-1]
-
-    def forward(self, x: torch.Tensor, upto: int | None = None) -> list[torch.Tensor]:
-        """→ [B×out_dim] for columns 0..upto (default: all)."""
-        n = len(self.columns) if upto is None else upto + 1
-        prev = []  # prev[s] = column s's activation of the layer below
-        for t in range(n):
-            tokens = self.backbones[t](x)
-            prev.append(self.backbones[t].pooled(tokens))
-        for j in range(len(self.columns[0])):
-            cur = []
-            for t in range(n):
-                block = self.columns[t][j]
-                pre = block[0](prev[t]) + sum(self.laterals[t][j][s](prev[s].detach()) for s in range(t))
-                cur.append(block[1:](pre))
-            prev = cur
-        return prev
 
 
 class Progressive(Architecture):

@@ -5,8 +5,8 @@ x → tokens B×N×D → mean over tokens B×D → trunk B×shared_layers[-1], r
 
 from __future__ import annotations
 
+from benchmark.models.layers import linear_layers, mlp
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
-from benchmark.mtl.layers import linear_layers, mlp
 from benchmark.mtl.registries import ARCHITECTURES
 
 

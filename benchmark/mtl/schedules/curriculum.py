@@ -1,4 +1,4 @@
-"""Curriculum: tasks join one by one at given epochs and then train jointly (seed 001's
+"""Curriculum: tasks join one by one at given epochs and then train jointly (the multi-task toolkit document's
 {0: [t1], 10: [t1, t2], 20: [t1, t2, t3]} is `--curriculum.starts 0,10,20` with 30 epochs).
 
 starts[k] = the epoch at which task k (in task order) joins; () = evenly spaced, starts[k] = round(k·E/T).

@@ -9,7 +9,7 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.mtl.references import trivial_references
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.tasks import TaskSpec
 
 
 @dataclass

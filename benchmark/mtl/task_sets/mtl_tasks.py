@@ -28,8 +28,8 @@ from benchmark.errors import UserError
 from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.task_sets.mtl_data import MTLData
 from benchmark.registry import SOURCES
-from benchmark.streams.binary_tasks import _load_source, _materialize, stratified_subsample
-from benchmark.streams.task_stream import TaskSpec
+from benchmark.streams.binary_tasks import load_source, materialize_images, stratified_subsample
+from benchmark.tasks import TaskSpec
 
 COARSE = {  # source → (positive classes, what they are)
     "fashion_mnist": ((5, 7, 9), "footwear (Sandal, Sneaker, Ankle boot) vs the rest"),
@@ -74,7 +74,7 @@ def _build(cfg: MtlTasksConfig, seed: int, data_root: str, download: bool, apt_i
     rng = np.random.default_rng(seed)
     x, y, provenance = {}, {}, {}
     for split, n in (("train", cfg.train_size + cfg.val_size), ("test", cfg.test_size)):
-        src = _load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
+        src = load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
         labels = np.asarray(src.targets)
         idx = stratified_subsample(labels, tuple(range(len(src.classes))), n, rng)
         if split == "train":
@@ -84,7 +84,7 @@ def _build(cfg: MtlTasksConfig, seed: int, data_root: str, download: bool, apt_i
             parts = {"test": idx}
         rand = random_labels(len(labels), split)
         for name, ids in parts.items():
-            imgs = _materialize(src.dataset, ids)
+            imgs = materialize_images(src.dataset, ids)
             x[name] = imgs
             y[name] = {"classes": torch.from_numpy(labels[ids]).long(),
                        "coarse": torch.from_numpy(np.isin(labels[ids], positives)).long(),
@@ -98,14 +98,13 @@ def _build(cfg: MtlTasksConfig, seed: int, data_root: str, download: bool, apt_i
     mean_image = x["train"].mean(dim=0, keepdim=True)
     mse_of_mean = float((x["test"] - mean_image).pow(2).mean())
     tasks = [
-        TaskSpec("classes", kind="multiclass", n_outputs=len(classes), primary="accuracy",
-                 info={"classes": list(classes)}),
-        TaskSpec("coarse", kind="binary", n_outputs=2, primary="accuracy",
-                 info={"positive_classes": list(positives), "grouping": coarse_doc}),
-        TaskSpec("reconstruction", kind="reconstruction", n_outputs=int(np.prod(shape)), primary="recon_score",
-                 loss="mse", info={"shape": list(shape), "mse_of_mean_image": mse_of_mean, "value_range": 2.0}),
-        TaskSpec("random", kind="binary", n_outputs=2, primary="accuracy",
-                 info={"labels": f"fixed random bit per source image (seed {RANDOM_LABEL_SEED})"}),
+        TaskSpec("classes", kind="multiclass", params={"num_classes": len(classes)},
+                 about={"classes": list(classes)}),
+        TaskSpec("coarse", kind="binary", about={"positive_classes": list(positives), "grouping": coarse_doc}),
+        TaskSpec("reconstruction", kind="reconstruction",
+                 params={"shape": shape, "mse_of_mean_image": mse_of_mean, "value_range": 2.0}),
+        TaskSpec("random", kind="binary",
+                 about={"labels": f"fixed random bit per source image (seed {RANDOM_LABEL_SEED})"}),
     ]
     sizes = {k: len(v) for k, v in x.items()}
     return MTLData(tasks, x, y, provenance | {"sizes": sizes, "source": cfg.source})

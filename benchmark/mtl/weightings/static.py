@@ -1,4 +1,5 @@
-"""Static weighting: L = Σ_t w_t L_t with user-given w (seed 003: [1, 0.5, 1], [0.5, 0.1, 1], [0.5, 0.1, 1, 0.1]).
+"""Static weighting: L = Σ_t w_t L_t with user-given w (the multi-task experiments: [1, 0.5, 1], [0.5, 0.1, 1],
+[0.5, 0.1, 1, 0.1]).
 
 `--static.weights 1,0.5,1` (in task order) or `--static.weights classes=1,coarse=0.5,reconstruction=1`.
 """

@@ -1,4 +1,4 @@
-"""Building blocks every architecture uses: the backbone as a token map, and the dropout-aware MLP trunk."""
+"""Building blocks of multi-column and multi-task networks: the backbone as a token map, the dropout-aware MLP."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 
-DROPOUT_AT = ("none", "last", "each")  # seed 003: no dropout / a single dropout layer / dropout after each layer
+DROPOUT_AT = ("none", "last", "each")  # no dropout / a single dropout layer / dropout after each layer
 POOLING = ("mean", "flatten")  # how a token map becomes the vector an MLP trunk reads (TokenBackbone.pooled)
 
 
@@ -16,14 +16,17 @@ class TokenBackbone(nn.Module):
 
     - timm ViT (`vit_tiny`): the patch tokens after the final norm (prefix/class tokens dropped), N = (H/p)·(W/p);
     - CNN (`small_cnn`, anything with `forward_features` giving B×D×h×w): N = h·w spatial positions;
-    - None: the input is already a feature vector B×F, taken as one token (N = 1).
+    - None: the input is already a feature vector B×F, taken as one token (N = 1);
+    - `pooled_body=True`: a backbone whose own forward already pools (the Hat Swap network's, B×D), one token.
     `pooled(tokens)` → the vector that pooled-feature architectures read, B×`dim`: with pooling 'mean' the mean over
     tokens (B×D, global average pooling: where things are is lost), with 'flatten' the tokens concatenated in order
     (B×N·D: the layout kept, what a pixel decoder or a position-dependent classifier needs).
     """
 
-    def __init__(self, backbone: nn.Module | None, dim: int, n_tokens: int = 1, pooling: str = "mean"):
+    def __init__(self, backbone: nn.Module | None, dim: int, n_tokens: int = 1, pooling: str = "mean",
+                 pooled_body: bool = False):
         super().__init__()
+        self.pooled_body = pooled_body
         if pooling not in POOLING:
             raise UserError(f"pooling must be one of {POOLING}, got {pooling!r}")
         self.body, self.token_dim, self.n_tokens, self.pooling = backbone, dim, n_tokens, pooling
@@ -32,6 +35,8 @@ class TokenBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.body is None:
             return x.flatten(1).unsqueeze(1)
+        if self.pooled_body:
+            return self.body(x).flatten(1).unsqueeze(1)
         feats = self.body.forward_features(x)
         if feats.dim() == 4:  # B×D×h×w
             return feats.flatten(2).transpose(1, 2)

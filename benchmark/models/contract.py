@@ -1,0 +1,45 @@
+"""The model contract: what the harness, the feature cache and every strategy may rely on in a model.
+
+`HatSwapNet` (benchmark/models/hatswap_net.py) implements it; strategies are typed against `MultiHeadModel`, not
+against a class, and a test checks the implementation against this Protocol. A strategy that needs more than this
+(say, a regulariser over `shared`) reads only these names.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@runtime_checkable
+class MultiHeadModel(Protocol):
+    backbone: nn.Module  # images → features (B×D vectors, or B×C×h×w maps when `feature_form` is "map")
+    shared: nn.Module  # features → the shared representation every head reads (LwF hooks its output)
+    heads: nn.ModuleList  # one output layer per task, in task-id order, built by the task's kind
+    head_dims: list[int]  # each head's flattened output width
+    tasks: list  # the TaskSpecs, in task-id order
+    frozen_backbone: bool  # the backbone is not trained (and stays in eval mode)
+    feature_form: str  # "vector" | "map": what the heads read (the tasks' kinds' `reads`)
+    autocast_dtype: torch.dtype | None  # set on CUDA (bf16); every entry point returns float32
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """shared(backbone(x)): what every head reads."""
+
+    def head(self, task: int, feats: torch.Tensor) -> torch.Tensor:
+        """Task `task`'s raw output, flattened: B × head_dims[task]."""
+
+    def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor | dict[int, torch.Tensor]:
+        """B × max(head_dims), each row through its own task's head, padded with its kind's `pad`;
+        `task_labels=None` → {task: B × head_dims[task]} (Avalanche's MultiTaskModule convention)."""
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        ...
+
+    def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """LwF's term for old task `task` in that task's kind (benchmark/tasks/kinds)."""
+
+    def with_backbone(self, backbone: nn.Module) -> MultiHeadModel:
+        """The same shared layers and heads (the very modules, not copies) behind another backbone: the feature
+        cache trains `with_backbone(nn.Identity())` on cached features; the budget counts the original."""

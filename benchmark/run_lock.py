@@ -1,0 +1,91 @@
+"""Who is training a run folder: a lock per folder, so that two processes on one results tree (two batches, Ray
+tasks) never train the same run twice, and the temporary folders a killed writer leaves behind are cleared."""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+
+# A run folder is claimed by a lock on `.<folder>.lock` (fcntl.flock) held by the process that trains it: the lock
+# goes when the process does (even on kill -9), so a stale lock file never blocks; the file holds the holder's pid.
+_HELD: dict[Path, tuple[int, list[Path]]] = {}  # run folder → (fd of its lock file, folders made for it)
+
+
+def _lock_path(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.lock")
+
+
+def lock_run_folder(folder: Path) -> str:
+    """Claim `folder` for this process; → '' once held, else the pid of the live process that holds it."""
+    if folder in _HELD:
+        return ""
+    made = [d for d in folder.parents if not d.exists()]  # removed again if the run leaves nothing in them
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    path = _lock_path(folder)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            return holder or "?"
+        except OSError:  # a filesystem without locks: go ahead unlocked (write_run still never mixes configs)
+            os.close(fd)
+            return ""
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:  # else its holder removed it between our open and lock: lock the new one
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD[folder] = fd, made
+    return ""
+
+
+def release_run_folder(folder: Path | None = None) -> None:
+    """Give up this process's claim on `folder` (on every folder when None); a run that failed leaves no folders."""
+    for f in [Path(folder)] if folder is not None else list(_HELD):
+        fd, made = _HELD.pop(f, (None, []))
+        if fd is None:
+            continue
+        _lock_path(f).unlink(missing_ok=True)  # while still locked, so nobody locks a file about to vanish
+        os.close(fd)
+        for d in made:  # deepest first; stops at the first that holds anything
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+
+atexit.register(release_run_folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, max_age_s: float = 86400) -> None:
+    """Temporary and replaced copies of `folder` (`.seed0.tmp-<pid>-<ns>`, `.seed0.old-<pid>-<ns>`) left by a
+    writer that was killed: removed when that process is gone, or when older than max_age_s."""
+    for p in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(f".{folder.name}.old-*")]:
+        pid = p.name.rsplit(".", 1)[-1].split("-")[1]
+        try:
+            stale = not (pid.isdigit() and _alive(int(pid))) or time.time() - p.stat().st_mtime > max_age_s
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)

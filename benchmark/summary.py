@@ -1,0 +1,63 @@
+"""summary.json of a continual-learning run: its metrics, R's rows, the budget (parameters, training time,
+inference latency), and where every number came from."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.device import latency_ms_per_image
+from benchmark.feature_cache import WithBackbone, cached_run_latency, default_cache_dir
+from benchmark.harness_plugins import describe_training
+from benchmark.metrics import cl_metrics
+from benchmark.references import trivial_references
+
+
+def run_metrics(log, baseline: bool) -> dict:
+    """ACC, BWT, forgetting, FWT of R; a single-task baseline's rows are separate models, so only R's diagonal
+    means something: ACC = its mean, the rest undefined."""
+    R = log.R
+    if baseline:
+        return {"acc": float(np.diag(R).mean()), "bwt": None, "forgetting": None, "fwt": None}
+    return cl_metrics(R, b=log.untrained)
+
+
+def budget(cfg, model, net, probes, device, backbone_id: dict, train_wall_s: float) -> dict:
+    """What the trained network costs as deployed. `model`: the network as built (its backbone); `net`: what
+    was trained (a strategy may wrap it; on cached features it has no backbone of its own). A cached run's
+    backbone latency is measured once per machine and input and reused (benchmark/feature_cache.py)."""
+    latency_how = None
+    if "feature_cache" in backbone_id:
+        ms, latency_how = cached_run_latency(model.backbone, net, probes, device, backbone_id,
+                                             Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+        net = WithBackbone(model.backbone, net)
+    else:
+        ms = latency_ms_per_image(net, probes, device)
+    latency = dict(zip([t.name for t in model.tasks], ms, strict=True))
+    return {"params": sum(p.numel() for p in net.parameters()),
+            "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
+            "train_wall_s": train_wall_s, "latency_ms_per_image": sum(latency.values()) / len(latency),
+            "latency_ms_per_task": latency, **({"latency_parts": latency_how} if latency_how else {}),
+            "device": str(device)}
+
+
+def run_summary(cfg, meta, log, metrics: dict, cost: dict, train_log, pixels, tasks, backbone_id, t_start: float,
+                tracker) -> dict:
+    """`pixels`: the stream on images (trivial references are computed on them, not on cached features)."""
+    R, names = log.R, [t.name for t in tasks]
+    data = pixels.provenance["train"]
+    return metrics | {
+        "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": names,
+        "baseline": meta.baseline,
+        "final": R[-1].tolist(), "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
+        "untrained": log.untrained, "eval_loss": dict(log.losses), "exp_wall_s": train_log.exp_wall_s,
+        "eval_wall_s": log.wall_s, "train_wall_s": cost["train_wall_s"], "budget": cost,
+        "metric_units": {t.name: t.primary for t in tasks},
+        "references": trivial_references(pixels) if meta.baseline else None,
+        "training": describe_training(cfg, meta.one_shot), "extra_scores": log.extra_scores(),
+        "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
+        "backbone_weights": backbone_id["weights"],
+        "data_source": f"{data['source']} (files sha256 {data['sha256'][:12]})", "device": cost["device"],
+        "wandb": tracker.info}
