@@ -43,6 +43,7 @@ class GridKind:
     # (out_dir, failures, planned runs or None (a rebuild), report folder or None) → (table for stdout, what it wrote)
     report: Callable[..., tuple[str, str]]
     noun: str = "run"  # what the progress lines call one planned run
+    label: str = ""  # before "profile" in the batch's first line ("mtl "), empty for the continual kind
     check: Callable[[list], None] = _no_check  # before any training: what would fail every run alike
 
 
@@ -86,7 +87,7 @@ def run_grid(profile_name: str, profile: dict, run_args: list[str], seeds=None, 
     executor = executor or LocalExecutor()
     executor.start()  # Ray: start or join it now, so the line below says how many runs go at once
     home, t0 = kind.home(out_dir), time.perf_counter()
-    print(f"[batch] {'' if kind_name == 'cl' else kind_name + ' '}profile {profile_name}: {len(configs)} "
+    print(f"[batch] {kind.label}profile {profile_name}: {len(configs)} "
           f"{kind.noun}s → {home / 'runs'} ({executor.describe()})", file=sys.stderr)
     failed = _execute(kind, configs, executor, force, debug, f"batch {profile_name}")
     failed_file = home / "failed_runs.txt"

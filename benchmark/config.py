@@ -224,7 +224,7 @@ def parse_with_entries(parser: CommandParser, cls, entry_fields: dict, argv, lay
     ns, _ = parser.parse_known_args(argv)  # stage 1: which files and entries?
     values, origin = {}, {}
     for layer, where in layers(ns):
-        layer = {underscored_key(k): v for k, v in layer.items()}
+        layer = {underscored_key(k, entry_fields): v for k, v in layer.items()}
         values, origin = values | layer, origin | dict.fromkeys(layer, where)
     _set_file_defaults(parser, values, dests, origin)
     ns, _ = parser.parse_known_args(argv)
@@ -267,10 +267,15 @@ def _set_by_file(e: UserError, origin: dict, argv) -> str:
     return f"key {', '.join(f'{k!r} of {origin[k]}' for k in keys)}" if keys else ""
 
 
-def underscored_key(key: str) -> str:
+def underscored_key(key: str, entry_fields: dict | None = None) -> str:
     """A file's key as its flag's dest: `batch-size` → `batch_size`, `mmoe.num-experts` → `mmoe.num_experts`; the
-    entry name keeps its registered form (`shared-bottom.x` stays `shared-bottom.x`)."""
+    entry name keeps its registered form (`shared-bottom.x` stays `shared-bottom.x`), and one written with `-` for a
+    registered `_` (`binary-tasks.x`, as its flag reads) is that entry's."""
     name, dot, knob = key.rpartition(".")
+    if name and entry_fields:
+        known = {n for registry in entry_fields.values() for n in registry.names()}
+        if name not in known and name.replace("-", "_") in known:
+            name = name.replace("-", "_")
     return name + dot + knob.replace("-", "_")
 
 

@@ -26,6 +26,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def prepare_runtime(cfg) -> torch.device:
+    """A run's process settings from its RuntimeConfig: torch's CPU threads (`--threads`; 0 keeps torch's own) →
+    the device it runs on."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return resolve_device(cfg.device)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -11,7 +11,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from tqdm import tqdm
 
-from benchmark.errors import RunFailed
+from benchmark.errors import check_finite_losses
 from benchmark.tasks import kind_of
 
 
@@ -69,10 +69,10 @@ class FiniteLossGuard(SupervisedPlugin):
 
     def before_update(self, strategy, **kwargs):
         loss = strategy.loss.detach()
-        if not torch.isfinite(loss).all():
-            raise RunFailed(f"non-finite training loss ({float(loss.sum())}) at experience "
-                            f"{strategy.experience.current_experience}, epoch {strategy.clock.train_exp_epochs}, "
-                            f"iteration {strategy.clock.train_epoch_iterations}; try a lower --lr")
+        if not torch.isfinite(loss).all():  # one check on the device; the message only when it fails
+            check_finite_losses({"loss": float(loss.sum())}, f"at experience {strategy.experience.current_experience}"
+                                f", epoch {strategy.clock.train_exp_epochs}, iteration "
+                                f"{strategy.clock.train_epoch_iterations}")
 
 
 class TrainLog(SupervisedPlugin):

@@ -194,7 +194,7 @@ def throughput(budget_s: float) -> list[tuple[str, str, float]]:
             net, _, _ = entry.build(entry.config_cls(), image_size=28, in_chans=1)
             size = "28 px"
         else:
-            vit = timm.create_model(entry.meta["timm_name"], pretrained=False, num_classes=0)
+            vit = timm.create_model(entry.meta.timm_name, pretrained=False, num_classes=0)
             net = PretrainedViT(vit, timm.data.resolve_model_data_config(vit))
             size = f"{net.input.size[0]} px"
         net.eval().to(device)

@@ -32,6 +32,20 @@ class StrategyMeta:
     baseline: bool = False  # one model per task (single-task baselines): only R's diagonal means something
 
 
+@dataclass(frozen=True)
+class SourceMeta:
+    """An image source's format (`@SOURCES.register(name, native_size=28, channels=1)`)."""
+
+    native_size: int  # the stored images' side, in pixels
+    channels: int
+
+
+@dataclass(frozen=True)
+class BackboneMeta:
+    hub_id: str | None = None  # pretrained weights on the Hugging Face hub (None: trained from scratch)
+    timm_name: str | None = None  # the timm architecture, where the backbone is one
+
+
 class Registry:
     def __init__(self, kind: str, package: str, meta_cls: type | None = None):
         self.kind, self.package, self.meta_cls, self._entries = kind, package, meta_cls, {}
@@ -42,7 +56,10 @@ class Registry:
             if unknown := sorted(set(meta) - known):
                 raise TypeError(f"{self.kind} {name!r}: unknown option(s) {unknown} in register(); known: "
                                 f"{', '.join(sorted(known))}")
-            meta = self.meta_cls(**meta)
+            try:
+                meta = self.meta_cls(**meta)
+            except TypeError as e:
+                raise TypeError(f"{self.kind} {name!r}: {e}") from None
 
         def deco(fn):
             if name in self._entries:
@@ -64,7 +81,7 @@ class Registry:
 
 
 STREAMS = Registry("stream", "benchmark.streams")
-SOURCES = Registry("source", "benchmark.data")
-BACKBONES = Registry("backbone", "benchmark.models")
+SOURCES = Registry("source", "benchmark.data", meta_cls=SourceMeta)
+BACKBONES = Registry("backbone", "benchmark.models", meta_cls=BackboneMeta)
 STRATEGIES = Registry("strategy", "strategies", meta_cls=StrategyMeta)
 KINDS = Registry("task kind", "benchmark.tasks.kinds")

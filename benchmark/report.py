@@ -46,7 +46,7 @@ LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", 
 # FWT is not ranked: with one head per task, R[j−1][j] is an untrained head's score, so FWT measures its noise.
 BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "train_wall_s": "min", "latency_ms": "min"}
 BASELINE = "single_task"  # runs written before summaries said "baseline": this strategy's were the baselines
-# Seed 004's objectives, judged (pass / fail, on the mean over seeds) on streams that have single-task baselines.
+# The dense suite's objectives, judged (pass / fail, on the mean over seeds) on streams that have single-task baselines.
 TARGETS = {"drop_pct": 5.0, "latency_ms": 150.0}  # < 5 % drop vs the baseline; < 150 ms per image at batch 1
 NOTE = ("Mean ± sample std over seeds; best per column in bold (FWT is not ranked: with one head per task it "
         "measures an untrained head's noise). ACC = mean final score; BWT < 0 and forgetting > 0 mean forgetting; "

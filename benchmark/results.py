@@ -212,6 +212,19 @@ def skip_reason(folder: Path) -> str:
     return _SKIPPED.get(Path(folder), "done")
 
 
+def in_claimed_folder(folder: Path, config: dict, out_dir: Path, force: bool, train,
+                      elsewhere: str = "another --out-dir") -> tuple[Path, str]:
+    """One run's frame, for every kind of run: claim `folder` (claim_run_folder), then train() → (folder, 'done'),
+    giving the folder back also when training fails (write_run gives it back on success); → (folder, 'skipped')
+    when it must not run here."""
+    if not claim_run_folder(folder, config, out_dir, force, elsewhere=elsewhere):
+        return folder, "skipped"
+    try:
+        return train()
+    finally:
+        release_run_folder(folder)
+
+
 def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
                      elsewhere: str = "another --out-dir") -> bool:
     """Before a run: False if it must be skipped (`folder` holds this config's results, or another live process is

@@ -14,12 +14,11 @@ import time
 from functools import partial
 from pathlib import Path
 
-import torch
 from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
-from benchmark.device import maybe_compile, resolve_device, seed_everything, set_autocast
+from benchmark.device import maybe_compile, prepare_runtime, seed_everything, set_autocast
 from benchmark.evaluation import train_and_evaluate
 from benchmark.fast_batches import FastCachedBatches
 from benchmark.feature_cache import use_feature_cache
@@ -28,8 +27,8 @@ from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.results import claim_run_folder, config_record, matrix_csv, release_run_folder, run_dir, write_run
-from benchmark.summary import budget, run_metrics, run_summary
+from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
+from benchmark.summary import budget, run_scores, run_summary
 from benchmark.tasks import TaskCriterion
 from benchmark.tracking import WandbTracker
 
@@ -42,12 +41,8 @@ def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -
     """Train and evaluate; → (run folder, 'done' | 'skipped'). `evaluator`: an Avalanche EvaluationPlugin to attach
     (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
     folder = run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed)
-    if not claim_run_folder(folder, cfg.to_dict(), cfg.out_dir, force):
-        return folder, "skipped"
-    try:  # a run that fails gives its folder back too (write_run gives it back on success)
-        return _train(cfg, folder, force, extra_plugins, evaluator)
-    finally:
-        release_run_folder(folder)
+    return in_claimed_folder(folder, cfg.to_dict(), cfg.out_dir, force,
+                             lambda: _train(cfg, folder, force, extra_plugins, evaluator))
 
 
 def build_stream_and_model(cfg: RunConfig, device, say):
@@ -75,10 +70,7 @@ def harness_plugins(cfg: RunConfig, collector, train_log, cached: bool, tracker,
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    tag, device, t_start = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}", resolve_device(cfg.device), \
-        time.perf_counter()
+    tag, device, t_start = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
     pixels, model, backbone_id = build_stream_and_model(cfg, device, say)
     probes = [(pixels.scenario.test_stream[t].dataset[0][0], t) for t in range(len(pixels.tasks))]  # one per task
@@ -98,9 +90,9 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
         eval_every=-1)
     try:
         rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
-        metrics = run_metrics(rows, entry.meta.baseline)
+        scores = run_scores(rows, entry.meta)
         cost = budget(cfg, model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s))
-        summary = run_summary(cfg, entry.meta, rows, metrics, cost, train_log, pixels, bench.tasks, backbone_id,
+        summary = run_summary(cfg, entry.meta, rows, scores, cost, train_log, pixels, bench.tasks, backbone_id,
                               t_start, tracker)
         write_run(folder, config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device)),
                   matrix_csv(rows.task_names, rows.scores), summary, force=force,
@@ -110,7 +102,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
         tracker.finish(exit_code=1)
         raise
     tracker.finish()
-    fmt = {k: "n/a" if v is None else f"{v:+.3f}" for k, v in metrics.items()}
+    fmt = {k: "n/a" if scores[k] is None else f"{scores[k]:+.3f}" for k in ("acc", "bwt", "forgetting", "fwt")}
     say(f"budget: {cost['params']:,} params, train {cost['train_wall_s']:.1f}s, inference "
         f"{cost['latency_ms_per_image']:.2f} ms/image (batch 1, {device})")
     say(f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "

@@ -11,17 +11,18 @@ import numpy as np
 from benchmark.device import latency_ms_per_image
 from benchmark.feature_cache import WithBackbone, cached_run_latency, default_cache_dir
 from benchmark.harness_plugins import describe_training
-from benchmark.metrics import cl_metrics
 from benchmark.references import trivial_references
+from benchmark.results import score_summary
 
 
-def run_metrics(log, baseline: bool) -> dict:
-    """ACC, BWT, forgetting, FWT of R; a single-task baseline's rows are separate models, so only R's diagonal
-    means something: ACC = its mean, the rest undefined."""
-    R = log.R
-    if baseline:
-        return {"acc": float(np.diag(R).mean()), "bwt": None, "forgetting": None, "fwt": None}
-    return cl_metrics(R, b=log.untrained)
+def run_scores(log, meta) -> dict:
+    """The score keys every summary holds (benchmark.results.score_summary: ACC, BWT, forgetting, FWT, final,
+    just trained, untrained); a single-task baseline's rows are separate models, so only R's diagonal means
+    something: ACC = its mean, the rest undefined."""
+    scores = score_summary(log.scores, sequential=not meta.one_shot)
+    if meta.baseline:
+        scores |= {"acc": float(np.diag(log.R).mean()), "bwt": None, "forgetting": None, "fwt": None}
+    return scores
 
 
 def budget(cfg, model, net, probes, device, backbone_id: dict, train_wall_s: float) -> dict:
@@ -43,16 +44,15 @@ def budget(cfg, model, net, probes, device, backbone_id: dict, train_wall_s: flo
             "device": str(device)}
 
 
-def run_summary(cfg, meta, log, metrics: dict, cost: dict, train_log, pixels, tasks, backbone_id, t_start: float,
+def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tasks, backbone_id, t_start: float,
                 tracker) -> dict:
-    """`pixels`: the stream on images (trivial references are computed on them, not on cached features)."""
-    R, names = log.R, [t.name for t in tasks]
-    data = pixels.provenance["train"]
-    return metrics | {
+    """`scores`: run_scores; `pixels`: the stream on images (trivial references are computed on them, not on
+    cached features)."""
+    names, data = [t.name for t in tasks], pixels.provenance["train"]
+    return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | {
         "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": names,
-        "baseline": meta.baseline,
-        "final": R[-1].tolist(), "just_trained": np.diag(R).tolist() if R.shape[0] == R.shape[1] else None,
-        "untrained": log.untrained, "eval_loss": dict(log.losses), "exp_wall_s": train_log.exp_wall_s,
+        "baseline": meta.baseline, "final": scores["final"], "just_trained": scores["just_trained"],
+        "untrained": scores["untrained"], "eval_loss": dict(log.losses), "exp_wall_s": train_log.exp_wall_s,
         "eval_wall_s": log.wall_s, "train_wall_s": cost["train_wall_s"], "budget": cost,
         "metric_units": {t.name: t.primary for t in tasks},
         "references": trivial_references(pixels) if meta.baseline else None,

@@ -32,6 +32,13 @@ def test_namespaced_flags_dash_or_underscore():
     assert cfg.download is False and cfg.hidden == (64, 32)
 
 
+def test_a_config_file_may_spell_an_entry_name_with_dashes(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"binary-tasks.train-per-task": 11, "replay.mem-size": 5}))
+    cfg, _ = parse_config(["--strategy", "replay", "--config", str(f)])
+    assert cfg.stream_args.train_per_task == 11 and cfg.strategy_args.mem_size == 5
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["--epochs", "abc"], "invalid int value"),
     (["--epochs", "0"], "--epochs"),

@@ -139,7 +139,7 @@ def test_unknown_names_list_the_known_ones():
         MultiTaskModel(["a"])
 
 
-def test_curriculum_follows_seed_001_schedule():
+def test_curriculum_follows_the_toolkit_documents_schedule():
     stages = SCHEDULES.get("curriculum").build(CurriculumConfig(starts=(0, 10, 20)), epochs=30,
                                                tasks=("t1", "t2", "t3"))
     assert [(s.epochs, s.tasks) for s in stages] == [(10, ("t1",)), (10, ("t1", "t2")), (10, ("t1", "t2", "t3"))]

@@ -133,4 +133,4 @@ def test_last_k_trains_only_the_last_blocks_with_their_own_lr(tiny):
 
 def test_dino_entries_are_registered_with_their_hub_ids():
     assert {"dino_vits16", "dino_vitb16", "dinov2_vits14"} <= set(BACKBONES.names())
-    assert BACKBONES.get("dinov2_vits14").meta["hub_id"] == "timm/vit_small_patch14_dinov2.lvd142m"
+    assert BACKBONES.get("dinov2_vits14").meta.hub_id == "timm/vit_small_patch14_dinov2.lvd142m"

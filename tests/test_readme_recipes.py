@@ -35,7 +35,7 @@ ADDS = {"strategy": (STRATEGIES, "l2_anchor"), "stream": (STREAMS, "hard_pairs")
         "task-kind": (KINDS, "regression")}
 
 
-MAX_README_LINES = 300  # the issue asks for "at most about 250"; the recipes are most of it
+MAX_README_LINES = 260  # the issue asks for "at most about 250"; four executed recipes are most of it
 
 
 def isolate(monkeypatch, registry) -> None:
@@ -69,8 +69,12 @@ def run_folder(out: Path, stream: str, strategy: str) -> Path:
 def test_readme_holds_every_recipe_and_stays_short():
     assert set(ADDS) <= set(RECIPES), f"README recipes found: {sorted(RECIPES)}"
     text = README.read_text()
-    for page in [README, *ROOT.glob("docs/*.md"), ROOT / "results" / "reference" / "README.md"]:
-        assert "seed 00" not in page.read_text().lower(), f"{page}: name the source documents, not their numbers"
+    pages = [README, *ROOT.glob("docs/*.md"), ROOT / "results" / "reference" / "README.md",
+             *[p for d in ("benchmark", "strategies", "tests") for ext in ("py", "json")
+               for p in (ROOT / d).rglob(f"*.{ext}")]]
+    for page in pages:  # the source documents' numbers collide with random seeds: name them instead
+        assert not re.search(r"seed[ _]00\d", page.read_text().lower().replace("seed[ _]00", "")), \
+            f"{page}: name the source documents, not their numbers"
     assert len(text.splitlines()) <= MAX_README_LINES
 
 

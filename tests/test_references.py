@@ -48,3 +48,9 @@ def test_copy_reference_is_perfect_when_the_evaluation_images_are_the_training_i
     assert reference_score(spec, rows, rows)["score"] == pytest.approx(1.0)
     shuffled = [(rows[(i + 1) % 4][0], rows[i][1], 0) for i in range(4)]  # each image now holds another's target
     assert reference_score(spec, rows, shuffled)["score"] < 1.0
+
+
+def test_a_kind_without_a_raw_pixel_reference_is_left_out_not_an_error():
+    spec = TaskSpec("r", kind="reconstruction", params={"shape": [2]})
+    rows = [(torch.randn(2), torch.randn(2), 0) for _ in range(3)]
+    assert reference_score(spec, rows, rows) is None

@@ -97,7 +97,7 @@ def test_confidence_intervals_are_t_based():
     assert "naive [-0.268, +0.006] (includes 0)" in line and "lwf [-0.060, -0.010] (below 0)" in line
 
 
-def test_seed_004_latency_objective_is_judged_where_the_stream_has_baselines():
+def test_the_dense_suites_latency_objective_is_judged_where_the_stream_has_baselines():
     from benchmark.report import COLUMNS, main_table
 
     def agg(baseline):

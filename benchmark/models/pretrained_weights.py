@@ -125,7 +125,7 @@ def check_weights_available(backbone: str, weights_path: str = "") -> None:
     would hit). Backbones without a hub id (trained from scratch) need nothing."""
     from benchmark.registry import BACKBONES
 
-    hub_id = BACKBONES.get(backbone).meta.get("hub_id")
+    hub_id = BACKBONES.get(backbone).meta.hub_id
     if hub_id:
         locate_weights(backbone, hub_id, weights_path)
     elif weights_path:

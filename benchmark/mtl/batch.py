@@ -34,9 +34,9 @@ BASELINE_GROUP = "single-task baselines (stl: one per trunk × task, equal weigh
 
 def task_names(cfg: MTLConfig) -> list[str]:
     entry = TASK_SETS.get(cfg.task_set)
-    if "task_names" not in entry.meta:
+    if not entry.meta.task_names:
         raise UserError(f"task set {cfg.task_set!r} declares no task_names; the batch needs them to plan baselines")
-    return select_names(list(entry.meta["task_names"]), cfg.tasks)
+    return select_names(list(entry.meta.task_names), cfg.tasks)
 
 
 def _knob_default(trunk: dict, key: str):
@@ -148,5 +148,13 @@ def _report(out_dir: Path, failed: list[str], planned, report_dir: Path | None =
     return text, str(Path(report_dir or out_dir) / "mtl" / "summary.md")
 
 
+def _check_weights(configs: list) -> None:
+    from benchmark.models.pretrained_weights import check_weights_available
+
+    for backbone in dict.fromkeys(c.backbone for c in configs):
+        check_weights_available(backbone)  # missing weights would fail every experiment alike: stop before any
+
+
 register_grid_kind("mtl", GridKind(plan=_plan_grid, run=run_one, tag=lambda c: f"{c.run_name}/seed{c.seed}",
-                                   home=lambda out_dir: Path(out_dir) / "mtl", report=_report, noun="experiment"))
+                                   home=lambda out_dir: Path(out_dir) / "mtl", report=_report, noun="experiment",
+                                   label="mtl ", check=_check_weights))

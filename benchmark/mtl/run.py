@@ -14,19 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
-from benchmark.device import resolve_device, seed_everything
+from benchmark.device import prepare_runtime, seed_everything
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.plots import loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
 from benchmark.results import (
-    claim_run_folder,
     config_record,
+    in_claimed_folder,
     matrix_csv,
-    release_run_folder,
     score_summary,
     write_run,
 )
@@ -58,18 +55,12 @@ def build_model(cfg: MTLConfig, tasks, input_shape) -> MultiTaskModel:
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
     folder = mtl_run_dir(cfg.out_dir, cfg.run_name, cfg.seed)
     tag = f"mtl/{cfg.run_name}/seed{cfg.seed}"
-    if not claim_run_folder(folder, cfg.to_dict(), cfg.out_dir, force, elsewhere="another --name / --out-dir"):
-        return folder, "skipped"
-    try:  # a run that fails gives its folder back too (write_run gives it back on success)
-        return _train(cfg, folder, tag, force)
-    finally:
-        release_run_folder(folder)
+    return in_claimed_folder(folder, cfg.to_dict(), cfg.out_dir, force, lambda: _train(cfg, folder, tag, force),
+                             elsewhere="another --name / --out-dir")
 
 
 def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, str]:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = prepare_runtime(cfg)
     t_start = time.perf_counter()
 
     def log(msg: str) -> None:

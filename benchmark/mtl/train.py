@@ -9,13 +9,12 @@ label: every task's test scores → one row of R.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 
 import torch
 
-from benchmark.errors import RunFailed
+from benchmark.errors import check_finite_losses
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.tasks import kind_of
 
@@ -62,9 +61,7 @@ def train_stages(model: MultiTaskModel, data, stages, cfg, device, log=lambda ms
                 preds = model(x[idx].to(device))
                 losses = model.task_losses(preds, {t: y[t][idx].to(device) for t in active})
                 values = {t: float(v.detach()) for t, v in losses.items()}
-                if bad := [t for t, v in values.items() if not math.isfinite(v)]:
-                    raise RunFailed(f"non-finite loss for task(s) {bad} at epoch {epoch_no}; lower --lr or check "
-                                    f"the data")
+                check_finite_losses(values, f"at epoch {epoch_no}")
                 optimizer.zero_grad(set_to_none=True)
                 weights = model.backward(losses)
                 optimizer.step()

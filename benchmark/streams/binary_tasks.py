@@ -1,4 +1,4 @@
-"""Seed 000's three binary tasks: positive class 1 vs {4, 7}; 2 vs {5, 6}; 3 vs {8, 9}.
+"""The Hat Swap binary tasks: positive class 1 vs {4, 7}; 2 vs {5, 6}; 3 vs {8, 9}.
 
 Task t = row t of TASKS; local label 1 = the positive class, 0 = either negative class. Training data is a seeded,
 class-stratified subsample (the three source classes keep their 1:1:1 ratio, so 1/3 of each task is positive and
@@ -56,7 +56,7 @@ def stratified_subsample(labels: np.ndarray, classes: tuple[int, ...], n: int, r
 def load_source(source: str, root: str, train: bool, image_size: int, download: bool, apt_install: bool):
     """A registered image source's split, resized to `image_size` and normalised to [−1, 1] (cached per process)."""
     entry = SOURCES.get(source)
-    native, ch = entry.meta["native_size"], entry.meta["channels"]
+    native, ch = entry.meta.native_size, entry.meta.channels
     tf = [transforms.ToTensor()]
     if image_size and image_size != native:
         tf.append(transforms.Resize(image_size, antialias=True))

@@ -69,6 +69,25 @@ class TaskKind:
         """A batch's targets as the stream yields them → what `loss` and the metric read."""
         return y
 
+    # What the trivial references need (benchmark/references.py, benchmark/mtl/references.py), by `reference`:
+    # "vote" → labels, as_target, as_output; "copy" → as_output; "mean" → scores_of_mse.
+
+    def labels(self, target: torch.Tensor) -> torch.Tensor:
+        """Targets (as `target_of` gives them) → class labels, the k-NN reference votes over them."""
+        raise NotImplementedError(f"{type(self).__name__} declares no class labels (reference 'vote' needs them)")
+
+    def as_target(self, labels: torch.Tensor) -> torch.Tensor:
+        """Class labels → targets as `target_of` gives them."""
+        raise NotImplementedError(f"{type(self).__name__}: reference 'vote' needs as_target")
+
+    def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """Targets → the output that predicts exactly them (scored by the kind's own metric)."""
+        raise NotImplementedError(f"{type(self).__name__}: references 'vote' and 'copy' need as_output")
+
+    def scores_of_mse(self, mse: float, spec) -> dict[str, float]:
+        """A split's mean squared error → the kind's metrics (reference 'mean')."""
+        raise NotImplementedError(f"{type(self).__name__}: reference 'mean' needs scores_of_mse")
+
     def unflatten(self, o: torch.Tensor, spec) -> torch.Tensor:
         """A head's B × output_len output → the tensor the loss compares with a target (multi-task model)."""
         return o
@@ -106,14 +125,13 @@ class LabelKind(TaskKind):
         return o.argmax(dim=-1)
 
     def labels(self, target: torch.Tensor) -> torch.Tensor:
-        """Targets (as `target_of` gives them) → class labels (the k-NN reference votes over them)."""
         return target.long()
 
     def as_target(self, labels: torch.Tensor) -> torch.Tensor:
         return labels
 
     def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
-        """Targets → the output that predicts exactly them (one-hot logits)."""
+        """One-hot logits."""
         return CERTAIN * torch.nn.functional.one_hot(y.long(), spec.params.num_classes).float()
 
 

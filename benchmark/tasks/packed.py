@@ -33,9 +33,5 @@ class PackedKind(TaskKind):
         """One payload row → the target dict."""
         raise NotImplementedError
 
-    def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
-        """Payload rows → the packed output that predicts exactly them (trivial references, tests)."""
-        raise NotImplementedError
-
     def target_of(self, y: torch.Tensor) -> torch.Tensor:
         return y[:, 1:]

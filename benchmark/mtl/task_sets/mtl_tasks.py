@@ -1,4 +1,4 @@
-"""Seed 003's task set: four tasks on every image of one source (Fashion-MNIST offline, or CIFAR-10).
+"""The multi-task experiments' task set: four tasks on every image of one source (Fashion-MNIST offline, or CIFAR-10).
 
 - `classes` (multiclass, 10 outputs, CE, accuracy): the source class.
 - `coarse` (binary, CE, accuracy): CIFAR-10 animal (bird, cat, deer, dog, frog, horse) = 1 vs vehicle = 0;
