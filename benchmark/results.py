@@ -94,6 +94,12 @@ class RunFiles(NamedTuple):
     summary: dict  # summary.json (SUMMARY_KEYS and the run kind's own)
 
 
+def data_source(train_provenance: dict) -> str:
+    """The summary's one-line data identity: source and the first 12 hex digits of its files' sha256."""
+    sha = train_provenance.get("sha256")
+    return f"{train_provenance.get('source', '?')}" + (f" (files sha256 {sha[:12]})" if sha else "")
+
+
 def score_summary(rows: list[tuple[str, list[float]]], sequential: bool) -> dict:
     """The score keys of SUMMARY_KEYS from the evaluation rows [(label, score per task)], `init` first: acc, bwt,
     forgetting, fwt (for a run that did not train one task after another, one row per task: acc only), final =

@@ -12,7 +12,7 @@ from benchmark.device import latency_ms_per_image
 from benchmark.feature_cache import WithBackbone, cached_run_latency, default_cache_dir
 from benchmark.harness_plugins import describe_training
 from benchmark.references import trivial_references
-from benchmark.results import score_summary
+from benchmark.results import data_source, score_summary
 
 
 def run_scores(log, meta) -> dict:
@@ -59,5 +59,5 @@ def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tas
         "training": describe_training(cfg, meta.one_shot), "extra_scores": log.extra_scores(),
         "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
         "backbone_weights": backbone_id["weights"],
-        "data_source": f"{data['source']} (files sha256 {data['sha256'][:12]})", "device": cost["device"],
+        "data_source": data_source(data), "device": cost["device"],
         "wandb": tracker.info}

@@ -22,6 +22,7 @@ from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
 from benchmark.results import (
     config_record,
+    data_source,
     in_claimed_folder,
     matrix_csv,
     score_summary,
@@ -96,7 +97,7 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
         "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
-        "data_source": data.provenance.get("train", {}).get("source"), "device": str(device)}
+        "data_source": data_source(data.provenance.get("train", {})), "device": str(device)}
     record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
     write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
               fill=lambda d: loss_curves(epochs, list(names), d / "losses.png", title=tag))
