@@ -32,6 +32,10 @@ def _no_check(configs: list) -> None:
     pass
 
 
+def _no_check_after(profile_name: str, configs: list) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class GridKind:
     """One kind of batch (a profile's `"kind"`). Planned runs are (group, config) pairs; a config has `out_dir`."""
@@ -45,6 +49,7 @@ class GridKind:
     noun: str = "run"  # what the progress lines call one planned run
     label: str = ""  # before "profile" in the batch's first line ("mtl "), empty for the continual kind
     check: Callable[[list], None] = _no_check  # before any training: what would fail every run alike
+    after_report: Callable[[str, list], None] = _no_check_after  # (profile name, configs): e.g. wandb's summary run
 
 
 GRID_KINDS: dict[str, GridKind] = {}
@@ -97,6 +102,7 @@ def run_grid(profile_name: str, profile: dict, run_args: list[str], seeds=None, 
         failed_file.unlink()
     table, wrote = kind.report(out_dir, failed, planned, None)
     print(table)
+    kind.after_report(profile_name, configs)
     print(f"[batch] wrote {wrote} in {_duration(time.perf_counter() - t0)}", file=sys.stderr)
     if failed:
         print(f"[batch] {len(failed)} {kind.noun}(s) failed:\n  " + "\n  ".join(failed), file=sys.stderr)
@@ -153,8 +159,8 @@ def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[
     """run_args without the knobs of the batch's other streams / strategies: `./run_all.sh --lwf.alpha 2` sets lwf's
     alpha for the lwf runs and leaves naive's alone (as a profile's `lwf.alpha` does). A knob of a stream or strategy
     the batch does not run at all is an error naming what the batch runs."""
-    ran = {"stream": {st for st, _, _ in todo}, "strategy": {sg for _, sg, _ in todo}}
-    this = {"stream": stream, "strategy": strategy}
+    ran = {"stream": {st for st, _, _ in todo}, "strategy": {part for _, sg, _ in todo for part in sg.split("+")}}
+    this = {"stream": {stream}, "strategy": set(strategy.split("+"))}  # a combination takes each part's knobs
     out, skip_value = [], False
     for i, arg in enumerate(run_args):
         if skip_value:
@@ -162,7 +168,7 @@ def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[
             continue
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
         owner = knob_owner(name.removeprefix("no-")) if name else None
-        if owner and owner[0] in this and owner[1] != this[owner[0]]:
+        if owner and owner[0] in this and owner[1] not in this[owner[0]]:
             kind, entry = owner
             if entry not in ran[kind]:
                 raise UserError(f"--{name} belongs to {kind} {entry}, which this batch does not run (its "
@@ -205,5 +211,17 @@ def _report(out_dir: Path, failed: list[str], planned, report_dir: Path | None =
     return table, f"{where / 'REPORT.md'} ({what})"
 
 
+def _wandb_summary(profile_name: str, configs: list) -> None:
+    """With --wandb offline/online: one summary run for the batch (benchmark.tracking.log_batch_summary)."""
+    cfg = configs[0]
+    if cfg.wandb == "off" or not (Path(cfg.out_dir) / "summary.csv").is_file():
+        return
+    from benchmark.tracking import log_batch_summary
+
+    info = log_batch_summary(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
+                             profile=profile_name, report_dir=cfg.out_dir)
+    print(f"[batch] wandb summary run: {info.get('id', info.get('error', info['mode']))}", file=sys.stderr)
+
+
 register_grid_kind("cl", GridKind(plan=_plan_runs, run=run_one, tag=lambda c: f"{c.stream}/{c.strategy}/seed{c.seed}",
-                                  home=Path, report=_report, check=_check_weights))
+                                  home=Path, report=_report, check=_check_weights, after_report=_wandb_summary))

@@ -104,6 +104,9 @@ def cmd_list(argv) -> int:
     for title, reg in (("streams", STREAMS), ("sources", SOURCES), ("backbones", BACKBONES),
                        ("strategies", STRATEGIES)):
         print(f"{title}: {', '.join(reg.names())}")
+    from benchmark.composition import composable
+
+    print(f"strategies that combine with '+' (e.g. lwf+replay): {', '.join(composable())}")
     print("dense_suite sources: fmnist_scenes (offline), real (VOC2012 seg, COCO 2017 det, Imagenette-160 cls)")
     from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 

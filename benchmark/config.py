@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.registry import BACKBONES, STRATEGIES, STREAMS
+from benchmark.registry import BACKBONES, STRATEGIES, STREAMS, CompositeArgs
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # The continual run's entries: each `<kind>` field names an entry of its registry, whose config dataclass fills
@@ -110,8 +110,9 @@ def flat_config(cfg) -> dict:
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         if f.name.endswith("_args"):
-            prefix = getattr(cfg, f.name[: -len("_args")])
-            out |= {f"{prefix}.{k}": jsonable(x) for k, x in (dataclasses.asdict(v) if v else {}).items()}
+            named = v.parts if isinstance(v, CompositeArgs) else [(getattr(cfg, f.name[: -len("_args")]), v)]
+            for prefix, part in named:
+                out |= {f"{prefix}.{k}": jsonable(x) for k, x in (dataclasses.asdict(part) if part else {}).items()}
         else:
             out[f.name] = jsonable(v)
     return out
@@ -229,9 +230,10 @@ def parse_with_entries(parser: CommandParser, cls, entry_fields: dict, argv, lay
     _set_file_defaults(parser, values, dests, origin)
     ns, _ = parser.parse_known_args(argv)
     chosen = {kind: registry.get(getattr(ns, kind)) for kind, registry in entry_fields.items()}
-    for e in chosen.values():  # stage 2: their own knobs, namespaced by registry name
-        if e.config_cls:
-            dests |= add_fields(parser.add_argument_group(e.name), e.config_cls, prefix=f"{e.name}.")
+    for e in chosen.values():  # stage 2: their own knobs, namespaced by registry name (a composite: each part's)
+        for part in e.parts or (e,):
+            if part.config_cls:
+                dests |= add_fields(parser.add_argument_group(part.name), part.config_cls, prefix=f"{part.name}.")
     if unknown := {k for k in set(values) - dests if not knob_owner(k, entry_fields)}:
         raise UserError(f"unknown config keys: {sorted(unknown)} (in {', '.join(sorted({origin[k] for k in unknown}))})"
                         f"; known: {sorted(dests)}")
@@ -322,6 +324,8 @@ def _coerce(parser, dest: str, value, origin: str = "config"):
 
 
 def _pick(entry, ns):
+    if entry.parts:
+        return CompositeArgs(tuple((part.name, _pick(part, ns)) for part in entry.parts))
     if entry.config_cls is None:
         return None
     prefix = f"{entry.name}."

@@ -22,6 +22,18 @@ class Entry:
     build: Callable[..., Any]
     config_cls: type | None = None  # frozen dataclass holding this entry's own knobs
     meta: Any = field(default_factory=dict)  # the registry's meta class (typed), or a dict where it has none
+    parts: tuple = ()  # a composite's entries, in order (`--strategy lwf+replay`)
+
+
+@dataclass(frozen=True)
+class CompositeArgs:
+    """A composite entry's knobs: each part's own config, in order (`lwf.alpha` and `replay.mem_size` keep their
+    names in config.json, as when each part runs alone)."""
+
+    parts: tuple[tuple[str, Any], ...]
+
+    def __getitem__(self, name: str):
+        return dict(self.parts)[name]
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,10 @@ class StrategyMeta:
 
     one_shot: bool = False  # trains on the whole stream at once (joint training): R gets one row, 'after_joint'
     baseline: bool = False  # one model per task (single-task baselines): only R's diagonal means something
+    # A strategy that is Avalanche's SupervisedTemplate plus plugins declares them: (its config, the template's
+    # keyword arguments) → its plugins. Such strategies combine: `--strategy lwf+replay` (benchmark/composition.py).
+    plugins: Callable[..., list] | None = None
+    equivalent_to: str = ""  # a strategy this one is declared to reproduce exactly (else R must differ from naive's)
 
 
 @dataclass(frozen=True)
@@ -47,8 +63,9 @@ class BackboneMeta:
 
 
 class Registry:
-    def __init__(self, kind: str, package: str, meta_cls: type | None = None):
-        self.kind, self.package, self.meta_cls, self._entries = kind, package, meta_cls, {}
+    def __init__(self, kind: str, package: str, meta_cls: type | None = None, compose: Callable | None = None):
+        """compose(name, entries) → the Entry of `a+b` (None: names with '+' are unknown names)."""
+        self.kind, self.package, self.meta_cls, self.compose, self._entries = kind, package, meta_cls, compose, {}
 
     def register(self, name: str, config_cls: type | None = None, **meta):
         if self.meta_cls is not None:
@@ -71,6 +88,8 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         importlib.import_module(self.package)
+        if "+" in name and self.compose is not None and name not in self._entries:
+            return self.compose(name, [self.get(part) for part in name.split("+")])
         if name not in self._entries:
             raise UserError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._entries))}")
         return self._entries[name]
@@ -83,5 +102,9 @@ class Registry:
 STREAMS = Registry("stream", "benchmark.streams")
 SOURCES = Registry("source", "benchmark.data", meta_cls=SourceMeta)
 BACKBONES = Registry("backbone", "benchmark.models", meta_cls=BackboneMeta)
-STRATEGIES = Registry("strategy", "strategies", meta_cls=StrategyMeta)
+def _compose_strategies(name: str, parts: list[Entry]) -> Entry:
+    return importlib.import_module("benchmark.composition").compose_strategies(name, parts)
+
+
+STRATEGIES = Registry("strategy", "strategies", meta_cls=StrategyMeta, compose=_compose_strategies)
 KINDS = Registry("task kind", "benchmark.tasks.kinds")

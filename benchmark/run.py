@@ -26,6 +26,7 @@ from benchmark.harness_plugins import CosineLR, FiniteLossGuard, PrimaryScoreCol
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
+from benchmark.plugin_check import check_plugin_hooks
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.summary import budget, run_scores, run_summary
@@ -88,6 +89,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
         criterion=TaskCriterion(bench.tasks), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)
+    check_plugin_hooks(strategy)
     try:
         rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
         scores = run_scores(rows, entry.meta)

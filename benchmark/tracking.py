@@ -24,6 +24,7 @@ import os
 import socket
 import sys
 import threading
+from pathlib import Path
 from urllib.parse import urlparse
 
 from avalanche.core import SupervisedPlugin
@@ -174,3 +175,30 @@ class WandbTracker(SupervisedPlugin):
     def finish(self, exit_code: int = 0) -> None:
         self._guard(lambda: self.run.finish(exit_code=exit_code))
         self.run = None
+
+
+def log_batch_summary(mode: str, *, project: str = "", entity: str = "", out_dir=".", profile: str = "",
+                      report_dir=".") -> dict:
+    """One wandb run per batch (group = the profile, job_type "summary"), after its report: the leaderboard
+    (`summary.csv`) as a table and every stream × strategy's mean-R heatmap (`figures/*_R.png`); offline-safe and
+    failure-proof like the per-run logging. → its info (mode, id, dir; or the error)."""
+    tracker = WandbTracker(mode, project=project, entity=entity, out_dir=out_dir, name=f"{profile} summary",
+                           group=profile, job_type="summary", config={"profile": profile})
+
+    def log():
+        import csv
+
+        import wandb
+
+        with open(Path(report_dir) / "summary.csv", newline="") as f:
+            header, *rows = list(csv.reader(f))
+        media = {"leaderboard": wandb.Table(columns=header, data=rows)}
+        for png in sorted((Path(report_dir) / "figures").glob("*_R.png")):
+            media[f"R_mean/{png.stem.removesuffix('_R')}"] = wandb.Image(str(png))
+        tracker.run.log(media)
+
+    tracker._guard(log)
+    info = tracker.info
+    tracker.finish()
+    return info
+

@@ -5,4 +5,18 @@ To add one: create `strategies/<name>.py` with a function decorated by `@STRATEG
 contract test in tests/test_strategies.py picks it up with no edit.
 """
 
-from strategies import joint, lwf, naive, progressive, replay, single_task  # noqa: F401  (registration)
+from strategies import (  # noqa: F401  (registration)
+    agem,
+    der,
+    ewc,
+    gdumb,
+    gem,
+    joint,
+    lwf,
+    mas,
+    naive,
+    progressive,
+    replay,
+    si,
+    single_task,
+)

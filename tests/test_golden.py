@@ -34,6 +34,16 @@ def test_matrix_equals_the_committed_golden_file(name, stream, tiny, tiny_dense)
     assert matrix == golden.read_text()
 
 
+@pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
+@pytest.mark.parametrize("name", [n for n in STRATEGIES.names() if n != "naive"])
+def test_every_strategy_changes_R_relative_to_naive(name, stream):
+    """On the same seed and data, a strategy whose R equals naive's did nothing (a plugin never called, a penalty
+    that is always 0), unless it declares which strategy it reproduces."""
+    declared = STRATEGIES.get(name).meta.equivalent_to
+    mine, naive = (GOLDEN / f"{stream}-{name}.csv").read_text(), (GOLDEN / f"{stream}-naive.csv").read_text()
+    assert (mine == (GOLDEN / f"{stream}-{declared}.csv").read_text()) if declared else mine != naive
+
+
 def _golden_text(name: str, text: str) -> None:
     golden = GOLDEN / name
     if os.environ.get("HATSWAP_WRITE_GOLDEN") == "1":

@@ -307,3 +307,12 @@ def test_progressive_keeps_each_parameter_groups_settings(kind):
         assert g["lr"] == (1e-5 if in_backbone.pop() else 1e-3) and g["weight_decay"] == 0.01
     assert sum(len(g["params"]) for g in new.param_groups) == len(list(net.parameters()))
     assert len(backbone_ids) == 2 * len(list(base.backbone.parameters()))  # one copy per task's column
+
+
+def test_the_zoo_profile_holds_every_strategy_and_a_combination():
+    from benchmark.batch import plan
+    from benchmark.config import load_profile
+
+    profile = load_profile("zoo")
+    assert set(STRATEGIES.names()) <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]
+    assert len(plan(profile)) == len(profile["strategies"]) * 3

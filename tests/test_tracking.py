@@ -97,3 +97,15 @@ def test_online_with_a_bad_key_warns_once_and_keeps_results(tiny, no_wandb_env, 
     assert [line for line in err.splitlines() if "wandb" in line.lower() and "seed0" not in line] == [
         "[wandb] warning: wandb failed (CommError: invalid api key); stopped logging; local results are unaffected"]
     assert "CommError" in json.loads((folder / "summary.json").read_text())["wandb"]["error"]
+
+
+def test_a_batch_logs_one_summary_run_with_the_leaderboard_and_mean_R_heatmaps(tiny, no_wandb_env, tmp_path):
+    from benchmark.cli import main
+
+    assert main(["batch", *tiny("--strategies", "naive,lwf", "--seeds", "0", "--wandb", "offline")]) == 0
+    runs = [read_run(d) for d in (tmp_path / "results" / "wandb").glob("offline-run-*")]
+    (summary,) = [r for r in runs if r["config"].get("profile") == "smoke"]
+    assert len(runs) == 3  # two runs and the batch's summary
+    assert summary["summary"]["leaderboard/_type"] == "table-file" and summary["summary"]["leaderboard/nrows"] == 2
+    for strategy in ("naive", "lwf"):
+        assert summary["summary"][f"R_mean/binary_tasks_{strategy}/_type"] == "image-file"

@@ -1,0 +1,80 @@
+"""What the importance-weighted regularisers share (strategies/ewc.py, si.py, mas.py): a quadratic pull of every
+trainable parameter towards its value after a past task, weighted per parameter,
+
+    penalty = Σ_k  w · Σ_i Ω_k,i (θ_i − θ*_k,i)²        (one term k per anchor kept)
+
+and the per-sample importance estimate over a finished experience. Parameters are matched by name, so the
+penalty follows the model the strategy trains (on cached features: the shared layers and heads only).
+"""
+
+from __future__ import annotations
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch.utils.data import DataLoader, Subset
+
+
+def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """θ*: a detached copy of every trainable parameter."""
+    return {n: p.detach().clone() for n, p in trainable(model).items()}
+
+
+def quadratic_penalty(model: torch.nn.Module, anchors: list[tuple[dict, dict]], weight: float) -> torch.Tensor:
+    """weight · Σ_(Ω, θ*) Σ_i Ω_i (θ_i − θ*_i)² over the anchors [(Ω by name, θ* by name)]."""
+    params = trainable(model)
+    total = next(iter(params.values())).new_zeros(())
+    for omega, star in anchors:
+        for name, p in params.items():
+            if name in omega:
+                total = total + (omega[name] * (p - star[name]) ** 2).sum()
+    return weight * total
+
+
+def per_sample_importance(strategy, n_samples: int, score) -> dict[str, torch.Tensor]:
+    """(1/N) Σ_x f(∇_θ score(model, x, y, t)) over N ≤ n_samples samples of the experience just trained (a seeded
+    subset when it holds more), one backward pass per sample, the model in eval mode. `score(model, x, y, t)` →
+    (scalar to differentiate, f applied to each gradient: square for a Fisher, abs for MAS)."""
+    model, dataset = strategy.model, strategy.experience.dataset.eval()
+    if len(dataset) > n_samples:
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n_samples]
+        dataset = Subset(dataset, order.tolist())
+    params = trainable(model)
+    totals = {n: torch.zeros_like(p) for n, p in params.items()}
+    was_training = model.training
+    model.eval()
+    n = 0
+    for x, y, t in DataLoader(dataset, batch_size=1, shuffle=False):
+        x, y, t = x.to(strategy.device), y.to(strategy.device), t.to(strategy.device)
+        model.zero_grad(set_to_none=True)
+        value, transform = score(model, x, y, t)
+        value.backward()
+        for name, p in params.items():
+            if p.grad is not None:
+                totals[name] += transform(p.grad.detach())
+        n += 1
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return {name: v / max(n, 1) for name, v in totals.items()}
+
+
+class PenaltyPlugin(SupervisedPlugin):
+    """Adds `penalty(model)` to the loss before every backward pass, once there is an anchor."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchors: list[tuple[dict, dict]] = []
+        self.last_penalty: float | None = None  # the latest term, for inspection
+
+    def weight(self) -> float:
+        raise NotImplementedError
+
+    def before_backward(self, strategy, **kwargs):
+        if not self.anchors:
+            return
+        term = quadratic_penalty(strategy.model, self.anchors, self.weight())
+        self.last_penalty = float(term.detach())
+        strategy.loss = strategy.loss + term

@@ -1,0 +1,29 @@
+"""An episodic memory of past experiences' samples as tensors, for the gradient-projection and logit-replay
+strategies (strategies/gem.py, der.py)."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+
+def sample_experience(dataset, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """n random samples (all, if fewer) of an Avalanche dataset, in its eval form → (x, y, t) tensors."""
+    dataset = dataset.eval()
+    order = torch.randperm(len(dataset), generator=generator)[:n].tolist()
+    xs, ys, ts = zip(*DataLoader(Subset(dataset, order), batch_size=256, shuffle=False), strict=True)
+    return torch.cat(xs), torch.cat(ys), torch.cat(ts)
+
+
+def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """Every parameter's gradient, flattened and concatenated (zeros where a parameter got none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+
+
+def set_flat_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+    start = 0
+    for p in params:
+        n = p.numel()
+        if p.grad is not None:
+            p.grad.copy_(flat[start:start + n].view_as(p))
+        start += n
