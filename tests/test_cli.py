@@ -79,7 +79,7 @@ def test_report_without_runs(tmp_path, capsys):
 
 def test_module_entry_point_in_a_real_process(tmp_path):
     """`python -m benchmark` as a user runs it: exit code 2, one stderr line, no traceback."""
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--strategy", "ewc", "--out-dir",
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--strategy", "no_such_strategy", "--out-dir",
                            str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"hatswap: error: unknown strategy 'ewc'; known: {STRATEGY_NAMES}"
+    assert proc.stderr.strip() == f"hatswap: error: unknown strategy 'no_such_strategy'; known: {STRATEGY_NAMES}"
