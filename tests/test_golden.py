@@ -1,37 +1,20 @@
-"""Golden numbers: every strategy's R matrix on the tiny fixture streams, pinned to the committed files in
-tests/golden/. A change of structure (moving code, renaming, a new harness) must leave them identical to the last
-digit; a change of behaviour on purpose regenerates them (`HATSWAP_WRITE_GOLDEN=1 ./run_tests.sh
-tests/test_golden.py`) and says in its commit what moved and why."""
+"""Golden numbers, pinned to the committed files in tests/golden/: every continual strategy's R matrix on the tiny
+fixture streams (checked by tests/test_strategies.py's contract test, on the same run), and the multi-task runs
+here. A change of structure (moving code, renaming, a new harness) must leave them identical to the last digit; a
+change of behaviour on purpose regenerates them (`HATSWAP_WRITE_GOLDEN=1 ./run_tests.sh tests/test_golden.py
+tests/test_strategies.py`) and says in its commit what moved and why."""
 
 import itertools
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.config import parse_config
 from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
 from benchmark.mtl.train import train_stages
 from benchmark.registry import STRATEGIES
-from benchmark.run import run
+from tests.golden_files import GOLDEN, assert_golden
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
-
-GOLDEN = Path(__file__).parent / "golden"
-
-
-@pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
-@pytest.mark.parametrize("name", STRATEGIES.names())
-def test_matrix_equals_the_committed_golden_file(name, stream, tiny, tiny_dense):
-    cfg, _ = parse_config(tiny("--strategy", name) if stream == "binary_tasks" else tiny_dense("--strategy", name))
-    matrix = (run(cfg)[0] / "matrix.csv").read_text()
-    golden = GOLDEN / f"{stream}-{name}.csv"
-    if os.environ.get("HATSWAP_WRITE_GOLDEN") == "1":
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(matrix)
-    assert golden.is_file(), f"no golden file {golden}; write it with HATSWAP_WRITE_GOLDEN=1"
-    assert matrix == golden.read_text()
 
 
 @pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
@@ -42,15 +25,6 @@ def test_every_strategy_changes_R_relative_to_naive(name, stream):
     declared = STRATEGIES.get(name).meta.equivalent_to
     mine, naive = (GOLDEN / f"{stream}-{name}.csv").read_text(), (GOLDEN / f"{stream}-naive.csv").read_text()
     assert (mine == (GOLDEN / f"{stream}-{declared}.csv").read_text()) if declared else mine != naive
-
-
-def _golden_text(name: str, text: str) -> None:
-    golden = GOLDEN / name
-    if os.environ.get("HATSWAP_WRITE_GOLDEN") == "1":
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; write it with HATSWAP_WRITE_GOLDEN=1"
-    assert text == golden.read_text()
 
 
 MTL_TINY = ["--mtl_tasks.train-size", "60", "--mtl_tasks.val-size", "20", "--mtl_tasks.test-size", "40",
@@ -65,7 +39,7 @@ def test_mtl_run_matrix_equals_the_committed_golden_file(architecture, tmp_path,
     assert main(["mtl", "--architecture", architecture, "--data-root", str(fmnist_root), "--out-dir",
                  str(tmp_path), *MTL_TINY]) == 0
     (folder,) = (tmp_path / "mtl" / "runs").glob("*/seed0")
-    _golden_text(f"mtl-{architecture}.csv", (folder / "matrix.csv").read_text())
+    assert_golden(f"mtl-{architecture}.csv", (folder / "matrix.csv").read_text())
 
 
 def test_mtl_training_rows_equal_the_committed_golden_file():
@@ -84,4 +58,4 @@ def test_mtl_training_rows_equal_the_committed_golden_file():
         for label, scores in rows:
             cells = " ".join(f"{t}.{k}={v!r}" for t in names for k, v in sorted(scores[t].items()))
             lines.append(f"{architecture} {weighting} {schedule} {label}: {cells}")
-    _golden_text("mtl-training.txt", "\n".join(lines) + "\n")
+    assert_golden("mtl-training.txt", "\n".join(lines) + "\n")

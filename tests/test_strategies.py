@@ -15,6 +15,7 @@ from benchmark.registry import STRATEGIES
 from benchmark.results import read_matrix
 from benchmark.run import run
 from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
+from tests.golden_files import assert_golden
 from tests.task_fixtures import vector_net
 
 
@@ -54,6 +55,7 @@ def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dens
     folder, status = run(cfg, extra_plugins=[probe])
     assert status == "done"
     assert probe.placed and all(probe.placed), probe.placed  # every eval, the untrained model's included
+    assert_golden(f"{stream}-{name}.csv", (folder / "matrix.csv").read_text())  # the probe changes no number
     tasks, labels, scores = read_matrix(folder / "matrix.csv")
     meta = STRATEGIES.get(name).meta
     one_shot, baseline = meta.one_shot, meta.baseline
