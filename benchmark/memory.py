@@ -20,10 +20,15 @@ def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
 
-def set_flat_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+def set_flat_grad(params: list[torch.nn.Parameter], flat: torch.Tensor, untouched=()) -> None:
+    """Write `flat` back into the gradients. `untouched`: parameters the step's own backward gave no gradient
+    (other tasks' heads); a memory backward gave them one, which goes back to None unless `flat` moves them."""
     start = 0
     for p in params:
         n = p.numel()
         if p.grad is not None:
             p.grad.copy_(flat[start:start + n].view_as(p))
         start += n
+    for p in untouched:
+        if p.grad is not None and not p.grad.any():
+            p.grad = None

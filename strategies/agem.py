@@ -58,10 +58,7 @@ class AGEMPlugin(SupervisedPlugin):
         x, y, t = (m[idx].to(strategy.device) for m in self.memory)
         strategy.optimizer.zero_grad(set_to_none=False)
         strategy._criterion(avalanche_forward(strategy.model, x, t), y).backward()
-        set_flat_grad(params, agem_project(g, flat_grad(params)))
-        for p in untouched:  # the reference backward gave them a gradient; the step leaves them alone
-            if p.grad is not None and not p.grad.any():
-                p.grad = None
+        set_flat_grad(params, agem_project(g, flat_grad(params)), untouched)
 
     def after_training_exp(self, strategy, **kwargs):
         new = sample_experience(strategy.experience.dataset, self.cfg.patterns_per_experience, self.generator)

@@ -72,10 +72,7 @@ class GEMPlugin(SupervisedPlugin):
         if (G @ g < 0).any():
             g = project(g, G, self.cfg.memory_strength)
             self.projected += 1
-        set_flat_grad(params, g)
-        for p in untouched:  # the memory's backward gave them a gradient; keep None unless the projection moved them
-            if p.grad is not None and not p.grad.any():
-                p.grad = None
+        set_flat_grad(params, g, untouched)
 
     def after_training_exp(self, strategy, **kwargs):
         self.memories.append(sample_experience(strategy.experience.dataset, self.cfg.patterns_per_experience,
