@@ -4,7 +4,8 @@ results/mtl/runs/<experiment>/seed<k>/  config.json (config, seed, versions, git
 per task at each evaluation point: init, after_joint or after_exp0..), summary.json (the keys every run's summary
 holds, benchmark.results.SUMMARY_KEYS: ACC/BWT/forgetting/FWT (BWT, forgetting, FWT for the sequential schedule
 only), final scores, ...; beside them every test metric per task, final validation scores, losses and validation
-scores per epoch, weights, the metric Δm compares per task, the trivial references of the data), losses.png.
+scores per epoch, weights, per-task gradient norms and cosines per epoch, the metric Δm compares per task, the
+trivial references of the data), losses.png, gradients.png (benchmark/mtl/gradients.py).
 Written under a temporary name and renamed, so a folder is complete or absent; a rerun with the same config skips.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from benchmark.device import prepare_runtime, seed_everything
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
-from benchmark.mtl.plots import loss_curves
+from benchmark.mtl.plots import gradient_curves, loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
 from benchmark.results import (
@@ -100,7 +101,8 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
         "data_source": data_source(data.provenance.get("train", {})), "device": str(device)}
     record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
     write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
-              fill=lambda d: loss_curves(epochs, list(names), d / "losses.png", title=tag))
+              fill=lambda d: (loss_curves(epochs, list(names), d / "losses.png", title=tag),
+                              gradient_curves(epochs, d / "gradients.png", title=tag)))
     log(" ".join(f"{t} {primary[t]} {final[t][primary[t]]:.3f}" for t in names) +
         f"; train {summary['train_loss']:.4f} val {summary['val_loss']:.4f} ({summary['total_wall_s']:.1f}s) → "
         f"{folder}")
