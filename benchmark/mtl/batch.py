@@ -4,8 +4,9 @@ A profile: {"kind": "mtl", "seeds": [...], "config": {shared flags}, "experiment
 ["seeds": [...] (instead of the profile's),] <flags>}, ...]}. The single-task baselines for Δm are derived, not
 listed: for every multi-task experiment, each of its tasks and seeds, one run of the same trunk
 (`transfer.trunk_key`) on that task alone, with equal weighting, the joint schedule and the profile's shared config
-for everything else (its budget), deduplicated across experiments and named `stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with
-equal weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
+for everything else (its budget), deduplicated across experiments and named
+`stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with equal
+weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
 core's batch runner (benchmark/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
 skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is rebuilt
 (results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's groups and order for `hatswap
