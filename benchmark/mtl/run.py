@@ -30,6 +30,7 @@ from benchmark.results import (
     write_run,
 )
 from benchmark.tasks import kind_of
+from benchmark.tracking import WandbTracker
 
 
 def mtl_run_dir(out_dir: Path, name: str, seed: int) -> Path:
@@ -80,6 +81,19 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     log(f"{cfg.architecture} x {cfg.weighting} x {cfg.schedule} on {', '.join(names)}; {cfg.backbone}, "
         f"{n_params:,} params; data {data.provenance['sizes']}")
 
+    tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
+                           name=tag, group="mtl", job_type=cfg.architecture, config=cfg.to_dict())
+    try:
+        folder = _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log)
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.finish()
+    return folder, "done"
+
+
+def _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log) -> Path:
+    names, n_params = tuple(t.name for t in tasks), sum(p.numel() for p in model.parameters())
     rows, epochs, train_s = train_stages(model, data, stages, cfg, device, log)
     primary = {t.name: t.primary for t in tasks}
     score_rows = [(label, [scores[t][primary[t]] for t in names]) for label, scores in rows]
@@ -98,12 +112,14 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
         "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
-        "data_source": data_source(data.provenance.get("train", {})), "device": str(device)}
+        "data_source": data_source(data.provenance.get("train", {})), "device": str(device), "wandb": tracker.info}
     record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
     write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
               fill=lambda d: (loss_curves(epochs, list(names), d / "losses.png", title=tag),
                               gradient_curves(epochs, d / "gradients.png", title=tag)))
+    tracker.log_epochs(epochs)
+    tracker.log_final(list(names), score_rows, summary)
     log(" ".join(f"{t} {primary[t]} {final[t][primary[t]]:.3f}" for t in names) +
         f"; train {summary['train_loss']:.4f} val {summary['val_loss']:.4f} ({summary['total_wall_s']:.1f}s) → "
         f"{folder}")
-    return folder, "done"
+    return folder
