@@ -49,7 +49,8 @@ def test_sluice_alpha_mixes_subspaces_across_tasks_and_beta_skips_layers():
     with torch.no_grad():
         arch.alphas[0].copy_(swap)
         arch.alphas[1].copy_(torch.eye(6))
-        arch.betas.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+        for beta, value in zip(arch.betas, ([1.0, 0.0], [0.0, 1.0], [0.5, 0.5]), strict=True):
+            beta.copy_(torch.tensor(value))
     x = torch.randn(7, 5)
     first = [column[0](x) for column in arch.columns]  # layer 1 of each column, B×4: subspaces [:, :2], [:, 2:]
     mixed = [torch.cat([first[1][:, :2], first[0][:, 2:]], 1), torch.cat([first[0][:, :2], first[1][:, 2:]], 1),
@@ -70,8 +71,9 @@ def test_sluice_widths_must_split_into_the_subspaces():
 def test_low_rank_task_weights_differ_from_the_shared_ones_by_at_most_rank_r():
     arch = _model("low-rank", architecture_args={"rank": 1}).arch
     with torch.no_grad():
-        for u in arch.U:
-            u.normal_()
+        for layer in arch.U:
+            for u in layer:
+                u.normal_()
     x = torch.randn(6, 5)
     reps = arch(x)
     for k, t in enumerate(TASKS):
@@ -113,7 +115,7 @@ def test_tucker_layer_applies_each_tasks_reconstructed_weight():
     W = layer.weights()
     for t in range(3):
         assert torch.allclose(out[t], h[t] @ W[:, :, t] + layer.bias[t], atol=1e-5)
-    assert layer.u_task.shape == (3, 3) and layer.core.shape == (2, 2, 3)
+    assert [tuple(u.shape) for u in layer.u_task] == [(3,)] * 3 and layer.core.shape == (2, 2, 3)
 
 
 def test_group_lasso_penalty_is_the_sum_of_cross_task_column_norms():
@@ -146,10 +148,10 @@ def test_group_lasso_drives_a_feature_no_task_needs_to_zero():
 def test_routing_evaluates_each_tasks_argmax_path_and_only_those_blocks():
     arch = _model("routing", architecture_args={"blocks": 3}).arch
     with torch.no_grad():
-        arch.logits.zero_()
-        for k, path in enumerate([[0, 2], [1, 2], [2, 0]]):
+        for logits, path in zip(arch.logits, [[0, 2], [1, 2], [2, 0]], strict=True):
+            logits.zero_()
             for j, block in enumerate(path):
-                arch.logits[k, j, block] = 5.0
+                logits[j, block] = 5.0
     arch.eval()
     assert [arch.path(t) for t in TASKS] == [[0, 2], [1, 2], [2, 0]]
     x = torch.randn(6, 5)
@@ -167,7 +169,7 @@ def test_routing_training_samples_one_block_per_layer_and_trains_the_router():
     s = arch.selections()
     assert s.shape == (3, 2, 3) and torch.equal(s.sum(-1), torch.ones(3, 2)) and set(s.unique().tolist()) <= {0, 1}
     sum(v.sum() for v in arch(torch.randn(4, 5)).values()).backward()
-    assert arch.logits.grad is not None and arch.logits.grad.abs().sum() > 0  # straight-through gradient
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in arch.logits)  # straight-through gradient
 
 
 def test_task_attention_masks_are_distributions_over_positions_and_pool_the_values():

@@ -40,9 +40,12 @@ class LowRank(Architecture):
         self.tasks = spec.tasks
         self.backbone = make_backbone()
         self.trunk = mlp_blocks(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at)
-        T, ins = len(spec.tasks), (self.backbone.dim, *spec.shared_layers[:-1])
-        self.U = nn.ParameterList(nn.Parameter(torch.zeros(T, w, cfg.rank)) for w in spec.shared_layers)
-        self.V = nn.ParameterList(nn.Parameter(torch.randn(T, w_in, cfg.rank) / w_in ** 0.5) for w_in in ins)
+        ins = (self.backbone.dim, *spec.shared_layers[:-1])
+        # U[j][t], V[j][t]: task t's own factors at layer j (one Parameter each: only task t's loss reaches them)
+        self.U = nn.ModuleList(nn.ParameterList(nn.Parameter(torch.zeros(w, cfg.rank)) for _ in spec.tasks)
+                               for w in spec.shared_layers)
+        self.V = nn.ModuleList(nn.ParameterList(nn.Parameter(torch.randn(w_in, cfg.rank) / w_in ** 0.5)
+                                                for _ in spec.tasks) for w_in in ins)
         self.out_dim = spec.shared_layers[-1]
 
     def task_weight(self, task: int, layer: int) -> torch.Tensor:
@@ -53,7 +56,7 @@ class LowRank(Architecture):
         z = self.backbone.pooled(self.backbone(x))
         h = torch.stack([z] * len(self.tasks))  # T×B×w
         for j, block in enumerate(self.trunk):
-            delta = torch.einsum("tbi,tir,tor->tbo", h, self.V[j], self.U[j])
+            delta = torch.einsum("tbi,tir,tor->tbo", h, torch.stack(list(self.V[j])), torch.stack(list(self.U[j])))
             h = block[1:](block[0](h) + delta)
         return {t: h[k] for k, t in enumerate(self.tasks)}
 

@@ -13,6 +13,8 @@ passes through one block per layer:
     evaluation: s_t^j = one_hot(argmax_k π_t^j[k])            → `path(t)`: the chosen block per layer
 
 Tasks that pick the same block share it; the routers learn which tasks share what. Logits start at 0 (uniform).
+The shared parameters (what PCGrad projects) are those of the blocks two or more tasks went through in the last
+step, plus the backbone.
 """
 
 from __future__ import annotations
@@ -51,14 +53,17 @@ class Routing(Architecture):
             nn.ModuleList(mlp_blocks(w_in, [w], spec.dropout, "each" if spec.dropout_at == "each" or (
                 spec.dropout_at == "last" and j == len(ins) - 1) else "none")[0] for _ in range(cfg.blocks))
             for j, (w_in, w) in enumerate(zip(ins, spec.shared_layers, strict=True)))
-        self.logits = nn.Parameter(torch.zeros(len(spec.tasks), len(ins), cfg.blocks))  # π: T × L × K
+        # π_t: L × K, task t's router (one Parameter per task: only its loss reaches it)
+        self.logits = nn.ParameterList(nn.Parameter(torch.zeros(len(ins), cfg.blocks)) for _ in spec.tasks)
+        self.selected = None  # the last forward's selections: which blocks several tasks went through
         self.out_dim = spec.shared_layers[-1]
 
     def selections(self) -> torch.Tensor:
         """s: T × L × K one-hot rows (straight-through Gumbel samples in training, argmax in evaluation)."""
+        logits = torch.stack(list(self.logits))
         if self.training:
-            return F.gumbel_softmax(self.logits, tau=self.temperature, hard=True, dim=-1)
-        return F.one_hot(self.logits.argmax(-1), self.logits.shape[-1]).to(self.logits)
+            return F.gumbel_softmax(logits, tau=self.temperature, hard=True, dim=-1)
+        return F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits)
 
     def path(self, task: str) -> list[int]:
         """The block each layer uses for `task` in evaluation."""
@@ -67,6 +72,7 @@ class Routing(Architecture):
     def forward(self, x):
         z = self.backbone.pooled(self.backbone(x))
         s = self.selections()
+        self.selected = s.detach()
         first = torch.stack([f(z) for f in self.blocks[0]])  # every task enters with z: run layer 1's blocks once
         h = [torch.einsum("k,kbw->bw", s[t, 0], first) for t in range(len(self.tasks))]
         for j, blocks in enumerate(self.blocks[1:], 1):
@@ -74,11 +80,20 @@ class Routing(Architecture):
                  for t in range(len(self.tasks))]
         return dict(zip(self.tasks, h, strict=True))
 
+    def _shared_blocks(self, layers) -> list[nn.Parameter]:
+        """The blocks of `layers` that two or more tasks went through in the last forward (before any: all)."""
+        if self.selected is None:
+            return [p for j in layers for p in self.blocks[j].parameters()]
+        return [p for j in layers for k, f in enumerate(self.blocks[j]) if self.selected[:, j, k].sum() >= 2
+                for p in f.parameters()]
+
     def shared_parameters(self):
-        return [*self.backbone.parameters(), *self.blocks.parameters()]
+        # What several tasks reach changes with every routing decision: the blocks chosen by two or more tasks in
+        # the step just run (PCGrad and GradNorm call this after the forward), plus the backbone.
+        return [*self.backbone.parameters(), *self._shared_blocks(range(len(self.blocks)))]
 
     def last_shared_parameters(self):
-        return list(self.blocks[-1].parameters())
+        return self._shared_blocks([len(self.blocks) - 1]) or self.backbone.last_parameters()
 
 
 @ARCHITECTURES.register("routing", config_cls=RoutingConfig)

@@ -55,7 +55,8 @@ class Sluice(Architecture):
         self.columns = nn.ModuleList(mlp_blocks(self.backbone.dim, widths, spec.dropout, spec.dropout_at)
                                      for _ in spec.tasks)
         self.alphas = nn.ParameterList(nn.Parameter(initial_alpha(T * G, cfg.alpha_same)) for _ in widths)
-        self.betas = nn.Parameter(torch.zeros(T, len(widths)).index_fill_(1, torch.tensor([len(widths) - 1]), 1.0))
+        last = torch.zeros(len(widths)).index_fill_(0, torch.tensor([len(widths) - 1]), 1.0)
+        self.betas = nn.ParameterList(nn.Parameter(last.clone()) for _ in spec.tasks)  # β_t: task t's own
         self.projections = nn.ModuleList(nn.Identity() if w == widths[-1] else nn.Linear(w, widths[-1], bias=False)
                                          for w in widths)
         self.out_dim = widths[-1]
@@ -73,7 +74,7 @@ class Sluice(Architecture):
         for j, alpha in enumerate(self.alphas):
             h = self.mix(alpha, torch.stack([col[j](h[t]) for t, col in enumerate(self.columns)]))
             layers.append(self.projections[j](h))
-        rep = torch.einsum("tj,jtbw->tbw", self.betas, torch.stack(layers))
+        rep = torch.einsum("tj,jtbw->tbw", torch.stack(list(self.betas)), torch.stack(layers))
         return {t: rep[k] for k, t in enumerate(self.tasks)}
 
     def shared_parameters(self):

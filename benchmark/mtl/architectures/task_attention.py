@@ -46,13 +46,14 @@ class TaskAttention(Architecture):
         self.backbone = make_backbone()
         D = self.backbone.token_dim
         self.keys = nn.Linear(D, cfg.key_dim, bias=False)
-        self.queries = nn.Parameter(torch.randn(len(spec.tasks), cfg.key_dim))
+        self.queries = nn.ParameterList(nn.Parameter(torch.randn(cfg.key_dim)) for _ in spec.tasks)  # q_t
         self.trunk = mlp(D, spec.shared_layers, spec.dropout, spec.dropout_at)
         self.out_dim = spec.shared_layers[-1]
 
     def attention(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens B×N×D → a: T×B×N, each task's distribution over the positions."""
-        scores = torch.einsum("bnd,td->tbn", self.keys(tokens), self.queries) / self.queries.shape[1] ** 0.5
+        q = torch.stack(list(self.queries))
+        scores = torch.einsum("bnd,td->tbn", self.keys(tokens), q) / q.shape[1] ** 0.5
         return scores.softmax(dim=-1)
 
     def forward(self, x):

@@ -60,16 +60,17 @@ class TuckerLayer(nn.Module):
         layers = [nn.Linear(w_in, w_out) for _ in range(T)]
         stacked = torch.stack([layer.weight.detach().T for layer in layers], dim=-1)  # w_in × w_out × T
         core, (u_in, u_out, u_task) = hosvd(stacked, (min(rank, w_in), min(rank, w_out), min(task_rank or T, T)))
-        self.core, self.u_in, self.u_out, self.u_task = (nn.Parameter(p.contiguous())
-                                                        for p in (core, u_in, u_out, u_task))
-        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))  # T × w_out
+        self.core, self.u_in, self.u_out = (nn.Parameter(p.contiguous()) for p in (core, u_in, u_out))
+        # task t's own: its row of U_task and its bias (one Parameter each: only task t's loss reaches them)
+        self.u_task = nn.ParameterList(nn.Parameter(row.clone()) for row in u_task)
+        self.bias = nn.ParameterList(nn.Parameter(layer.bias.detach().clone()) for layer in layers)
 
     def weights(self) -> torch.Tensor:
-        return tucker_weights(self.core, self.u_in, self.u_out, self.u_task)
+        return tucker_weights(self.core, self.u_in, self.u_out, torch.stack(list(self.u_task)))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """h: T×B×w_in → T×B×w_out, task t through W_t."""
-        return torch.einsum("tbi,iot->tbo", h, self.weights()) + self.bias[:, None, :]
+        return torch.einsum("tbi,iot->tbo", h, self.weights()) + torch.stack(list(self.bias))[:, None, :]
 
 
 class TensorFactorisation(Architecture):
