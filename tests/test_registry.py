@@ -66,7 +66,7 @@ def layout_problems(reg: Registry, stem_of=lambda name: name, every_file: bool =
     (ARCHITECTURES, lambda name: name.replace("-", "_"), False),  # documented: the stem with '-' for '_'
 ], ids=lambda x: getattr(x, "kind", None))
 def test_registry_names_match_file_stems(reg, stem_of, every_file):
-    """BACKBONES is not here on purpose: dino.py registers three names (dino_vits16, dino_vitb16, dinov2_vits14)."""
+    """BACKBONES is not here on purpose: dino.py registers four names (dino_vits16, dino_vitb16, dinov2_vits14/b14)."""
     assert layout_problems(reg, stem_of, every_file) == []
 
 
