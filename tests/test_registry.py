@@ -93,7 +93,7 @@ def test_layout_check_catches_a_misnamed_or_unimported_file(tmp_path, monkeypatc
 def test_strategy_options_are_typed_and_a_misspelt_one_is_an_error():
     assert STRATEGIES.get("joint").meta.one_shot and not STRATEGIES.get("joint").meta.baseline
     assert STRATEGIES.get("single_task").meta.baseline and not STRATEGIES.get("naive").meta.one_shot
-    with pytest.raises(TypeError, match=r"unknown option\(s\) \['one_shoot'\].*known: baseline, equivalent_to, "
-                                        r"one_shot"):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['one_shoot'\].*known: baseline, draws_own_batches, "
+                                        r"equivalent_to, needs_hidden, one_shot"):
         STRATEGIES.register("misspelt", one_shoot=True)
     assert "misspelt" not in STRATEGIES.names()
