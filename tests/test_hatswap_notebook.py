@@ -12,6 +12,7 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+from avalanche.core import SupervisedPlugin
 from timm.layers import resample_abs_pos_embed
 
 from benchmark.cli import main
@@ -107,17 +108,29 @@ def test_options_a_strategy_cannot_honour_are_one_error_line(strategy, flags, me
     assert len(err) == 1 and "Traceback" not in err[0]
 
 
-@pytest.mark.parametrize("strategy,own", [("lwf", []), ("gdumb", ["--gdumb.mem-size", "30"])])
-def test_sigmoid_heads_without_shared_layers_train_under_output_level_strategies(strategy, own, tiny):
-    """LwF's binary KL and GDumb's (task, class) memory sampled class-balanced, with the notebooks' options on the
-    smoke profile (naive and joint: the profile's end-to-end test below)."""
+class LabelCount(SupervisedPlugin):
+    def __init__(self):
+        super().__init__()
+        self.seen = collections.Counter()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.seen.update(strategy.mb_y.tolist())
+
+
+@pytest.mark.parametrize("strategy", ["lwf", "joint"])
+def test_sigmoid_heads_train_class_balanced_under_lwf_and_joint(strategy, tiny):
+    """LwF's binary KL on single logits, joint's interleaved batches drawn class-balanced, with the notebooks'
+    options on the smoke profile: the training batches hold positives and negatives 1 : 1, not the data's 1 : 2."""
     cfg, _ = parse_config(tiny("--strategy", strategy, "--binary_tasks.head", "sigmoid", "--hidden", "",
                                "--sampler", "class-balanced", "--lr-schedule", "step", "--lr-step-size", "1",
-                               "--fresh-optimizer", "--epochs", "2", *own))
-    folder, status = run(cfg)
+                               "--fresh-optimizer", "--epochs", "2"))
+    probe = LabelCount()
+    folder, status = run(cfg, extra_plugins=[probe])
     summary = json.loads((folder / "summary.json").read_text())
     assert status == "done" and all(0 <= v <= 1 for v in summary["final"])
     assert "class-balanced sampling" in summary["training"] and "×0.1 every 1 epoch," in summary["training"]
+    n = sum(probe.seen.values())
+    assert n == 2 * 3 * 90 and abs(probe.seen[1] - n / 2) < 4 * math.sqrt(n / 4)  # shuffled: exactly n / 3
 
 
 def _tiny_dinov2(path, seed=0):
