@@ -29,4 +29,6 @@ def compose_strategies(name: str, parts: list[Entry]) -> Entry:
                for plugin in part.meta.plugins(part_cfg, template_kwargs)]
         return SupervisedTemplate(plugins=[*plugins, *own], **template_kwargs)
 
-    return Entry(name, build, None, StrategyMeta(), parts=tuple(parts))
+    meta = StrategyMeta(draws_own_batches=any(p.meta.draws_own_batches for p in parts),
+                        needs_hidden=any(p.meta.needs_hidden for p in parts))
+    return Entry(name, build, None, meta, parts=tuple(parts))

@@ -88,7 +88,14 @@ class RunConfig(RuntimeConfig):
     hidden: tuple[int, ...] = (128,)  # widths of the shared hidden layers between backbone and heads
     dropout: float = 0.1  # after each shared hidden layer
     optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
-    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})  # cosine: per experience
+    # cosine, step: per epoch, restarted every experience (benchmark/harness_plugins.py)
+    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine", "step")})
+    lr_step_size: int = 3  # --lr-schedule step: epochs between decays (torch's StepLR step_size)
+    lr_gamma: float = 0.1  # --lr-schedule step: the lr's factor at each decay
+    fresh_optimizer: bool = False  # every experience starts from a fresh optimizer state (Adam's moments and step)
+    # class-balanced: each epoch draws every task's N samples with replacement, weights 1/(its class's count)
+    sampler: str = field(default="shuffle", metadata={"choices": ("shuffle", "class-balanced")})
+    published: str = ""  # benchmark/published/<name>.json: published numbers the report shows beside these runs'
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls
@@ -99,8 +106,28 @@ class RunConfig(RuntimeConfig):
             "backbone_lr": 0 <= self.backbone_lr < float("inf"),
             "last_k": self.last_k >= 1,
             "dropout": 0 <= self.dropout < 1,
-            "hidden": len(self.hidden) >= 1 and all(w >= 1 for w in self.hidden),
+            "hidden": all(w >= 1 for w in self.hidden),  # empty: the heads read the backbone's features
+            "lr_step_size": self.lr_step_size >= 1,
+            "lr_gamma": 0 < self.lr_gamma < float("inf"),
         })
+        if self.published:
+            from benchmark.published import load_published
+
+            load_published(self.published)
+        check_strategy_options(self)
+
+
+def check_strategy_options(cfg: RunConfig) -> None:
+    """Options a strategy cannot honour are one UserError at config time, never a silently different run."""
+    if cfg.sampler == "shuffle" and cfg.hidden:
+        return
+    meta = STRATEGIES.get(cfg.strategy).meta
+    if cfg.sampler != "shuffle" and meta.draws_own_batches:
+        raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
+                        f"training batches (replay's memory loader); use --sampler shuffle or another strategy")
+    if not cfg.hidden and meta.needs_hidden:
+        raise UserError(f"--strategy {cfg.strategy} builds on the shared hidden layers and --hidden is empty; pass "
+                        f"at least one width (--hidden 128)")
 
 
 def flat_config(cfg) -> dict:

@@ -134,23 +134,22 @@ class ProgressBar(SupervisedPlugin):
             self._bar = None
 
 
-class CosineLR(SupervisedPlugin):
-    """Cosine annealing per epoch, restarted at every experience (torch's CosineAnnealingLR with η_min = 0 over one
-    experience's E epochs), re-applied to whatever optimizer the strategy holds: at the start of epoch e of an
-    experience, every parameter group's lr = its initial lr · ½(1 + cos(π e / E)).
+class EpochLR(SupervisedPlugin):
+    """A per-epoch learning-rate factor, restarted at every experience and re-applied to whatever optimizer the
+    strategy holds: at the start of epoch e of an experience, every parameter group's lr = its initial lr ·
+    factor(e). Every strategy thus gets the per-task schedule of the single-task baselines (each task trained alone
+    over a full schedule). One schedule over all experiences (the dense suite's "CosineAnnealingLR over the total
+    epochs") would give the first task ×1.56 and the last ×0.19 of a baseline's learning-rate integral at 5
+    epochs × 3 tasks (cosine), so a drop against the baseline would mix under- and over-training with forgetting.
+    Joint training is one experience."""
 
-    Every strategy gets the same per-task schedule as the single-task baselines (each task trained alone over a
-    full cosine). One cosine over all experiences (the dense suite's "CosineAnnealingLR over the total epochs")
-    would give the first task ×1.56 and the last ×0.19 of a baseline's learning-rate integral at 5 epochs × 3 tasks,
-    so a drop against the baseline would mix under- and over-training with forgetting. Joint training is one
-    experience.
-    """
-
-    def __init__(self, epochs_per_experience: int):
+    def __init__(self):
         super().__init__()
-        self.total = epochs_per_experience
         self.epoch, self.base = 0, None
         self.history: list[float] = []  # lr of group 0 at each epoch, for inspection
+
+    def factor(self, epoch: int) -> float:
+        raise NotImplementedError
 
     def before_training_exp(self, strategy, **kwargs):
         self.epoch = 0
@@ -161,7 +160,7 @@ class CosineLR(SupervisedPlugin):
             self.base = [g.get("initial_lr", g["lr"]) for g in groups]
             for g, b in zip(groups, self.base, strict=True):
                 g["initial_lr"] = b
-        factor = 0.5 * (1 + math.cos(math.pi * min(self.epoch, self.total) / self.total))
+        factor = self.factor(self.epoch)
         for g, b in zip(groups, self.base, strict=True):
             g["lr"] = b * factor
         self.history.append(groups[0]["lr"])
@@ -170,9 +169,60 @@ class CosineLR(SupervisedPlugin):
         self.epoch += 1
 
 
+class CosineLR(EpochLR):
+    """`--lr-schedule cosine`: torch's CosineAnnealingLR with η_min = 0 over one experience's E epochs,
+    factor(e) = ½(1 + cos(π e / E))."""
+
+    def __init__(self, epochs_per_experience: int):
+        super().__init__()
+        self.total = epochs_per_experience
+
+    def factor(self, epoch: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(epoch, self.total) / self.total))
+
+
+class StepLR(EpochLR):
+    """`--lr-schedule step`: torch's StepLR(step_size=s, gamma=γ) stepped once per epoch, factor(e) = γ^⌊e/s⌋, and a
+    new one per experience, as the Hat Swap notebooks build a new StepLR(3, 0.1) for every task."""
+
+    def __init__(self, step_size: int, gamma: float):
+        super().__init__()
+        self.step_size, self.gamma = step_size, gamma
+
+    def factor(self, epoch: int) -> float:
+        return self.gamma ** (epoch // self.step_size)
+
+
+class FreshOptimizer(SupervisedPlugin):
+    """`--fresh-optimizer`: every experience after the first starts from an empty optimizer state (Adam: moments
+    and step count, so its bias correction restarts too), the same parameters and settings; with the learning
+    rate restored by the schedule (or never changed: constant), that is a new optimizer per task, as the Hat Swap
+    notebooks build one. Joint training is one experience."""
+
+    def __init__(self):
+        super().__init__()
+        self.resets = 0
+
+    def before_training_exp(self, strategy, **kwargs):
+        if strategy.optimizer.state:
+            strategy.optimizer.state.clear()
+            self.resets += 1
+
+
+def schedule_plugins(cfg) -> list:
+    """The run's learning-rate schedule and optimizer restarts (RunConfig's lr_schedule, fresh_optimizer)."""
+    schedule = {"constant": [], "cosine": [CosineLR(cfg.epochs)],
+                "step": [StepLR(cfg.lr_step_size, cfg.lr_gamma)]}[cfg.lr_schedule]
+    return [FreshOptimizer()] * cfg.fresh_optimizer + schedule
+
+
 def describe_training(cfg, one_shot: bool) -> str:
     """One line for tables: optimizer, learning rate and its schedule, epochs, batch size."""
-    sched = "constant" if cfg.lr_schedule == "constant" else "cosine restarted every experience"
+    sched = {"constant": "constant", "cosine": "cosine restarted every experience",
+             "step": f"×{cfg.lr_gamma:g} every {cfg.lr_step_size} epoch{'s' * (cfg.lr_step_size != 1)}, restarted "
+                     "every experience"}[cfg.lr_schedule]
     epochs = f"{cfg.epochs} epochs over the merged tasks" if one_shot else f"{cfg.epochs} epochs per experience"
     decay = f", weight decay {cfg.weight_decay:g}" if cfg.weight_decay else ""
-    return f"{cfg.optimizer} lr {cfg.lr:g} ({sched}){decay}, {epochs}, batch {cfg.batch_size}"
+    fresh = ", a fresh optimizer every experience" if cfg.fresh_optimizer else ""
+    sampler = ", class-balanced sampling" if cfg.sampler == "class-balanced" else ""
+    return f"{cfg.optimizer} lr {cfg.lr:g} ({sched}){decay}{fresh}, {epochs}, batch {cfg.batch_size}{sampler}"

@@ -46,6 +46,8 @@ class StrategyMeta:
     # keyword arguments) → its plugins. Such strategies combine: `--strategy lwf+replay` (benchmark/composition.py).
     plugins: Callable[..., list] | None = None
     equivalent_to: str = ""  # a strategy this one is declared to reproduce exactly (else R must differ from naive's)
+    draws_own_batches: bool = False  # replaces the training loader (replay): no --sampler other than shuffle
+    needs_hidden: bool = False  # builds on the shared hidden layers (progressive's columns): --hidden not empty
 
 
 @dataclass(frozen=True)

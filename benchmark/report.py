@@ -20,7 +20,8 @@ Files written into the output folder (default: the results folder itself):
     summary.csv / .md / .tex     the main table (CSV holds the raw numbers)
     per_task.csv / .md / .tex    the per-task table
     figures/<stream>_strategies.png, figures/<stream>_<strategy>_R.png (seed-mean R with ± std)
-    REPORT.md                    both tables and links to every figure and file
+    REPORT.md                    both tables and links to every figure and file; where runs name published
+                                 numbers (`--published`), those beside the measured ones (benchmark/published.py)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pandas as pd
 
 from benchmark import plots
 from benchmark.metrics import ci95_halfwidth, task_forgetting
+from benchmark.published import comparison
 from benchmark.results import atomic_write, read_run
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
@@ -76,9 +78,11 @@ def collect(results_dir: Path) -> pd.DataFrame:
             "params": budget.get("params"),
             "backbone_weights": s.get("backbone_weights"), "data_source": s.get("data_source"),
             "training": s.get("training"), "references": s.get("references"),
+            "published": files.record["config"].get("published", ""),
             "tasks": tasks, "row_labels": labels, "R": R, "folder": str(path.parent)})
     runs = pd.DataFrame(rows, columns=["stream", "strategy", "seed", "baseline", *COLUMNS, "params", "backbone_weights",
-                                       "data_source", "training", "references", "tasks", "row_labels", "R", "folder"])
+                                       "data_source", "training", "references", "published", "tasks", "row_labels",
+                                       "R", "folder"])
     runs.attrs["incomplete"] = incomplete
     return runs
 
@@ -370,6 +374,6 @@ def _write_report_files(results_dir: Path, failed, out: Path) -> str:
                  "copied for segmentation / detection), no learning.", "",
                  to_markdown(task_table(pt, stream)), ""]
         page += [f"![{p.stem}](figures/{p.name})" for p in figs[stream]] + [""]
-    page += _not_in_the_tables(runs, failed)
+    page += comparison(runs) + _not_in_the_tables(runs, failed)
     atomic_write(out / "REPORT.md", "\n".join(page))
     return md

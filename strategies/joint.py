@@ -10,48 +10,19 @@ from batch to batch (the chunk starts move by B mod T). Avalanche's `TaskBalance
 `JointTraining` uses by default, gives every batch ⌊B/T⌋ + 1 samples of the first B mod T tasks and ⌊B/T⌋ of the
 others, and cycles the tasks that run out first until the last one ends: with equal task sizes the first tasks
 see (⌊B/T⌋ + 1)/⌊B/T⌋ times their data (×1.05 at B = 64, T = 3; ×2 with 33 % more steps at B = 4).
+The batches: benchmark/sampling.py (`--sampler class-balanced`: each task's queue is drawn class-balanced instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
-import torch
 from avalanche.training.supervised import JointTraining
-from torch.utils.data import DataLoader, Sampler
 
 from benchmark.registry import STRATEGIES
-
-
-class InterleavedTaskBatches(Sampler[list[int]]):
-    """Index batches over a dataset whose sample i belongs to task `task_labels[i]` (see the module docstring).
-
-    Randomness comes from torch's global generator, drawn once per epoch, so the run seed fixes the order."""
-
-    def __init__(self, task_labels: Sequence[int], batch_size: int):
-        self.batch_size = batch_size
-        labels = torch.as_tensor(list(task_labels))
-        self.by_task = [torch.nonzero(labels == t).flatten() for t in torch.unique(labels).tolist()]
-
-    def epoch_order(self) -> list[int]:
-        queues = [idx[torch.randperm(len(idx))].tolist() for idx in self.by_task]
-        order, depth = [], max(len(q) for q in queues)
-        for k in range(depth):  # round k takes the k-th sample of every task that still has one
-            order += [q[k] for q in queues if k < len(q)]
-        return order
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self.epoch_order()
-        for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size]
-
-    def __len__(self) -> int:
-        n = sum(len(idx) for idx in self.by_task)
-        return -(-n // self.batch_size)
+from benchmark.sampling import InterleavedTaskBatches, interleaved_loader  # noqa: F401  (the batches; re-exported)
 
 
 class BudgetMatchedJointTraining(JointTraining):
-    """Avalanche's `JointTraining` with the interleaved task batches above instead of its task-balanced loader, and
+    """Avalanche's `JointTraining` with the interleaved task batches instead of its task-balanced loader, and
     with the model on the strategy's device at every evaluation.
 
     Avalanche's `JointTraining.model_adaptation` moves the model to the device once per experience it was trained
@@ -64,12 +35,9 @@ class BudgetMatchedJointTraining(JointTraining):
 
     def make_train_dataloader(self, num_workers=0, shuffle=True, pin_memory=None, persistent_workers=False,
                               **kwargs):
-        data = self.adapted_dataset
-        self.dataloader = DataLoader(
-            data, batch_sampler=InterleavedTaskBatches(list(data.targets_task_labels), self.train_mb_size),
-            collate_fn=data.collate_fn, num_workers=num_workers,
-            pin_memory=self.device.type == "cuda" if pin_memory is None else pin_memory,
-            persistent_workers=persistent_workers and num_workers > 0)
+        self.dataloader = interleaved_loader(self.adapted_dataset, self.train_mb_size, self.device,
+                                             num_workers=num_workers, pin_memory=pin_memory,
+                                             persistent_workers=persistent_workers)
 
 
 @STRATEGIES.register("joint", one_shot=True)

@@ -66,7 +66,7 @@ def layout_problems(reg: Registry, stem_of=lambda name: name, every_file: bool =
     (ARCHITECTURES, lambda name: name.replace("-", "_"), False),  # documented: the stem with '-' for '_'
 ], ids=lambda x: getattr(x, "kind", None))
 def test_registry_names_match_file_stems(reg, stem_of, every_file):
-    """BACKBONES is not here on purpose: dino.py registers three names (dino_vits16, dino_vitb16, dinov2_vits14)."""
+    """BACKBONES is not here on purpose: dino.py registers four names (dino_vits16, dino_vitb16, dinov2_vits14/b14)."""
     assert layout_problems(reg, stem_of, every_file) == []
 
 
@@ -93,7 +93,7 @@ def test_layout_check_catches_a_misnamed_or_unimported_file(tmp_path, monkeypatc
 def test_strategy_options_are_typed_and_a_misspelt_one_is_an_error():
     assert STRATEGIES.get("joint").meta.one_shot and not STRATEGIES.get("joint").meta.baseline
     assert STRATEGIES.get("single_task").meta.baseline and not STRATEGIES.get("naive").meta.one_shot
-    with pytest.raises(TypeError, match=r"unknown option\(s\) \['one_shoot'\].*known: baseline, equivalent_to, "
-                                        r"one_shot"):
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['one_shoot'\].*known: baseline, draws_own_batches, "
+                                        r"equivalent_to, needs_hidden, one_shot"):
         STRATEGIES.register("misspelt", one_shoot=True)
     assert "misspelt" not in STRATEGIES.names()

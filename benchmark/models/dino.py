@@ -5,10 +5,20 @@
 | dino_vits16     | vit_small_patch16_224.dino          | 384      | 224 px, bicubic, ImageNet μ/σ   |
 | dino_vitb16     | vit_base_patch16_224.dino           | 768      | 224 px, bicubic, ImageNet μ/σ   |
 | dinov2_vits14   | vit_small_patch14_dinov2.lvd142m    | 384      | 518 px, bicubic, ImageNet μ/σ   |
+| dinov2_vitb14   | vit_base_patch14_dinov2.lvd142m     | 768      | 518 px, bicubic, ImageNet μ/σ   |
 
 Weights: see `pretrained_weights` (file flag > Hugging Face cache > hub; never random). The module maps a stream's
 B×C×h×w images (C = 1 or 3, values in [-1, 1]) to B×D class-token features: `BackboneInput` first turns them into
 what the backbone was trained on, from the model's own timm data config (no hand-copied constants).
+
+Another input size (`--<name>.img-size S`, e.g. 32 for the Hat Swap notebooks' DINOv2 at CIFAR's 32 px): timm builds
+the ViT for S×S inputs, so its patch grid is ⌊S/p⌋ × ⌊S/p⌋ (patch size p; at S = 32, p = 14: 2 × 2 patches read
+pixels 0..27, the last 4 rows and columns reach no patch, as in Hugging Face's Dinov2 whose 14-stride patch
+convolution drops them too), and when the checkpoint loads, timm's `checkpoint_filter_fn` resamples its position
+embeddings once to that grid (`timm.layers.resample_abs_pos_embed`: the patch embeddings of the 37 × 37 grid of
+518 px as an image, bicubic with antialiasing; the class token's embedding unchanged). Hugging Face's Dinov2 does
+the same bicubic interpolation at every forward pass (`interpolate_pos_encoding`). The data config's input size
+becomes S, so `BackboneInput` resizes to S (CIFAR at S = 32: no resize).
 """
 
 from __future__ import annotations
@@ -30,8 +40,9 @@ STREAM_PIXEL_MEAN, STREAM_PIXEL_STD = 0.5, 0.5
 
 @dataclass(frozen=True)
 class DinoConfig:
-    """0 keeps the architecture's own value. The size knobs exist for small checkpoints (tests, distilled models):
-    the weights file must match them, or loading fails with one UserError."""
+    """0 keeps the architecture's own value. img_size: the input resolution (position embeddings resampled on load:
+    see the module docstring). embed_dim, depth, num_heads exist for small checkpoints (tests, distilled models): the
+    weights file must match them, or loading fails with one UserError."""
 
     img_size: int = 0  # input resolution; 0 = the timm data config's (224, or 518 for DINOv2)
     embed_dim: int = 0
@@ -112,7 +123,8 @@ def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: st
                         f"a checkpoint of that architecture (or pick the matching --backbone)") from e
     data_config = timm.data.resolve_model_data_config(vit)
     module = PretrainedViT(vit, data_config)
-    return module, vit.num_features, src.identity | {"timm_arch": timm_name, "input": module.input.describe()}
+    return module, vit.num_features, src.identity | {"timm_arch": timm_name, "input": module.input.describe(),
+                                                     "patch_grid": list(vit.patch_embed.grid_size)}
 
 
 def _register(name: str, timm_name: str):
@@ -129,3 +141,4 @@ def _register(name: str, timm_name: str):
 dino_vits16 = _register("dino_vits16", "vit_small_patch16_224.dino")
 dino_vitb16 = _register("dino_vitb16", "vit_base_patch16_224.dino")
 dinov2_vits14 = _register("dinov2_vits14", "vit_small_patch14_dinov2.lvd142m")
+dinov2_vitb14 = _register("dinov2_vitb14", "vit_base_patch14_dinov2.lvd142m")  # the Hat Swap notebooks' backbone

@@ -4,6 +4,9 @@ Task t = row t of TASKS; local label 1 = the positive class, 0 = either negative
 class-stratified subsample (the three source classes keep their 1:1:1 ratio, so 1/3 of each task is positive and
 always answering "negative" scores 0.667); the test data is every test image of the task's classes, or a
 stratified subsample of `test_per_task`.
+
+`head`: softmax = kind `binary` (2 logits, cross-entropy); sigmoid = kind `binary_sigmoid` (1 logit, sigmoid + BCE,
+threshold 0.5, as the Hat Swap notebooks: benchmark/tasks/kinds/binary_sigmoid.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from benchmark.streams.task_stream import Benchmark, task_stream
 from benchmark.tasks import TaskSpec
 
 TASKS = ((1, (4, 7)), (2, (5, 6)), (3, (8, 9)))  # (positive class, negative classes) per task
+HEAD_KINDS = {"softmax": "binary", "sigmoid": "binary_sigmoid"}  # --binary_tasks.head → the tasks' kind
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class BinaryTasksConfig:
     train_per_task: int = 2000  # seeded, class-stratified subsample of the task's training images; 0 = all
     test_per_task: int = 0  # 0 = every test image of the task's three classes
     image_size: int = 0  # 0 = the source's native size (28 or 32 px)
+    head: str = field(default="softmax", metadata={"choices": tuple(HEAD_KINDS)})  # each task's output layer
 
     def __post_init__(self):
         for name in ("train_per_task", "test_per_task", "image_size"):
@@ -111,6 +116,6 @@ def binary_tasks(cfg: BinaryTasksConfig, *, seed: int, data_root: Path, download
         provenance[split] = src.provenance
         classes = src.classes
     tasks = [TaskSpec(name=f"t{t}_{_slug(classes[pos])}_vs_{'_'.join(_slug(classes[c]) for c in negs)}",
-                      kind="binary", about={"positive": pos, "negatives": list(negs)})
+                      kind=HEAD_KINDS[cfg.head], about={"positive": pos, "negatives": list(negs)})
              for t, (pos, negs) in enumerate(TASKS)]
     return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)

@@ -6,6 +6,7 @@ decorated by `@KINDS.register("<name>", config_cls=<its params dataclass>)`, the
 
 from benchmark.tasks.kinds import (  # noqa: F401  (registration)
     binary,
+    binary_sigmoid,
     classification,
     detection,
     multiclass,
