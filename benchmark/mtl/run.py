@@ -17,6 +17,7 @@ from pathlib import Path
 from benchmark.device import prepare_runtime, seed_everything
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
+from benchmark.mtl.options import task_values
 from benchmark.mtl.plots import loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
@@ -50,7 +51,8 @@ def build_model(cfg: MTLConfig, tasks, input_shape) -> MultiTaskModel:
                           task_layers=cfg.task_layers, loss_weighting=cfg.weighting, weighting_args=cfg.weighting_args,
                           num_experts=cfg.experts, dropout=cfg.dropout, dropout_at=cfg.dropout_at,
                           backbone=cfg.backbone, backbone_args=cfg.backbone_args, input_shape=tuple(input_shape),
-                          architecture_args=cfg.architecture_args, pooling=cfg.pooling)
+                          architecture_args=cfg.architecture_args, pooling=cfg.pooling, activation=cfg.activation,
+                          task_lrs=task_values(cfg.task_lr, "--task-lr") or None)
 
 
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:

@@ -20,6 +20,7 @@ class ArchSpec:
     dropout: float = 0.0
     dropout_at: str = "each"  # none | last | each
     num_experts: int = 4  # MMoE only
+    activation: str = "relu"  # after each hidden layer (benchmark.models.layers.ACTIVATIONS)
 
 
 BackboneFactory = Callable[[], TokenBackbone]  # a fresh, independently initialised backbone per call
