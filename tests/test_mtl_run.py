@@ -8,7 +8,10 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.mtl.batch import run_mtl_batch
+from benchmark.mtl.config import parse_mtl_config
 from benchmark.mtl.registries import TASK_SETS
+from benchmark.mtl.report import write_mtl_report
+from benchmark.mtl.run import build_model
 from benchmark.mtl.task_sets.mtl_tasks import MtlTasksConfig
 from benchmark.results import SUMMARY_KEYS, read_matrix
 
@@ -65,6 +68,14 @@ def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
     assert record["config"]["experts"] == 2 and record["versions"]["torch"] and record["seed"] == 0
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
+    cfg, _ = parse_mtl_config(args[1:])  # the report's parameter count is the model's own, rebuilt here
+    data = _data(fmnist_root)
+    n_params = sum(p.numel() for p in build_model(cfg, data.select("3"), data.x["train"].shape[1:]).parameters())
+    assert summary["params"] == n_params
+    write_mtl_report(tmp_path)
+    with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
+        assert [float(r["params"]) for r in csv.DictReader(f) if r["experiment"] == "mmoe-equal-joint"] == [n_params]
+    assert f"| {n_params:,} |" in (tmp_path / "mtl" / "summary.md").read_text()
 
 
 def test_cli_mtl_bad_input_is_one_line(tmp_path, capsys):
