@@ -314,6 +314,9 @@ def test_the_cli_takes_the_new_knobs_and_records_them():
     model = build_model(cfg, [TaskSpec("a", kind="binary"), TaskSpec("b", kind="binary")], (1, 8, 8))
     assert model.task_lrs == {"a": 0.01} and _linear_widths(model.arch.gates[0])[-1][1] == 2
     assert float(model.weighting.weights({"b": 0})["b"]) == pytest.approx(2.0)
+    assert build_model(cfg, [TaskSpec("b", kind="binary")], (1, 8, 8), ["a", "b"]).task_lrs == {}  # a baseline
+    with pytest.raises(UserError, match="unknown task"):
+        build_model(cfg, [TaskSpec("b", kind="binary")], (1, 8, 8), ["b", "c"])
     assert any(isinstance(m, nn.Tanh) for m in model.modules())
     cs, _ = parse_mtl_config(["--architecture", "cross-stitch", "--shared-layers", "3", "--cross-stitch.positions",
                               "1,2"])

@@ -52,7 +52,8 @@ def test_random_task_labels_belong_to_the_images_not_the_run(fmnist_root):
 
 def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
     args = ["mtl", "--architecture", "mmoe", "--tasks", "3", "--experts", "2", "--shared-layers", "2",
-            "--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *TINY]
+            "--grad-clip", "1", "--task-lr", "coarse=0.01,random=0.1", "--data-root", str(fmnist_root),
+            "--out-dir", str(tmp_path), *TINY]
     assert main(args) == 0
     folder = tmp_path / "mtl" / "runs" / "mmoe-equal-joint" / "seed0"
     summary = json.loads((folder / "summary.json").read_text())
@@ -66,11 +67,13 @@ def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
     assert len(summary["epochs"]) == 2 and (folder / "losses.png").is_file()
     record = json.loads((folder / "config.json").read_text())
     assert record["config"]["experts"] == 2 and record["versions"]["torch"] and record["seed"] == 0
+    assert (record["config"]["grad_clip"], record["config"]["task_lr"]) == (1.0, "coarse=0.01,random=0.1")
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
     cfg, _ = parse_mtl_config(args[1:])  # the report's parameter count is the model's own, rebuilt here
     data = _data(fmnist_root)
-    n_params = sum(p.numel() for p in build_model(cfg, data.select("3"), data.x["train"].shape[1:]).parameters())
+    n_params = sum(p.numel() for p in build_model(cfg, data.select("3"), data.x["train"].shape[1:],
+                                                   [t.name for t in data.tasks]).parameters())
     assert summary["params"] == n_params
     write_mtl_report(tmp_path)
     with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
