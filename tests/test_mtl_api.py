@@ -209,6 +209,7 @@ def test_every_architecture_sizes_itself_at_the_first_forward_and_takes_the_acti
                           num_experts=2, activation="tanh")
     assert any(isinstance(p, nn.parameter.UninitializedParameter) for p in lazy.parameters())
     out = lazy.materialize(torch.randn(3, F))(torch.randn(3, F))
+    assert all(type(p) is nn.Parameter and p.requires_grad for p in lazy.parameters())
     assert all(v.shape == (3, 2) for v in out.values())
     assert sum(p.numel() for p in lazy.parameters()) == sum(p.numel() for p in MultiTaskModel(
         TASKS, architecture=architecture, shared_layers=[8, 8], task_layers=[4], num_experts=2,

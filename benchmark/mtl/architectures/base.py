@@ -27,6 +27,9 @@ BackboneFactory = Callable[[], TokenBackbone]  # a fresh, independently initiali
 
 
 class Architecture(nn.Module):
+    """Layers reading the backbone's width use benchmark.models.layers' mlp / mlp_blocks / linear: `backbone.dim` is
+    None for a vector input sized at the first forward (they become nn.LazyLinear)."""
+
     out_dim: int
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
