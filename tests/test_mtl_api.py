@@ -235,6 +235,7 @@ def test_activation_is_the_non_linearity_between_layers():
     ({"architecture": "mmoe", "expert_layers": [8], "shared_layers": [16]}, "not both"),
     ({"architecture": "cross-stitch", "num_layers": 2, "cross_stitch_positions": [3]}, r"exceed the 2"),
     ({"architecture": "cross-stitch", "cross_stitch_positions": []}, "at least one"),
+    ({"architecture": "cross-stitch", "cross_stitch_positions": 2}, "list of integers"),
     ({"num_layers": 3, "shared_layers": [8, 8]}, "num_layers=3"),
     ({"loss_weighting": "equal", "init_weights": {"task1": 2.0}}, "init_weights belongs to 'uncertainty'"),
     ({"loss_weighting": "uncertainty", "init_weights": {"task1": 0}}, "positive"),

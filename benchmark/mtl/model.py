@@ -40,6 +40,7 @@ from benchmark.mtl.architectures.base import ArchSpec
 from benchmark.mtl.options import (
     entry_config,
     head_widths,
+    int_tuple,
     per_task_values,
     relation_pairs,
     shared_widths,
@@ -67,6 +68,8 @@ class MultiTaskModel(nn.Module):
         super().__init__()
         self.tasks = task_specs(tasks, task_layers, loss_weights)
         names = tuple(t.name for t in self.tasks)
+        self.task_lrs = per_task_values(task_lrs, names, "task_lrs")
+        self.task_relations = relation_pairs(task_relations, names)  # declared and checked; training ignores them
         if not 0 <= dropout < 1 or dropout_at not in DROPOUT_AT:
             raise UserError(f"dropout must be in [0, 1) and dropout_at one of {DROPOUT_AT}; got {dropout}, "
                             f"{dropout_at!r}")
@@ -79,24 +82,20 @@ class MultiTaskModel(nn.Module):
         arch = ARCHITECTURES.get(ALIASES.get(architecture, architecture))
         spec = ArchSpec(names, shared_widths(arch.name, shared_layers, num_layers, expert_layers), dropout,
                         dropout_at, num_experts, activation)
-        if cross_stitch_positions is not None and not len(cross_stitch_positions):
+        positions = int_tuple(cross_stitch_positions, "cross_stitch_positions")
+        if positions == ():
             raise UserError("cross_stitch_positions needs at least one layer number (1-based); leave it out to mix "
                             "after every layer")
         self.architecture_name = arch.name
         self.arch = arch.build(with_options(arch, architecture_args, {
-            "gate_layers": ("mmoe", "gate_layers", None if gate_layers is None else tuple(gate_layers)),
-            "positions": ("cross-stitch", "cross_stitch_positions",
-                          None if cross_stitch_positions is None else tuple(cross_stitch_positions))}),
-            spec, self.make_backbone)
+            "gate_layers": ("mmoe", "gate_layers", int_tuple(gate_layers, "gate_layers")),
+            "positions": ("cross-stitch", "cross_stitch_positions", positions)}), spec, self.make_backbone)
         # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
             mlp(self.arch.out_dim, per_task[t.name], dropout, "each" if dropout_at == "each" else "none", activation),
             kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
         self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names,
                                                               init_weights)
-        self.task_lrs = per_task_values(task_lrs, names, "task_lrs")
-        # Declared, not yet acted on by training: the measured relation (gradient cosine) is reported beside it.
-        self.task_relations = relation_pairs(task_relations, names)
 
     @staticmethod
     def _backbone_factory(name, args, in_features, input_shape, pooling):

@@ -66,6 +66,16 @@ def shared_widths(architecture: str, shared_layers, num_layers, expert_layers) -
     return widths(DEFAULT_SHARED if shared_layers is None else shared_layers, "shared_layers")
 
 
+def int_tuple(values, what: str) -> tuple[int, ...] | None:
+    """A list of integers (None stays None: not given)."""
+    if values is None:
+        return None
+    if isinstance(values, str) or not isinstance(values, Sequence) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise UserError(f"{what} takes a list of integers, got {values!r}")
+    return tuple(values)
+
+
 def head_widths(task_layers, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """task → hidden widths of its head: one list for every task, or a dict over every task ([] = no hidden
     layer)."""
