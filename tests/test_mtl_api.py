@@ -330,3 +330,16 @@ def test_the_cli_takes_the_new_knobs_and_records_them():
     for quick_start in (["--architecture", "shared-bottom", "--tasks", "3", "--shared-layers", "2"],
                         ["--architecture", "mmoe", "--tasks", "3", "--experts", "4"]):
         assert parse_mtl_config(quick_start)[0].tasks == "3"  # the document's two command lines
+
+
+@pytest.mark.parametrize("architecture,knob", [("mmoe", "mmoe.gate_layers"),
+                                               ("cross-stitch", "cross-stitch.positions")])
+def test_runs_written_before_the_new_knobs_keep_their_trunk(architecture, knob):
+    """A baseline folder from before `activation` and the architectures' new knobs still matches its experiments."""
+    from benchmark.mtl.config import parse_mtl_config
+    from benchmark.mtl.transfer import trunk_key
+
+    new = parse_mtl_config(["--architecture", architecture])[0].to_dict()
+    old = {k: v for k, v in new.items() if k not in ("activation", knob)}
+    assert trunk_key(old) == trunk_key(new)
+    assert trunk_key(new | {"activation": "gelu"}) != trunk_key(new)
