@@ -250,7 +250,7 @@ def test_documented_keywords_reject_what_does_not_apply(kwargs, fragment):
 def test_tasks_come_from_the_call_or_the_document():
     assert MultiTaskModel(loss_weights={"a": 1.0, "b": 2.0}).task_names == ["a", "b"]
     assert MultiTaskModel(architecture="mmoe", num_experts=2).task_names == list(DOCUMENT_TASKS)
-    assert [len(c) for c in [MultiTaskModel(num_layers=3).arch.trunk]] == [3]
+    assert [w for _, w in _linear_widths(MultiTaskModel(num_layers=3, in_features=2).arch.trunk)] == [64] * 3
     with pytest.raises(UserError, match="pass tasks="):
         MultiTaskModel(task_layers={"a": [4]}, loss_weights={"b": 1.0})
 
