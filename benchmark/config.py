@@ -46,6 +46,9 @@ class RuntimeConfig:
     download: bool = True  # try the dataset's official download when local files are missing
     apt_install: bool = True  # as root, may `apt-get install dataset-fashion-mnist` when all else fails
     out_dir: Path = Path("results")
+    wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
+    wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
+    wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
 
     def __post_init__(self):
         self.check({
@@ -86,9 +89,6 @@ class RunConfig(RuntimeConfig):
     dropout: float = 0.1  # after each shared hidden layer
     optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
     lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine")})  # cosine: per experience
-    wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
-    wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
-    wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls

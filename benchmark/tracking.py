@@ -172,6 +172,25 @@ class WandbTracker(SupervisedPlugin):
 
         self._guard(log)
 
+    def log_epochs(self, epochs: list[dict]) -> None:
+        """A multi-task run's per-epoch record after the fact (its runs take seconds), one wandb step per epoch:
+        `epoch/*` = per-task train and val loss, weight, gradient norm and pairwise gradient cosines
+        (benchmark/mtl/gradients.py) and the weighted totals."""
+        def log():
+            self.run.define_metric("epoch")
+            self.run.define_metric("epoch/*", step_metric="epoch")
+            for e in epochs:
+                g = e.get("gradients") or {}
+                row = {"epoch": e["epoch"], "epoch/train_total": e["train_total"], "epoch/val_total": e["val_total"]}
+                for name, per_key in (("train_loss", e["train_loss"]), ("val_loss", e["val_loss"]),
+                                      ("weight", e["weights"]), ("grad_norm", g.get("last_shared_norm", {})),
+                                      ("grad_cos_last", g.get("last_shared_cosine", {})),
+                                      ("grad_cos_shared", g.get("shared_cosine", {}))):
+                    row |= {f"epoch/{name}/{k}": v for k, v in per_key.items()}
+                self.run.log(row)
+
+        self._guard(log)
+
     def finish(self, exit_code: int = 0) -> None:
         self._guard(lambda: self.run.finish(exit_code=exit_code))
         self.run = None

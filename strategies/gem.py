@@ -9,6 +9,10 @@ with the margin γ (`memory_strength`, GEM's own code; 0 gives the exact project
 past task, so it is solved exactly as non-negative least squares (scipy's NNLS on the Cholesky factor of GGᵀ):
 Avalanche's GEMPlugin needs a quadprog solver that this project does not install. Defaults: γ = 0.5 and a
 500-sample memory, Mammoth's best GEM arguments for Seq-CIFAR-10 with buffer 500 (250 per past experience here).
+
+Cost: every step runs a forward and backward pass over each past task's whole memory (GEM as published). With
+`memory_batch` = n > 0, each G_k is instead the gradient on n samples of memory k drawn afresh at every step: a
+stochastic estimate that caps the cost at n samples per past task (the `zoo` profile sets it; 0 = the paper).
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ from benchmark.registry import STRATEGIES
 class GEMConfig:
     patterns_per_experience: int = 250  # memory kept per past experience
     memory_strength: float = 0.5  # γ
+    memory_batch: int = 0  # samples of each past memory per step; 0 = all of it (the paper)
 
     def __post_init__(self):
-        if self.patterns_per_experience < 1 or self.memory_strength < 0:
-            raise UserError(f"--gem.patterns-per-experience must be ≥ 1 and --gem.memory-strength ≥ 0 (got "
-                            f"{self.patterns_per_experience}, {self.memory_strength})")
+        if self.patterns_per_experience < 1 or self.memory_strength < 0 or self.memory_batch < 0:
+            raise UserError(f"--gem.patterns-per-experience must be ≥ 1, --gem.memory-strength ≥ 0 and "
+                            f"--gem.memory-batch ≥ 0 (got {self.patterns_per_experience}, {self.memory_strength}, "
+                            f"{self.memory_batch})")
 
 
 def project(g: torch.Tensor, G: torch.Tensor, margin: float, eps: float = 1e-3) -> torch.Tensor:
@@ -63,7 +69,8 @@ class GEMPlugin(SupervisedPlugin):
         untouched = [p for p in params if p.grad is None]  # e.g. other tasks' heads: the step leaves them alone
         g = flat_grad(params).clone()
         rows = []
-        for x, y, t in self.memories:
+        for memory in self.memories:
+            x, y, t = self.draw(memory)
             strategy.optimizer.zero_grad(set_to_none=False)
             out = avalanche_forward(strategy.model, x.to(strategy.device), t.to(strategy.device))
             strategy._criterion(out, y.to(strategy.device)).backward()
@@ -73,6 +80,14 @@ class GEMPlugin(SupervisedPlugin):
             g = project(g, G, self.cfg.memory_strength)
             self.projected += 1
         set_flat_grad(params, g, untouched)
+
+    def draw(self, memory: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The whole memory, or `memory_batch` samples of it drawn afresh."""
+        n = self.cfg.memory_batch
+        if not n or n >= len(memory[0]):
+            return memory
+        idx = torch.randperm(len(memory[0]), generator=self.generator)[:n]
+        return tuple(m[idx] for m in memory)
 
     def after_training_exp(self, strategy, **kwargs):
         self.memories.append(sample_experience(strategy.experience.dataset, self.cfg.patterns_per_experience,

@@ -126,3 +126,20 @@ def test_fashion_mnist_no_apt_when_not_root(tmp_path, monkeypatch):
     monkeypatch.setattr(fm.subprocess, "run", lambda *a, **k: pytest.fail("apt-get must not run without root"))
     with pytest.raises(UserError, match="sudo apt-get install dataset-fashion-mnist"):
         SOURCES.get("fashion_mnist").build(tmp_path / "data", train=True, download=False, apt_install=True)
+
+
+def test_a_subsample_is_materialised_once_per_process_and_the_cache_is_bounded(monkeypatch):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from benchmark.streams import binary_tasks
+
+    ds = TensorDataset(torch.arange(40.0).view(10, 4), torch.zeros(10))
+    first = binary_tasks.materialize_images(ds, np.array([1, 3, 5]))
+    assert torch.equal(first, torch.arange(40.0).view(10, 4)[[1, 3, 5]])
+    assert binary_tasks.materialize_images(ds, np.array([1, 3, 5])) is first  # the same subsample: reused
+    assert binary_tasks.materialize_images(ds, np.array([1, 3, 6])) is not first
+    monkeypatch.setattr(binary_tasks, "MATERIALIZED_BYTES", 8 * 48)  # room for eight 3×4 float32 subsamples
+    for k in range(8):  # eight newer subsamples evict the least recently used one
+        binary_tasks.materialize_images(ds, np.array([0, 2, k + 2]))
+    assert binary_tasks.materialize_images(ds, np.array([1, 3, 5])) is not first

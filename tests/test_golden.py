@@ -1,20 +1,16 @@
 """Golden numbers, pinned to the committed files in tests/golden/: every continual strategy's R matrix on the tiny
 fixture streams (checked by tests/test_strategies.py's contract test, on the same run), and the multi-task runs
-here. A change of structure (moving code, renaming, a new harness) must leave them identical to the last digit; a
+here (and every architecture × weighting × schedule's scores, by tests/test_mtl_contract.py on its run). A change
+of structure (moving code, renaming, a new harness) must leave them identical to the last digit; a
 change of behaviour on purpose regenerates them (`HATSWAP_WRITE_GOLDEN=1 ./run_tests.sh tests/test_golden.py
-tests/test_strategies.py`) and says in its commit what moved and why."""
-
-import itertools
+tests/test_strategies.py tests/test_mtl_contract.py`) and says in its commit what moved and why."""
 
 import pytest
-import torch
 
 from benchmark.cli import main
-from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
-from benchmark.mtl.train import train_stages
+from benchmark.mtl import ARCHITECTURES
 from benchmark.registry import STRATEGIES
 from tests.golden_files import GOLDEN, assert_golden
-from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
 
 
 @pytest.mark.parametrize("stream", ["binary_tasks", "dense_suite"])
@@ -40,22 +36,3 @@ def test_mtl_run_matrix_equals_the_committed_golden_file(architecture, tmp_path,
                  str(tmp_path), *MTL_TINY]) == 0
     (folder,) = (tmp_path / "mtl" / "runs").glob("*/seed0")
     assert_golden(f"mtl-{architecture}.csv", (folder / "matrix.csv").read_text())
-
-
-def test_mtl_training_rows_equal_the_committed_golden_file():
-    """Every architecture × loss weighting × schedule on the synthetic vector tasks: every score after every stage,
-    written with repr (all digits)."""
-    lines = []
-    for architecture, weighting, schedule in itertools.product(ARCHITECTURES.names(), WEIGHTINGS.names(),
-                                                               SCHEDULES.names()):
-        torch.manual_seed(0)
-        data = tiny_data()
-        names = tuple(t.name for t in data.tasks)
-        model = MultiTaskModel(data.tasks, architecture=architecture, loss_weighting=weighting,
-                               in_features=N_FEATURES, shared_layers=[16, 16], task_layers=[8], num_experts=2)
-        stages = SCHEDULES.get(schedule).build(None, epochs=2, tasks=names)
-        rows, _, _ = train_stages(model, data, stages, tiny_cfg(), "cpu")
-        for label, scores in rows:
-            cells = " ".join(f"{t}.{k}={v!r}" for t in names for k, v in sorted(scores[t].items()))
-            lines.append(f"{architecture} {weighting} {schedule} {label}: {cells}")
-    assert_golden("mtl-training.txt", "\n".join(lines) + "\n")

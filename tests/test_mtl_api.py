@@ -204,18 +204,22 @@ def test_curriculum_block_is_the_curriculum_schedule():
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())
 def test_every_architecture_sizes_itself_at_the_first_forward_and_takes_the_activation(architecture):
+    """Unless its registration says `lazy_input=False` (then a clear error asks for in_features)."""
     torch.manual_seed(0)
-    lazy = MultiTaskModel(TASKS, architecture=architecture, shared_layers=[8, 8], task_layers=[4],
-                          num_experts=2, activation="tanh")
+    kw = {"architecture": architecture, "shared_layers": [8, 8], "task_layers": [4], "num_experts": 2}
+    sized = MultiTaskModel(TASKS, in_features=F, activation="tanh", **kw)
+    assert any(isinstance(m, nn.Tanh) for m in sized.arch.modules()) and any(
+        isinstance(m, nn.Tanh) for m in sized.heads.modules())
+    if not ARCHITECTURES.get(architecture).meta.get("lazy_input", True):
+        with pytest.raises(UserError, match="in_features"):
+            MultiTaskModel(TASKS, **kw)
+        return
+    lazy = MultiTaskModel(TASKS, **kw)
     assert any(isinstance(p, nn.parameter.UninitializedParameter) for p in lazy.parameters())
     out = lazy.materialize(torch.randn(3, F))(torch.randn(3, F))
     assert all(type(p) is nn.Parameter and p.requires_grad for p in lazy.parameters())
     assert all(v.shape == (3, 2) for v in out.values())
-    assert sum(p.numel() for p in lazy.parameters()) == sum(p.numel() for p in MultiTaskModel(
-        TASKS, architecture=architecture, shared_layers=[8, 8], task_layers=[4], num_experts=2,
-        in_features=F).parameters())
-    assert any(isinstance(m, nn.Tanh) for m in lazy.arch.modules()) and any(
-        isinstance(m, nn.Tanh) for m in lazy.heads.modules())
+    assert sum(p.numel() for p in lazy.parameters()) == sum(p.numel() for p in sized.parameters())
 
 
 def test_activation_is_the_non_linearity_between_layers():

@@ -1,5 +1,7 @@
 """Contract test over every architecture × loss weighting × schedule (parametrized over the registries: a new entry
-is covered with no edit): the real training loop runs, and every task's loss falls below its untrained value."""
+is covered with no edit): the real training loop runs, every task's loss falls below its untrained value, and every
+score after every stage equals the committed golden file (tests/golden/mtl-training.txt, written with repr: all
+digits; regenerated only for a deliberate change, see tests/test_golden.py)."""
 
 import itertools
 
@@ -8,6 +10,7 @@ import torch
 
 from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
 from benchmark.mtl.train import train_stages
+from tests.golden_files import assert_golden_lines
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
 
 COMBOS = list(itertools.product(ARCHITECTURES.names(), WEIGHTINGS.names(), SCHEDULES.names()))
@@ -33,3 +36,7 @@ def test_every_combination_trains_every_task(architecture, weighting, schedule):
         assert after[t]["loss"] < init[t]["loss"], f"{t}: {init[t]['loss']:.4f} → {after[t]['loss']:.4f}"
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert epochs[-1]["val_loss"].keys() == set(names)
+    key = f"{architecture} {weighting} {schedule}"
+    assert_golden_lines("mtl-training.txt", key, [
+        f"{key} {label}: " + " ".join(f"{t}.{k}={v!r}" for t in names for k, v in sorted(scores[t].items()))
+        for label, scores in rows])

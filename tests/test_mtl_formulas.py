@@ -7,7 +7,7 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.mtl import MultiTaskModel
-from benchmark.mtl.registries import SCHEDULES
+from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES
 from benchmark.mtl.schedules.curriculum import CurriculumConfig
 from benchmark.mtl.transfer import delta_m, transfer_gain
 from benchmark.mtl.weightings.dwa import dwa_weights
@@ -166,11 +166,8 @@ def test_reconstruction_head_outputs_the_task_shape():
 @pytest.mark.parametrize("pooling", ["mean", "flatten"])
 @pytest.mark.parametrize("backbone,args", [("small_cnn", {"channels": (4,)}),
                                            ("vit_tiny", {"embed_dim": 8, "depth": 1, "num_heads": 2})])
-@pytest.mark.parametrize("architecture", ["shared-bottom", "cross-stitch", "mmoe", "mtan", "progressive"])
+@pytest.mark.parametrize("architecture", ARCHITECTURES.names())
 def test_every_architecture_runs_on_both_image_backbones(architecture, backbone, args, pooling):
-    from benchmark.mtl import ARCHITECTURES
-
-    assert architecture in ARCHITECTURES.names()
     torch.manual_seed(0)
     model = MultiTaskModel(["a", "b"], architecture=architecture, backbone=backbone, backbone_args=args,
                            input_shape=(1, 8, 8), shared_layers=[6], task_layers=[4], num_experts=2, pooling=pooling)

@@ -146,20 +146,23 @@ def test_the_mtl_profile_parses_and_covers_the_grid():
     runs = plan(load_profile("mtl"), [])
     configs = [cfg for _, cfg in runs]
     names = {c.run_name for c in configs}
-    assert len(names) == len(configs), "one folder per run"
+    assert len({(c.run_name, c.seed) for c in configs}) == len(configs), "one folder per run"
     assert {f"stl-{t}-shared-bottom" for t in ("classes", "coarse", "reconstruction")} <= names
     assert {"stl-classes-shared-bottom-2x64-drop0.2last", "stl-random-shared-bottom-drop0.2each",
             "stl-reconstruction-mtan"} <= names  # exp4's trunk, exp5's random task, an architecture's own
     assert {f"exp{k}" for k in range(1, 6)} <= names
     grid = {(c.architecture, c.weighting) for c in configs if c.tasks == "3" and c.schedule == "joint"}
-    assert grid >= {(a, w) for a in ARCHITECTURES.names() for w in WEIGHTINGS.names()}
+    crossed = ("shared-bottom", "cross-stitch", "mmoe", "mtan", "progressive")  # × every weighting, seed 0
+    assert grid >= {(a, w) for a in crossed for w in WEIGHTINGS.names()}
+    on_four = {(c.architecture, c.seed) for c in configs if c.tasks == "4" and c.run_name.endswith("-4tasks")}
+    assert on_four == {(a, s) for a in ARCHITECTURES.names() if a not in crossed for s in (0, 1, 2)}
     assert {c.schedule for c in configs} == {"joint", "alternating", "curriculum", "sequential"}
     exp5 = next(c for c in configs if c.run_name == "exp5")
     assert exp5.tasks == "4" and exp5.weighting_args.weights == "0.5,0.1,1,0.1" and exp5.dropout_at == "each"
-    stl = {(trunk_key(c.to_dict()), c.tasks) for g, c in runs if g == BASELINE_GROUP}
-    for c in configs:  # every multi-task run has its own trunk's baseline for every task, and no spare one exists
+    stl = {(trunk_key(c.to_dict()), c.tasks, c.seed) for g, c in runs if g == BASELINE_GROUP}
+    for c in configs:  # every multi-task run has its own trunk's baseline for every task and seed, no spare one
         if len(task_names(c)) > 1:
-            assert all((trunk_key(c.to_dict()), t) in stl for t in task_names(c)), c.run_name
+            assert all((trunk_key(c.to_dict()), t, c.seed) in stl for t in task_names(c)), c.run_name
     assert len(stl) == sum(1 for g, _ in runs if g == BASELINE_GROUP)
 
 

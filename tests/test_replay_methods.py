@@ -16,7 +16,7 @@ from benchmark.config import parse_config
 from benchmark.run import run
 from strategies.agem import agem_project
 from strategies.der import DERConfig, DERPlugin, finite
-from strategies.gem import project
+from strategies.gem import GEMConfig, GEMPlugin, project
 
 
 def test_agem_projection_is_the_formula_on_conflict_and_identity_otherwise():
@@ -40,6 +40,19 @@ def test_gem_projection_is_the_closest_gradient_that_conflicts_with_no_task():
     one = G[:1]  # one conflicting task: GEM's projection is A-GEM's
     assert torch.allclose(project(g, one, margin=0.0, eps=0.0), agem_project(g, one[0]), atol=1e-6)
 
+
+
+def test_gem_memory_batch_draws_that_many_distinct_memory_samples_per_step_and_zero_means_all():
+    memory = (torch.arange(10.0).view(10, 1), torch.arange(10) % 2, torch.zeros(10, dtype=torch.long))
+    whole = GEMPlugin(GEMConfig(memory_batch=0)).draw(memory)
+    assert all(a is b for a, b in zip(whole, memory, strict=True))
+    torch.manual_seed(0)  # the plugin's generator starts from the run's seed
+    plugin = GEMPlugin(GEMConfig(memory_batch=4))
+    first, second = plugin.draw(memory), plugin.draw(memory)
+    for x, y, t in (first, second):
+        rows = x.view(-1).long()
+        assert len(rows.unique()) == 4 and torch.equal(y, rows % 2) and torch.equal(t, torch.zeros(4).long())
+    assert not torch.equal(first[0], second[0])  # drawn afresh at every step
 
 class Routed(MultiTaskModule):
     """Two tasks, heads of width 2 and 3, padded with −inf: the routed rows DER stores."""

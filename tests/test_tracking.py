@@ -109,3 +109,24 @@ def test_a_batch_logs_one_summary_run_with_the_leaderboard_and_mean_R_heatmaps(t
     assert summary["summary"]["leaderboard/_type"] == "table-file" and summary["summary"]["leaderboard/nrows"] == 2
     for strategy in ("naive", "lwf"):
         assert summary["summary"][f"R_mean/binary_tasks_{strategy}/_type"] == "image-file"
+
+
+def test_a_multi_task_run_logs_its_epochs_gradients_and_final_scores(no_wandb_env, tmp_path, fmnist_root):
+    from benchmark.cli import main
+    from tests.test_golden import MTL_TINY
+
+    assert main(["mtl", "--architecture", "shared-bottom", "--data-root", str(fmnist_root), "--out-dir",
+                 str(tmp_path), *MTL_TINY, "--wandb", "offline"]) == 0
+    (folder,) = (tmp_path / "mtl" / "runs").glob("*/seed0")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["wandb"]["mode"] == "offline"
+    logged = read_run(next((tmp_path / "wandb").glob("offline-run-*")))
+    epochs = [h for h in logged["history"] if "epoch" in h]
+    assert [h["epoch"] for h in epochs] == [e["epoch"] for e in summary["epochs"]] == [0, 1]
+    for h, e in zip(epochs, summary["epochs"], strict=True):
+        assert h["epoch/val_total"] == pytest.approx(e["val_total"])
+        for t, v in e["gradients"]["last_shared_norm"].items():
+            assert h[f"epoch/grad_norm/{t}"] == pytest.approx(v) and v > 0
+        assert h.keys() >= {f"epoch/grad_cos_shared/{pair}" for pair in e["gradients"]["shared_cosine"]}
+    assert logged["summary"]["acc"] == pytest.approx(summary["acc"])
+    assert logged["summary"]["R/_type"] == "table-file"

@@ -1,11 +1,12 @@
 """`hatswap batch --profile mtl`: every experiment × seed of an MTL profile (`"kind": "mtl"` in its JSON).
 
 A profile: {"kind": "mtl", "seeds": [...], "config": {shared flags}, "experiments": [{"name": ..., "group": ...,
-<flags>}, ...]}. The single-task baselines for Δm are derived, not listed: for every multi-task experiment and each
-of its tasks, one run of the same trunk (`transfer.trunk_key`) on that task alone, with equal weighting, the joint
-schedule and the profile's shared config for everything else (its budget), deduplicated across experiments and
-named `stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with
-equal weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
+["seeds": [...] (instead of the profile's),] <flags>}, ...]}. The single-task baselines for Δm are derived, not
+listed: for every multi-task experiment, each of its tasks and seeds, one run of the same trunk
+(`transfer.trunk_key`) on that task alone, with equal weighting, the joint schedule and the profile's shared config
+for everything else (its budget), deduplicated across experiments and named
+`stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with equal
+weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
 core's batch runner (benchmark/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
 skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is rebuilt
 (results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's groups and order for `hatswap
@@ -75,11 +76,10 @@ def plan(profile: dict, run_args: list[str], seeds=None) -> list[tuple[str, MTLC
     names = [e.get("name") for e in profile["experiments"]]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise UserError(f"every experiment of an mtl profile needs a distinct \"name\"; got {names}")
-    seeds = seeds if seeds is not None else profile.get("seeds", [0])
     configs = []
-    for exp in profile["experiments"]:
-        for seed in seeds:
-            defaults = profile.get("config", {}) | {k: v for k, v in exp.items() if k not in META_KEYS}
+    for exp in profile["experiments"]:  # --seeds, else the experiment's own "seeds", else the profile's
+        for seed in seeds if seeds is not None else exp.get("seeds", profile.get("seeds", [0])):
+            defaults = profile.get("config", {}) | {k: v for k, v in exp.items() if k not in (*META_KEYS, "seeds")}
             cfg, _ = parse_mtl_config(run_args, defaults=defaults | {"seed": seed},
                                       origin=f"the profile's experiment {exp['name']!r} or its \"config\"")
             configs.append((exp.get("group", ""), cfg))

@@ -25,7 +25,8 @@ ENTRY_FIELDS = {"task_set": TASK_SETS, "architecture": ARCHITECTURES, "weighting
 @dataclass(frozen=True)
 class MTLConfig(RuntimeConfig):
     """The runtime fields (seed, epochs, batch sizes, lr, weight decay, device, threads, data_root, download,
-    apt_install, out_dir; benchmark.config.RuntimeConfig) and the multi-task run's own; the optimiser is Adam."""
+    apt_install, out_dir, wandb; benchmark.config.RuntimeConfig) and the multi-task run's own; the optimiser is
+    Adam."""
 
     name: str = ""  # experiment name (results folder); "" = <architecture>-<weighting>-<schedule>
     task_set: str = "mtl_tasks"

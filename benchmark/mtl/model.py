@@ -155,12 +155,19 @@ class MultiTaskModel(nn.Module):
         return {t: kind_of(specs[t]).loss(predictions[t], y, specs[t]) for t, y in labels.items()}
 
     def compute_loss(self, predictions: Mapping, labels: Mapping) -> torch.Tensor:
-        return self.weighting.combine(self.task_losses(predictions, labels))
+        """The weighted task losses, plus the architecture's own regulariser if it has one."""
+        loss = self.weighting.combine(self.task_losses(predictions, labels))
+        penalty = self.arch.penalty()
+        return loss if penalty is None else loss + penalty
 
     def backward(self, losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """The weighting's backward pass (PCGrad / GradNorm need the shared parameters) → the weights used."""
-        return self.weighting.backward(dict(losses), self.arch.shared_parameters(),
-                                       self.arch.last_shared_parameters())
+        """The weighting's backward pass (PCGrad / GradNorm need the shared parameters), then the architecture's
+        regulariser's (added to the gradients, outside the weighting) → the weights used."""
+        weights = self.weighting.backward(dict(losses), self.arch.shared_parameters(),
+                                          self.arch.last_shared_parameters())
+        if (penalty := self.arch.penalty()) is not None:
+            penalty.backward()
+        return weights
 
     def param_groups(self, lr: float) -> list[dict]:
         """Optimizer parameter groups: each head of a task in `task_lrs` at that task's lr; every other parameter

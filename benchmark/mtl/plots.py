@@ -1,4 +1,4 @@
-"""Multi-task figures: per run, the loss curves; per report, every experiment's validation-loss curve."""
+"""Multi-task figures: per run, the loss and gradient curves; per report, every experiment's validation-loss curve."""
 
 from __future__ import annotations
 
@@ -34,6 +34,33 @@ def loss_curves(epochs: list[dict], tasks: list[str], path: Path, title: str = "
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
 
+
+
+def gradient_curves(epochs: list[dict], path: Path, title: str = "") -> Path | None:
+    """Left: each task's gradient norm at the last shared layer per epoch; right: each pair's gradient cosine on
+    every shared parameter (solid) and at the last shared layer (dashed). None when nothing is shared."""
+    records = [e.get("gradients") or {} for e in epochs]
+    if not any(records):
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    xs = [e["epoch"] + 1 for e in epochs]
+    for k, t in enumerate(records[-1].get("last_shared_norm", {})):
+        a.plot(xs, [r["last_shared_norm"][t] for r in records], color=f"C{k}", marker="o", label=t)
+    a.set_xlabel("epoch")
+    a.set_ylabel("‖∇ L_t‖ at the last shared layer")
+    a.set_yscale("log")
+    for k, pair in enumerate(records[-1].get("shared_cosine", {})):
+        b.plot(xs, [r["shared_cosine"][pair] for r in records], color=f"C{k}", marker="o", label=f"{pair} shared")
+        if pair in records[-1].get("last_shared_cosine", {}):
+            b.plot(xs, [r["last_shared_cosine"][pair] for r in records], color=f"C{k}", ls="--", label=f"{pair} last")
+    b.axhline(0, color="grey", lw=0.8)
+    b.set_xlabel("epoch")
+    b.set_ylabel("gradient cosine between tasks")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, path)
 
 def val_curves(curves: dict[str, list[float]], path: Path, title: str = "") -> Path:
     """curves: experiment → weighted validation loss per epoch."""

@@ -2,7 +2,7 @@
 metric (and the reconstruction MSE), Δm and transfer gains vs the single-task baselines of the same trunk, the
 network's parameter count (summary.json's `params`: sum(p.numel()) over the whole model), the trivial references of
 the data — as Markdown and CSV (which also holds each task's final validation score and the baselines each run was
-compared with), plus the val-loss curves figure."""
+compared with), the Pareto front over the multi-task experiments, plus the val-loss curves figure."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.mtl.pareto import front
 from benchmark.mtl.plots import val_curves
 from benchmark.mtl.transfer import DELTA_M_CONVENTION, delta_m, is_baseline, transfer_gain, trunk_key
 from benchmark.results import atomic_write, read_run
@@ -223,6 +224,26 @@ def gains_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+def pareto_markdown(df: pd.DataFrame) -> str:
+    """The multi-task experiments on the Pareto front of their tasks' primary test metrics (all higher-is-better:
+    accuracy, recon score; means over seeds) first, then the dominated ones with what dominates them
+    (benchmark/mtl/pareto.py)."""
+    part = df[df["tasks"].str.contains(",") & ~df["experiment"].str.startswith(REFERENCE_PREFIX)]
+    tasks = [t for t in TASK_COLS if t in df.columns and t not in ("mse", "psnr")]
+    points = {r["experiment"]: {t: r[t] for t in r["tasks"].split(",") if r.get(t) == r.get(t)}
+              for _, r in part.iterrows()}
+    dominated_by = front(points, {})
+    lines = ["| experiment | " + " | ".join(TASK_COLS[t] for t in tasks) + " | dominated by |",
+             "|" + "---|" * (len(tasks) + 2)]
+    for name in sorted(points, key=lambda n: (bool(dominated_by[n]), n)):
+        by = dominated_by[name]
+        which = ", ".join(by[:3]) + (f" (+{len(by) - 3})" if len(by) > 3 else "") if by else "front"
+        lines.append(f"| {name if by else f'**{name}**'} | " + " | ".join(_fmt(points[name].get(t)) for t in tasks) +
+                     f" | {which} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed=(), report_dir=None) -> str:
     """The report over out_dir/mtl/runs, written into report_dir/mtl (default: out_dir/mtl); → its Markdown."""
     out = Path(report_dir or out_dir) / "mtl"
@@ -235,7 +256,8 @@ def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed
             "train/val loss = the weighted objective Σ w_t L_t of the last epoch (val with the same weights); Δm "
             "vs the single-task (stl) runs of the same trunk.\n"
             f"{DELTA_M_CONVENTION}\n\n" + markdown(df) + "\n**transfer gain per task vs single-task**\n\n" +
-            gains_markdown(df))
+            gains_markdown(df) + "\n**Pareto front** (no other experiment is at least as good on every shared task "
+            "and better on one; bold = on the front)\n\n" + pareto_markdown(df))
     if failed:
         text += "\nFailed experiments:\n" + "\n".join(f"- {f}" for f in failed) + "\n"
     atomic_write(out / "summary.md", text)

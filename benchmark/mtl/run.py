@@ -4,7 +4,8 @@ results/mtl/runs/<experiment>/seed<k>/  config.json (config, seed, versions, git
 per task at each evaluation point: init, after_joint or after_exp0..), summary.json (the keys every run's summary
 holds, benchmark.results.SUMMARY_KEYS: ACC/BWT/forgetting/FWT (BWT, forgetting, FWT for the sequential schedule
 only), final scores, ...; beside them every test metric per task, final validation scores, losses and validation
-scores per epoch, weights, the metric Δm compares per task, the trivial references of the data), losses.png.
+scores per epoch, weights, per-task gradient norms and cosines per epoch, the metric Δm compares per task, the
+trivial references of the data), losses.png, gradients.png (benchmark/mtl/gradients.py).
 Written under a temporary name and renamed, so a folder is complete or absent; a rerun with the same config skips.
 """
 
@@ -19,7 +20,7 @@ from benchmark.errors import UserError
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.options import task_values
-from benchmark.mtl.plots import loss_curves
+from benchmark.mtl.plots import gradient_curves, loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
 from benchmark.results import (
@@ -31,6 +32,7 @@ from benchmark.results import (
     write_run,
 )
 from benchmark.tasks import kind_of
+from benchmark.tracking import WandbTracker
 
 
 def mtl_run_dir(out_dir: Path, name: str, seed: int) -> Path:
@@ -88,6 +90,19 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     log(f"{cfg.architecture} x {cfg.weighting} x {cfg.schedule} on {', '.join(names)}; {cfg.backbone}, "
         f"{n_params:,} params; data {data.provenance['sizes']}")
 
+    tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
+                           name=tag, group="mtl", job_type=cfg.architecture, config=cfg.to_dict())
+    try:
+        folder = _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log)
+    except BaseException:
+        tracker.finish(exit_code=1)
+        raise
+    tracker.finish()
+    return folder, "done"
+
+
+def _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log) -> Path:
+    names, n_params = tuple(t.name for t in tasks), sum(p.numel() for p in model.parameters())
     rows, epochs, train_s = train_stages(model, data, stages, cfg, device, log)
     primary = {t.name: t.primary for t in tasks}
     score_rows = [(label, [scores[t][primary[t]] for t in names]) for label, scores in rows]
@@ -106,11 +121,14 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
         "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
-        "data_source": data_source(data.provenance.get("train", {})), "device": str(device)}
+        "data_source": data_source(data.provenance.get("train", {})), "device": str(device), "wandb": tracker.info}
     record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
     write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
-              fill=lambda d: loss_curves(epochs, list(names), d / "losses.png", title=tag))
+              fill=lambda d: (loss_curves(epochs, list(names), d / "losses.png", title=tag),
+                              gradient_curves(epochs, d / "gradients.png", title=tag)))
+    tracker.log_epochs(epochs)
+    tracker.log_final(list(names), score_rows, summary)
     log(" ".join(f"{t} {primary[t]} {final[t][primary[t]]:.3f}" for t in names) +
         f"; train {summary['train_loss']:.4f} val {summary['val_loss']:.4f} ({summary['total_wall_s']:.1f}s) → "
         f"{folder}")
-    return folder, "done"
+    return folder

@@ -3,9 +3,10 @@
 Each step: a batch of images, the losses of the step's active tasks (all of the stage's, or one per batch
 round-robin), `model.backward(losses)` (the weighting's backward pass), the global gradient norm clipped to
 `--grad-clip` (when > 0), one Adam step (heads of tasks given a `--task-lr` at that lr). After every epoch: each
-active task's mean training loss (fed to the weighting, e.g. DWA) and every task's validation scores (loss and
-metrics: what settings are tuned on; the test split is only for the final report). After a stage with an eval
-label: every task's test scores → one row of R.
+active task's mean training loss (fed to the weighting, e.g. DWA), every task's validation scores (loss and
+metrics: what settings are tuned on; the test split is only for the final report) and the per-task gradient record
+(benchmark/mtl/gradients.py: norms and cosines at the shared layers, on the first training batch). After a stage
+with an eval label: every task's test scores → one row of R.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import defaultdict
 import torch
 
 from benchmark.errors import check_finite_losses
+from benchmark.mtl.gradients import monitor
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.tasks import kind_of
 
@@ -80,8 +82,10 @@ def train_stages(model: MultiTaskModel, data, stages, cfg, device, log=lambda ms
             val = evaluate(model, data.x["val"], data.y["val"], cfg.eval_batch_size, device) \
                 if len(data.x.get("val", ())) else {}
             val_loss = {t: s["loss"] for t, s in val.items()}
+            gradients = monitor(model, x[:cfg.batch_size].to(device),
+                                {t: y[t][:cfg.batch_size].to(device) for t in model.task_names})
             epochs.append({"epoch": epoch_no, "stage": k, "active": list(stage.tasks), "train_loss": train_loss,
-                           "val_loss": val_loss, "val": val, "weights": mean_w,
+                           "val_loss": val_loss, "val": val, "weights": mean_w, "gradients": gradients,
                            "train_total": weighted(train_loss, mean_w), "val_total": weighted(val_loss, mean_w)})
             log(f"epoch {epoch_no} [{','.join(stage.tasks)}] train {epochs[-1]['train_total']:.4f} val "
                 f"{epochs[-1]['val_total']:.4f} ({time.perf_counter() - t0:.1f}s)")

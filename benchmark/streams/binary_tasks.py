@@ -8,7 +8,9 @@ stratified subsample of `test_per_task`.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -65,10 +67,26 @@ def load_source(source: str, root: str, train: bool, image_size: int, download: 
                        apt_install=apt_install)
 
 
+_MATERIALIZED: OrderedDict = OrderedDict()  # (id of a cached source split, sha1 of idx) → images, least recent first
+MATERIALIZED_BYTES = 512 * 2**20  # what the process keeps; a tensor over 1/8 of it is not kept
+
+
 def materialize_images(ds, idx: np.ndarray) -> torch.Tensor:
-    """Run the source's transforms once; epochs and evaluations then index a tensor."""
+    """Run the source's transforms once; epochs and evaluations then index a tensor. Kept per process (the same
+    subsample of the same `load_source` split is reused by every strategy of a batch on that seed); nothing mutates
+    the tensor. Keyed by the split object's id, which load_source's cache keeps alive, and the indices' digest."""
+    key = (id(ds), hashlib.sha1(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest())
+    if key in _MATERIALIZED:
+        _MATERIALIZED.move_to_end(key)
+        return _MATERIALIZED[key][1]
     loader = DataLoader(Subset(ds, idx.tolist()), batch_size=2048, shuffle=False, num_workers=0)
-    return torch.cat([x for x, _ in loader])
+    images = torch.cat([x for x, _ in loader])
+    size = images.element_size() * images.nelement()
+    if size <= MATERIALIZED_BYTES // 8:
+        _MATERIALIZED[key] = (ds, images)  # holding ds keeps its id unique while the entry lives
+        while sum(v.element_size() * v.nelement() for _, v in _MATERIALIZED.values()) > MATERIALIZED_BYTES:
+            _MATERIALIZED.popitem(last=False)
+    return images
 
 
 def _slug(text: str) -> str:

@@ -42,3 +42,7 @@ class Architecture(nn.Module):
     def last_shared_parameters(self) -> list[nn.Parameter]:
         """The last shared layer (GradNorm's W). Empty when nothing is shared (progressive)."""
         raise NotImplementedError
+
+    def penalty(self) -> torch.Tensor | None:
+        """A regulariser the architecture adds to the weighted task losses (group lasso's ℓ2,1), or None."""
+        return None
