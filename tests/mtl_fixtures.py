@@ -28,4 +28,4 @@ def tiny_data(n: int = 32, seed: int = 0) -> MTLData:
 
 def tiny_cfg(**kw):
     return types.SimpleNamespace(**({"lr": 1e-2, "weight_decay": 0.0, "seed": 0, "batch_size": 8,
-                                     "eval_batch_size": 64} | kw))
+                                     "eval_batch_size": 64, "grad_clip": 0.0} | kw))

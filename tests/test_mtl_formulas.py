@@ -135,8 +135,8 @@ def test_unknown_names_list_the_known_ones():
         MultiTaskModel(["a"], architecture="mmo", in_features=3)
     with pytest.raises(UserError, match="known: .*dwa.*gradnorm"):
         MultiTaskModel(["a"], loss_weighting="grad_norm2", in_features=3)
-    with pytest.raises(UserError, match="in_features"):
-        MultiTaskModel(["a"])
+    with pytest.raises(UserError, match="in_features"):  # left out, it is read at the first forward
+        MultiTaskModel(["a"], in_features=0)
 
 
 def test_curriculum_follows_the_toolkit_documents_schedule():

@@ -8,7 +8,10 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.mtl.batch import run_mtl_batch
+from benchmark.mtl.config import parse_mtl_config
 from benchmark.mtl.registries import TASK_SETS
+from benchmark.mtl.report import write_mtl_report
+from benchmark.mtl.run import build_model
 from benchmark.mtl.task_sets.mtl_tasks import MtlTasksConfig
 from benchmark.results import SUMMARY_KEYS, read_matrix
 
@@ -49,7 +52,8 @@ def test_random_task_labels_belong_to_the_images_not_the_run(fmnist_root):
 
 def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
     args = ["mtl", "--architecture", "mmoe", "--tasks", "3", "--experts", "2", "--shared-layers", "2",
-            "--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *TINY]
+            "--grad-clip", "1", "--task-lr", "coarse=0.01,random=0.1", "--data-root", str(fmnist_root),
+            "--out-dir", str(tmp_path), *TINY]
     assert main(args) == 0
     folder = tmp_path / "mtl" / "runs" / "mmoe-equal-joint" / "seed0"
     summary = json.loads((folder / "summary.json").read_text())
@@ -63,8 +67,21 @@ def test_cli_mtl_writes_a_run_and_skips_a_rerun(tmp_path, fmnist_root, capsys):
     assert len(summary["epochs"]) == 2 and (folder / "losses.png").is_file()
     record = json.loads((folder / "config.json").read_text())
     assert record["config"]["experts"] == 2 and record["versions"]["torch"] and record["seed"] == 0
+    assert (record["config"]["grad_clip"], record["config"]["task_lr"]) == (1.0, "coarse=0.01,random=0.1")
+    for key in ("activation", "mmoe.gate_layers"):  # a folder written before these knobs existed had their defaults
+        del record["config"][key]
+    (folder / "config.json").write_text(json.dumps(record))
     assert main(args) == 0
     assert "skipped" in capsys.readouterr().err
+    cfg, _ = parse_mtl_config(args[1:])  # the report's parameter count is the model's own, rebuilt here
+    data = _data(fmnist_root)
+    n_params = sum(p.numel() for p in build_model(cfg, data.select("3"), data.x["train"].shape[1:],
+                                                   [t.name for t in data.tasks]).parameters())
+    assert summary["params"] == n_params
+    write_mtl_report(tmp_path)
+    with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
+        assert [float(r["params"]) for r in csv.DictReader(f) if r["experiment"] == "mmoe-equal-joint"] == [n_params]
+    assert f"| {n_params:,} |" in (tmp_path / "mtl" / "summary.md").read_text()
 
 
 def test_cli_mtl_bad_input_is_one_line(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """The code's shape, checked on the source: the multi-task package depends on the core and never the reverse, no
 module imports another's private names, no module over 400 lines, no function over 60 lines; and the model
-contract the strategies are typed against holds for the network the harness builds."""
+contract the strategies are typed against holds for the network the harness builds; the licence is declared."""
 
 from __future__ import annotations
 
@@ -79,3 +79,12 @@ def test_task_specs_are_typed_per_kind_and_bad_ones_are_one_clear_error():
             [*label_tasks([2]), TaskSpec("s", "segmentation", {"num_classes": 3, "image_size": 4})])
     with pytest.raises(UserError, match="must all be packed rows .* or all class labels"):
         TaskCriterion([*label_tasks([2]), TaskSpec("s", "segmentation", {"num_classes": 3, "image_size": 4})])
+
+
+def test_the_licence_is_mit_and_the_package_says_so():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT" and project["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n") and "Copyright (c) 2026 hatswap contributors" in text

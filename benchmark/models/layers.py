@@ -9,6 +9,9 @@ from benchmark.errors import UserError
 
 DROPOUT_AT = ("none", "last", "each")  # no dropout / a single dropout layer / dropout after each layer
 POOLING = ("mean", "flatten")  # how a token map becomes the vector an MLP trunk reads (TokenBackbone.pooled)
+# The non-linearity after each hidden layer of the MLPs below (shared trunks, columns, experts, task heads).
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "elu": nn.ELU,
+               "leaky_relu": nn.LeakyReLU, "silu": nn.SiLU}
 
 
 class TokenBackbone(nn.Module):
@@ -18,6 +21,8 @@ class TokenBackbone(nn.Module):
     - CNN (`small_cnn`, anything with `forward_features` giving B×D×h×w): N = h·w spatial positions;
     - None: the input is already a feature vector B×F, taken as one token (N = 1);
     - `pooled_body=True`: a backbone whose own forward already pools (the Hat Swap network's, B×D), one token.
+    With no backbone, `dim=None` means "the input width, known at the first forward": `dim` stays None and the
+    layers that read it are `nn.LazyLinear` (`linear` below).
     `pooled(tokens)` → the vector that pooled-feature architectures read, B×`dim`: with pooling 'mean' the mean over
     tokens (B×D, global average pooling: where things are is lost), with 'flatten' the tokens concatenated in order
     (B×N·D: the layout kept, what a pixel decoder or a position-dependent classifier needs).
@@ -42,8 +47,11 @@ class TokenBackbone(nn.Module):
             return feats.flatten(2).transpose(1, 2)
         return feats[:, getattr(self.body, "num_prefix_tokens", 0):]
 
-    def pooled_width(self, width: int) -> int:
-        """Width of `pooled` applied to B×N×width tokens (MTAN pools its own attended tokens the same way)."""
+    def pooled_width(self, width: int | None) -> int | None:
+        """Width of `pooled` applied to B×N×width tokens (MTAN pools its own attended tokens the same way); None
+        while the input width is unknown (vector input sized at the first forward)."""
+        if width is None:
+            return None
         return width * self.n_tokens if self.pooling == "flatten" else width
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -57,13 +65,26 @@ class TokenBackbone(nn.Module):
         return list(layers[-1].parameters()) if layers else []
 
 
-def mlp_blocks(in_dim: int, widths, dropout: float = 0.0, dropout_at: str = "each") -> nn.ModuleList:
-    """One block per width: Sequential(Linear, ReLU[, Dropout]); block[0] is the Linear (architectures that add
-    lateral or mixed inputs before the non-linearity use it alone). Dropout(p) after every layer ('each'), only after
-    the last ('last'), or never ('none')."""
+def activation_layer(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise UserError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+def linear(in_dim: int | None, out_dim: int, bias: bool = True) -> nn.Module:
+    """nn.Linear, or nn.LazyLinear when in_dim is None: its weight is an UninitializedParameter until the first
+    forward, which materialises it in place (the same Parameter object), so an optimizer built earlier trains it."""
+    return nn.LazyLinear(out_dim, bias=bias) if in_dim is None else nn.Linear(in_dim, out_dim, bias=bias)
+
+
+def mlp_blocks(in_dim: int | None, widths, dropout: float = 0.0, dropout_at: str = "each",
+               activation: str = "relu") -> nn.ModuleList:
+    """One block per width: Sequential(Linear, activation[, Dropout]); block[0] is the Linear (architectures that
+    add lateral or mixed inputs before the non-linearity use it alone). Dropout(p) after every layer ('each'), only
+    after the last ('last'), or never ('none'). in_dim None: the first Linear is lazy (`linear`)."""
     blocks, width = [], in_dim
     for k, w in enumerate(widths):
-        layers = [nn.Linear(width, w), nn.ReLU()]
+        layers = [linear(width, w), activation_layer(activation)]
         if dropout > 0 and (dropout_at == "each" or (dropout_at == "last" and k == len(widths) - 1)):
             layers.append(nn.Dropout(dropout))
         blocks.append(nn.Sequential(*layers))
@@ -71,9 +92,10 @@ def mlp_blocks(in_dim: int, widths, dropout: float = 0.0, dropout_at: str = "eac
     return nn.ModuleList(blocks)
 
 
-def mlp(in_dim: int, widths, dropout: float = 0.0, dropout_at: str = "each") -> nn.Sequential:
-    return nn.Sequential(*mlp_blocks(in_dim, widths, dropout, dropout_at))
+def mlp(in_dim: int | None, widths, dropout: float = 0.0, dropout_at: str = "each",
+        activation: str = "relu") -> nn.Sequential:
+    return nn.Sequential(*mlp_blocks(in_dim, widths, dropout, dropout_at, activation))
 
 
 def linear_layers(seq: nn.Module) -> list[nn.Linear]:
-    return [m for m in seq.modules() if isinstance(m, nn.Linear)]
+    return [m for m in seq.modules() if isinstance(m, nn.Linear)]  # nn.LazyLinear is an nn.Linear too

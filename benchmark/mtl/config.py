@@ -8,11 +8,13 @@ name like `hatswap run`'s: `--static.weights 1,0.5,1`, `--curriculum.starts 0,10
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from math import inf
 from pathlib import Path
 from typing import Any
 
 from benchmark.config import CommandParser, RuntimeConfig, parse_with_entries, read_config_file
-from benchmark.models.layers import DROPOUT_AT, POOLING
+from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING
+from benchmark.mtl.options import task_values
 from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 from benchmark.registry import BACKBONES
 
@@ -41,6 +43,9 @@ class MTLConfig(RuntimeConfig):
     experts: int = 4  # MMoE's number of experts
     dropout: float = 0.0
     dropout_at: str = field(default="each", metadata={"choices": DROPOUT_AT})  # none | single | each
+    activation: str = field(default="relu", metadata={"choices": tuple(ACTIVATIONS)})  # after every hidden layer
+    grad_clip: float = 0.0  # max global L2 norm of all gradients before each step (clip_grad_norm_); 0 = off
+    task_lr: str = ""  # lr of a task's head: classes=0.01,coarse=0.001; other heads, shared parameters: --lr
     epochs: int = 3  # joint/alternating/curriculum: in total; sequential: per task
     task_set_args: Any = None
     architecture_args: Any = None
@@ -52,8 +57,9 @@ class MTLConfig(RuntimeConfig):
         super().__post_init__()
         self.check({"dropout": 0 <= self.dropout < 1, "shared_layers": self.shared_layers >= 1,
                     "shared_width": self.shared_width >= 1, "experts": self.experts >= 1,
-                    "task_layers": all(w >= 1 for w in self.task_layers),
+                    "task_layers": all(w >= 1 for w in self.task_layers), "grad_clip": 0 <= self.grad_clip < inf,
                     "name": "/" not in self.name and not self.name.startswith(".")})
+        task_values(self.task_lr, "--task-lr")  # its syntax here; its task names when the model is built
 
     @property
     def run_name(self) -> str:

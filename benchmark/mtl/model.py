@@ -1,106 +1,114 @@
 """`MultiTaskModel`: the multi-task toolkit's API — architecture × loss weighting, a head per task, dict in / dict out.
 
-    model = MultiTaskModel(tasks=["task1", "task2", "task3"], architecture="shared-bottom", in_features=20,
+    model = MultiTaskModel(tasks=["task1", "task2", "task3"], architecture="shared-bottom",
                            shared_layers=[128, 64], task_layers=[32, 16],
                            loss_weights={"task1": 1.0, "task2": 1.0, "task3": 0.5})
     predictions = model(x)                          # {task: B×n_outputs logits, or B×C×H×W for reconstruction}
     loss = model.compute_loss(predictions, labels)  # labels = {task: targets}; the weighted scalar
     model.predict(x)                                # {task: class indices, or reconstructed images}
 
-Tasks are names (binary classification, 2 outputs) or `TaskSpec`s (kind, n_outputs, loss, primary metric).
-Input: a feature vector (`in_features`) or an image through a registered backbone (`backbone='small_cnn'` or
-'vit_tiny', with `input_shape=(C, H, W)`); `pooling` = how its feature map becomes the trunk's input vector
-('mean' over positions, or 'flatten' to keep the layout; `TokenBackbone`). `loss_weights` = static weighting;
-`loss_weighting` = a registered weighting by name ('equal', 'static', 'uncertainty', 'gradnorm', 'dwa', 'pcgrad').
+Tasks are names (binary classification, 2 outputs) or `TaskSpec`s (kind, n_outputs, loss, primary metric); left out,
+they are the names of a `task_layers` or `loss_weights` dict, else the toolkit document's task1, task2, task3.
+Input: a feature vector of width `in_features`, or of the width the first forward sees when neither `in_features`
+nor `backbone` is given (the first layers are nn.LazyLinear: an optimizer built before that forward trains them,
+`materialize(x)` sizes them without training); or an image through a registered backbone (`backbone='small_cnn'`
+or 'vit_tiny', with `input_shape=(C, H, W)`); `pooling` = how its feature map becomes the trunk's input vector
+('mean' over positions, or 'flatten' to keep the layout; `TokenBackbone`).
+Layers: `shared_layers` (widths, or a count of 64-wide layers; `num_layers` = the count), `task_layers` (one list
+or {task: list}), `activation` ('relu', 'gelu', 'tanh', ...; after every hidden layer), `dropout`/`dropout_at`;
+MMoE: `num_experts`, `expert_layers` (= its shared layers), `gate_layers`; cross-stitch: `cross_stitch_positions`
+(1-based layers followed by a unit).
+`loss_weights` = static weighting; `loss_weighting` = a registered weighting by name ('equal', 'static',
+'uncertainty' with optional `init_weights`, 'gradnorm' or 'grad-norm', 'dwa', 'pcgrad').
 `compute_loss` is exact for the loss-level weightings; GradNorm's weight update and PCGrad's gradient surgery happen
 in `backward(losses)`, which the trainer calls (for PCGrad, `compute_loss` is the plain sum).
+`task_lrs` = {task: lr} for that task's head (`param_groups(lr)` builds the optimizer's groups); `task_relations` =
+{(task_a, task_b): 'positive' | 'negative' | 'neutral'}, checked and kept as `model.task_relations`.
+Options of one architecture or weighting given to another are an error naming their owner.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.layers import DROPOUT_AT, POOLING, TokenBackbone, mlp
+from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING, TokenBackbone, mlp
 from benchmark.mtl.architectures.base import ArchSpec
+from benchmark.mtl.options import (
+    entry_config,
+    head_widths,
+    int_tuple,
+    per_task_values,
+    relation_pairs,
+    shared_widths,
+    task_specs,
+    weights_text,
+    with_options,
+)
 from benchmark.mtl.registries import ARCHITECTURES, WEIGHTINGS
 from benchmark.registry import BACKBONES
-from benchmark.tasks import TaskSpec, kind_of
+from benchmark.tasks import kind_of
 
 ALIASES = {"grad-norm": "gradnorm", "shared_bottom": "shared-bottom", "cross_stitch": "cross-stitch"}
 
 
-def _task_specs(tasks) -> list[TaskSpec]:
-    specs = [t if isinstance(t, TaskSpec) else TaskSpec(str(t), kind="binary") for t in tasks]
-    names = [s.name for s in specs]
-    if not specs or len(set(names)) != len(names) or any(not n or "." in n for n in names):
-        raise UserError(f"tasks must be distinct non-empty names without '.', got {names}")
-    return specs
-
-
-def _widths(layers, what: str) -> tuple[int, ...]:
-    widths = tuple([64] * layers) if isinstance(layers, int) else tuple(int(w) for w in layers)
-    if not widths or any(w < 1 for w in widths):
-        raise UserError(f"{what} needs at least one positive width (a list like [128, 64], or a count), got {layers}")
-    return widths
-
-
-def _entry_config(entry, given):
-    """An entry's own config: the dataclass given, a dict of its fields, or the defaults."""
-    if entry.config_cls is None or dataclasses.is_dataclass(given):
-        return given
-    try:
-        return entry.config_cls(**(given or {}))
-    except TypeError as e:
-        raise UserError(f"bad options for {entry.name}: {e}") from None
-
-
 class MultiTaskModel(nn.Module):
-    def __init__(self, tasks: Sequence, architecture: str = "shared-bottom", shared_layers=(128, 64),
+    def __init__(self, tasks: Sequence | None = None, architecture: str = "shared-bottom", shared_layers=None,
                  task_layers: Sequence[int] | Mapping[str, Sequence[int]] = (32,), loss_weights: Mapping | None = None,
                  loss_weighting: str | None = None, num_experts: int = 4, dropout: float = 0.0,
                  dropout_at: str = "each", backbone: str | None = None, backbone_args=None,
                  in_features: int | None = None, input_shape: tuple[int, int, int] | None = None,
-                 architecture_args=None, weighting_args=None, pooling: str = "mean"):
+                 architecture_args=None, weighting_args=None, pooling: str = "mean", *, activation: str = "relu",
+                 num_layers: int | None = None, expert_layers=None, gate_layers=None, cross_stitch_positions=None,
+                 init_weights: Mapping | None = None, task_relations: Mapping | None = None,
+                 task_lrs: Mapping | None = None):
         super().__init__()
-        self.tasks = _task_specs(tasks)
+        self.tasks = task_specs(tasks, task_layers, loss_weights)
         names = tuple(t.name for t in self.tasks)
+        self.task_lrs = per_task_values(task_lrs, names, "task_lrs")
+        self.task_relations = relation_pairs(task_relations, names)  # declared and checked; training ignores them
         if not 0 <= dropout < 1 or dropout_at not in DROPOUT_AT:
             raise UserError(f"dropout must be in [0, 1) and dropout_at one of {DROPOUT_AT}; got {dropout}, "
                             f"{dropout_at!r}")
-        if pooling not in POOLING:
-            raise UserError(f"pooling must be one of {POOLING}, got {pooling!r}")
+        if pooling not in POOLING or activation not in ACTIVATIONS:
+            raise UserError(f"pooling must be one of {POOLING} and activation one of {sorted(ACTIVATIONS)}; got "
+                            f"{pooling!r}, {activation!r}")
         self.make_backbone, self.backbone_identity = self._backbone_factory(backbone, backbone_args, in_features,
                                                                             input_shape, pooling)
-        spec = ArchSpec(names, _widths(shared_layers, "shared_layers"), dropout, dropout_at, num_experts)
+        per_task = head_widths(task_layers, names)
         arch = ARCHITECTURES.get(ALIASES.get(architecture, architecture))
+        spec = ArchSpec(names, shared_widths(arch.name, shared_layers, num_layers, expert_layers), dropout,
+                        dropout_at, num_experts, activation)
+        positions = int_tuple(cross_stitch_positions, "cross_stitch_positions")
+        if positions == ():
+            raise UserError("cross_stitch_positions needs at least one layer number (1-based); leave it out to mix "
+                            "after every layer")
         self.architecture_name = arch.name
-        self.arch = arch.build(_entry_config(arch, architecture_args), spec, self.make_backbone)
-        per_task = task_layers if isinstance(task_layers, Mapping) else dict.fromkeys(names, task_layers)
-        if missing := [n for n in names if n not in per_task]:
-            raise UserError(f"task_layers has no entry for task(s) {missing}")
+        self.arch = arch.build(with_options(arch, architecture_args, {
+            "gate_layers": ("mmoe", "gate_layers", int_tuple(gate_layers, "gate_layers")),
+            "positions": ("cross-stitch", "cross_stitch_positions", positions)}), spec, self.make_backbone)
         # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
-            mlp(self.arch.out_dim, tuple(per_task[t.name]), dropout, "each" if dropout_at == "each" else "none"),
+            mlp(self.arch.out_dim, per_task[t.name], dropout, "each" if dropout_at == "each" else "none", activation),
             kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
-        self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names)
+        self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names,
+                                                              init_weights)
 
     @staticmethod
     def _backbone_factory(name, args, in_features, input_shape, pooling):
         if name is None:
-            if not in_features:
-                raise UserError("MultiTaskModel needs in_features=F for vector inputs, or backbone='small_cnn' / "
-                                "'vit_tiny' with input_shape=(C, H, W) for images")
-            return (lambda: TokenBackbone(None, int(in_features))), {"name": "none (vector input)",
-                                                                       "weights": "n/a"}
+            if in_features is not None and (isinstance(in_features, bool) or int(in_features) < 1):
+                raise UserError(f"in_features must be a positive integer, got {in_features!r}")
+            # in_features None: the input width is read at the first forward (nn.LazyLinear first layers)
+            width = None if in_features is None else int(in_features)
+            return (lambda: TokenBackbone(None, width)), {"name": "none (vector input)", "weights": "n/a"}
         if input_shape is None or len(input_shape) != 3:
             raise UserError(f"backbone {name!r} needs input_shape=(C, H, W), got {input_shape}")
         entry = BACKBONES.get(name)
-        cfg = _entry_config(entry, args)
+        cfg = entry_config(entry, args)
         c, h, _ = input_shape
 
         probe, dim, identity = entry.build(cfg, image_size=h, in_chans=c)
@@ -114,7 +122,7 @@ class MultiTaskModel(nn.Module):
         return make, identity | {"name": name}
 
     @staticmethod
-    def _weighting(loss_weights, loss_weighting, args, names):
+    def _weighting(loss_weights, loss_weighting, args, names, init_weights):
         if loss_weights is not None and loss_weighting not in (None, "static"):
             raise UserError(f"give loss_weights (static weighting) or loss_weighting={loss_weighting!r}, not both")
         if loss_weights is not None:
@@ -123,7 +131,9 @@ class MultiTaskModel(nn.Module):
         else:
             name = ALIASES.get(loss_weighting or "equal", loss_weighting or "equal")
         entry = WEIGHTINGS.get(name)
-        return name, entry.build(_entry_config(entry, args), names)
+        init = weights_text(per_task_values(init_weights, names, "init_weights")) if init_weights is not None else None
+        return name, entry.build(with_options(entry, args, {"init_weights": ("uncertainty", "init_weights", init)}),
+                                 names)
 
     @property
     def task_names(self) -> list[str]:
@@ -158,6 +168,30 @@ class MultiTaskModel(nn.Module):
         if (penalty := self.arch.penalty()) is not None:
             penalty.backward()
         return weights
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimizer parameter groups: each head of a task in `task_lrs` at that task's lr; every other parameter
+        (backbone, shared layers, the architecture's task-specific parts such as cross-stitch columns or MTAN masks,
+        the other heads, the weighting's own parameters) at `lr`. One group when no task has its own lr."""
+        own = {t: list(self.heads[t].parameters()) for t in self.task_lrs}
+        taken = {id(p) for ps in own.values() for p in ps}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        return [{"params": rest, "lr": lr}] + [{"params": ps, "lr": self.task_lrs[t], "task": t}
+                                                for t, ps in own.items()]
+
+    @torch.no_grad()
+    def materialize(self, x: torch.Tensor) -> MultiTaskModel:
+        """One forward pass without gradients: a model sized lazily (neither in_features nor backbone given) gets
+        its real parameters, as the first training step would give them. Needed only to count or load parameters
+        before training; an optimizer built before the first forward already trains them (torch materialises a
+        lazy layer's UninitializedParameter in place: the optimizer holds the same Parameter objects)."""
+        was_training = self.training
+        self.eval()
+        try:
+            self(x)
+        finally:
+            self.train(was_training)
+        return self
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

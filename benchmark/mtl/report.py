@@ -1,8 +1,8 @@
 """The multi-task report: one row per experiment (mean over seeds) — train/val loss, every task's primary test
 metric (and the reconstruction MSE), Δm and transfer gains vs the single-task baselines of the same trunk, the
-trivial references of the data — as Markdown and CSV (which also holds each task's final validation score and the
-baselines each run was compared with), the Pareto front over the multi-task experiments, plus the val-loss curves
-figure."""
+network's parameter count (summary.json's `params`: sum(p.numel()) over the whole model), the trivial references of
+the data — as Markdown and CSV (which also holds each task's final validation score and the baselines each run was
+compared with), the Pareto front over the multi-task experiments, plus the val-loss curves figure."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
         **{f"gain_{t}": g for t, g in gains.items()}, "delta_m": dm,
         **{f"val_{t}": v.get(primary[t]) for t, v in (s.get("final_val") or {}).items()},
         "acc_cl": s["acc"] if _sequential(s) else None, "bwt": s["bwt"],
-        "wall_s": s["total_wall_s"]}
+        "params": s.get("params"), "wall_s": s["total_wall_s"]}
 
 
 def _sequential(s: dict) -> bool:
@@ -180,7 +180,7 @@ def _fmt(v, pct=False) -> str:
 
 def markdown(df: pd.DataFrame) -> str:
     cols = ["experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
-            "train_loss", "val_loss", *[c for c in TASK_COLS if c in df.columns], "delta_m", "wall_s"]
+            "train_loss", "val_loss", *[c for c in TASK_COLS if c in df.columns], "delta_m", "params", "wall_s"]
     head = {"shared_layers": "shared", "train_loss": "train loss", "val_loss": "val loss", "delta_m": "Δm",
             "wall_s": "s"} | TASK_COLS
     lines = []
@@ -195,6 +195,8 @@ def markdown(df: pd.DataFrame) -> str:
                     cells.append(_fmt(v, pct=True))
                 elif c == "wall_s":
                     cells.append(_fmt(v) if v != v else f"{v:.0f}")
+                elif c == "params":  # the network's trainable and frozen parameters, sum(p.numel())
+                    cells.append(_fmt(v) if v is None or v != v else f"{v:,.0f}")
                 elif c == "mse" and isinstance(v, float) and v == v:
                     cells.append(f"{v:.4f}")
                 elif c == "shared_layers":  # a float column once reference rows (no network) join

@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 
 from benchmark.device import prepare_runtime, seed_everything
+from benchmark.errors import UserError
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.model import MultiTaskModel
+from benchmark.mtl.options import task_values
 from benchmark.mtl.plots import gradient_curves, loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
@@ -47,12 +49,19 @@ def _references_of(refs: dict, names) -> dict:
     return out
 
 
-def build_model(cfg: MTLConfig, tasks, input_shape) -> MultiTaskModel:
+def build_model(cfg: MTLConfig, tasks, input_shape, task_set_names=None) -> MultiTaskModel:
+    """task_set_names: every task of the task set; --task-lr may name any of them (a profile's shared --task-lr
+    also configures its single-task baselines), and applies to those the run trains."""
+    names = [t.name for t in tasks]
+    lrs = task_values(cfg.task_lr, "--task-lr")
+    if unknown := [t for t in lrs if t not in (task_set_names or names)]:
+        raise UserError(f"--task-lr names unknown task(s) {unknown}; tasks are {list(task_set_names or names)}")
     return MultiTaskModel(tasks, architecture=cfg.architecture, shared_layers=[cfg.shared_width] * cfg.shared_layers,
                           task_layers=cfg.task_layers, loss_weighting=cfg.weighting, weighting_args=cfg.weighting_args,
                           num_experts=cfg.experts, dropout=cfg.dropout, dropout_at=cfg.dropout_at,
                           backbone=cfg.backbone, backbone_args=cfg.backbone_args, input_shape=tuple(input_shape),
-                          architecture_args=cfg.architecture_args, pooling=cfg.pooling)
+                          architecture_args=cfg.architecture_args, pooling=cfg.pooling, activation=cfg.activation,
+                          task_lrs={t: v for t, v in lrs.items() if t in names})
 
 
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
@@ -76,7 +85,7 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     names = tuple(t.name for t in tasks)
     stages = SCHEDULES.get(cfg.schedule).build(cfg.schedule_args, epochs=cfg.epochs, tasks=names)
     seed_everything(cfg.seed)  # weights do not depend on how much randomness data loading used
-    model = build_model(cfg, tasks, data.x["train"].shape[1:]).to(device)
+    model = build_model(cfg, tasks, data.x["train"].shape[1:], [t.name for t in data.tasks]).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.architecture} x {cfg.weighting} x {cfg.schedule} on {', '.join(names)}; {cfg.backbone}, "
         f"{n_params:,} params; data {data.provenance['sizes']}")

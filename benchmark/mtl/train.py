@@ -1,7 +1,8 @@
 """The multi-task training loop: a schedule's stages over one image set labelled for every task.
 
 Each step: a batch of images, the losses of the step's active tasks (all of the stage's, or one per batch
-round-robin), `model.backward(losses)` (the weighting's backward pass), one Adam step. After every epoch: each
+round-robin), `model.backward(losses)` (the weighting's backward pass), the global gradient norm clipped to
+`--grad-clip` (when > 0), one Adam step (heads of tasks given a `--task-lr` at that lr). After every epoch: each
 active task's mean training loss (fed to the weighting, e.g. DWA), every task's validation scores (loss and
 metrics: what settings are tuned on; the test split is only for the final report) and the per-task gradient record
 (benchmark/mtl/gradients.py: norms and cosines at the shared layers, on the first training batch). After a stage
@@ -44,7 +45,8 @@ def weighted(losses: dict[str, float], weights: dict[str, float]) -> float:
 
 def train_stages(model: MultiTaskModel, data, stages, cfg, device, log=lambda msg: None):
     """→ (rows [(label, test scores per task)] starting with 'init', per-epoch log, training wall seconds)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Heads of tasks with their own lr (--task-lr) in their own groups; one group otherwise (model.param_groups).
+    optimizer = torch.optim.Adam(model.param_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = data.x["train"], data.y["train"]
     rows = [("init", evaluate(model, data.x["test"], data.y["test"], cfg.eval_batch_size, device))]
@@ -66,6 +68,8 @@ def train_stages(model: MultiTaskModel, data, stages, cfg, device, log=lambda ms
                 check_finite_losses(values, f"at epoch {epoch_no}")
                 optimizer.zero_grad(set_to_none=True)
                 weights = model.backward(losses)
+                if cfg.grad_clip:  # after the weighting's backward (PCGrad's surgery included), on every parameter
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 for t, v in values.items():
                     sums[t] += v

@@ -2,9 +2,9 @@
 is the baseline of which multi-task run.
 
 M_t = task t's transfer metric in the multi-task run; S_t = the same metric in its single-task baseline: a run of
-the same trunk configuration (`trunk_key`: architecture and its knobs, backbone and its knobs, pooling, shared
-layers × width, task-head layers, experts, dropout and where, on the same data), trained on task t alone with equal
-weighting and the joint schedule under the profile's budget (epochs, lr, batch size). The MTL batch derives one
+the same trunk configuration (`trunk_key`: architecture and its knobs, backbone and its knobs, pooling, activation,
+shared layers × width, task-head layers, experts, dropout and where, on the same data), trained on task t alone with
+equal weighting and the joint schedule under the profile's budget (epochs, lr, batch size). The MTL batch derives one
 such run per distinct (trunk, task) from the profile's multi-task experiments.
 
     transfer gain_t = (−1)^{l_t} (M_t − S_t) / S_t                       (> 0: the other tasks helped task t)
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 
+from benchmark.results import ADDED_LATER
+
 DELTA_M_CONVENTION = ("Δm = (1/T) Σ_t (−1)^l_t (M_t − M_STL,t) / M_STL,t, l_t = 1 if lower is better (Maninis et al. "
                       "2019; LibMTL): M = accuracy for classification, test MSE (l = 1) for reconstruction; "
                       "M_STL = the single-task run of the same trunk (architecture, backbone, layers, heads, "
@@ -31,7 +33,7 @@ DELTA_M_CONVENTION = ("Δm = (1/T) Σ_t (−1)^l_t (M_t − M_STL,t) / M_STL,t, 
 
 # MTLConfig fields that define the network a task is trained with (plus each chosen entry's own knobs).
 TRUNK_FIELDS = ("architecture", "backbone", "pooling", "shared_layers", "shared_width", "task_layers", "experts",
-                "dropout", "dropout_at", "task_set")
+                "dropout", "dropout_at", "activation", "task_set")
 ENTRY_FIELDS = ("architecture", "backbone", "task_set")  # their `<name>.<knob>` keys are part of the trunk too
 
 
@@ -61,7 +63,10 @@ def trunk_config(config: dict) -> dict:
     """trunk_flags(config), normalised so that settings without effect compare equal: no dropout whatever
     `dropout_at`; `experts` only for MMoE."""
     out = trunk_flags(config)
-    out["pooling"] = out["pooling"] or "mean"  # runs written before pooling existed pooled by mean
+    prefixes = tuple(f"{config.get(k)}." for k in ENTRY_FIELDS)
+    for key, value in ADDED_LATER.items():  # runs written before a setting existed had its value (pooling: mean)
+        if key in TRUNK_FIELDS and out[key] is None or key.startswith(prefixes) and key not in out:
+            out[key] = value
     if not out["dropout"] or out["dropout_at"] == "none":
         out["dropout"], out["dropout_at"] = 0.0, "none"
     if out["architecture"] != "mmoe":

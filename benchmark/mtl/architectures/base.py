@@ -20,12 +20,16 @@ class ArchSpec:
     dropout: float = 0.0
     dropout_at: str = "each"  # none | last | each
     num_experts: int = 4  # MMoE only
+    activation: str = "relu"  # after each hidden layer (benchmark.models.layers.ACTIVATIONS)
 
 
 BackboneFactory = Callable[[], TokenBackbone]  # a fresh, independently initialised backbone per call
 
 
 class Architecture(nn.Module):
+    """Layers reading the backbone's width use benchmark.models.layers' mlp / mlp_blocks / linear: `backbone.dim` is
+    None for a vector input sized at the first forward (they become nn.LazyLinear)."""
+
     out_dim: int
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

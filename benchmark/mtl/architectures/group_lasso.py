@@ -46,8 +46,8 @@ class GroupLasso(Architecture):
         super().__init__()
         self.tasks, self.strength = spec.tasks, cfg.strength
         self.backbone = make_backbone()
-        self.columns = nn.ModuleList(mlp(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at)
-                                     for _ in spec.tasks)
+        self.columns = nn.ModuleList(mlp(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at,
+                                         spec.activation) for _ in spec.tasks)
         self.out_dim = spec.shared_layers[-1]
 
     def first_weights(self) -> list[torch.Tensor]:

@@ -34,18 +34,24 @@ class LowRankConfig:
             raise UserError(f"--low-rank.rank must be ≥ 1, got {self.rank}")
 
 
+def initial_v(w_in: int, rank: int) -> torch.Tensor:
+    return torch.randn(w_in, rank) / w_in ** 0.5
+
+
 class LowRank(Architecture):
     def __init__(self, cfg: LowRankConfig, spec: ArchSpec, make_backbone: BackboneFactory):
         super().__init__()
         self.tasks = spec.tasks
         self.backbone = make_backbone()
-        self.trunk = mlp_blocks(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at)
+        self.trunk = mlp_blocks(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at, spec.activation)
         ins = (self.backbone.dim, *spec.shared_layers[:-1])
-        # U[j][t], V[j][t]: task t's own factors at layer j (one Parameter each: only task t's loss reaches them)
+        # U[j][t], V[j][t]: task t's own factors at layer j (one Parameter each: only task t's loss reaches them);
+        # the first layer's V waits for the input width when it is read at the first forward (like nn.LazyLinear)
         self.U = nn.ModuleList(nn.ParameterList(nn.Parameter(torch.zeros(w, cfg.rank)) for _ in spec.tasks)
                                for w in spec.shared_layers)
-        self.V = nn.ModuleList(nn.ParameterList(nn.Parameter(torch.randn(w_in, cfg.rank) / w_in ** 0.5)
-                                                for _ in spec.tasks) for w_in in ins)
+        self.V = nn.ModuleList(nn.ParameterList(nn.UninitializedParameter() if w_in is None else
+                                                nn.Parameter(initial_v(w_in, cfg.rank)) for _ in spec.tasks)
+                               for w_in in ins)
         self.out_dim = spec.shared_layers[-1]
 
     def task_weight(self, task: int, layer: int) -> torch.Tensor:
@@ -54,6 +60,11 @@ class LowRank(Architecture):
 
     def forward(self, x):
         z = self.backbone.pooled(self.backbone(x))
+        for v in self.V[0]:
+            if isinstance(v, nn.parameter.UninitializedParameter):
+                with torch.no_grad():  # in place: an optimizer built before this forward holds this very Parameter
+                    v.materialize((z.shape[-1], self.U[0][0].shape[-1]))
+                    v.copy_(initial_v(z.shape[-1], self.U[0][0].shape[-1]))
         h = torch.stack([z] * len(self.tasks))  # T×B×w
         for j, block in enumerate(self.trunk):
             delta = torch.einsum("tbi,tir,tor->tbo", h, torch.stack(list(self.V[j])), torch.stack(list(self.U[j])))

@@ -5,29 +5,51 @@ E experts f_e (each an MLP of `shared_layers`) read the backbone's pooled featur
 softmax gate over the experts, computed from the same z:
 
     g_t(z) = softmax(W_t z) ∈ Δ^E (B×E),      rep_t = Σ_e g_t(z)_e · f_e(z)      (B×w)
+
+The paper's gate is that single linear map; `gate_layers` (`--mmoe.gate-layers 32`, the multi-task toolkit's
+`gate_layers=[32]`) puts an MLP of those hidden widths before W_t: g_t(z) = softmax(W_t MLP_t(z)). The experts' widths
+are `shared_layers` (the toolkit's `expert_layers`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.layers import linear_layers, mlp
+from benchmark.models.layers import linear, linear_layers, mlp
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
 from benchmark.mtl.registries import ARCHITECTURES
 
 
+@dataclass(frozen=True)
+class MMoEConfig:
+    gate_layers: tuple[int, ...] = ()  # hidden widths of each task's gating network; () = one linear map (the paper)
+
+    def __post_init__(self):
+        if any(w < 1 for w in self.gate_layers):
+            raise UserError(f"--mmoe.gate-layers takes positive widths, got {list(self.gate_layers)}")
+
+
+def _gate(in_dim: int | None, hidden: tuple[int, ...], n_experts: int, activation: str) -> nn.Module:
+    if not hidden:
+        return linear(in_dim, n_experts)
+    return nn.Sequential(mlp(in_dim, hidden, activation=activation), nn.Linear(hidden[-1], n_experts))
+
+
 class MMoE(Architecture):
-    def __init__(self, spec: ArchSpec, make_backbone: BackboneFactory):
+    def __init__(self, cfg: MMoEConfig, spec: ArchSpec, make_backbone: BackboneFactory):
         super().__init__()
         if spec.num_experts < 1:
             raise UserError(f"mmoe needs at least one expert, got --experts {spec.num_experts}")
         self.tasks = spec.tasks
         self.backbone = make_backbone()
-        self.experts = nn.ModuleList(mlp(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at)
-                                     for _ in range(spec.num_experts))
-        self.gates = nn.ModuleList(nn.Linear(self.backbone.dim, spec.num_experts) for _ in spec.tasks)
+        self.experts = nn.ModuleList(mlp(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at,
+                                         spec.activation) for _ in range(spec.num_experts))
+        self.gates = nn.ModuleList(_gate(self.backbone.dim, cfg.gate_layers, spec.num_experts, spec.activation)
+                                   for _ in spec.tasks)
         self.out_dim = spec.shared_layers[-1]
 
     def gate_weights(self, z: torch.Tensor) -> torch.Tensor:
@@ -47,6 +69,6 @@ class MMoE(Architecture):
         return [p for f in self.experts for p in linear_layers(f)[-1].parameters()]
 
 
-@ARCHITECTURES.register("mmoe")
-def build(cfg, spec: ArchSpec, make_backbone: BackboneFactory) -> MMoE:
-    return MMoE(spec, make_backbone)
+@ARCHITECTURES.register("mmoe", config_cls=MMoEConfig)
+def build(cfg: MMoEConfig, spec: ArchSpec, make_backbone: BackboneFactory) -> MMoE:
+    return MMoE(cfg or MMoEConfig(), spec, make_backbone)

@@ -33,7 +33,8 @@ class MTAN(Architecture):
         self.tasks = spec.tasks
         self.backbone = make_backbone()
         widths = spec.shared_layers
-        self.trunk = mlp_blocks(self.backbone.token_dim, widths, spec.dropout, spec.dropout_at)
+        self.trunk = mlp_blocks(self.backbone.token_dim, widths, spec.dropout, spec.dropout_at,
+                                spec.activation)
         self.masks = nn.ModuleList(
             nn.ModuleList(_mask_net(w if j == 0 else 2 * w, w) for j, w in enumerate(widths)) for _ in spec.tasks)
         self.projections = nn.ModuleList(

@@ -3,7 +3,7 @@
 One column per task, each with its own backbone and MLP of `shared_layers`; column t also reads every earlier
 column's activations of the layer below through lateral adapters:
 
-    h_t^j = ReLU( W_t^j h_t^{j−1} + Σ_{s<t} U_{t,s}^j sg(h_s^{j−1}) ),    h_t^0 = pooled backbone_t(x)  (B×D)
+    h_t^j = σ( W_t^j h_t^{j−1} + Σ_{s<t} U_{t,s}^j sg(h_s^{j−1}) ),    h_t^0 = pooled backbone_t(x)  (B×D)
 
 sg = stop-gradient: a later task's loss never reaches an earlier column, so when tasks are learnt one after another
 the old columns are frozen and forgetting is 0 by construction (in joint training each column is trained by its own
@@ -23,7 +23,7 @@ class Progressive(Architecture):
         super().__init__()
         self.tasks = spec.tasks
         self.net = ProgressiveColumns(len(spec.tasks), make_backbone, spec.shared_layers, spec.dropout,
-                                      spec.dropout_at)
+                                      spec.dropout_at, spec.activation)
         self.out_dim = self.net.out_dim
 
     def forward(self, x):

@@ -51,7 +51,8 @@ class Routing(Architecture):
         # layer j's K blocks: mlp_blocks(w_{j−1}, [w_j]) gives one Linear + activation (+ dropout) block
         self.blocks = nn.ModuleList(
             nn.ModuleList(mlp_blocks(w_in, [w], spec.dropout, "each" if spec.dropout_at == "each" or (
-                spec.dropout_at == "last" and j == len(ins) - 1) else "none")[0] for _ in range(cfg.blocks))
+                spec.dropout_at == "last" and j == len(ins) - 1) else "none", spec.activation)[0]
+                          for _ in range(cfg.blocks))
             for j, (w_in, w) in enumerate(zip(ins, spec.shared_layers, strict=True)))
         # π_t: L × K, task t's router (one Parameter per task: only its loss reaches it)
         self.logits = nn.ParameterList(nn.Parameter(torch.zeros(len(ins), cfg.blocks)) for _ in spec.tasks)

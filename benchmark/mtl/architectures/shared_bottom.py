@@ -15,7 +15,7 @@ class SharedBottom(Architecture):
         super().__init__()
         self.tasks = spec.tasks
         self.backbone = make_backbone()
-        self.trunk = mlp(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at)
+        self.trunk = mlp(self.backbone.dim, spec.shared_layers, spec.dropout, spec.dropout_at, spec.activation)
         self.out_dim = spec.shared_layers[-1]
 
     def forward(self, x):

@@ -52,8 +52,8 @@ class Sluice(Architecture):
                             f"shared_layers {list(widths)} are not divisible by {G}")
         self.tasks, self.G = spec.tasks, G
         self.backbone = make_backbone()
-        self.columns = nn.ModuleList(mlp_blocks(self.backbone.dim, widths, spec.dropout, spec.dropout_at)
-                                     for _ in spec.tasks)
+        self.columns = nn.ModuleList(mlp_blocks(self.backbone.dim, widths, spec.dropout, spec.dropout_at,
+                                                spec.activation) for _ in spec.tasks)
         self.alphas = nn.ParameterList(nn.Parameter(initial_alpha(T * G, cfg.alpha_same)) for _ in widths)
         last = torch.zeros(len(widths)).index_fill_(0, torch.tensor([len(widths) - 1]), 1.0)
         self.betas = nn.ParameterList(nn.Parameter(last.clone()) for _ in spec.tasks)  # β_t: task t's own

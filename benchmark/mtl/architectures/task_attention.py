@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.layers import linear_layers, mlp
+from benchmark.models.layers import linear, linear_layers, mlp
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
 from benchmark.mtl.registries import ARCHITECTURES
 
@@ -45,9 +45,9 @@ class TaskAttention(Architecture):
         self.tasks = spec.tasks
         self.backbone = make_backbone()
         D = self.backbone.token_dim
-        self.keys = nn.Linear(D, cfg.key_dim, bias=False)
+        self.keys = linear(D, cfg.key_dim, bias=False)  # lazy when the input width is read at the first forward
         self.queries = nn.ParameterList(nn.Parameter(torch.randn(cfg.key_dim)) for _ in spec.tasks)  # q_t
-        self.trunk = mlp(D, spec.shared_layers, spec.dropout, spec.dropout_at)
+        self.trunk = mlp(D, spec.shared_layers, spec.dropout, spec.dropout_at, spec.activation)
         self.out_dim = spec.shared_layers[-1]
 
     def attention(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.layers import activation_layer
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
 from benchmark.mtl.registries import ARCHITECTURES
 
@@ -78,12 +79,15 @@ class TensorFactorisation(Architecture):
         super().__init__()
         self.tasks = spec.tasks
         self.backbone = make_backbone()
+        if self.backbone.dim is None:  # the HOSVD of the stacked initial weights needs their shape
+            raise UserError("tensor-factorisation sizes its Tucker factors by the input width: pass in_features=F "
+                            "(or a backbone)")
         T, ins = len(spec.tasks), (self.backbone.dim, *spec.shared_layers[:-1])
         self.layers = nn.ModuleList(TuckerLayer(w_in, w, T, cfg.rank, cfg.task_rank)
                                     for w_in, w in zip(ins, spec.shared_layers, strict=True))
         last = len(self.layers) - 1
         self.after = nn.ModuleList(
-            nn.Sequential(nn.ReLU(), *([nn.Dropout(spec.dropout)] if spec.dropout > 0 and (
+            nn.Sequential(activation_layer(spec.activation), *([nn.Dropout(spec.dropout)] if spec.dropout > 0 and (
                 spec.dropout_at == "each" or (spec.dropout_at == "last" and j == last)) else []))
             for j in range(len(self.layers)))
         self.out_dim = spec.shared_layers[-1]
@@ -104,6 +108,6 @@ class TensorFactorisation(Architecture):
         return [last.core, last.u_in, last.u_out]
 
 
-@ARCHITECTURES.register("tensor-factorisation", config_cls=TensorFactorisationConfig)
+@ARCHITECTURES.register("tensor-factorisation", config_cls=TensorFactorisationConfig, lazy_input=False)
 def build(cfg: TensorFactorisationConfig, spec: ArchSpec, make_backbone: BackboneFactory) -> TensorFactorisation:
     return TensorFactorisation(cfg or TensorFactorisationConfig(), spec, make_backbone)
