@@ -7,20 +7,28 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.mtl import MultiTaskModel
-from benchmark.mtl.gradients import cosines, monitor, parse_relations, project_declared, relation_correction
+from benchmark.mtl.gradients import (
+    cosines,
+    measured_relations,
+    monitor,
+    parse_relations_text,
+    project_declared,
+    relation_correction,
+)
 
 TASKS = ["a", "b", "c"]
 
 
-def test_relations_are_validated_and_ordered_by_task():
-    assert parse_relations({("b", "a"): "negative", ("a", "c"): "positive"}, TASKS) == {
-        ("a", "b"): "negative", ("a", "c"): "positive"}
-    for bad, match in [({("a", "z"): "positive"}, "pairs of two different tasks"),
-                       ({("a", "a"): "positive"}, "pairs of two different tasks"),
-                       ({("a", "b"): "friendly"}, "one of positive, negative, neutral"),
-                       ({("a", "b"): "positive", ("b", "a"): "negative"}, "both 'positive' and 'negative'")]:
-        with pytest.raises(UserError, match=match):
-            parse_relations(bad, TASKS)
+def test_the_relations_flag_parses_pairs_and_the_report_puts_measured_beside_declared():
+    assert parse_relations_text("a~b=negative, b~c=positive") == {("a", "b"): "negative", ("b", "c"): "positive"}
+    with pytest.raises(UserError, match="a~b=relation"):
+        parse_relations_text("a-b=negative")
+    epochs = [{"gradients": {"shared_cosine": {"a~b": -0.2, "a~c": 0.4, "b~c": 0.0}}},
+              {"gradients": {"shared_cosine": {"a~b": -0.4, "a~c": 0.2, "b~c": 0.1}}}]
+    rows = measured_relations(epochs, {("a", "b"): "negative"}, TASKS)
+    assert rows[0] == {"tasks": ["a", "b"], "declared": "negative", "shared_cosine_mean": pytest.approx(-0.3),
+                       "shared_cosine_last": -0.4}
+    assert [r["declared"] for r in rows[1:]] == ["undeclared", "undeclared"]
 
 
 def test_cosines_and_the_declared_pair_projection_follow_their_formulas():
@@ -66,3 +74,43 @@ def test_monitoring_reads_gradients_without_touching_weights_grads_or_randomness
     assert record["last_shared_norm"] == pytest.approx({t: float(v.norm()) for t, v in g.items()})
     assert record["last_shared_cosine"] == pytest.approx(cosines(g))
     assert set(record["shared_cosine"]) == {"a~b", "a~c", "b~c"}
+
+
+def test_a_negative_relation_projects_that_pairs_shared_gradients_apart_in_backward():
+    torch.manual_seed(0)
+    x, labels = torch.randn(8, 4), {t: torch.randint(0, 2, (8,)) for t in TASKS}
+    plain = MultiTaskModel(TASKS, in_features=4, shared_layers=[3])
+    declared = MultiTaskModel(TASKS, in_features=4, shared_layers=[3], task_relations={("b", "a"): "negative"})
+    declared.load_state_dict(plain.state_dict())
+    shared = plain.arch.shared_parameters()
+    losses = plain.task_losses(plain(x), labels)
+    g = {t: torch.cat([v.reshape(-1) for v in torch.autograd.grad(losses[t], shared, retain_graph=True)])
+         for t in TASKS}
+    assert float(g["a"] @ g["b"]) < 0, "the case must have a conflict to project"
+    declared.backward(declared.task_losses(declared(x), labels))
+    got = torch.cat([p.grad.reshape(-1) for p in declared.arch.shared_parameters()])
+    assert torch.allclose(got, sum(project_declared(g, [("a", "b")]).values()), atol=1e-6)
+    head = declared.heads["a"][-1].weight.grad  # task-specific parameters keep their plain gradient
+    plain.backward(plain.task_losses(plain(x), labels))
+    assert torch.allclose(head, plain.heads["a"][-1].weight.grad)
+    with pytest.raises(UserError, match="pcgrad already projects"):
+        MultiTaskModel(TASKS, in_features=4, loss_weighting="pcgrad", task_relations={("a", "b"): "negative"})
+
+
+def test_a_run_reports_each_pairs_measured_relation_beside_the_declared_one(tmp_path, fmnist_root, capsys):
+    import json
+
+    from benchmark.cli import main
+    from tests.test_golden import MTL_TINY
+
+    args = ["mtl", "--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *MTL_TINY]
+    assert main([*args, "--task-relations", "classes~coarse=positive,coarse~random=negative"]) == 0
+    summary = json.loads(next((tmp_path / "mtl" / "runs").glob("*/seed0/summary.json")).read_text())
+    rows = {tuple(r["tasks"]): r for r in summary["task_relations"]}
+    assert len(rows) == 6 and rows[("classes", "coarse")]["declared"] == "positive"
+    assert rows[("coarse", "random")]["declared"] == "negative"
+    assert rows[("classes", "random")]["declared"] == "undeclared"
+    cos = [e["gradients"]["shared_cosine"]["classes~coarse"] for e in summary["epochs"]]
+    assert rows[("classes", "coarse")]["shared_cosine_mean"] == pytest.approx(sum(cos) / len(cos))
+    assert main([*args, "--name", "typo", "--task-relations", "classes~cores=negative"]) == 2
+    assert "--task-relations names unknown task(s) ['cores']" in capsys.readouterr().err

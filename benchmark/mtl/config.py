@@ -14,6 +14,7 @@ from typing import Any
 
 from benchmark.config import CommandParser, RuntimeConfig, parse_with_entries, read_config_file
 from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING
+from benchmark.mtl.gradients import parse_relations_text
 from benchmark.mtl.options import task_values
 from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 from benchmark.registry import BACKBONES
@@ -46,6 +47,8 @@ class MTLConfig(RuntimeConfig):
     activation: str = field(default="relu", metadata={"choices": tuple(ACTIVATIONS)})  # after every hidden layer
     grad_clip: float = 0.0  # max global L2 norm of all gradients before each step (clip_grad_norm_); 0 = off
     task_lr: str = ""  # lr of a task's head: classes=0.01,coarse=0.001; other heads, shared parameters: --lr
+    # declared task relations: classes~coarse=positive,coarse~random=negative (benchmark/mtl/gradients.py)
+    task_relations: str = ""
     epochs: int = 3  # joint/alternating/curriculum: in total; sequential: per task
     task_set_args: Any = None
     architecture_args: Any = None
@@ -60,6 +63,7 @@ class MTLConfig(RuntimeConfig):
                     "task_layers": all(w >= 1 for w in self.task_layers), "grad_clip": 0 <= self.grad_clip < inf,
                     "name": "/" not in self.name and not self.name.startswith(".")})
         task_values(self.task_lr, "--task-lr")  # its syntax here; its task names when the model is built
+        parse_relations_text(self.task_relations)  # likewise
 
     @property
     def run_name(self) -> str:

@@ -28,25 +28,35 @@ import torch
 
 from benchmark.errors import UserError
 
-RELATIONS = ("positive", "negative", "neutral")
-
 
 def pair_key(a: str, b: str) -> str:
     return f"{a}~{b}"
 
 
-def parse_relations(relations: Mapping | None, tasks: list[str]) -> dict[tuple[str, str], str]:
-    """{(a, b): relation} with a before b in task order; one error line for an unknown task or relation."""
+def parse_relations_text(text: str) -> dict[tuple[str, str], str]:
+    """`classes~coarse=positive,coarse~random=negative` (the --task-relations flag) → {(a, b): relation}; the names
+    and relations are checked by the model (benchmark/mtl/options.relation_pairs)."""
     out = {}
-    for pair, relation in (relations or {}).items():
-        if not isinstance(pair, tuple) or len(pair) != 2 or pair[0] == pair[1] or not set(pair) <= set(tasks):
-            raise UserError(f"task_relations keys are pairs of two different tasks of {tasks}, got {pair!r}")
-        if relation not in RELATIONS:
-            raise UserError(f"task_relations[{pair!r}] must be one of {', '.join(RELATIONS)}, got {relation!r}")
-        a, b = sorted(pair, key=tasks.index)
-        if out.get((a, b), relation) != relation:
-            raise UserError(f"task_relations declares ({a!r}, {b!r}) both {out[(a, b)]!r} and {relation!r}")
-        out[(a, b)] = relation
+    for part in (p.strip() for p in str(text).split(",") if p.strip()):
+        pair, eq, relation = part.partition("=")
+        a, tilde, b = pair.partition("~")
+        if not (eq and tilde and a.strip() and b.strip()):
+            raise UserError(f"--task-relations takes a~b=relation pairs (e.g. classes~coarse=positive), got {part!r}")
+        out[(a.strip(), b.strip())] = relation.strip()
+    return out
+
+
+def measured_relations(epochs: list[dict], declared: Mapping[tuple[str, str], str], tasks: list[str]) -> list[dict]:
+    """Every pair of tasks: its declared relation ('undeclared' if none) beside the measured one, the gradient
+    cosine over the shared parameters (mean over the epochs and the last epoch's; None when nothing is shared)."""
+    out = []
+    for i, a in enumerate(tasks):
+        for b in tasks[i + 1:]:
+            values = [c[pair_key(a, b)] for e in epochs if pair_key(a, b) in (c := (e.get("gradients") or {}).get(
+                "shared_cosine", {}))]
+            out.append({"tasks": [a, b], "declared": declared.get((a, b), "undeclared"),
+                        "shared_cosine_mean": sum(values) / len(values) if values else None,
+                        "shared_cosine_last": values[-1] if values else None})
     return out
 
 

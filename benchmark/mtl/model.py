@@ -23,7 +23,9 @@ MMoE: `num_experts`, `expert_layers` (= its shared layers), `gate_layers`; cross
 `compute_loss` is exact for the loss-level weightings; GradNorm's weight update and PCGrad's gradient surgery happen
 in `backward(losses)`, which the trainer calls (for PCGrad, `compute_loss` is the plain sum).
 `task_lrs` = {task: lr} for that task's head (`param_groups(lr)` builds the optimizer's groups); `task_relations` =
-{(task_a, task_b): 'positive' | 'negative' | 'neutral'}, checked and kept as `model.task_relations`.
+{(task_a, task_b): 'positive' | 'negative' | 'neutral'}: a 'negative' pair's conflicting gradients on the shared
+parameters are projected apart in `backward` (benchmark/mtl/gradients.py); every pair's measured gradient cosine is
+reported beside its declared relation.
 Options of one architecture or weighting given to another are an error naming their owner.
 """
 
@@ -37,6 +39,7 @@ from torch import nn
 from benchmark.errors import UserError
 from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING, TokenBackbone, mlp
 from benchmark.mtl.architectures.base import ArchSpec
+from benchmark.mtl.gradients import add_flat, relation_correction
 from benchmark.mtl.options import (
     entry_config,
     head_widths,
@@ -69,7 +72,7 @@ class MultiTaskModel(nn.Module):
         self.tasks = task_specs(tasks, task_layers, loss_weights)
         names = tuple(t.name for t in self.tasks)
         self.task_lrs = per_task_values(task_lrs, names, "task_lrs")
-        self.task_relations = relation_pairs(task_relations, names)  # declared and checked; training ignores them
+        self.task_relations = relation_pairs(task_relations, names)  # 'negative' pairs act in backward
         if not 0 <= dropout < 1 or dropout_at not in DROPOUT_AT:
             raise UserError(f"dropout must be in [0, 1) and dropout_at one of {DROPOUT_AT}; got {dropout}, "
                             f"{dropout_at!r}")
@@ -96,6 +99,10 @@ class MultiTaskModel(nn.Module):
             kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
         self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names,
                                                               init_weights)
+        self.negative_pairs = [pair for pair, relation in self.task_relations.items() if relation == "negative"]
+        if self.negative_pairs and self.weighting_name == "pcgrad":
+            raise UserError("pcgrad already projects every conflicting pair of tasks; a 'negative' task relation "
+                            "adds nothing to it: declare it with another weighting, or drop it")
 
     @staticmethod
     def _backbone_factory(name, args, in_features, input_shape, pooling):
@@ -161,10 +168,16 @@ class MultiTaskModel(nn.Module):
         return loss if penalty is None else loss + penalty
 
     def backward(self, losses: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """The weighting's backward pass (PCGrad / GradNorm need the shared parameters), then the architecture's
-        regulariser's (added to the gradients, outside the weighting) → the weights used."""
-        weights = self.weighting.backward(dict(losses), self.arch.shared_parameters(),
-                                          self.arch.last_shared_parameters())
+        """The weighting's backward pass (PCGrad / GradNorm need the shared parameters), the declared 'negative'
+        pairs' projection on the shared gradients, then the architecture's regulariser's (added to the gradients,
+        outside the weighting) → the weights used."""
+        shared, correction = self.arch.shared_parameters(), None
+        if self.negative_pairs and shared and len(losses) > 1:  # before the weighting's backward frees the graph
+            w = self.weighting.weights(dict(losses))
+            correction = relation_correction({t: w[t] * v for t, v in losses.items()}, shared, self.negative_pairs)
+        weights = self.weighting.backward(dict(losses), shared, self.arch.last_shared_parameters())
+        if correction is not None:
+            add_flat(shared, correction)
         if (penalty := self.arch.penalty()) is not None:
             penalty.backward()
         return weights

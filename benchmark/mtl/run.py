@@ -18,6 +18,7 @@ from pathlib import Path
 from benchmark.device import prepare_runtime, seed_everything
 from benchmark.errors import UserError
 from benchmark.mtl.config import MTLConfig
+from benchmark.mtl.gradients import measured_relations, parse_relations_text
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.options import task_values
 from benchmark.mtl.plots import gradient_curves, loss_curves
@@ -50,18 +51,20 @@ def _references_of(refs: dict, names) -> dict:
 
 
 def build_model(cfg: MTLConfig, tasks, input_shape, task_set_names=None) -> MultiTaskModel:
-    """task_set_names: every task of the task set; --task-lr may name any of them (a profile's shared --task-lr
-    also configures its single-task baselines), and applies to those the run trains."""
+    """task_set_names: every task of the task set; --task-lr and --task-relations may name any of them (a profile's
+    shared value also configures its single-task baselines), and apply to those the run trains."""
     names = [t.name for t in tasks]
-    lrs = task_values(cfg.task_lr, "--task-lr")
-    if unknown := [t for t in lrs if t not in (task_set_names or names)]:
-        raise UserError(f"--task-lr names unknown task(s) {unknown}; tasks are {list(task_set_names or names)}")
+    lrs, relations = task_values(cfg.task_lr, "--task-lr"), parse_relations_text(cfg.task_relations)
+    for flag, named in (("--task-lr", list(lrs)), ("--task-relations", [t for pair in relations for t in pair])):
+        if unknown := sorted({t for t in named if t not in (task_set_names or names)}):
+            raise UserError(f"{flag} names unknown task(s) {unknown}; tasks are {list(task_set_names or names)}")
     return MultiTaskModel(tasks, architecture=cfg.architecture, shared_layers=[cfg.shared_width] * cfg.shared_layers,
                           task_layers=cfg.task_layers, loss_weighting=cfg.weighting, weighting_args=cfg.weighting_args,
                           num_experts=cfg.experts, dropout=cfg.dropout, dropout_at=cfg.dropout_at,
                           backbone=cfg.backbone, backbone_args=cfg.backbone_args, input_shape=tuple(input_shape),
                           architecture_args=cfg.architecture_args, pooling=cfg.pooling, activation=cfg.activation,
-                          task_lrs={t: v for t, v in lrs.items() if t in names})
+                          task_lrs={t: v for t, v in lrs.items() if t in names},
+                          task_relations={pair: r for pair, r in relations.items() if set(pair) <= set(names)})
 
 
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
@@ -121,7 +124,8 @@ def _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
         "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
-        "data_source": data_source(data.provenance.get("train", {})), "device": str(device), "wandb": tracker.info}
+        "data_source": data_source(data.provenance.get("train", {})), "device": str(device), "wandb": tracker.info,
+        "task_relations": measured_relations(epochs, model.task_relations, list(names))}
     record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
     write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
               fill=lambda d: (loss_curves(epochs, list(names), d / "losses.png", title=tag),
