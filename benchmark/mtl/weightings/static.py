@@ -12,7 +12,7 @@ import torch
 
 from benchmark.errors import UserError
 from benchmark.mtl.registries import WEIGHTINGS
-from benchmark.mtl.weightings.base import Weighting
+from benchmark.mtl.weightings.base import Weighting, per_task_numbers
 
 
 @dataclass(frozen=True)
@@ -21,23 +21,11 @@ class StaticConfig:
 
 
 def parse_weights(text: str, tasks: tuple[str, ...]) -> dict[str, float]:
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    if not parts:
+    if not str(text).strip():
         return dict.fromkeys(tasks, 1.0)
-    try:
-        if all("=" in p for p in parts):
-            given = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
-        else:
-            given = dict(zip(tasks, map(float, parts), strict=False))
-            if len(parts) != len(tasks):
-                raise UserError(f"--static.weights has {len(parts)} values for {len(tasks)} tasks "
-                                f"({', '.join(tasks)}); give one per task")
-    except ValueError:
-        raise UserError(f"--static.weights takes numbers (e.g. 1,0.5,1) or name=value pairs, got {text!r}") from None
+    given = per_task_numbers(text, tasks, "--static.weights", "1,0.5,1")
     if missing := [t for t in tasks if t not in given]:
         raise UserError(f"static loss weights miss task(s) {missing}; give a weight for each of {list(tasks)}")
-    if unknown := [t for t in given if t not in tasks]:
-        raise UserError(f"static loss weights name unknown task(s) {unknown}; tasks are {list(tasks)}")
     if any(w < 0 for w in given.values()):
         raise UserError(f"static loss weights must be >= 0, got {given}")
     return given

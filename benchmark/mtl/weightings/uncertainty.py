@@ -24,7 +24,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.mtl.registries import WEIGHTINGS
-from benchmark.mtl.weightings.base import Weighting
+from benchmark.mtl.weightings.base import Weighting, per_task_numbers
 
 
 @dataclass(frozen=True)
@@ -33,19 +33,7 @@ class UncertaintyConfig:
 
 
 def initial_weights(text: str, tasks: tuple[str, ...]) -> dict[str, float]:
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        if all("=" in p for p in parts):
-            given = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in parts)}
-        elif len(parts) == len(tasks):
-            given = dict(zip(tasks, map(float, parts), strict=True))
-        else:
-            raise UserError(f"--uncertainty.init-weights has {len(parts)} values for {len(tasks)} tasks; give one "
-                            f"per task or name=value pairs")
-    except ValueError:
-        raise UserError(f"--uncertainty.init-weights takes numbers or name=value pairs, got {text!r}") from None
-    if unknown := [t for t in given if t not in tasks]:
-        raise UserError(f"uncertainty init_weights name unknown task(s) {unknown}; tasks are {list(tasks)}")
+    given = per_task_numbers(text, tasks, "--uncertainty.init-weights", "1,1,0.5")
     if any(not 0 < w < math.inf for w in given.values()):
         raise UserError(f"uncertainty init_weights must be positive and finite (w = exp(−s)), got {given}")
     return {t: given.get(t, 1.0) for t in tasks}
