@@ -185,3 +185,22 @@ def test_pretrain_input_errors_are_one_line(tiny_pretrain, capsys):
     assert main(["pretrain", "--profile", "smoke"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "vit_tiny" in err[0] and "no \"pretrain\" section" in err[1]
+
+
+def test_a_profile_with_a_pretrain_section_pretrains_then_runs_on_those_weights(tmp_path, fmnist_root, monkeypatch):
+    import benchmark.config
+
+    smoke = json.loads((benchmark.config.PROFILE_DIR / "smoke.json").read_text())
+    profile = smoke | {"strategies": ["naive"], "pretrain": {
+        "epochs": 1, "batch_size": 64, "out_dim": 32, "head_hidden": 16, "head_bottleneck": 8, "local_crops": 2,
+        "evaluate": False, "vit_tiny.embed_dim": 16, "vit_tiny.depth": 1, "vit_tiny.num_heads": 2}}
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "tiny-dino.json").write_text(json.dumps(profile))
+    monkeypatch.setattr(benchmark.config, "PROFILE_DIR", tmp_path / "profiles")
+    out = tmp_path / "out"
+    assert main(["batch", "--profile", "tiny-dino", "--data-root", str(fmnist_root), "--out-dir", str(out),
+                 "--no-download", "--no-apt-install", "--backbone-mode", "frozen"]) == 0
+    weights = next((out / "pretrain").rglob("vit_tiny.safetensors"))
+    record = json.loads((out / "runs" / "binary_tasks" / "naive" / "seed0" / "config.json").read_text())
+    assert record["backbone"]["weights_sha256"] == artifact.sha256_file(weights)
+    assert record["backbone"]["mode"] == "frozen" and record["backbone"]["pretraining"]["epochs"] == 1

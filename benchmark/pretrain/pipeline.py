@@ -21,7 +21,7 @@ from benchmark.device import prepare_runtime
 from benchmark.errors import UserError
 from benchmark.models.vit_tiny import architecture, create_vit_tiny
 from benchmark.pretrain import artifact
-from benchmark.pretrain.config import PretrainConfig
+from benchmark.pretrain.config import PretrainConfig, parse_pretrain_config
 from benchmark.pretrain.evaluation import evaluate, table
 from benchmark.pretrain.train import train
 from benchmark.results import git_state, package_versions
@@ -116,3 +116,15 @@ def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch
             "protocol": "features of the source's labelled train subsample → its test split; k-NN: cosine, "
                         "exp(s/T) votes; linear: L-BFGS logistic regression on standardised features",
             "rows": {k: rows[k] for k in ("DINO pretrained", "random init", "raw pixels")}}
+
+
+def pretrain_for_run(profile_name: str, run_cfg) -> Path:
+    """A profile's "pretrain" section, run where the batch's runs read and write (data root, out dir, device,
+    threads, download switches of `run_cfg`) → the weights file its runs load."""
+    switches = [f"--{'' if getattr(run_cfg, k) else 'no-'}{k.replace('_', '-')}" for k in ("download", "apt_install")]
+    cfg, _ = parse_pretrain_config(["--profile", profile_name, "--data-root", str(run_cfg.data_root), "--out-dir",
+                                    str(run_cfg.out_dir), "--device", run_cfg.device, "--threads",
+                                    str(run_cfg.threads), *switches])
+    print(f"[batch] profile {profile_name}: pretraining its backbone first ({METHOD}; a cache hit once done)",
+          file=sys.stderr)
+    return pretrain(cfg)[0]
