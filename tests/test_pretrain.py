@@ -4,6 +4,7 @@ cache hit, an interrupted run resumes to the very same weights."""
 
 import json
 import math
+import shutil
 
 import pytest
 import safetensors.torch
@@ -14,7 +15,7 @@ from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.errors import UserError
 from benchmark.models import build_model
-from benchmark.pretrain import artifact
+from benchmark.pretrain import artifact, pipeline
 from benchmark.pretrain.config import parse_pretrain_config
 from benchmark.pretrain.evaluation import knn_predict, linear_probe_predict
 from benchmark.pretrain.multicrop import random_boxes, resized_crops
@@ -132,7 +133,8 @@ def tiny_pretrain(tmp_path, fmnist_root):
     return make
 
 
-def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny_pretrain, tiny, capsys):
+def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny_pretrain, tiny, capsys, tmp_path,
+                                                                           monkeypatch):
     cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1", "--eval-train-images", "100"))
     weights, status = pretrain(cfg)
     manifest = json.loads(weights.with_name("vit_tiny.manifest.json").read_text())
@@ -153,6 +155,12 @@ def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny
     assert main(["pretrain", *tiny_pretrain("--epochs", "1", "--eval-train-images", "100")]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(weights) and "cache hit" in err
+    # weights committed under the reference folder serve any --out-dir (a fresh clone trains nothing)
+    monkeypatch.setattr(pipeline, "REFERENCE_DIR", tmp_path / "reference")
+    shutil.copytree(weights.parent.parent.parent, tmp_path / "reference" / "pretrain")
+    reference, status = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "1", out="elsewhere"))[0])
+    assert status == "cached" and reference.is_relative_to(tmp_path / "reference")
+    assert not (tmp_path / "elsewhere").exists()
     # a changed file no longer matches its manifest: an error, never other weights
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(UserError, match="differs from its manifest"):

@@ -1,6 +1,7 @@
 """`hatswap pretrain`: the weights of a recipe on a source's train images, trained once.
 
     key = sha256(recipe, data files' sha256)  →  folder (benchmark/pretrain/artifact.py)
+    the same key committed under results/reference/pretrain/ (sha256 checked)  →  those weights, nothing trained
     a complete result there (manifest naming the weights file's sha256)  →  cache hit, nothing trained
     else: train (resuming from the folder's checkpoint) → the teacher's backbone as safetensors → manifest
     then, unless --no-evaluate: k-NN and linear probe vs random init and raw pixels, stored in the manifest
@@ -29,6 +30,9 @@ from benchmark.run_lock import lock_run_folder, release_run_folder
 from benchmark.streams.binary_tasks import load_source, materialize_images
 
 METHOD = "DINO (Caron et al. 2021)"
+# Weights committed with the code (results/reference/pretrain/<source>/<backbone>-<key>/): a recipe whose key is
+# there needs no pretraining on a fresh clone.
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 
 
 def source_split(cfg: PretrainConfig, train: bool, n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -55,6 +59,12 @@ def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
         raise UserError(f"source {cfg.source} records no sha256 of its files, so its pretraining cannot be keyed; "
                         f"pick a source that does (fashion_mnist, cifar10)")
     key = artifact.pretrain_key(cfg.recipe(), provenance["sha256"])
+    reference = artifact.weights_file(artifact.pretrain_folder(REFERENCE_DIR, cfg.source, cfg.backbone, key),
+                                      cfg.backbone)
+    if not force and (manifest := artifact.cached_manifest(reference)):
+        print(f"[pretrain] using the committed weights of this recipe and data: {reference} ({manifest['epochs']} "
+              f"epochs, seed {manifest['seed']}, sha256 checked); --force trains them here", file=sys.stderr)
+        return reference, "cached"
     folder = artifact.pretrain_folder(cfg.out_dir, cfg.source, cfg.backbone, key)
     if holder := lock_run_folder(folder):
         raise UserError(f"{folder} is being pretrained by process {holder}; wait for it, then rerun (a cache hit)")
