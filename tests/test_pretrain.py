@@ -212,3 +212,10 @@ def test_a_profile_with_a_pretrain_section_pretrains_then_runs_on_those_weights(
     record = json.loads((out / "runs" / "binary_tasks" / "naive" / "seed0" / "config.json").read_text())
     assert record["backbone"]["weights_sha256"] == artifact.sha256_file(weights)
     assert record["backbone"]["mode"] == "frozen" and record["backbone"]["pretraining"]["epochs"] == 1
+
+
+def test_the_dino_offline_profile_parses_for_pretraining_and_for_its_runs():
+    pre, _ = parse_pretrain_config(["--profile", "dino-offline"])
+    run_cfg, _ = parse_config(["--profile", "dino-offline"])
+    assert pre.source == run_cfg.stream_args.source == "fashion_mnist" and pre.backbone == run_cfg.backbone
+    assert pre.backbone_args == run_cfg.backbone_args and run_cfg.backbone_mode == "frozen"

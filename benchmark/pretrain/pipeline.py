@@ -45,9 +45,10 @@ def source_split(cfg: PretrainConfig, train: bool, n: int) -> tuple[torch.Tensor
     return materialize_images(src.dataset, idx), labels, src.provenance
 
 
-def use_flags(cfg: PretrainConfig, weights: Path) -> str:
+def use_flags(cfg: PretrainConfig) -> str:
+    """The run flags that load these weights (the path left as a placeholder: the folder may be copied)."""
     sizes = " ".join(f"--vit_tiny.{k.replace('_', '-')} {v}" for k, v in vars(cfg.backbone_args).items())
-    return f"--backbone vit_tiny --backbone-weights {weights} {sizes}"
+    return f"--backbone vit_tiny --backbone-weights <this folder>/vit_tiny.safetensors {sizes}"
 
 
 def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
@@ -95,7 +96,7 @@ def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path,
                     "architecture": architecture(cfg.backbone_args, images.shape[-1], images.shape[1]),
                     "source": cfg.source, "data_sha256": provenance["sha256"], "data": provenance,
                     "train_images": len(images), "epochs": cfg.epochs, "seed": cfg.seed, "recipe": cfg.recipe(),
-                    "weights_file": weights.name, "weights_sha256": digest, "use": use_flags(cfg, weights),
+                    "weights_file": weights.name, "weights_sha256": digest, "use": use_flags(cfg),
                     "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1), "device": str(device),
                     "torch_threads": torch.get_num_threads(), "versions": package_versions(), "git": git_state()}
         artifact.write_manifest(weights, manifest)  # the weights are complete: an interrupted evaluation keeps them
