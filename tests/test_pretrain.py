@@ -18,7 +18,7 @@ from benchmark.models import build_model
 from benchmark.pretrain import artifact, pipeline
 from benchmark.pretrain.config import parse_pretrain_config
 from benchmark.pretrain.evaluation import knn_predict, linear_probe_predict
-from benchmark.pretrain.multicrop import random_boxes, resized_crops
+from benchmark.pretrain.multicrop import CropRecipe, multicrop, random_boxes, resized_crops
 from benchmark.pretrain.objective import (
     cosine_schedule,
     dino_loss,
@@ -118,6 +118,17 @@ def test_random_crops_stay_inside_the_image_with_their_area_scale():
     assert (w * h / 28**2).min() >= 0.05 - 1e-5 and (w * h / 28**2).max() <= 0.4 + 1e-5
     image = torch.rand(1, 1, 28, 28)
     assert torch.allclose(resized_crops(image, torch.tensor([[0.0, 0.0, 28.0, 28.0]]), 28), image, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_multicrop_gives_two_global_and_n_local_views_in_the_stream_range(channels):
+    x = torch.rand(4, channels, 32, 32) * 2 - 1
+    recipe = CropRecipe(global_size=32, local_size=12, local_crops=3, colour=channels == 3)
+    views = multicrop(x, recipe, torch.Generator().manual_seed(0))
+    assert [v.shape[-1] for v in views] == [32, 32, 12, 12, 12] and all(v.shape[:2] == (4, channels) for v in views)
+    assert all(v.min() >= -1 - 1e-6 and v.max() <= 1 + 1e-6 for v in views)
+    again = multicrop(x, recipe, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))  # one generator: replayable
 
 
 TINY_VIT = ["--vit_tiny.embed-dim", "16", "--vit_tiny.depth", "1", "--vit_tiny.num-heads", "2"]
