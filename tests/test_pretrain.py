@@ -230,3 +230,23 @@ def test_the_dino_offline_profile_parses_for_pretraining_and_for_its_runs():
     run_cfg, _ = parse_config(["--profile", "dino-offline"])
     assert pre.source == run_cfg.stream_args.source == "fashion_mnist" and pre.backbone == run_cfg.backbone
     assert pre.backbone_args == run_cfg.backbone_args and run_cfg.backbone_mode == "frozen"
+
+
+def test_committed_reference_weights_match_their_manifest_and_the_profile():
+    """results/reference/pretrain/ ships the dino-offline recipe's weights: intact, and under the profile's key."""
+    from benchmark.models.vit_tiny import create_vit_tiny
+
+    manifests = sorted(pipeline.REFERENCE_DIR.glob("pretrain/*/*/vit_tiny.manifest.json"))
+    assert manifests, "no committed pretraining under results/reference/pretrain/"
+    profile_recipe = parse_pretrain_config(["--profile", "dino-offline"])[0].recipe()
+    assert any(json.loads(m.read_text())["recipe"] == profile_recipe for m in manifests)
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        weights = path.with_name(manifest["weights_file"])
+        assert artifact.sha256_file(weights) == manifest["weights_sha256"]
+        assert manifest["key"] == artifact.pretrain_key(manifest["recipe"], manifest["data_sha256"])
+        assert path.parent.name == f"vit_tiny-{manifest['key'][:16]}"
+        cfg, _ = parse_pretrain_config([f"--{k}={v}" for k, v in manifest["recipe"].items()
+                                        if k.startswith("vit_tiny.")])
+        create_vit_tiny(cfg.backbone_args, manifest["architecture"]["image_size"],
+                        manifest["architecture"]["in_chans"], weights)  # loads through timm, strictly
