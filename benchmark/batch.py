@@ -184,9 +184,17 @@ def _plan_runs(profile_name: str, profile: dict, run_args: list[str], seeds, sel
     todo = plan(profile, selection.get("streams"), selection.get("strategies"), seeds)
     if not todo:
         raise UserError(f"profile {profile_name!r} with these --streams/--strategies/--seeds has no runs")
-    return [("", parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy, "--seed",
-                               str(seed), *args_for_run(run_args, stream, strategy, todo)])[0])
-            for stream, strategy, seed in todo]
+    planned = [("", parse_config(["--profile", profile_name, "--stream", stream, "--strategy", strategy, "--seed",
+                                  str(seed), *args_for_run(run_args, stream, strategy, todo)])[0])
+               for stream, strategy, seed in todo]
+    if "pretrain" in profile and not planned[0][1].backbone_weights:
+        # The profile's backbone comes from its own pretraining (benchmark/pretrain/; a cache hit once done);
+        # --backbone-weights FILE on the command line uses that file instead.
+        from benchmark.pretrain.pipeline import pretrain_for_run
+
+        weights = pretrain_for_run(profile_name, planned[0][1])
+        return _plan_runs(profile_name, profile, [*run_args, "--backbone-weights", str(weights)], seeds, selection)
+    return planned
 
 
 def _check_weights(configs: list) -> None:

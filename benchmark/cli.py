@@ -1,4 +1,4 @@
-"""`hatswap` / `python -m benchmark`: run | batch | mtl | list | report.
+"""`hatswap` / `python -m benchmark`: run | batch | mtl | pretrain | list | report.
 
 User errors print one line naming the fix and exit non-zero (2: bad input, 3: failed run); --debug shows the
 traceback instead.
@@ -97,6 +97,18 @@ def cmd_mtl(argv) -> int:
     return _run_one("mtl", run_mtl, cfg, ns.force)
 
 
+def cmd_pretrain(argv) -> int:
+    """DINO self-supervised pretraining (benchmark/pretrain/): the weights file on stdout, for --backbone-weights."""
+    from benchmark.pretrain.config import parse_pretrain_config
+
+    cfg, ns = parse_pretrain_config(argv)
+    from benchmark.pretrain.pipeline import pretrain
+
+    weights, _ = pretrain(cfg, force=ns.force)
+    print(weights)
+    return 0
+
+
 def cmd_list(argv) -> int:
     from benchmark.config import PROFILE_DIR
     from benchmark.registry import BACKBONES, SOURCES, STRATEGIES, STREAMS
@@ -139,7 +151,8 @@ def _batch_runner():
     return benchmark.batch
 
 
-COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "list": cmd_list, "report": cmd_report}
+COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "pretrain": cmd_pretrain, "list": cmd_list,
+            "report": cmd_report}
 
 
 def main(argv=None) -> int:
@@ -149,7 +162,7 @@ def main(argv=None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"hatswap: error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
-        print("usage: hatswap {run,batch,mtl,list,report} ...  (`hatswap COMMAND --help` for its flags)")
+        print("usage: hatswap {run,batch,mtl,pretrain,list,report} ...  (`hatswap COMMAND --help` for its flags)")
         return 0 if argv else 2
     try:
         return COMMANDS[argv[0]](argv[1:])

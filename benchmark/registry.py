@@ -62,6 +62,7 @@ class SourceMeta:
 class BackboneMeta:
     hub_id: str | None = None  # pretrained weights on the Hugging Face hub (None: trained from scratch)
     timm_name: str | None = None  # the timm architecture, where the backbone is one
+    weights_file: bool = False  # no hub weights, but takes --backbone-weights FILE (e.g. `hatswap pretrain`'s)
 
 
 class Registry:

@@ -14,6 +14,7 @@ random weights: with no source, one UserError names the hub id and both ways to 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,28 @@ def from_file(path: str | Path) -> WeightsSource:
     digest = sha256_file(path)
     return WeightsSource(path, {"weights": f"file {path.name} sha256:{digest}", "weights_source": "file",
                                 "weights_file": str(path.resolve()), "weights_sha256": digest})
+
+
+def manifest_path(weights: Path) -> Path:
+    """`hatswap pretrain`'s manifest beside a weights file: `vit_tiny.safetensors` → `vit_tiny.manifest.json`."""
+    return weights.with_name(f"{weights.stem}.manifest.json")
+
+
+def read_weights_manifest(weights: Path, digest: str) -> dict | None:
+    """The manifest beside `weights` (None when there is none), after checking that it describes this very file:
+    its `weights_sha256` must equal the file's (a copied-over or truncated file is an error, not other weights)."""
+    path = manifest_path(weights)
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"weights manifest {path} is unreadable ({e}); delete it or restore it") from None
+    if manifest.get("weights_sha256") != digest:
+        raise UserError(f"--backbone-weights {weights}: sha256 {digest[:16]}… differs from its manifest {path.name} "
+                        f"({str(manifest.get('weights_sha256'))[:16]}…); the file was changed or replaced: restore "
+                        f"it or pretrain again")
+    return manifest | {"manifest": str(path.resolve())}
 
 
 def _from_hub_file(hub_id: str, local: str | Path, how: str) -> WeightsSource:
@@ -125,9 +148,12 @@ def check_weights_available(backbone: str, weights_path: str = "") -> None:
     would hit). Backbones without a hub id (trained from scratch) need nothing."""
     from benchmark.registry import BACKBONES
 
-    hub_id = BACKBONES.get(backbone).meta.hub_id
-    if hub_id:
-        locate_weights(backbone, hub_id, weights_path)
+    meta = BACKBONES.get(backbone).meta
+    if meta.hub_id:
+        locate_weights(backbone, meta.hub_id, weights_path)
+    elif weights_path and meta.weights_file:
+        src = from_file(weights_path)
+        read_weights_manifest(src.path, src.identity["weights_sha256"])
     elif weights_path:
         raise UserError(f"--backbone-weights applies to pretrained backbones; {backbone} is trained from scratch "
                         f"(drop the flag or pick a dino_* backbone)")

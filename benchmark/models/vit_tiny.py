@@ -1,13 +1,24 @@
-"""A timm ViT sized for 28/32 px inputs, trained from scratch: the offline stand-in for DINO ViT-S/16."""
+"""A timm ViT sized for 28/32 px inputs: the offline stand-in for DINO ViT-S/16.
+
+Random init by default; `--backbone-weights FILE` loads a timm-format state dict of the same architecture through
+timm's own pretrained path, e.g. the DINO weights `hatswap pretrain` writes (benchmark/pretrain/). When the file's
+manifest (`<stem>.manifest.json`, written beside it by `hatswap pretrain`) is present, the file's sha256 must equal
+the manifest's and the manifest's architecture and input must equal the run's; its recipe joins the run's record.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import timm
 
 from benchmark.errors import UserError
+from benchmark.models.pretrained_weights import from_file, read_weights_manifest
 from benchmark.registry import BACKBONES
+
+TIMM_ARCH = "vit_tiny_patch16_224"  # resized by the config below
 
 
 @dataclass(frozen=True)
@@ -29,15 +40,59 @@ class VitTinyConfig:
                             f"({self.num_heads})")
 
 
-@BACKBONES.register("vit_tiny", config_cls=VitTinyConfig)
-def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str = ""):
-    """→ (module mapping B×C×H×W to B×embed_dim (class token after the final norm), feature dim, weights identity)."""
-    if weights:
-        raise UserError("--backbone-weights applies to pretrained backbones; vit_tiny is trained from scratch "
-                        "(drop the flag or pick a dino_* backbone)")
+def architecture(cfg: VitTinyConfig, image_size: int, in_chans: int) -> dict:
+    """What a weights file must match (stored in a pretraining manifest, compared on load)."""
+    return {"timm_arch": TIMM_ARCH, "image_size": image_size, "in_chans": in_chans,
+            **{f"vit_tiny.{k}": v for k, v in vars(cfg).items()}}
+
+
+def create_vit_tiny(cfg: VitTinyConfig, image_size: int, in_chans: int, weights_file: str | Path = "",
+                    dynamic_img_size: bool = False):
+    """The timm VisionTransformer (num_classes=0: B×C×H×W → B×embed_dim, the class token after the final norm).
+    dynamic_img_size: also takes other input sizes, the position embedding interpolated (DINO's local crops)."""
     if image_size % cfg.patch_size:
         raise UserError(f"image size {image_size} is not divisible by --vit_tiny.patch-size {cfg.patch_size}")
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=image_size,
-                              in_chans=in_chans, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
-                              num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio)
-    return model, model.num_features, {"weights": "random init", "timm_arch": "vit_tiny_patch16_224 (resized)"}
+    kwargs = dict(num_classes=0, img_size=image_size, in_chans=in_chans, patch_size=cfg.patch_size,
+                  embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+                  dynamic_img_size=dynamic_img_size)
+    if not weights_file:
+        return timm.create_model(TIMM_ARCH, pretrained=False, **kwargs)
+    # timm warns that a 1-channel file "already matches" its 3-channel default config: the manifest check and
+    # the strict load say more, so its builder's warnings are held back here.
+    builder_log = logging.getLogger("timm.models._builder")
+    level = builder_log.level
+    builder_log.setLevel(logging.ERROR)
+    try:
+        return timm.create_model(TIMM_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(weights_file)},
+                                 **kwargs)
+    except Exception as e:  # size mismatch, missing keys, not a checkpoint: one line naming the file
+        first = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:240]
+        sizes = architecture(cfg, image_size, in_chans)
+        raise UserError(f"{weights_file} does not hold vit_tiny weights of this size ({sizes}) ({type(e).__name__}: "
+                        f"{first}); pass the --vit_tiny.* sizes it was trained with") from e
+    finally:
+        builder_log.setLevel(level)
+
+
+def _check_manifest(manifest: dict, path: Path, expected: dict) -> None:
+    stored = manifest.get("architecture", {})
+    if diff := {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}:
+        shown = ", ".join(f"{k}: file {a!r}, run {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise UserError(f"--backbone-weights {path} was pretrained for another architecture or input ({shown}); "
+                        f"pass the matching --vit_tiny.* sizes / image size, or pretrain for this one")
+
+
+@BACKBONES.register("vit_tiny", config_cls=VitTinyConfig, weights_file=True)
+def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str = ""):
+    """→ (module mapping B×C×H×W to B×embed_dim (class token after the final norm), feature dim, weights identity)."""
+    identity = {"timm_arch": f"{TIMM_ARCH} (resized)"}
+    if not weights:
+        return create_vit_tiny(cfg, image_size, in_chans), cfg.embed_dim, identity | {"weights": "random init"}
+    src = from_file(weights)
+    manifest = read_weights_manifest(src.path, src.identity["weights_sha256"])
+    if manifest is not None:
+        _check_manifest(manifest, src.path, architecture(cfg, image_size, in_chans))
+        identity["pretraining"] = {k: manifest[k] for k in ("method", "key", "source", "epochs", "seed",
+                                                            "data_sha256", "manifest") if k in manifest}
+    model = create_vit_tiny(cfg, image_size, in_chans, src.path)
+    return model, model.num_features, identity | src.identity

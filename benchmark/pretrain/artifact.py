@@ -1,0 +1,91 @@
+"""Where a pretraining recipe's files live, and how they are written.
+
+    <out_dir>/pretrain/<source>/<backbone>-<key[:16]>/
+        <backbone>.safetensors      the teacher's backbone, a timm state dict (`--backbone-weights` loads it)
+        <backbone>.manifest.json    written last: recipe, data sha256, epochs, seed, the file's sha256, evaluation
+        checkpoint.pt               while training: the state after the last complete epoch (removed at the end)
+
+key = sha256 of (format, recipe, the data files' sha256): the same recipe on the same data is a cache hit; any
+knob that changes the weights, or other data, is another folder. Every file goes to a temporary name and is renamed
+into place (os.replace), so a reader sees a whole file or none; a manifest whose sha256 disagrees with the weights
+file is no hit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from benchmark.models.pretrained_weights import manifest_path, sha256_file
+from benchmark.results import atomic_write
+
+FORMAT_VERSION = 1
+
+
+def pretrain_key(recipe: dict, data_sha256: str) -> str:
+    material = {"format": FORMAT_VERSION, "recipe": recipe, "data_sha256": data_sha256}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def pretrain_folder(out_dir: Path, source: str, backbone: str, key: str) -> Path:
+    return Path(out_dir) / "pretrain" / source / f"{backbone}-{key[:16]}"
+
+
+def weights_file(folder: Path, backbone: str) -> Path:
+    return folder / f"{backbone}.safetensors"
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def save_weights(state_dict: dict, path: Path) -> str:
+    """A timm state dict → safetensors at `path`, atomically; → the file's sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
+    os.chmod(tmp, 0o644)  # safetensors writes owner-only files; weights are shared like any other result
+    os.replace(tmp, path)
+    return sha256_file(path)
+
+
+def write_manifest(weights: Path, manifest: dict) -> Path:
+    path = manifest_path(weights)
+    atomic_write(path, json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def cached_manifest(weights: Path) -> dict | None:
+    """The manifest of a complete, intact result: present, readable and naming this file's sha256; else None."""
+    path = manifest_path(weights)
+    if not (path.is_file() and weights.is_file()):
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if manifest.get("weights_sha256") == sha256_file(weights) else None
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = _tmp(path)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, key: str) -> dict | None:
+    """The checkpoint of this key (None when absent, unreadable, or another recipe's)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated file cannot come from us (os.replace), a foreign one can
+        print(f"[pretrain] {path} is unreadable ({type(e).__name__}); starting from epoch 0", file=sys.stderr)
+        return None
+    return state if state.get("key") == key else None

@@ -1,0 +1,141 @@
+"""`hatswap pretrain`: the weights of a recipe on a source's train images, trained once.
+
+    key = sha256(recipe, data files' sha256)  →  folder (benchmark/pretrain/artifact.py)
+    the same key committed under results/reference/pretrain/ (sha256 checked)  →  those weights, nothing trained
+    a complete result there (manifest naming the weights file's sha256)  →  cache hit, nothing trained
+    else: train (resuming from the folder's checkpoint) → the teacher's backbone as safetensors → manifest
+    then, unless --no-evaluate: k-NN and linear probe vs random init and raw pixels, stored in the manifest
+
+The evaluation loads the file through the run's own path (`create_vit_tiny(..., weights_file)`), so what it scores
+is what `--backbone-weights` gives a run. One process trains a folder at a time (a lock, as for run folders).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.device import prepare_runtime
+from benchmark.errors import UserError
+from benchmark.models.vit_tiny import architecture, create_vit_tiny
+from benchmark.pretrain import artifact
+from benchmark.pretrain.config import PretrainConfig, parse_pretrain_config
+from benchmark.pretrain.evaluation import evaluate, table
+from benchmark.pretrain.train import train
+from benchmark.results import git_state, package_versions
+from benchmark.run_lock import lock_run_folder, release_run_folder
+from benchmark.streams.binary_tasks import load_source, materialize_images
+
+METHOD = "DINO (Caron et al. 2021)"
+# Weights committed with the code (results/reference/pretrain/<source>/<backbone>-<key>/): a recipe whose key is
+# there needs no pretraining on a fresh clone.
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
+
+
+def source_split(cfg: PretrainConfig, train: bool, n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images N×C×H×W in [-1, 1], labels N, provenance): all of the split, or n of it drawn with the seed."""
+    src = load_source(cfg.source, str(cfg.data_root), train, cfg.image_size, cfg.download, cfg.apt_install)
+    total = len(src.targets)
+    rng = np.random.default_rng(cfg.seed + (0 if train else 1))
+    idx = np.arange(total) if n == 0 or n >= total else np.sort(rng.choice(total, n, replace=False))
+    labels = torch.as_tensor(np.asarray(src.targets)[idx], dtype=torch.long)
+    return materialize_images(src.dataset, idx), labels, src.provenance
+
+
+def use_flags(cfg: PretrainConfig) -> str:
+    """The run flags that load these weights (the path left as a placeholder: the folder may be copied)."""
+    sizes = " ".join(f"--vit_tiny.{k.replace('_', '-')} {v}" for k, v in vars(cfg.backbone_args).items())
+    return f"--backbone vit_tiny --backbone-weights <this folder>/vit_tiny.safetensors {sizes}"
+
+
+def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
+    """→ (weights file, "cached" | "done")."""
+    device = prepare_runtime(cfg)
+    provenance = load_source(cfg.source, str(cfg.data_root), True, cfg.image_size, cfg.download,
+                             cfg.apt_install).provenance
+    if not provenance.get("sha256"):
+        raise UserError(f"source {cfg.source} records no sha256 of its files, so its pretraining cannot be keyed; "
+                        f"pick a source that does (fashion_mnist, cifar10)")
+    key = artifact.pretrain_key(cfg.recipe(), provenance["sha256"])
+    reference = artifact.weights_file(artifact.pretrain_folder(REFERENCE_DIR, cfg.source, cfg.backbone, key),
+                                      cfg.backbone)
+    if not force and (manifest := artifact.cached_manifest(reference)):
+        print(f"[pretrain] using the committed weights of this recipe and data: {reference} ({manifest['epochs']} "
+              f"epochs, seed {manifest['seed']}, sha256 checked); --force trains them here", file=sys.stderr)
+        return reference, "cached"
+    folder = artifact.pretrain_folder(cfg.out_dir, cfg.source, cfg.backbone, key)
+    if holder := lock_run_folder(folder):
+        raise UserError(f"{folder} is being pretrained by process {holder}; wait for it, then rerun (a cache hit)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return _pretrain_locked(cfg, force, device, key, folder, provenance)
+    finally:
+        release_run_folder(folder)
+
+
+def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path, str]:
+    weights = artifact.weights_file(folder, cfg.backbone)
+    manifest = None if force else artifact.cached_manifest(weights)
+    if manifest and (not cfg.evaluate or manifest.get("evaluation", {}).get("settings") == cfg.evaluation()):
+        print(f"[pretrain] cache hit: {weights} (key {key[:16]}, {manifest['epochs']} epochs, seed "
+              f"{manifest['seed']}); --force trains again", file=sys.stderr)
+        if "evaluation" in manifest:
+            print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
+        return weights, "cached"
+    if manifest is None:
+        checkpoint = folder / "checkpoint.pt"
+        if force:
+            checkpoint.unlink(missing_ok=True)
+        images, _, _ = source_split(cfg, True, cfg.train_images)  # labels never read
+        state = train(cfg, images, key, checkpoint, device)
+        digest = artifact.save_weights(state.teacher.backbone.state_dict(), weights)
+        manifest = {"method": METHOD, "format": artifact.FORMAT_VERSION, "key": key, "backbone": cfg.backbone,
+                    "architecture": architecture(cfg.backbone_args, images.shape[-1], images.shape[1]),
+                    "source": cfg.source, "data_sha256": provenance["sha256"], "data": provenance,
+                    "train_images": len(images), "epochs": cfg.epochs, "seed": cfg.seed, "recipe": cfg.recipe(),
+                    "weights_file": weights.name, "weights_sha256": digest, "use": use_flags(cfg),
+                    "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1), "device": str(device),
+                    "torch_threads": torch.get_num_threads(), "versions": package_versions(), "git": git_state()}
+        artifact.write_manifest(weights, manifest)  # the weights are complete: an interrupted evaluation keeps them
+        checkpoint.unlink(missing_ok=True)
+        print(f"[pretrain] wrote {weights} (sha256 {digest[:16]}…, {state.seconds:.0f}s)", file=sys.stderr)
+    if cfg.evaluate:
+        manifest["evaluation"] = evaluation(cfg, weights, manifest, device)
+        artifact.write_manifest(weights, manifest)
+        print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
+    return weights, "done"
+
+
+def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.device) -> dict:
+    """The pretrained file (loaded as a run loads it), the same architecture at its random init (the student's
+    starting point: same seed) and raw pixels, on the source's labelled train subsample → its test split."""
+    arch = manifest["architecture"]
+    size, channels = arch["image_size"], arch["in_chans"]
+    train_split, test_split = source_split(cfg, True, cfg.eval_train_images), source_split(cfg, False,
+                                                                                           cfg.eval_test_images)
+    torch.manual_seed(cfg.seed)
+    backbones = {"random init": create_vit_tiny(cfg.backbone_args, size, channels),
+                 "DINO pretrained": create_vit_tiny(cfg.backbone_args, size, channels, weights)}
+    n_classes = len(load_source(cfg.source, str(cfg.data_root), False, cfg.image_size, cfg.download,
+                                cfg.apt_install).classes)
+    rows = evaluate(backbones, train_split[:2], test_split[:2], n_classes, cfg.knn_k, cfg.knn_temperature,
+                    cfg.eval_batch_size, device)
+    return {"settings": cfg.evaluation(), "train_images": len(train_split[1]), "test_images": len(test_split[1]),
+            "protocol": "features of the source's labelled train subsample → its test split; k-NN: cosine, "
+                        "exp(s/T) votes; linear: L-BFGS logistic regression on standardised features",
+            "rows": {k: rows[k] for k in ("DINO pretrained", "random init", "raw pixels")}}
+
+
+def pretrain_for_run(profile_name: str, run_cfg) -> Path:
+    """A profile's "pretrain" section, run where the batch's runs read and write (data root, out dir, device,
+    threads, download switches of `run_cfg`) → the weights file its runs load."""
+    switches = [f"--{'' if getattr(run_cfg, k) else 'no-'}{k.replace('_', '-')}" for k in ("download", "apt_install")]
+    cfg, _ = parse_pretrain_config(["--profile", profile_name, "--data-root", str(run_cfg.data_root), "--out-dir",
+                                    str(run_cfg.out_dir), "--device", run_cfg.device, "--threads",
+                                    str(run_cfg.threads), *switches])
+    print(f"[batch] profile {profile_name}: pretraining its backbone first ({METHOD}; a cache hit once done)",
+          file=sys.stderr)
+    return pretrain(cfg)[0]

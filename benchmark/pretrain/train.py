@@ -1,0 +1,148 @@
+"""DINO training (Caron et al. 2021, Algorithm 1) of a ViT backbone on unlabelled images, resumable per epoch.
+
+One step: views = multicrop(batch); the teacher sees the 2 global views, the student all of them; loss =
+dino_loss(student, teacher, c, τ_s, τ_t(epoch)); AdamW step on the student (lr and weight decay from cosine
+schedules, gradient norm clipped, the prototypes frozen during the first `freeze_last_layer` epochs); then
+θt ← EMA(θt, θs; λ_step) and c ← centre update. Every random draw (shuffling, crops) comes from one generator
+seeded by the config's seed, whose state the checkpoint keeps: a resumed run takes exactly the uninterrupted run's
+steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.errors import RunFailed
+from benchmark.models.vit_tiny import create_vit_tiny
+from benchmark.pretrain import artifact
+from benchmark.pretrain.config import PretrainConfig
+from benchmark.pretrain.head import DinoHead, DinoNet
+from benchmark.pretrain.multicrop import CropRecipe, multicrop
+from benchmark.pretrain.objective import (
+    cosine_schedule,
+    dino_loss,
+    ema_update,
+    momentum_schedule,
+    teacher_temp_schedule,
+    update_center,
+)
+
+
+@dataclass
+class DinoState:
+    student: DinoNet
+    teacher: DinoNet
+    optimizer: torch.optim.Optimizer
+    center: torch.Tensor  # 1×K
+    gen: torch.Generator
+    epoch: int = 0  # epochs completed
+    losses: list | None = None  # mean loss per completed epoch
+    seconds: float = 0.0  # training wall time over every process that trained it (resumes add up)
+
+
+def crop_recipe(cfg: PretrainConfig, image_size: int, channels: int) -> CropRecipe:
+    patch = cfg.backbone_args.patch_size
+    local = cfg.local_size or max(patch, round(image_size * 3 / 7 / patch) * patch)
+    return CropRecipe(global_size=image_size, local_size=local, local_crops=cfg.local_crops, colour=channels == 3,
+                      global_scale=(cfg.global_scale_min, 1.0), local_scale=(cfg.local_scale_min, cfg.global_scale_min))
+
+
+def build_state(cfg: PretrainConfig, image_size: int, channels: int) -> DinoState:
+    """Student and teacher start equal (DINO); biases and norm weights get no weight decay (DINO's param groups)."""
+    torch.manual_seed(cfg.seed)
+    backbone = create_vit_tiny(cfg.backbone_args, image_size, channels, dynamic_img_size=True)
+    head = DinoHead(backbone.num_features, cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck)
+    student = DinoNet(backbone, head)
+    teacher = copy.deepcopy(student).requires_grad_(False)
+    params = [p for p in student.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1]},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=0.0)
+    center = torch.zeros(1, cfg.out_dim)
+    return DinoState(student, teacher, optimizer, center, torch.Generator().manual_seed(cfg.seed), 0, [])
+
+
+def state_dict(state: DinoState, key: str) -> dict:
+    return {"key": key, "epoch": state.epoch, "losses": list(state.losses), "seconds": state.seconds,
+            "center": state.center,
+            "student": state.student.state_dict(), "teacher": state.teacher.state_dict(),
+            "optimizer": state.optimizer.state_dict(), "gen": state.gen.get_state()}
+
+
+def restore(state: DinoState, saved: dict) -> None:
+    state.student.load_state_dict(saved["student"])
+    state.teacher.load_state_dict(saved["teacher"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.gen.set_state(saved["gen"])
+    state.center, state.epoch, state.losses = saved["center"], int(saved["epoch"]), list(saved["losses"])
+    state.seconds = float(saved["seconds"])
+
+
+def schedules(cfg: PretrainConfig, steps: int) -> dict[str, np.ndarray]:
+    """Per step: lr, weight decay, teacher momentum; per epoch: teacher temperature."""
+    lr = cfg.lr * cfg.batch_size / 256  # DINO's linear scaling rule
+    return {"lr": cosine_schedule(lr, cfg.min_lr, cfg.epochs, steps, cfg.warmup_epochs),
+            "wd": cosine_schedule(cfg.weight_decay, cfg.weight_decay_end, cfg.epochs, steps),
+            "momentum": momentum_schedule(cfg.momentum_teacher, cfg.epochs, steps),
+            "teacher_temp": teacher_temp_schedule(cfg.warmup_teacher_temp, cfg.teacher_temp,
+                                                  cfg.warmup_teacher_temp_epochs, cfg.epochs)}
+
+
+def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig, sched: dict, step: int) -> float:
+    for i, group in enumerate(state.optimizer.param_groups):
+        group["lr"] = float(sched["lr"][step])  # a Python float: numpy scalars would not pass torch.load's check
+        group["weight_decay"] = float(sched["wd"][step]) if i == 0 else 0.0
+    teacher_out = state.teacher(views[:2])
+    student_out = state.student(views)
+    loss = dino_loss(student_out, teacher_out, state.center, cfg.student_temp, sched["teacher_temp"][state.epoch])
+    if not math.isfinite(loss.item()):
+        raise RunFailed(f"DINO loss is {loss.item()} at epoch {state.epoch}, step {step}; lower --lr or raise "
+                        f"--warmup-teacher-temp-epochs")
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad:
+        nn.utils.clip_grad_norm_(state.student.parameters(), cfg.clip_grad)
+    if state.epoch < cfg.freeze_last_layer:  # DINO: the prototypes wait one epoch, which helps optimisation
+        state.student.head.prototypes.grad = None
+    state.optimizer.step()
+    ema_update(state.teacher, state.student, float(sched["momentum"][step]))
+    state.center = update_center(state.center, teacher_out, cfg.center_momentum)
+    return loss.item()
+
+
+def train(cfg: PretrainConfig, images: torch.Tensor, key: str, checkpoint, device: torch.device) -> DinoState:
+    """images: N×C×H×W in [-1, 1] (no labels). Resumes from `checkpoint` (a Path) when it holds this key's state;
+    saves it after every epoch. → the final state (teacher, student on the CPU)."""
+    n, channels, size = len(images), images.shape[1], images.shape[-1]
+    batch = min(cfg.batch_size, n)
+    steps = n // batch  # DINO drops the last partial batch
+    state, recipe, sched = build_state(cfg, size, channels), crop_recipe(cfg, size, channels), schedules(cfg, steps)
+    state.student.to(device).train()
+    state.teacher.to(device).eval()  # a ViT has no batch norm: train/eval differ in nothing learnt
+    if saved := artifact.load_checkpoint(checkpoint, key):  # after .to(device): the optimizer's state follows
+        restore(state, saved)
+        print(f"[pretrain] resuming after epoch {state.epoch}/{cfg.epochs} from {checkpoint}", file=sys.stderr)
+    state.center = state.center.to(device)
+    while state.epoch < cfg.epochs:
+        t0, order, total = time.perf_counter(), torch.randperm(n, generator=state.gen), 0.0
+        for it in range(steps):
+            views = [v.to(device) for v in multicrop(images[order[it * batch:(it + 1) * batch]], recipe, state.gen)]
+            total += train_step(state, views, cfg, sched, state.epoch * steps + it)
+        state.epoch += 1
+        state.losses.append(total / steps)
+        state.seconds += time.perf_counter() - t0
+        print(f"[pretrain] epoch {state.epoch}/{cfg.epochs}: DINO loss {total / steps:.4f} "
+              f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+        artifact.save_checkpoint(checkpoint, state_dict(state, key))
+    state.student.cpu()
+    state.teacher.cpu()
+    state.center = state.center.cpu()
+    return state

@@ -1,0 +1,252 @@
+"""DINO pretraining (benchmark/pretrain/): the objective's formulas on hand-made tensors, k-NN and the probe on
+hand-made features, and a tiny pretraining end to end: its file loads through `--backbone-weights`, a rerun is a
+cache hit, an interrupted run resumes to the very same weights."""
+
+import json
+import math
+import shutil
+
+import pytest
+import safetensors.torch
+import torch
+from torch import nn
+
+from benchmark.cli import main
+from benchmark.config import parse_config
+from benchmark.errors import UserError
+from benchmark.models import build_model
+from benchmark.pretrain import artifact, pipeline
+from benchmark.pretrain.config import parse_pretrain_config
+from benchmark.pretrain.evaluation import knn_predict, linear_probe_predict
+from benchmark.pretrain.multicrop import CropRecipe, multicrop, random_boxes, resized_crops
+from benchmark.pretrain.objective import (
+    cosine_schedule,
+    dino_loss,
+    ema_update,
+    momentum_schedule,
+    teacher_temp_schedule,
+    update_center,
+)
+from benchmark.pretrain.pipeline import pretrain
+from benchmark.run import run
+from benchmark.tasks import TaskSpec
+
+LN = math.log
+
+
+def test_dino_loss_is_the_mean_cross_entropy_over_pairs_of_different_views():
+    # K = 2, B = 1, τ_s = τ_t = 1, c = 0: teacher targets q0 = (.5, .5), q1 = (.75, .25); students p0 = (.5, .5),
+    # p1 = (.75, .25), p2 (a local view) = (.25, .75). Pairs (t0, s1), (t0, s2), (t1, s0), (t1, s2); not (t0, s0),
+    # nor (t1, s1).
+    teacher = [torch.tensor([[0.0, 0.0]]), torch.tensor([[LN(3), 0.0]])]
+    student = [torch.tensor([[0.0, 0.0]]), torch.tensor([[LN(3), 0.0]]), torch.tensor([[0.0, LN(3)]])]
+    h = [-0.5 * LN(0.75) - 0.5 * LN(0.25), -0.5 * LN(0.25) - 0.5 * LN(0.75), LN(2), -0.75 * LN(0.25) - 0.25 * LN(0.75)]
+    loss = dino_loss(student, teacher, torch.zeros(1, 2), student_temp=1.0, teacher_temp=1.0)
+    assert loss.item() == pytest.approx(sum(h) / 4, rel=1e-6)
+
+
+def test_dino_loss_centres_and_sharpens_the_teacher_and_averages_the_batch():
+    g = torch.Generator().manual_seed(0)
+    teacher = [torch.randn(3, 5, generator=g) for _ in range(2)]
+    student = [torch.randn(3, 5, generator=g) for _ in range(4)]
+    center, ts, tt = torch.randn(1, 5, generator=g), 0.1, 0.04
+    expected = []
+    for i, t in enumerate(teacher):
+        for v, s in enumerate(student):
+            if v != i:
+                for b in range(3):
+                    q = torch.exp((t[b] - center[0]) / tt) / torch.exp((t[b] - center[0]) / tt).sum()
+                    log_p = s[b] / ts - torch.log(torch.exp(s[b] / ts).sum())
+                    expected.append(-(q * log_p).sum().item())
+    loss = dino_loss(student, teacher, center, ts, tt)
+    assert loss.item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    student = [s.requires_grad_() for s in student]
+    teacher = [t.requires_grad_() for t in teacher]
+    dino_loss(student, teacher, center, ts, tt).backward()
+    assert student[0].grad is not None and teacher[0].grad is None  # only the student learns
+
+
+def test_centre_update_is_a_moving_average_of_the_teacher_batch_mean():
+    center = torch.tensor([[1.0, 2.0]])
+    outs = [torch.tensor([[3.0, 4.0], [5.0, 6.0]]), torch.tensor([[7.0, 8.0], [9.0, 10.0]])]  # mean (6, 7)
+    assert torch.allclose(update_center(center, outs, 0.9), torch.tensor([[0.9 * 1 + 0.6, 0.9 * 2 + 0.7]]))
+
+
+def test_ema_moves_every_teacher_parameter_towards_the_student():
+    teacher, student = nn.Linear(2, 1), nn.Linear(2, 1)
+    with torch.no_grad():
+        teacher.weight[:] = torch.tensor([[1.0, 2.0]])
+        teacher.bias[:] = 0.0
+        student.weight[:] = torch.tensor([[3.0, -2.0]])
+        student.bias[:] = 10.0
+    ema_update(teacher, student, 0.75)
+    assert torch.allclose(teacher.weight, torch.tensor([[1.5, 1.0]])) and torch.allclose(teacher.bias,
+                                                                                          torch.tensor([2.5]))
+    assert torch.equal(student.weight, torch.tensor([[3.0, -2.0]]))
+
+
+def test_schedules_follow_their_cosine_and_linear_formulas():
+    m = momentum_schedule(0.996, epochs=2, steps_per_epoch=5)  # I = 10 steps
+    assert len(m) == 10 and m[0] == pytest.approx(0.996) and m[5] == pytest.approx(1 - 0.004 / 2)
+    assert m[3] == pytest.approx(1 - 0.004 * (math.cos(math.pi * 3 / 10) + 1) / 2)
+    lr = cosine_schedule(1.0, 0.0, epochs=3, steps_per_epoch=2, warmup_epochs=1)
+    assert lr.tolist()[:2] == [0.0, 1.0] and lr[2] == pytest.approx(1.0) and lr[4] == pytest.approx(0.5)
+    assert teacher_temp_schedule(0.04, 0.07, warmup_epochs=4, epochs=6).tolist() == pytest.approx(
+        [0.04, 0.05, 0.06, 0.07, 0.07, 0.07])
+
+
+def test_knn_votes_are_weighted_by_exp_similarity_over_temperature():
+    train = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [-1.0, 0.0]])
+    labels = torch.tensor([0, 1, 1, 0])
+    q = torch.tensor([[2.0, 0.0]])  # cosine 1, .8, .6, -1: the top 3 are one 0 and two 1s
+    # T = 1: e^1 = 2.72 for class 0 < e^.8 + e^.6 = 4.05 for class 1; T = 0.07: e^(1/.07) outweighs both 1s
+    assert knn_predict(train, labels, q, n_classes=2, k=3, temperature=1.0).tolist() == [1]
+    assert knn_predict(train, labels, q, n_classes=2, k=3, temperature=0.07).tolist() == [0]
+
+
+def test_linear_probe_separates_linearly_separable_classes():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 3, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 2] > 0).long()
+    assert (linear_probe_predict(x, y, x, n_classes=2) == y).float().mean() >= 0.95
+
+
+def test_random_crops_stay_inside_the_image_with_their_area_scale():
+    boxes = random_boxes(500, 28, 28, (0.05, 0.4), torch.Generator().manual_seed(0))
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    assert boxes[:, :2].min() >= 0 and boxes[:, 2].max() <= 28 and boxes[:, 3].max() <= 28
+    assert (w * h / 28**2).min() >= 0.05 - 1e-5 and (w * h / 28**2).max() <= 0.4 + 1e-5
+    image = torch.rand(1, 1, 28, 28)
+    assert torch.allclose(resized_crops(image, torch.tensor([[0.0, 0.0, 28.0, 28.0]]), 28), image, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_multicrop_gives_two_global_and_n_local_views_in_the_stream_range(channels):
+    x = torch.rand(4, channels, 32, 32) * 2 - 1
+    recipe = CropRecipe(global_size=32, local_size=12, local_crops=3, colour=channels == 3)
+    views = multicrop(x, recipe, torch.Generator().manual_seed(0))
+    assert [v.shape[-1] for v in views] == [32, 32, 12, 12, 12] and all(v.shape[:2] == (4, channels) for v in views)
+    assert all(v.min() >= -1 - 1e-6 and v.max() <= 1 + 1e-6 for v in views)
+    again = multicrop(x, recipe, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))  # one generator: replayable
+
+
+TINY_VIT = ["--vit_tiny.embed-dim", "16", "--vit_tiny.depth", "1", "--vit_tiny.num-heads", "2"]
+
+
+@pytest.fixture
+def tiny_pretrain(tmp_path, fmnist_root):
+    def make(*extra: str, out="pt"):
+        return ["--data-root", str(fmnist_root), "--out-dir", str(tmp_path / out), "--no-download",
+                "--no-apt-install", "--batch-size", "64", "--out-dim", "32", "--head-hidden", "16",
+                "--head-bottleneck", "8", "--local-crops", "2", "--device", "cpu", *TINY_VIT, *extra]
+
+    return make
+
+
+def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny_pretrain, tiny, capsys, tmp_path,
+                                                                           monkeypatch):
+    cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1", "--eval-train-images", "100"))
+    weights, status = pretrain(cfg)
+    manifest = json.loads(weights.with_name("vit_tiny.manifest.json").read_text())
+    assert status == "done" and weights.suffix == ".safetensors" and not (weights.parent / "checkpoint.pt").exists()
+    assert manifest["weights_sha256"] == artifact.sha256_file(weights) and manifest["epochs"] == 1
+    assert set(manifest["evaluation"]["rows"]) == {"DINO pretrained", "random init", "raw pixels"}
+    run_cfg, _ = parse_config(tiny("--backbone-weights", str(weights), "--backbone-mode", "frozen"))
+    model, _ = build_model(run_cfg, [TaskSpec(name="t0")], image_size=28, in_chans=1)
+    saved = safetensors.torch.load_file(str(weights))
+    assert all(torch.equal(saved[k], v) for k, v in model.backbone.state_dict().items())
+    folder, _ = run(run_cfg)
+    backbone = json.loads((folder / "config.json").read_text())["backbone"]
+    assert backbone["weights_sha256"] == manifest["weights_sha256"] and backbone["pretraining"]["key"] == \
+        manifest["key"]
+    assert manifest["weights_sha256"] in json.loads((folder / "summary.json").read_text())["backbone_weights"]
+    # the same recipe again is a cache hit, through the CLI too (the file's path on stdout)
+    capsys.readouterr()
+    assert main(["pretrain", *tiny_pretrain("--epochs", "1", "--eval-train-images", "100")]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(weights) and "cache hit" in err
+    # weights committed under the reference folder serve any --out-dir (a fresh clone trains nothing)
+    monkeypatch.setattr(pipeline, "REFERENCE_DIR", tmp_path / "reference")
+    shutil.copytree(weights.parent.parent.parent, tmp_path / "reference" / "pretrain")
+    reference, status = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "1", out="elsewhere"))[0])
+    assert status == "cached" and reference.is_relative_to(tmp_path / "reference")
+    assert not (tmp_path / "elsewhere").exists()
+    # a changed file no longer matches its manifest: an error, never other weights
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(UserError, match="differs from its manifest"):
+        build_model(run_cfg, [TaskSpec(name="t0")], image_size=28, in_chans=1)
+
+
+def test_interrupted_pretraining_resumes_to_the_uninterrupted_weights(tiny_pretrain, monkeypatch, capsys):
+    whole, _ = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "2", "--no-evaluate", out="a"))[0])
+    save = artifact.save_checkpoint
+
+    def save_then_stop(path, state):
+        save(path, state)
+        raise KeyboardInterrupt  # killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(artifact, "save_checkpoint", save_then_stop)
+    cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "2", "--no-evaluate", out="b"))
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg)
+    monkeypatch.setattr(artifact, "save_checkpoint", save)
+    capsys.readouterr()
+    resumed, status = pretrain(cfg)
+    err = capsys.readouterr().err
+    assert "resuming after epoch 1/2" in err and "epoch 1/2:" not in err  # only epoch 2 trained again
+    assert status == "done" and resumed.parent.name == whole.parent.name  # same recipe + data → same key
+    assert artifact.sha256_file(resumed) == artifact.sha256_file(whole)
+
+
+def test_pretrain_input_errors_are_one_line(tiny_pretrain, capsys):
+    assert main(["pretrain", *tiny_pretrain("--backbone", "dino_vits16")]) == 2
+    assert main(["pretrain", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "vit_tiny" in err[0] and "no \"pretrain\" section" in err[1]
+
+
+def test_a_profile_with_a_pretrain_section_pretrains_then_runs_on_those_weights(tmp_path, fmnist_root, monkeypatch):
+    import benchmark.config
+
+    smoke = json.loads((benchmark.config.PROFILE_DIR / "smoke.json").read_text())
+    profile = smoke | {"strategies": ["naive"], "pretrain": {
+        "epochs": 1, "batch_size": 64, "out_dim": 32, "head_hidden": 16, "head_bottleneck": 8, "local_crops": 2,
+        "evaluate": False, "vit_tiny.embed_dim": 16, "vit_tiny.depth": 1, "vit_tiny.num_heads": 2}}
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "tiny-dino.json").write_text(json.dumps(profile))
+    monkeypatch.setattr(benchmark.config, "PROFILE_DIR", tmp_path / "profiles")
+    out = tmp_path / "out"
+    assert main(["batch", "--profile", "tiny-dino", "--data-root", str(fmnist_root), "--out-dir", str(out),
+                 "--no-download", "--no-apt-install", "--backbone-mode", "frozen"]) == 0
+    weights = next((out / "pretrain").rglob("vit_tiny.safetensors"))
+    record = json.loads((out / "runs" / "binary_tasks" / "naive" / "seed0" / "config.json").read_text())
+    assert record["backbone"]["weights_sha256"] == artifact.sha256_file(weights)
+    assert record["backbone"]["mode"] == "frozen" and record["backbone"]["pretraining"]["epochs"] == 1
+
+
+def test_the_dino_offline_profile_parses_for_pretraining_and_for_its_runs():
+    pre, _ = parse_pretrain_config(["--profile", "dino-offline"])
+    run_cfg, _ = parse_config(["--profile", "dino-offline"])
+    assert pre.source == run_cfg.stream_args.source == "fashion_mnist" and pre.backbone == run_cfg.backbone
+    assert pre.backbone_args == run_cfg.backbone_args and run_cfg.backbone_mode == "frozen"
+
+
+def test_committed_reference_weights_match_their_manifest_and_the_profile():
+    """results/reference/pretrain/ ships the dino-offline recipe's weights: intact, and under the profile's key."""
+    from benchmark.models.vit_tiny import create_vit_tiny
+
+    manifests = sorted(pipeline.REFERENCE_DIR.glob("pretrain/*/*/vit_tiny.manifest.json"))
+    assert manifests, "no committed pretraining under results/reference/pretrain/"
+    profile_recipe = parse_pretrain_config(["--profile", "dino-offline"])[0].recipe()
+    assert any(json.loads(m.read_text())["recipe"] == profile_recipe for m in manifests)
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        weights = path.with_name(manifest["weights_file"])
+        assert artifact.sha256_file(weights) == manifest["weights_sha256"]
+        assert manifest["key"] == artifact.pretrain_key(manifest["recipe"], manifest["data_sha256"])
+        assert path.parent.name == f"vit_tiny-{manifest['key'][:16]}"
+        cfg, _ = parse_pretrain_config([f"--{k}={v}" for k, v in manifest["recipe"].items()
+                                        if k.startswith("vit_tiny.")])
+        create_vit_tiny(cfg.backbone_args, manifest["architecture"]["image_size"],
+                        manifest["architecture"]["in_chans"], weights)  # loads through timm, strictly
