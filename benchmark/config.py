@@ -31,8 +31,8 @@ ENTRY_FIELDS = {"stream": STREAMS, "backbone": BACKBONES, "strategy": STRATEGIES
 @dataclass(frozen=True)
 class RuntimeConfig:
     """What every kind of run shares: its seed, where it runs, where its data and results are, and the optimisation
-    budget. RunConfig and MTLConfig extend it (a subclass may give a field another default); its fields come first
-    in their config.json."""
+    budget. RunConfig and MTLConfig extend it through TrackedConfig (wandb), PretrainConfig directly (a subclass may
+    give a field another default); its fields come first in their config.json."""
 
     seed: int = 0
     epochs: int = 2  # continual: per experience (joint: over the merged data); MTLConfig says its own
@@ -46,9 +46,6 @@ class RuntimeConfig:
     download: bool = True  # try the dataset's official download when local files are missing
     apt_install: bool = True  # as root, may `apt-get install dataset-fashion-mnist` when all else fails
     out_dir: Path = Path("results")
-    wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
-    wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
-    wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
 
     def __post_init__(self):
         self.check({
@@ -73,7 +70,16 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig(RuntimeConfig):
+class TrackedConfig(RuntimeConfig):
+    """A run that logs to wandb (continual and multi-task runs; benchmark/tracking.py)."""
+
+    wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
+    wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
+    wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
+
+
+@dataclass(frozen=True)
+class RunConfig(TrackedConfig):
     stream: str = "binary_tasks"
     strategy: str = "naive"
     backbone: str = "vit_tiny"

@@ -12,7 +12,7 @@ from math import inf
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import CommandParser, RuntimeConfig, parse_with_entries, read_config_file
+from benchmark.config import CommandParser, TrackedConfig, parse_with_entries, read_config_file
 from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING
 from benchmark.mtl.gradients import parse_relations_text
 from benchmark.mtl.options import task_values
@@ -24,10 +24,10 @@ ENTRY_FIELDS = {"task_set": TASK_SETS, "architecture": ARCHITECTURES, "weighting
 
 
 @dataclass(frozen=True)
-class MTLConfig(RuntimeConfig):
+class MTLConfig(TrackedConfig):
     """The runtime fields (seed, epochs, batch sizes, lr, weight decay, device, threads, data_root, download,
-    apt_install, out_dir, wandb; benchmark.config.RuntimeConfig) and the multi-task run's own; the optimiser is
-    Adam."""
+    apt_install, out_dir; benchmark.config.RuntimeConfig), wandb (TrackedConfig) and the multi-task run's own; the
+    optimiser is Adam."""
 
     name: str = ""  # experiment name (results folder); "" = <architecture>-<weighting>-<schedule>
     task_set: str = "mtl_tasks"
