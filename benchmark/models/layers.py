@@ -84,12 +84,18 @@ def mlp_blocks(in_dim: int | None, widths, dropout: float = 0.0, dropout_at: str
     after the last ('last'), or never ('none'). in_dim None: the first Linear is lazy (`linear`)."""
     blocks, width = [], in_dim
     for k, w in enumerate(widths):
-        layers = [linear(width, w), activation_layer(activation)]
-        if dropout > 0 and (dropout_at == "each" or (dropout_at == "last" and k == len(widths) - 1)):
-            layers.append(nn.Dropout(dropout))
-        blocks.append(nn.Sequential(*layers))
+        blocks.append(nn.Sequential(linear(width, w), *block_tail(k, len(widths), dropout, dropout_at, activation)))
         width = w
     return nn.ModuleList(blocks)
+
+
+def block_tail(k: int, n: int, dropout: float, dropout_at: str, activation: str) -> list[nn.Module]:
+    """What follows hidden layer k of n: the activation, then Dropout(p) after every layer ('each'), only after the
+    last ('last'), or never ('none')."""
+    tail = [activation_layer(activation)]
+    if dropout > 0 and (dropout_at == "each" or (dropout_at == "last" and k == n - 1)):
+        tail.append(nn.Dropout(dropout))
+    return tail
 
 
 def mlp(in_dim: int | None, widths, dropout: float = 0.0, dropout_at: str = "each",

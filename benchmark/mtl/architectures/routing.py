@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.layers import mlp_blocks
+from benchmark.models.layers import block_tail, linear
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
 from benchmark.mtl.registries import ARCHITECTURES
 
@@ -48,11 +48,10 @@ class Routing(Architecture):
         self.tasks, self.temperature = spec.tasks, cfg.temperature
         self.backbone = make_backbone()
         ins = (self.backbone.dim, *spec.shared_layers[:-1])
-        # layer j's K blocks: mlp_blocks(w_{j−1}, [w_j]) gives one Linear + activation (+ dropout) block
+        n = len(ins)  # layer j's K blocks, each Linear + activation (+ dropout), as one block of an MLP
         self.blocks = nn.ModuleList(
-            nn.ModuleList(mlp_blocks(w_in, [w], spec.dropout, "each" if spec.dropout_at == "each" or (
-                spec.dropout_at == "last" and j == len(ins) - 1) else "none", spec.activation)[0]
-                          for _ in range(cfg.blocks))
+            nn.ModuleList(nn.Sequential(linear(w_in, w), *block_tail(j, n, spec.dropout, spec.dropout_at,
+                                                                     spec.activation)) for _ in range(cfg.blocks))
             for j, (w_in, w) in enumerate(zip(ins, spec.shared_layers, strict=True)))
         # π_t: L × K, task t's router (one Parameter per task: only its loss reaches it)
         self.logits = nn.ParameterList(nn.Parameter(torch.zeros(len(ins), cfg.blocks)) for _ in spec.tasks)

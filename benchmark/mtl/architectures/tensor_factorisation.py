@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.layers import activation_layer
+from benchmark.models.layers import block_tail
 from benchmark.mtl.architectures.base import Architecture, ArchSpec, BackboneFactory
 from benchmark.mtl.registries import ARCHITECTURES
 
@@ -85,11 +85,9 @@ class TensorFactorisation(Architecture):
         T, ins = len(spec.tasks), (self.backbone.dim, *spec.shared_layers[:-1])
         self.layers = nn.ModuleList(TuckerLayer(w_in, w, T, cfg.rank, cfg.task_rank)
                                     for w_in, w in zip(ins, spec.shared_layers, strict=True))
-        last = len(self.layers) - 1
-        self.after = nn.ModuleList(
-            nn.Sequential(activation_layer(spec.activation), *([nn.Dropout(spec.dropout)] if spec.dropout > 0 and (
-                spec.dropout_at == "each" or (spec.dropout_at == "last" and j == last)) else []))
-            for j in range(len(self.layers)))
+        n = len(self.layers)
+        self.after = nn.ModuleList(nn.Sequential(*block_tail(j, n, spec.dropout, spec.dropout_at, spec.activation))
+                                   for j in range(n))
         self.out_dim = spec.shared_layers[-1]
 
     def forward(self, x):
