@@ -63,6 +63,21 @@ def test_a_run_is_compared_only_with_the_baseline_of_its_own_trunk():
     assert line.rstrip(" |").split("|")[-2].strip() == "–"  # the Δm cell, before the seconds
 
 
+def test_an_experiment_over_seeds_shows_its_mean_and_the_seed_spread_of_delta_m():
+    runs = []
+    for seed, acc in ((0, 0.88), (1, 0.82)):  # gains +0.1 and +0.025 against 0.80
+        runs += [fake_run("stl-c", ["classes"], acc=0.80, seed=seed),
+                 fake_run("stl-r", ["reconstruction"], mse=0.040, seed=seed),
+                 fake_run("mtl", ["classes", "reconstruction"], acc=acc, mse=0.040, seed=seed)]  # recon gain 0
+    df = table(runs)
+    r = _row(df, "mtl")
+    assert r["n_seeds"] == 2 and r["classes"] == pytest.approx(0.85)
+    assert r["delta_m"] == pytest.approx((0.05 + 0.0125) / 2)  # Δm per seed: 0.05, 0.0125
+    assert r["delta_m_sd"] == pytest.approx(0.0375 / 2 ** 0.5)  # sample std of {0.05, 0.0125}: 0.0265
+    assert "| +3.1% ± 2.7 |" in next(s for s in markdown(df).splitlines() if s.startswith("| mtl |"))
+    assert "±" not in next(s for s in markdown(table(runs[:3])).splitlines() if s.startswith("| mtl |"))
+
+
 def test_trunk_key_ignores_what_does_not_change_the_network():
     base = MTLConfig().to_dict()
     assert trunk_key(base) == trunk_key(MTLConfig(weighting="static", epochs=9, lr=0.1, tasks="2").to_dict())

@@ -18,6 +18,7 @@ from benchmark.models import build_model
 from benchmark.pretrain import artifact, pipeline
 from benchmark.pretrain.config import parse_pretrain_config
 from benchmark.pretrain.evaluation import knn_predict, linear_probe_predict
+from benchmark.pretrain.head import DinoHead
 from benchmark.pretrain.multicrop import CropRecipe, multicrop, random_boxes, resized_crops
 from benchmark.pretrain.objective import (
     cosine_schedule,
@@ -83,6 +84,26 @@ def test_ema_moves_every_teacher_parameter_towards_the_student():
     assert torch.allclose(teacher.weight, torch.tensor([[1.5, 1.0]])) and torch.allclose(teacher.bias,
                                                                                           torch.tensor([2.5]))
     assert torch.equal(student.weight, torch.tensor([[3.0, -2.0]]))
+
+
+def test_a_batch_norm_head_spreads_nearly_identical_features_apart():
+    """--head-bn (DINO's use_bn_in_head): features that differ by 1e-3 around one shared vector (a random ViT's
+    class tokens are much alike) give nearly one u without BN; with BN each hidden unit is standardised over the batch,
+    so the u of different images point apart."""
+    torch.manual_seed(0)
+    z = torch.randn(1, 16) + 1e-3 * torch.randn(64, 16)
+
+    def mean_cosine(head):
+        u = torch.nn.functional.normalize(head.mlp(z), dim=-1)
+        return float((u @ u.T).mean())
+
+    plain, batch_norm = DinoHead(16, 32, 24, 8), DinoHead(16, 32, 24, 8, batch_norm=True)
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in batch_norm.mlp) == 2 and not any(
+        isinstance(m, nn.BatchNorm1d) for m in plain.mlp)
+    assert mean_cosine(plain) > 0.99 and mean_cosine(batch_norm.train()) < 0.5
+    # a recipe field added later: off, it stays out of the key (weights trained before it keep theirs); on, it is in
+    assert "head_bn" not in parse_pretrain_config([])[0].recipe()
+    assert parse_pretrain_config(["--head-bn"])[0].recipe()["head_bn"] is True
 
 
 def test_schedules_follow_their_cosine_and_linear_formulas():

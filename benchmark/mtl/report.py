@@ -132,6 +132,9 @@ def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFram
     num = [c for c in df.columns if c not in keys and c != "seed"]
     agg = df.groupby(keys, sort=False, dropna=False)[num].agg(lambda v: v.astype(float).mean())
     agg["n_seeds"] = df.groupby(keys, sort=False, dropna=False)["seed"].count()
+    # the spread of Δm over seeds (sample standard deviation; NaN for one seed): is a difference more than noise?
+    agg["delta_m_sd"] = df.groupby(keys, sort=False, dropna=False)["delta_m"].agg(
+        lambda v: v.astype(float).std(ddof=1))
     return agg.reset_index()
 
 
@@ -178,6 +181,12 @@ def _fmt(v, pct=False) -> str:
     return f"{100 * v:+.1f}%" if pct else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
 
 
+def _delta_m_cell(r) -> str:
+    """Δm, with ± its sample standard deviation over seeds where there are several."""
+    cell, sd = _fmt(r.get("delta_m"), pct=True), r.get("delta_m_sd")
+    return f"{cell} ± {100 * sd:.1f}" if (r.get("n_seeds") or 0) > 1 and sd is not None and sd == sd else cell
+
+
 def markdown(df: pd.DataFrame) -> str:
     cols = ["experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
             "train_loss", "val_loss", *[c for c in TASK_COLS if c in df.columns], "delta_m", "params", "wall_s"]
@@ -192,7 +201,7 @@ def markdown(df: pd.DataFrame) -> str:
             for c in cols:
                 v = r.get(c)
                 if c == "delta_m":
-                    cells.append(_fmt(v, pct=True))
+                    cells.append(_delta_m_cell(r))
                 elif c == "wall_s":
                     cells.append(_fmt(v) if v != v else f"{v:.0f}")
                 elif c == "params":  # the network's trainable and frozen parameters, sum(p.numel())
@@ -220,7 +229,7 @@ def gains_markdown(df: pd.DataFrame) -> str:
              "|" + "---|" * (len(tasks) + 3)]
     for _, r in part.iterrows():
         lines.append(f"| {r['experiment']} | " + " | ".join(_fmt(r.get(f"gain_{t}"), pct=True) for t in tasks) +
-                     f" | {_fmt(r.get('delta_m'), pct=True)} | {r.get('baselines') or '–'} |")
+                     f" | {_delta_m_cell(r)} | {r.get('baselines') or '–'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -254,7 +263,8 @@ def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed
     atomic_write(out / "summary.csv", df.to_csv(index=False))
     text = ("Test metrics per task (accuracy, recon score, PSNR: higher is better; recon MSE: lower is better); "
             "train/val loss = the weighted objective Σ w_t L_t of the last epoch (val with the same weights); Δm "
-            "vs the single-task (stl) runs of the same trunk.\n"
+            "vs the single-task (stl) runs of the same trunk; rows over several seeds show their mean, and Δm ± its "
+            "sample standard deviation over the seeds.\n"
             f"{DELTA_M_CONVENTION}\n\n" + markdown(df) + "\n**transfer gain per task vs single-task**\n\n" +
             gains_markdown(df) + "\n**Pareto front** (no other experiment is at least as good on every shared task "
             "and better on one; bold = on the front)\n\n" + pareto_markdown(df))

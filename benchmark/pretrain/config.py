@@ -28,6 +28,9 @@ PRETRAINABLE = ("vit_tiny",)  # backbones built from scratch here, whose weights
 PLUMBING = ("device", "threads", "data_root", "download", "apt_install", "out_dir", "eval_batch_size")
 # How the weights are scored, not what they are: also outside the key (a new evaluation reuses the weights).
 EVALUATION = ("evaluate", "eval_train_images", "eval_test_images", "knn_k", "knn_temperature")
+# Recipe fields added after weights were keyed: at these values they are left out of the recipe, so the weights
+# trained before they existed (which used exactly these values) keep their key.
+ADDED_LATER = {"head_bn": False}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class PretrainConfig(RuntimeConfig):
     out_dim: int = 4096  # K prototypes
     head_hidden: int = 512
     head_bottleneck: int = 128
+    head_bn: bool = False  # batch norm in the projection head (DINO's use_bn_in_head; see benchmark/pretrain/head.py)
     student_temp: float = 0.1
     teacher_temp: float = 0.04
     warmup_teacher_temp: float = 0.04
@@ -86,7 +90,8 @@ class PretrainConfig(RuntimeConfig):
     def recipe(self) -> dict:
         """What the weights depend on (with the data, the cache key): every field but the plumbing and the
         evaluation's, the backbone's knobs namespaced as in a config file (`vit_tiny.embed_dim`)."""
-        return {k: v for k, v in self.to_dict().items() if k not in PLUMBING + EVALUATION}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in PLUMBING + EVALUATION and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     def evaluation(self) -> dict:
         return {k: getattr(self, k) for k in EVALUATION}

@@ -59,7 +59,7 @@ def build_state(cfg: PretrainConfig, image_size: int, channels: int) -> DinoStat
     """Student and teacher start equal (DINO); biases and norm weights get no weight decay (DINO's param groups)."""
     torch.manual_seed(cfg.seed)
     backbone = create_vit_tiny(cfg.backbone_args, image_size, channels, dynamic_img_size=True)
-    head = DinoHead(backbone.num_features, cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck)
+    head = DinoHead(backbone.num_features, cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck, cfg.head_bn)
     student = DinoNet(backbone, head)
     teacher = copy.deepcopy(student).requires_grad_(False)
     params = [p for p in student.parameters() if p.requires_grad]
@@ -126,7 +126,7 @@ def train(cfg: PretrainConfig, images: torch.Tensor, key: str, checkpoint, devic
     steps = n // batch  # DINO drops the last partial batch
     state, recipe, sched = build_state(cfg, size, channels), crop_recipe(cfg, size, channels), schedules(cfg, steps)
     state.student.to(device).train()
-    state.teacher.to(device).eval()  # a ViT has no batch norm: train/eval differ in nothing learnt
+    state.teacher.to(device).train()  # as DINO's teacher: batch statistics in a BN head (the ViT has no BN)
     if saved := artifact.load_checkpoint(checkpoint, key):  # after .to(device): the optimizer's state follows
         restore(state, saved)
         print(f"[pretrain] resuming after epoch {state.epoch}/{cfg.epochs} from {checkpoint}", file=sys.stderr)
