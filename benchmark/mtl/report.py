@@ -130,11 +130,11 @@ def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFram
     keys = ["group", "experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
             "tasks", "baselines"]
     num = [c for c in df.columns if c not in keys and c != "seed"]
-    agg = df.groupby(keys, sort=False, dropna=False)[num].agg(lambda v: v.astype(float).mean())
-    agg["n_seeds"] = df.groupby(keys, sort=False, dropna=False)["seed"].count()
+    by_experiment = df.groupby(keys, sort=False, dropna=False)
+    agg = by_experiment[num].agg(lambda v: v.astype(float).mean())
+    agg["n_seeds"] = by_experiment["seed"].count()
     # the spread of Δm over seeds (sample standard deviation; NaN for one seed): is a difference more than noise?
-    agg["delta_m_sd"] = df.groupby(keys, sort=False, dropna=False)["delta_m"].agg(
-        lambda v: v.astype(float).std(ddof=1))
+    agg["delta_m_sd"] = by_experiment["delta_m"].agg(lambda v: v.astype(float).std(ddof=1))
     return agg.reset_index()
 
 
