@@ -106,6 +106,24 @@ def test_a_batch_norm_head_spreads_nearly_identical_features_apart():
     assert parse_pretrain_config(["--head-bn"])[0].recipe()["head_bn"] is True
 
 
+def test_unfused_attention_on_the_cpu_computes_the_same_vit():
+    """Pretraining on a CPU swaps timm's fused attention kernel for q·kᵀ → softmax → ·v (faster there): every
+    attention module is switched, and the class tokens stay the same function of the input."""
+    from benchmark.models.vit_tiny import VitTinyConfig, create_vit_tiny
+    from benchmark.pretrain.train import unfuse_attention
+
+    torch.manual_seed(0)
+    vit = create_vit_tiny(VitTinyConfig(), 28, 1, dynamic_img_size=True).eval()
+    x = torch.randn(5, 1, 28, 28)
+    attention = [m for m in vit.modules() if hasattr(m, "fused_attn")]
+    assert len(attention) == 4 and all(m.fused_attn for m in attention)
+    with torch.no_grad():
+        fused = vit(x)
+        unfuse_attention(vit)
+        assert not any(m.fused_attn for m in attention)
+        assert torch.allclose(vit(x), fused, atol=1e-5) and not torch.equal(fused, torch.zeros_like(fused))
+
+
 def test_schedules_follow_their_cosine_and_linear_formulas():
     m = momentum_schedule(0.996, epochs=2, steps_per_epoch=5)  # I = 10 steps
     assert len(m) == 10 and m[0] == pytest.approx(0.996) and m[5] == pytest.approx(1 - 0.004 / 2)
