@@ -211,6 +211,8 @@ def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny
     reference, status = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "1", out="elsewhere"))[0])
     assert status == "cached" and reference.is_relative_to(tmp_path / "reference")
     assert not (tmp_path / "elsewhere").exists()
+    err = capsys.readouterr().err  # the stored evaluation is shown with the committed weights too
+    assert "committed weights" in err and "| DINO pretrained |" in err and "| raw pixels |" in err
     # a changed file no longer matches its manifest: an error, never other weights
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(UserError, match="differs from its manifest"):

@@ -65,6 +65,8 @@ def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
     if not force and (manifest := artifact.cached_manifest(reference)):
         print(f"[pretrain] using the committed weights of this recipe and data: {reference} ({manifest['epochs']} "
               f"epochs, seed {manifest['seed']}, sha256 checked); --force trains them here", file=sys.stderr)
+        if "evaluation" in manifest:
+            print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
         return reference, "cached"
     folder = artifact.pretrain_folder(cfg.out_dir, cfg.source, cfg.backbone, key)
     if holder := lock_run_folder(folder):
