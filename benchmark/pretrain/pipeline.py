@@ -65,8 +65,7 @@ def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
     if not force and (manifest := artifact.cached_manifest(reference)):
         print(f"[pretrain] using the committed weights of this recipe and data: {reference} ({manifest['epochs']} "
               f"epochs, seed {manifest['seed']}, sha256 checked); --force trains them here", file=sys.stderr)
-        if "evaluation" in manifest:
-            print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
+        show_stored_evaluation(manifest)
         return reference, "cached"
     folder = artifact.pretrain_folder(cfg.out_dir, cfg.source, cfg.backbone, key)
     if holder := lock_run_folder(folder):
@@ -84,8 +83,7 @@ def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path,
     if manifest and (not cfg.evaluate or manifest.get("evaluation", {}).get("settings") == cfg.evaluation()):
         print(f"[pretrain] cache hit: {weights} (key {key[:16]}, {manifest['epochs']} epochs, seed "
               f"{manifest['seed']}); --force trains again", file=sys.stderr)
-        if "evaluation" in manifest:
-            print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
+        show_stored_evaluation(manifest)
         return weights, "cached"
     if manifest is None:
         checkpoint = folder / "checkpoint.pt"
@@ -109,6 +107,11 @@ def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path,
         artifact.write_manifest(weights, manifest)
         print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
     return weights, "done"
+
+
+def show_stored_evaluation(manifest: dict) -> None:
+    if "evaluation" in manifest:
+        print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
 
 
 def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.device) -> dict:
