@@ -1,9 +1,10 @@
 """`python -m benchmark.gpu_check` (scripts/gpu_check.sh): every registered strategy on tiny configs on CUDA.
 
 Cases per strategy: the binary tasks with the backbone fine-tuned (no cache), the binary tasks with a frozen backbone
-trained on cached features, and the dense suite. One process, one line per case (`ok` / `FAIL` with the error's
-last line), exit 1 on any failure. Each case checks what CPU runs cannot: that the run finished on the device and
-every parameter of the trained model is on it. A minute or two on one GPU; `--device cpu` checks the script itself.
+trained on cached features, and the dense suite; then once, DINO pretraining (`hatswap pretrain`, tiny). One
+process, one line per case (`ok` / `FAIL` with the error's last line), exit 1 on any failure. Each case checks what
+CPU runs cannot: that the run finished on the device and every parameter of the trained model is on it. A minute or
+two on one GPU; `--device cpu` checks the script itself.
 """
 
 from __future__ import annotations
@@ -61,6 +62,28 @@ def check(strategy: str, extra: list[str], device: str, data_root: Path, out: Pa
     return f"ACC {summary['acc']:.3f}"
 
 
+PRETRAIN_CASE = ("dino-pretrain", "2 epochs + k-NN / linear probe")
+
+
+def check_pretraining(device: str, data_root: Path, out: Path) -> str:
+    """`hatswap pretrain` on the device, tiny: 2 epochs of 256 images, then the evaluation, which loads the written
+    weights through the run's path. The manifest must say it trained on the device."""
+    from benchmark.pretrain.config import parse_pretrain_config
+    from benchmark.pretrain.pipeline import pretrain
+
+    cfg, _ = parse_pretrain_config([
+        "--data-root", str(data_root), "--out-dir", str(out), "--no-download", "--no-apt-install",
+        "--device", device, "--train-images", "256", "--epochs", "2", "--batch-size", "64", "--out-dim", "64",
+        "--head-hidden", "32", "--head-bottleneck", "16", "--head-bn", "--local-crops", "2",
+        "--eval-train-images", "256", "--eval-test-images", "128"])
+    weights, _ = pretrain(cfg, force=True)
+    manifest = json.loads(weights.with_name(f"{cfg.backbone}.manifest.json").read_text())
+    if not manifest["device"].startswith(device):
+        raise RuntimeError(f"pretrained on {manifest['device']}, not {device}")
+    dino = manifest["evaluation"]["rows"]["DINO pretrained"]
+    return f"k-NN {dino['knn_top1']:.3f}, linear {dino['linear_top1']:.3f}, {manifest['train_wall_s']}s training"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmark.gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (to check this script)")
@@ -76,24 +99,26 @@ def main(argv=None) -> int:
         return 2
     names = ns.strategies.split(",") if ns.strategies else STRATEGIES.names()
     where = torch.cuda.get_device_name(0) if ns.device.startswith("cuda") else "cpu"
+    total = len(names) * len(CASES) + 1
     print(f"gpu_check on {ns.device} ({where}), torch {torch.__version__}: {len(names)} strategies × {len(CASES)} "
-          f"cases", flush=True)
+          f"cases + DINO pretraining", flush=True)
     failures, t_all = 0, time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hatswap-gpu-check-") as tmp:
-        for name in names:
-            for case, extra in CASES.items():
-                t0 = time.perf_counter()
-                try:
-                    result = check(name, extra, ns.device, ns.data_root, Path(tmp))
-                    line = f"ok    {name:12s} {case:32s} {time.perf_counter() - t0:5.1f}s  {result}"
-                except Exception as e:  # one line per case; the traceback's last frames go to stderr
-                    failures += 1
-                    last = (str(e).strip().splitlines() or [""])[-1]
-                    line = f"FAIL  {name:12s} {case:32s} {time.perf_counter() - t0:5.1f}s  {type(e).__name__}: {last}"
-                    traceback.print_exc(limit=-3, file=sys.stderr)
-                print(line, flush=True)
-    print(f"gpu_check: {failures} of {len(names) * len(CASES)} cases failed in {time.perf_counter() - t_all:.0f}s",
-          flush=True)
+        cases = [(name, case, lambda n=name, e=extra: check(n, e, ns.device, ns.data_root, Path(tmp)))
+                 for name in names for case, extra in CASES.items()]
+        cases.append((*PRETRAIN_CASE, lambda: check_pretraining(ns.device, ns.data_root, Path(tmp))))
+        for name, case, fn in cases:
+            t0 = time.perf_counter()
+            try:
+                result = fn()
+                line = f"ok    {name:13s} {case:32s} {time.perf_counter() - t0:5.1f}s  {result}"
+            except Exception as e:  # one line per case; the traceback's last frames go to stderr
+                failures += 1
+                last = (str(e).strip().splitlines() or [""])[-1]
+                line = f"FAIL  {name:13s} {case:32s} {time.perf_counter() - t0:5.1f}s  {type(e).__name__}: {last}"
+                traceback.print_exc(limit=-3, file=sys.stderr)
+            print(line, flush=True)
+    print(f"gpu_check: {failures} of {total} cases failed in {time.perf_counter() - t_all:.0f}s", flush=True)
     return 1 if failures else 0
 
 
