@@ -86,6 +86,21 @@ def test_ema_moves_every_teacher_parameter_towards_the_student():
     assert torch.equal(student.weight, torch.tensor([[3.0, -2.0]]))
 
 
+def test_ema_over_many_parameters_equals_the_per_parameter_update_bit_for_bit():
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 3))
+    student = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 3))
+    expected = [t.detach() * 0.9876 + s.detach() * (1 - 0.9876) for t, s in
+                zip(teacher.parameters(), student.parameters(), strict=True)]
+    looped = [t.detach().clone().mul_(0.9876).add_(s.detach(), alpha=1 - 0.9876) for t, s in
+              zip(teacher.parameters(), student.parameters(), strict=True)]
+    ema_update(teacher, student, 0.9876)
+    assert all(torch.equal(t, e) for t, e in zip(teacher.parameters(), looped, strict=True))
+    assert all(torch.allclose(t, e) for t, e in zip(teacher.parameters(), expected, strict=True))
+    with pytest.raises(ValueError, match="parameters"):
+        ema_update(teacher, nn.Linear(8, 16), 0.5)
+
+
 def test_a_batch_norm_head_spreads_nearly_identical_features_apart():
     """--head-bn (DINO's use_bn_in_head): features that differ by 1e-3 around one shared vector (a random ViT's
     class tokens are much alike) give nearly one u without BN; with BN each hidden unit is standardised over the batch,

@@ -103,8 +103,9 @@ def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig,
     teacher_out = state.teacher(views[:2])
     student_out = state.student(views)
     loss = dino_loss(student_out, teacher_out, state.center, cfg.student_temp, sched["teacher_temp"][state.epoch])
-    if not math.isfinite(loss.item()):
-        raise RunFailed(f"DINO loss is {loss.item()} at epoch {state.epoch}, step {step}; lower --lr or raise "
+    value = loss.item()  # the step's one host sync on a GPU
+    if not math.isfinite(value):
+        raise RunFailed(f"DINO loss is {value} at epoch {state.epoch}, step {step}; lower --lr or raise "
                         f"--warmup-teacher-temp-epochs")
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -115,7 +116,7 @@ def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig,
     state.optimizer.step()
     ema_update(state.teacher, state.student, float(sched["momentum"][step]))
     state.center = update_center(state.center, teacher_out, cfg.center_momentum)
-    return loss.item()
+    return value
 
 
 def unfuse_attention(*nets: nn.Module) -> None:
