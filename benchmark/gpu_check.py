@@ -3,8 +3,9 @@
 Cases per strategy: the binary tasks with the backbone fine-tuned (no cache), the binary tasks with a frozen backbone
 trained on cached features, and the dense suite; then once, DINO pretraining (`hatswap pretrain`, tiny). One
 process, one line per case (`ok` / `FAIL` with the error's last line), exit 1 on any failure. Each case checks what
-CPU runs cannot: that the run finished on the device and every parameter of the trained model is on it. A minute or
-two on one GPU; `--device cpu` checks the script itself.
+CPU runs cannot: a run case, that the run finished on the device and every parameter of the trained model is on it;
+the pretraining case, that the student's parameters trained on the device (as the manifest records them). A minute
+or two on one GPU; `--device cpu` checks the script itself.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ PRETRAIN_CASE = ("dino-pretrain", "2 epochs + k-NN / linear probe")
 
 def check_pretraining(device: str, data_root: Path, out: Path) -> str:
     """`hatswap pretrain` on the device, tiny: 2 epochs of 256 images, then the evaluation, which loads the written
-    weights through the run's path. The manifest must say it trained on the device."""
+    weights through the run's path. The manifest's device is where the student's parameters were during training."""
     from benchmark.pretrain.config import parse_pretrain_config
     from benchmark.pretrain.pipeline import pretrain
 

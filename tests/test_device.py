@@ -47,6 +47,20 @@ def test_bf16_autocast_model_returns_float32_and_lwf_still_distils():
 
 
 @pytest.mark.gpu
+def test_dino_ema_on_cuda_equals_the_per_parameter_update():
+    """ema_update's multi-tensor path on CUDA (fused kernels there, a loop on the CPU) against mul_/add_ per tensor."""
+    from benchmark.pretrain.objective import ema_update
+
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(40)]).cuda().requires_grad_(False)
+    student = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(40)]).cuda()  # 80 tensors: > 1 launch
+    looped = [t.clone().mul_(0.996).add_(s.detach(), alpha=1 - 0.996) for t, s in
+              zip(teacher.parameters(), student.parameters(), strict=True)]
+    ema_update(teacher, student, 0.996)
+    assert all(torch.allclose(t, e, rtol=0, atol=1e-7) for t, e in zip(teacher.parameters(), looped, strict=True))
+
+
+@pytest.mark.gpu
 def test_bf16_run_on_cuda_with_cached_features(tiny, tmp_path):
     for mode in ("frozen", "finetune"):
         cfg, _ = parse_config(tiny("--strategy", "lwf", "--device", "cuda", "--backbone-mode", mode,

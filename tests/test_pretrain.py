@@ -90,6 +90,7 @@ def test_ema_over_many_parameters_equals_the_per_parameter_update_bit_for_bit():
     torch.manual_seed(0)
     teacher = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 3))
     student = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.Linear(16, 3))
+    teacher.requires_grad_(False)  # as the DINO teacher
     expected = [t.detach() * 0.9876 + s.detach() * (1 - 0.9876) for t, s in
                 zip(teacher.parameters(), student.parameters(), strict=True)]
     looped = [t.detach().clone().mul_(0.9876).add_(s.detach(), alpha=1 - 0.9876) for t, s in
@@ -205,6 +206,7 @@ def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny
     manifest = json.loads(weights.with_name("vit_tiny.manifest.json").read_text())
     assert status == "done" and weights.suffix == ".safetensors" and not (weights.parent / "checkpoint.pt").exists()
     assert manifest["weights_sha256"] == artifact.sha256_file(weights) and manifest["epochs"] == 1
+    assert manifest["device"] == "cpu"  # where the student's parameters trained
     assert set(manifest["evaluation"]["rows"]) == {"DINO pretrained", "random init", "raw pixels"}
     run_cfg, _ = parse_config(tiny("--backbone-weights", str(weights), "--backbone-mode", "frozen"))
     model, _ = build_model(run_cfg, [TaskSpec(name="t0")], image_size=28, in_chans=1)

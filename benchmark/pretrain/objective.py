@@ -46,8 +46,8 @@ def update_center(center: torch.Tensor, teacher_out: list[torch.Tensor], momentu
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     """θt ← λ·θt + (1 − λ)·θs for every parameter, in place (the teacher's buffers are not touched: a ViT has none
-    that learn). Two multi-tensor kernels over all parameters (the same arithmetic as a loop of mul_ and add_, bit
-    for bit; on a GPU two launches instead of two per parameter)."""
+    that learn). Two multi-tensor operations over all parameters: the same arithmetic as a loop of mul_ and add_ (bit
+    for bit on the CPU, tested), and on a GPU a few kernel launches instead of two per parameter."""
     pt, ps = list(teacher.parameters()), [p.detach() for p in student.parameters()]
     if len(pt) != len(ps):
         raise ValueError(f"teacher has {len(pt)} parameters, student {len(ps)}")

@@ -97,7 +97,7 @@ def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path,
                     "source": cfg.source, "data_sha256": provenance["sha256"], "data": provenance,
                     "train_images": len(images), "epochs": cfg.epochs, "seed": cfg.seed, "recipe": cfg.recipe(),
                     "weights_file": weights.name, "weights_sha256": digest, "use": use_flags(cfg),
-                    "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1), "device": str(device),
+                    "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1), "device": state.trained_on,
                     "torch_threads": torch.get_num_threads(), "versions": package_versions(), "git": git_state()}
         artifact.write_manifest(weights, manifest)  # the weights are complete: an interrupted evaluation keeps them
         checkpoint.unlink(missing_ok=True)

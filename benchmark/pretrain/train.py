@@ -46,6 +46,7 @@ class DinoState:
     epoch: int = 0  # epochs completed
     losses: list | None = None  # mean loss per completed epoch
     seconds: float = 0.0  # training wall time over every process that trained it (resumes add up)
+    trained_on: str = ""  # the device the student's parameters were on during training (before the move to the CPU)
 
 
 def crop_recipe(cfg: PretrainConfig, image_size: int, channels: int) -> CropRecipe:
@@ -103,7 +104,7 @@ def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig,
     teacher_out = state.teacher(views[:2])
     student_out = state.student(views)
     loss = dino_loss(student_out, teacher_out, state.center, cfg.student_temp, sched["teacher_temp"][state.epoch])
-    value = loss.item()  # the step's one host sync on a GPU
+    value = loss.item()  # one .item() a step (each is a host sync on a GPU)
     if not math.isfinite(value):
         raise RunFailed(f"DINO loss is {value} at epoch {state.epoch}, step {step}; lower --lr or raise "
                         f"--warmup-teacher-temp-epochs")
@@ -154,6 +155,7 @@ def train(cfg: PretrainConfig, images: torch.Tensor, key: str, checkpoint, devic
         print(f"[pretrain] epoch {state.epoch}/{cfg.epochs}: DINO loss {total / steps:.4f} "
               f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         artifact.save_checkpoint(checkpoint, state_dict(state, key))
+    state.trained_on = str(next(state.student.parameters()).device)
     state.student.cpu()
     state.teacher.cpu()
     state.center = state.center.cpu()
