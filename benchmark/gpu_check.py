@@ -1,11 +1,11 @@
 """`python -m benchmark.gpu_check` (scripts/gpu_check.sh): every registered strategy on tiny configs on CUDA.
 
 Cases per strategy: the binary tasks with the backbone fine-tuned (no cache), the binary tasks with a frozen backbone
-trained on cached features, and the dense suite; then once, DINO pretraining (`hatswap pretrain`, tiny). One
-process, one line per case (`ok` / `FAIL` with the error's last line), exit 1 on any failure. Each case checks what
-CPU runs cannot: a run case, that the run finished on the device and every parameter of the trained model is on it;
-the pretraining case, that the student's parameters trained on the device (as the manifest records them). A minute
-or two on one GPU; `--device cpu` checks the script itself.
+trained on cached features, and the dense suite; then DINO pretraining (`hatswap pretrain`, tiny), in fp32 and in
+bf16 (`--precision bf16`). One process, one line per case (`ok` / `FAIL` with the error's last line), exit 1 on any
+failure. Each case checks what CPU runs cannot: a run case, that the run finished on the device and every parameter
+of the trained model is on it; a pretraining case, that the student's parameters trained on the device (as the
+manifest records them). A minute or two on one GPU; `--device cpu` checks the script itself.
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def check(strategy: str, extra: list[str], device: str, data_root: Path, out: Pa
     return f"ACC {summary['acc']:.3f}"
 
 
-PRETRAIN_CASE = ("dino-pretrain", "2 epochs + k-NN / linear probe")
+PRETRAIN_CASES = {"fp32": "2 epochs + k-NN / linear probe", "bf16": "the same, --precision bf16"}
 
 
-def check_pretraining(device: str, data_root: Path, out: Path) -> str:
+def check_pretraining(device: str, data_root: Path, out: Path, precision: str) -> str:
     """`hatswap pretrain` on the device, tiny: 2 epochs of 256 images, then the evaluation, which loads the written
     weights through the run's path. The manifest's device is where the student's parameters were during training."""
     from benchmark.pretrain import artifact
@@ -77,13 +77,15 @@ def check_pretraining(device: str, data_root: Path, out: Path) -> str:
         "--data-root", str(data_root), "--out-dir", str(out), "--no-download", "--no-apt-install",
         "--device", device, "--train-images", "256", "--epochs", "2", "--batch-size", "64", "--out-dim", "64",
         "--head-hidden", "32", "--head-bottleneck", "16", "--head-bn", "--local-crops", "2",
-        "--eval-train-images", "256", "--eval-test-images", "128"])
+        "--eval-train-images", "256", "--eval-test-images", "128", "--precision", precision])
     weights, _ = pretrain(cfg, force=True)
     manifest = artifact.cached_manifest(weights)  # None if the file disagrees with its manifest
     if manifest is None:
         raise RuntimeError(f"{weights} has no manifest matching its sha256")
     if not manifest["device"].startswith(device):
         raise RuntimeError(f"pretrained on {manifest['device']}, not {device}")
+    if manifest["recipe"].get("precision", "fp32") != precision:
+        raise RuntimeError(f"the manifest's recipe says {manifest['recipe'].get('precision', 'fp32')}, not {precision}")
     dino = manifest["evaluation"]["rows"]["DINO pretrained"]
     return f"k-NN {dino['knn_top1']:.3f}, linear {dino['linear_top1']:.3f}, {manifest['train_wall_s']}s training"
 
@@ -109,7 +111,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="hatswap-gpu-check-") as tmp:
         cases = [(name, case, lambda n=name, e=extra: check(n, e, ns.device, ns.data_root, Path(tmp)))
                  for name in names for case, extra in CASES.items()]
-        cases.append((*PRETRAIN_CASE, lambda: check_pretraining(ns.device, ns.data_root, Path(tmp))))
+        cases += [("dino-pretrain", case, lambda p=precision: check_pretraining(ns.device, ns.data_root, Path(tmp), p))
+                  for precision, case in PRETRAIN_CASES.items()]
         for name, case, fn in cases:
             t0 = time.perf_counter()
             try:

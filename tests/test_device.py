@@ -71,13 +71,13 @@ def test_bf16_run_on_cuda_with_cached_features(tiny, tmp_path):
 
 
 def test_gpu_check_script_runs_its_cases_and_reports_each(fmnist_root, capsys):
-    """scripts/gpu_check.sh's module, on the CPU: one `ok` line per case, DINO pretraining last; without CUDA,
-    `--device cuda` exits 2."""
+    """scripts/gpu_check.sh's module, on the CPU: one `ok` line per case, DINO pretraining (fp32, bf16) last;
+    without CUDA, `--device cuda` exits 2."""
     from benchmark import gpu_check
 
     assert gpu_check.main(["--device", "cpu", "--strategies", "joint", "--data-root", str(fmnist_root)]) == 0
     out = capsys.readouterr().out
     assert [line.split()[:2] for line in out.splitlines() if line.startswith(("ok", "FAIL"))] == \
-        [["ok", "joint"]] * len(gpu_check.CASES) + [["ok", gpu_check.PRETRAIN_CASE[0]]]
+        [["ok", "joint"]] * len(gpu_check.CASES) + [["ok", "dino-pretrain"]] * len(gpu_check.PRETRAIN_CASES)
     if not torch.cuda.is_available():
         assert gpu_check.main([]) == 2

@@ -175,6 +175,58 @@ def test_random_crops_stay_inside_the_image_with_their_area_scale():
     assert torch.allclose(resized_crops(image, torch.tensor([[0.0, 0.0, 28.0, 28.0]]), 28), image, atol=1e-6)
 
 
+def test_bf16_precision_runs_the_forward_passes_in_bf16_and_keeps_the_weights_and_loss_in_fp32(monkeypatch):
+    """--precision bf16: the ViT's and the head's linear layers compute in bf16 under autocast; the parameters, the
+    optimizer's state, the centre and what the loss and the centre update are fed stay fp32; the loss is the fp32
+    step's to bf16's precision, not bit-equal. fp32 (the default) stays out of the recipe, so weights trained before
+    the field existed keep their key. A GPU older than Ampere is refused bf16 in one line."""
+    from benchmark.pretrain import train
+    from benchmark.pretrain.train import build_state, check_precision, schedules, train_step
+
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    views = multicrop(x, CropRecipe(global_size=28, local_size=12, local_crops=2, colour=False),
+                      torch.Generator().manual_seed(0))
+
+    def one_step(precision):
+        cfg = parse_pretrain_config([*TINY_VIT, "--out-dim", "32", "--head-hidden", "16", "--head-bottleneck", "8",
+                                     "--precision", precision, "--epochs", "1"])[0]
+        state = build_state(cfg, 28, 1)
+        dtypes, loss_inputs = set(), set()
+        hooks = [m.register_forward_hook(lambda m, i, o: dtypes.add(o.dtype))
+                 for net in (state.student, state.teacher) for m in net.modules() if isinstance(m, nn.Linear)]
+
+        def recording(real):  # the dtypes of every tensor the loss and the centre update are fed
+            def fed(*args):
+                loss_inputs.update(t.dtype for a in args for t in (a if isinstance(a, list) else [a])
+                                   if torch.is_tensor(t))
+                return real(*args)
+            return fed
+
+        with monkeypatch.context() as m:
+            m.setattr(train, "dino_loss", recording(train.dino_loss))
+            m.setattr(train, "update_center", recording(train.update_center))
+            loss = train_step(state, views, cfg, schedules(cfg, 1), 0)
+        for h in hooks:
+            h.remove()
+        assert loss_inputs == {torch.float32}
+        assert all(p.dtype == torch.float32 for p in state.student.parameters())
+        assert all(s.dtype == torch.float32 for group in state.optimizer.state.values() for s in group.values()
+                   if torch.is_tensor(s) and s.is_floating_point())
+        assert state.center.dtype == torch.float32
+        return loss, dtypes, cfg
+
+    loss32, dtypes32, cfg32 = one_step("fp32")
+    loss16, dtypes16, cfg16 = one_step("bf16")
+    assert dtypes32 == {torch.float32} and dtypes16 == {torch.bfloat16}
+    assert loss16 != loss32 and loss16 == pytest.approx(loss32, rel=2e-2)
+    assert "precision" not in cfg32.recipe() and cfg16.recipe()["precision"] == "bf16"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "an old GPU")
+    with pytest.raises(UserError, match="--precision fp32"):
+        check_precision("bf16", torch.device("cuda"))
+    check_precision("fp32", torch.device("cuda"))
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_multicrop_gives_two_global_and_n_local_views_in_the_stream_range(channels):
     x = torch.rand(4, channels, 32, 32) * 2 - 1

@@ -30,7 +30,7 @@ PLUMBING = ("device", "threads", "data_root", "download", "apt_install", "out_di
 EVALUATION = ("evaluate", "eval_train_images", "eval_test_images", "knn_k", "knn_temperature")
 # Recipe fields added after weights were keyed: at these values they are left out of the recipe, so the weights
 # trained before they existed (which used exactly these values) keep their key.
-ADDED_LATER = {"head_bn": False}
+ADDED_LATER = {"head_bn": False, "precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class PretrainConfig(RuntimeConfig):
     local_scale_min: float = 0.05  # local crops: area scale in [local_scale_min, global_scale_min]
     clip_grad: float = 3.0  # 0 = no clipping
     freeze_last_layer: int = 1  # epochs during which the prototypes do not learn
+    # bf16: the forward passes under bf16 autocast (DINO trains in mixed precision too: fp16 with a loss scaler;
+    # bf16 needs none). The weights, optimizer, loss, centre and EMA stay fp32. Fast on GPUs from Ampere on (older
+    # ones are refused) and on CPUs with AMX or AVX512-BF16 (other CPUs emulate it: slower). It changes the
+    # numbers, so it is part of the recipe.
+    precision: str = field(default="fp32", metadata={"choices": ("fp32", "bf16")})
     evaluate: bool = True  # k-NN and linear probe on the source's labelled splits after training
     eval_train_images: int = 10000  # labelled train images the k-NN and probe learn from; 0 = all
     eval_test_images: int = 0  # test images scored; 0 = all

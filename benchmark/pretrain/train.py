@@ -1,6 +1,7 @@
 """DINO training (Caron et al. 2021, Algorithm 1) of a ViT backbone on unlabelled images, resumable per epoch.
 
-One step: views = multicrop(batch); the teacher sees the 2 global views, the student all of them; loss =
+One step: views = multicrop(batch); the teacher sees the 2 global views, the student all of them (both forward
+passes under bf16 autocast with `--precision bf16`; the loss from their outputs in fp32); loss =
 dino_loss(student, teacher, c, τ_s, τ_t(epoch)); AdamW step on the student (lr and weight decay from cosine
 schedules, gradient norm clipped, the prototypes frozen during the first `freeze_last_layer` epochs); then
 θt ← EMA(θt, θs; λ_step) and c ← centre update. Every random draw (shuffling, crops) comes from one generator
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.errors import RunFailed
+from benchmark.errors import RunFailed, UserError
 from benchmark.models.vit_tiny import create_vit_tiny
 from benchmark.pretrain import artifact
 from benchmark.pretrain.config import PretrainConfig
@@ -101,8 +102,10 @@ def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig,
     for i, group in enumerate(state.optimizer.param_groups):
         group["lr"] = float(sched["lr"][step])  # a Python float: numpy scalars would not pass torch.load's check
         group["weight_decay"] = float(sched["wd"][step]) if i == 0 else 0.0
-    teacher_out = state.teacher(views[:2])
-    student_out = state.student(views)
+    with torch.autocast(views[0].device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        teacher_out = state.teacher(views[:2])
+        student_out = state.student(views)
+    teacher_out, student_out = [t.float() for t in teacher_out], [s.float() for s in student_out]  # loss, centre: fp32
     loss = dino_loss(student_out, teacher_out, state.center, cfg.student_temp, sched["teacher_temp"][state.epoch])
     value = loss.item()  # one .item() a step (each is a host sync on a GPU)
     if not math.isfinite(value):
@@ -129,9 +132,17 @@ def unfuse_attention(*nets: nn.Module) -> None:
                 m.fused_attn = False
 
 
+def check_precision(precision: str, device: torch.device) -> None:
+    """bf16 on CUDA needs compute capability 8.0 or newer (Ampere); older GPUs would emulate it, slowly."""
+    if precision == "bf16" and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] < 8:
+        raise UserError(f"--precision bf16, but {torch.cuda.get_device_name(device)} has no native bf16 (compute "
+                        f"capability below 8.0); use --precision fp32")
+
+
 def train(cfg: PretrainConfig, images: torch.Tensor, key: str, checkpoint, device: torch.device) -> DinoState:
     """images: N×C×H×W in [-1, 1] (no labels). Resumes from `checkpoint` (a Path) when it holds this key's state;
     saves it after every epoch. → the final state (teacher, student on the CPU)."""
+    check_precision(cfg.precision, device)
     n, channels, size = len(images), images.shape[1], images.shape[-1]
     batch = min(cfg.batch_size, n)
     steps = n // batch  # DINO drops the last partial batch
