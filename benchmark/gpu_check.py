@@ -84,8 +84,8 @@ def check_pretraining(device: str, data_root: Path, out: Path, precision: str) -
         raise RuntimeError(f"{weights} has no manifest matching its sha256")
     if not manifest["device"].startswith(device):
         raise RuntimeError(f"pretrained on {manifest['device']}, not {device}")
-    if manifest["recipe"].get("precision", "fp32") != precision:
-        raise RuntimeError(f"the manifest's recipe says {manifest['recipe'].get('precision', 'fp32')}, not {precision}")
+    if manifest["recipe"] != cfg.recipe():  # e.g. --precision bf16 asked, another precision trained
+        raise RuntimeError(f"the manifest's recipe is not the one asked for (--precision {precision})")
     dino = manifest["evaluation"]["rows"]["DINO pretrained"]
     return f"k-NN {dino['knn_top1']:.3f}, linear {dino['linear_top1']:.3f}, {manifest['train_wall_s']}s training"
 
