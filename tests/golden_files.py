@@ -9,8 +9,9 @@ AMX machine). A check passes when the numbers equal those of any one of them, to
 structure must reproduce one machine's numbers exactly, and a change that moves numbers matches none.
 
 Writing: HATSWAP_WRITE_GOLDEN=1 rewrites tests/golden/ itself; HATSWAP_WRITE_GOLDEN=<sub-folder> (e.g. amx-cpu)
-writes that CPU kind's files. A behaviour change on purpose rewrites the files of the machine at hand and deletes the
-other sub-folders' copies of what it moved (they no longer describe the code); another CPU kind adds its own back."""
+writes that CPU kind's files. Writing never deletes: after a behaviour change on purpose, whoever rewrote the files of
+the machine at hand deletes by hand the other CPU kinds' copies of what moved (they no longer describe the code, and
+a stale copy could let a change back to the old numbers pass); another CPU kind adds its own back."""
 
 import os
 from pathlib import Path

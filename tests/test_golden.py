@@ -3,8 +3,9 @@ fixture streams (checked by tests/test_strategies.py's contract test, on the sam
 here (and every architecture × weighting × schedule's scores, by tests/test_mtl_contract.py on its run). A change
 of structure (moving code, renaming, a new harness) must leave them identical to the last digit, on one of the CPU
 kinds that have golden files (tests/golden_files.py); a change of behaviour on purpose regenerates them
-(`HATSWAP_WRITE_GOLDEN=1 ./run_tests.sh tests/test_golden.py tests/test_strategies.py tests/test_mtl_contract.py`)
-and says in its commit what moved and why."""
+(`HATSWAP_WRITE_GOLDEN=1 ./run_tests.sh tests/test_golden.py tests/test_strategies.py tests/test_mtl_contract.py`;
+`=amx-cpu` instead of `=1` on that CPU kind, then the other kinds' stale copies deleted) and says in its commit what
+moved and why."""
 
 import pytest
 
