@@ -76,6 +76,10 @@ class TrackedConfig(RuntimeConfig):
     wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
     wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
     wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
+    # The dtype parameters, activations and losses are computed in (torch's default dtype during the run). float64
+    # makes a run's numbers reproducible across CPU kinds to ~1e-12 (their kernels sum in other orders, which
+    # training amplifies from float32's last bit to the third decimal): the golden tests run in it. Disables --amp.
+    dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
 
 
 @dataclass(frozen=True)

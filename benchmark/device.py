@@ -10,6 +10,7 @@ CPU: full precision, nothing compiled, identical to the code path the tests chec
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -24,6 +25,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def compute_dtype(name: str):
+    """torch's default float dtype set to `name` ("float32" | "float64") while a run trains: the float tensors it
+    creates follow it, and the model (built_in_float32, then cast) computes in it, casting its inputs on entry."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, name))
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def built_in_float32(build):
+    """`build()`'s module, its parameters initialised in float32 and then cast to the current default dtype: a
+    float64 run starts from the same weights as the float32 run of its seed (float64 initialisers draw other random
+    numbers), so the two differ only in the arithmetic. → what build() returned, its first item cast if a tuple."""
+    target = torch.get_default_dtype()
+    with compute_dtype("float32"):
+        built = build()
+    if isinstance(built, tuple):
+        return (built[0].to(target), *built[1:])
+    return built.to(target)
 
 
 def prepare_runtime(cfg) -> torch.device:

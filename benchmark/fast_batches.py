@@ -77,10 +77,11 @@ class _Gathered:
         parts: list = []
         _resolve(dataset, np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64), parts)
         width = parts[0][0].feats.shape[1]
-        self.x = torch.empty(n, width, dtype=torch.float32)
+        dtype = parts[0][0].feats.dtype  # float32, or float64 under --dtype float64
+        self.x = torch.empty(n, width, dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
         self.y = torch.empty(n, dtype=torch.long)
         for leaf, rows, pos in parts:
-            self.x[pos] = torch.from_numpy(np.asarray(leaf.feats[rows], dtype=np.float32))
+            self.x[pos] = torch.from_numpy(np.asarray(leaf.feats[rows], dtype=dtype))
             self.y[pos] = leaf.targets[rows]
         self.t = _task_labels(dataset)
         if len(self.t) != n:

@@ -46,7 +46,8 @@ def default_cache_dir() -> Path:
 
 
 class CachedFeatures(Dataset):
-    """(feature row as a float32 tensor of shape D, label) from a read-only memory-mapped N × D array."""
+    """(feature row as a tensor of shape D, label) from a read-only memory-mapped N × D array (float32; float64 for
+    a --dtype float64 run)."""
 
     def __init__(self, feats: np.ndarray, targets: list[int]):
         self.feats, self.targets = feats, torch.as_tensor(targets, dtype=torch.long)
@@ -109,13 +110,14 @@ def read_entry(folder: Path, key: str) -> tuple[np.ndarray | None, dict | None, 
 
 @torch.no_grad()
 def extract(backbone: nn.Module, datasets: list, device: torch.device, desc: str, autocast_dtype=None) -> np.ndarray:
-    """Backbone output for every sample of every dataset (in order) → N × D float32. Batches of EXTRACT_BATCH."""
+    """Backbone output for every sample of every dataset (in order) → N × D, in the compute dtype (float32, or
+    float64 under --dtype float64: the cache key names it). Batches of EXTRACT_BATCH."""
     backbone.eval().to(device)  # the strategy moves the model later; extraction comes first
     amp = torch.autocast(device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None)
     total = sum(len(ds) for ds in datasets)
     bar = tqdm(total=total, desc=desc, unit="img", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
                disable=not sys.stderr.isatty())  # a log file gets the hit/miss lines, not 100 bar redraws
-    out, cuda = [], device.type == "cuda"
+    out, cuda, dtype = [], device.type == "cuda", torch.get_default_dtype()
     for ds in datasets:
         # Own generator: an iterator draws a seed from the global RNG, which would make a cold-cache run train
         # differently from a warm one.
@@ -124,10 +126,10 @@ def extract(backbone: nn.Module, datasets: list, device: torch.device, desc: str
         for batch in loader:
             x = batch[0].to(device, non_blocking=cuda)
             with amp:
-                out.append(backbone(x).float().cpu())
+                out.append(backbone(x.to(dtype)).to(dtype).cpu())
             bar.update(len(x))
     bar.close()
-    return torch.cat(out).numpy().astype(np.float32, copy=False)
+    return torch.cat(out).numpy()
 
 
 @contextlib.contextmanager
@@ -173,7 +175,8 @@ def cached_benchmark(bench: Benchmark, backbone: nn.Module, autocast_dtype, mate
     """Same stream (task_stream over the same tasks and labels) with each image replaced by its cached `backbone`
     features. → (new benchmark, {split: cache info}) for config.json."""
     material = material | {"format": FORMAT_VERSION, "backbone_state_sha256": state_dict_sha256(backbone),
-                           "precision": str(autocast_dtype or "float32")}
+                           # "float32" as before --dtype existed (no key moves), "float64", or "torch.bfloat16"
+                           "precision": str(autocast_dtype or str(torch.get_default_dtype()).removeprefix("torch."))}
     streams = {"train": bench.scenario.train_stream, "test": bench.scenario.test_stream}
     sets, info = {}, {}
     for split, stream in streams.items():
@@ -276,7 +279,7 @@ class _BackboneOnly(nn.Module):
 
     def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-            return self.backbone(x).float()
+            return self.backbone(x).to(torch.get_default_dtype())
 
 
 def use_feature_cache(cfg, bench: Benchmark, model, backbone_id: dict, device: torch.device,

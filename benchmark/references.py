@@ -36,7 +36,7 @@ def nearest(train_x: torch.Tensor, eval_x: torch.Tensor, k: int, chunk: int = 25
 def vote(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     """labels: eval × k neighbour labels, nearest first → the most frequent; ties go to the nearer neighbour."""
     k = labels.shape[1]
-    weight = 1 + (k - torch.arange(k, dtype=torch.float)) * 1e-3  # counts decide; rank only breaks ties
+    weight = 1 + (k - torch.arange(k, dtype=torch.get_default_dtype())) * 1e-3  # counts decide; rank only breaks ties
     scores = torch.zeros(len(labels), n_classes).scatter_add_(1, labels, weight.expand_as(labels).contiguous())
     return scores.argmax(1)
 

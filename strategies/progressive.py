@@ -45,6 +45,10 @@ class ProgressiveVectors(MultiTaskModule):
     def column_backbones(self) -> nn.ModuleList:
         return self.columns.backbones
 
+    @property
+    def compute_dtype(self) -> torch.dtype:  # inputs are cast to it, as the base network does
+        return next(self.heads.parameters()).dtype
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen_backbone:
@@ -54,11 +58,11 @@ class ProgressiveVectors(MultiTaskModule):
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
         upto = task_labels if isinstance(task_labels, int) else int(task_labels.max())
-        reps = self.columns(x, upto=upto)
+        reps = self.columns(x.to(self.compute_dtype), upto=upto)
         return route(task_labels, reps[0], self.head_dims, float("-inf"), lambda t, mask: self.heads[t](reps[t][mask]))
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.heads[task_label](self.columns(x, upto=task_label)[task_label])
+        return self.heads[task_label](self.columns(x.to(self.compute_dtype), upto=task_label)[task_label])
 
 
 class ProgressiveMaps(MultiTaskModule):
@@ -85,6 +89,10 @@ class ProgressiveMaps(MultiTaskModule):
     def column_backbones(self) -> nn.ModuleList:
         return self.backbones
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return next(self.heads.parameters()).dtype
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen_backbone:
@@ -101,11 +109,12 @@ class ProgressiveMaps(MultiTaskModule):
         return out
 
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        t = task_label
+        t, x = task_label, x.to(self.compute_dtype)
         pre = self.backbones[t](x) + sum(self.laterals[t][s](self._source(s, x)) for s in range(t))
         return self.heads[t](self.shared[t](pre)).flatten(1)
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor:
+        x = x.to(self.compute_dtype)
         return route(task_labels, x, self.head_dims, 0.0, lambda t, mask: self.forward_single_task(x[mask], t))
 
 

@@ -22,7 +22,7 @@ class MultiHeadModel(Protocol):
     tasks: list  # the TaskSpecs, in task-id order
     frozen_backbone: bool  # the backbone is not trained (and stays in eval mode)
     feature_form: str  # "vector" | "map": what the heads read (the tasks' kinds' `reads`)
-    autocast_dtype: torch.dtype | None  # set on CUDA (bf16); every entry point returns float32
+    autocast_dtype: torch.dtype | None  # set on CUDA (bf16); every entry point returns the compute dtype
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """shared(backbone(x)): what every head reads."""

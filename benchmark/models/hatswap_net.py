@@ -37,7 +37,8 @@ def _common(tasks, attribute: str):
 
 class HatSwapNet(MultiTaskModule):
     # Set by benchmark.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
-    # returns float32, so callers (losses, LwF's hook on `shared`) never mix dtypes.
+    # returns the compute dtype (torch's default when the net was built: float32, or float64 under --dtype float64),
+    # so callers (losses, LwF's hook on `shared`) never mix dtypes; inputs (images, cached features) are cast to it.
     autocast_dtype: torch.dtype | None = None
 
     def __init__(self, backbone: nn.Module, shared: nn.Module, width: int, tasks: list,
@@ -55,6 +56,11 @@ class HatSwapNet(MultiTaskModule):
         net.autocast_dtype = self.autocast_dtype
         return net
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of the network's parameters (float32; float64 under --dtype float64)."""
+        return next(self.heads.parameters()).dtype
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.frozen_backbone:  # a frozen backbone also keeps its dropout/norm statistics fixed
@@ -68,11 +74,11 @@ class HatSwapNet(MultiTaskModule):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast(x):
-            return self.shared(self.backbone(x)).float()
+            return self.shared(self.backbone(x.to(self.compute_dtype))).to(self.compute_dtype)
 
     def head(self, task: int, feats: torch.Tensor) -> torch.Tensor:
         with self._autocast(feats):
-            return self.heads[task](feats).float().flatten(1)
+            return self.heads[task](feats).to(self.compute_dtype).flatten(1)
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor | dict[int, torch.Tensor]:
         feats = self.features(x)

@@ -143,11 +143,16 @@ class MultiTaskModel(nn.Module):
                                  names)
 
     @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of the parameters (float64 under --dtype float64, benchmark.device): inputs are cast to it."""
+        return next(self.heads.parameters()).dtype
+
+    @property
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        reps = self.arch(x)
+        reps = self.arch(x.to(self.compute_dtype))  # inputs in the dtype the model was built in (--dtype)
         out = {}
         for t in self.tasks:
             y = self.heads[t.name](reps[t.name])

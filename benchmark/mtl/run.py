@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.device import prepare_runtime, seed_everything
+from benchmark.device import built_in_float32, compute_dtype, prepare_runtime, seed_everything
 from benchmark.errors import UserError
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.gradients import measured_relations, parse_relations_text
@@ -70,8 +70,11 @@ def build_model(cfg: MTLConfig, tasks, input_shape, task_set_names=None) -> Mult
 def run_mtl(cfg: MTLConfig, force: bool = False) -> tuple[Path, str]:
     folder = mtl_run_dir(cfg.out_dir, cfg.run_name, cfg.seed)
     tag = f"mtl/{cfg.run_name}/seed{cfg.seed}"
-    return in_claimed_folder(folder, cfg.to_dict(), cfg.out_dir, force, lambda: _train(cfg, folder, tag, force),
-                             elsewhere="another --name / --out-dir")
+    def train():
+        with compute_dtype(cfg.dtype):
+            return _train(cfg, folder, tag, force)
+
+    return in_claimed_folder(folder, cfg.to_dict(), cfg.out_dir, force, train, elsewhere="another --name / --out-dir")
 
 
 def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, str]:
@@ -88,7 +91,8 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     names = tuple(t.name for t in tasks)
     stages = SCHEDULES.get(cfg.schedule).build(cfg.schedule_args, epochs=cfg.epochs, tasks=names)
     seed_everything(cfg.seed)  # weights do not depend on how much randomness data loading used
-    model = build_model(cfg, tasks, data.x["train"].shape[1:], [t.name for t in data.tasks]).to(device)
+    model = built_in_float32(lambda: build_model(cfg, tasks, data.x["train"].shape[1:], [t.name for t in data.tasks]))
+    model = model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.architecture} x {cfg.weighting} x {cfg.schedule} on {', '.join(names)}; {cfg.backbone}, "
         f"{n_params:,} params; data {data.provenance['sizes']}")

@@ -55,7 +55,7 @@ class BinarySigmoid(LabelKind):
         return nn.Linear(width, 1)
 
     def loss(self, o, y, spec):
-        return F.binary_cross_entropy_with_logits(o[:, 0], y.float())
+        return F.binary_cross_entropy_with_logits(o[:, 0], y.to(o.dtype))
 
     def distill(self, student, teacher, spec, temperature: float):
         return kd_loss(as_two_logits(student), as_two_logits(teacher), temperature)

@@ -140,7 +140,7 @@ class Detection(PackedKind):
     def loss(self, o, y, spec):
         out = self.unpack_output(o, spec)
         pos, box_t, labels = self.assign(y, spec)
-        obj = F.binary_cross_entropy_with_logits(out[:, 4], pos.float(), reduction="none")
+        obj = F.binary_cross_entropy_with_logits(out[:, 4], pos.to(out.dtype), reduction="none")
         obj = obj.masked_fill(self.ignored_cells(y, spec) & ~pos, 0).sum()
         box = F.binary_cross_entropy_with_logits(out[:, :4].permute(0, 2, 3, 1)[pos],
                                                  box_t.permute(0, 2, 3, 1)[pos], reduction="sum")
