@@ -60,6 +60,16 @@ class PrimaryScoreCollector(SupervisedPlugin):
         self.losses[exp] = self._loss_sum / max(self._seen, 1)
 
 
+class TaskLoss(SupervisedPlugin):
+    """Records `strategy.task_loss`, the criterion's loss of the training batch before any strategy's plugin adds a
+    term (the harness puts this plugin before the strategy's own): SI differentiates it alone (Zenke et al.'s
+    unregularised gradient). A clone, so a plugin that adds to `strategy.loss` in place (`+=`) leaves it alone; its
+    gradient is the task loss's."""
+
+    def before_backward(self, strategy, **kwargs):
+        strategy.task_loss = strategy.loss.clone()
+
+
 class FiniteLossGuard(SupervisedPlugin):
     """Stop a run on its first NaN/inf loss: its results would be meaningless and must not be written.
 

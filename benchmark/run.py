@@ -22,11 +22,19 @@ from benchmark.device import built_in_float32, compute_dtype, maybe_compile, pre
 from benchmark.evaluation import train_and_evaluate
 from benchmark.fast_batches import FastCachedBatches
 from benchmark.feature_cache import use_feature_cache
-from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog, schedule_plugins
+from benchmark.harness_plugins import (
+    FiniteLossGuard,
+    PrimaryScoreCollector,
+    ProgressBar,
+    TaskLoss,
+    TrainLog,
+    schedule_plugins,
+)
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.plugin_check import check_plugin_hooks
+from benchmark.randomness import PairedRandomness
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.sampling import ClassBalancedSampling
@@ -67,13 +75,14 @@ def build_stream_and_model(cfg: RunConfig, device, say):
 
 
 def harness_plugins(cfg: RunConfig, collector, train_log, cached: bool, tracker, tag: str, say) -> list:
-    """What every strategy gets: R's collector (the evaluation reads it), the training log, the loss guard, wandb,
-    a progress bar, the learning-rate schedule and optimizer restarts; the class-balanced sampler when asked; on
-    cached features, batches gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
+    """What every strategy gets: first the paired randomness (benchmark/randomness.py) and the task loss's record,
+    then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the learning-rate schedule and
+    optimizer restarts; the class-balanced sampler when asked; on cached features, batches gathered by index
+    (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
     fast = [FastCachedBatches(log=say)] if cached and os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     balanced = [ClassBalancedSampling()] if cfg.sampler == "class-balanced" else []
-    return [*fast, *balanced, collector, train_log, FiniteLossGuard(), tracker, ProgressBar(tag),
-            *schedule_plugins(cfg)]
+    return [PairedRandomness(cfg.seed), TaskLoss(), *fast, *balanced, collector, train_log, FiniteLossGuard(), tracker,
+            ProgressBar(tag), *schedule_plugins(cfg)]
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:

@@ -10,8 +10,9 @@ Per epoch, each task t of the dataset gives a queue of N_t indices (N_t = its sa
 
 and the queues are taken round-robin (task 0, 1, …, T−1, 0, 1, …; a task whose queue has run out leaves the
 rotation); batches are consecutive chunks of B of that sequence. With one task (an experience of a sequential
-run) the sequence is the task's queue. Randomness comes from torch's global generator, drawn once per epoch, so
-the run seed fixes the order.
+run) the sequence is the task's queue. Randomness comes from the sampler's `generator`, drawn once per epoch: the
+run's data-order generator, which the harness installs (benchmark/randomness.py), so the run seed fixes the order
+and every strategy at that seed gets the same one.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader, Sampler
 
 
-def balanced_draw(targets: torch.Tensor) -> torch.Tensor:
+def balanced_draw(targets: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """len(targets) positions into `targets`, drawn with replacement with weights 1 / (count of the class)."""
     _, inverse, counts = torch.unique(targets, return_inverse=True, return_counts=True)
     weights = 1.0 / counts[inverse].double()
-    return torch.multinomial(weights, len(targets), replacement=True)
+    return torch.multinomial(weights, len(targets), replacement=True, generator=generator)
 
 
 class InterleavedTaskBatches(Sampler[list[int]]):
@@ -39,11 +40,12 @@ class InterleavedTaskBatches(Sampler[list[int]]):
         labels = torch.as_tensor(list(task_labels))
         self.by_task = [torch.nonzero(labels == t).flatten() for t in torch.unique(labels).tolist()]
         self.targets = None if targets is None else torch.as_tensor(list(targets))
+        self.generator: torch.Generator | None = None  # None: torch's global one
 
     def task_queue(self, idx: torch.Tensor) -> list[int]:
         if self.targets is None:
-            return idx[torch.randperm(len(idx))].tolist()
-        return idx[balanced_draw(self.targets[idx])].tolist()
+            return idx[torch.randperm(len(idx), generator=self.generator)].tolist()
+        return idx[balanced_draw(self.targets[idx], self.generator)].tolist()
 
     def epoch_order(self) -> list[int]:
         queues = [self.task_queue(idx) for idx in self.by_task]

@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d -t hatswap-golden-spread-XXXX)}
+mkdir -p "$out"
 tests=(tests/test_strategies.py::test_every_strategy_fills_R_and_writes_its_run tests/test_golden.py
        tests/test_mtl_contract.py)
 for cap in unset avx2 default; do

@@ -22,6 +22,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.memory import flat_grad, sample_experience, set_flat_grad
+from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
 
 
@@ -46,7 +47,11 @@ class AGEMPlugin(SupervisedPlugin):
     def __init__(self, cfg: AGEMConfig):
         super().__init__()
         self.cfg, self.memory = cfg, None  # (x, y, t) of every past experience, concatenated
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "agem"))
+
+    def before_training(self, strategy, **kwargs):
+        self.generator = own_generator(strategy, "agem")
 
     def after_backward(self, strategy, **kwargs):
         if self.memory is None:
@@ -57,7 +62,9 @@ class AGEMPlugin(SupervisedPlugin):
         idx = torch.randperm(len(self.memory[0]), generator=self.generator)[:self.cfg.sample_size]
         x, y, t = (m[idx].to(strategy.device) for m in self.memory)
         strategy.optimizer.zero_grad(set_to_none=False)
-        strategy._criterion(avalanche_forward(strategy.model, x, t), y).backward()
+        with own_rng(self.generator, x.device):  # the memory forward's dropout
+            out = avalanche_forward(strategy.model, x, t)
+        strategy._criterion(out, y).backward()
         set_flat_grad(params, agem_project(g, flat_grad(params)), untouched)
 
     def after_training_exp(self, strategy, **kwargs):

@@ -23,6 +23,7 @@ from avalanche.models import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
+from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
 
 
@@ -47,7 +48,11 @@ class DERPlugin(SupervisedPlugin):
     def __init__(self, cfg: DERConfig):
         super().__init__()
         self.cfg, self.seen, self.size, self.memory = cfg, 0, 0, None  # memory: [x, y, t, z], capacity rows each
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "der"))
+
+    def before_training(self, strategy, **kwargs):
+        self.generator = own_generator(strategy, "der")
 
     def _batch(self, n: int):
         idx = torch.randint(self.size, (min(n, self.size),), generator=self.generator)
@@ -57,13 +62,14 @@ class DERPlugin(SupervisedPlugin):
         if self.size == 0:
             return
         n = len(strategy.mb_y)
-        x, _, t, z = self._batch(n)
-        strategy.loss = strategy.loss + self.cfg.alpha * F.mse_loss(finite(avalanche_forward(strategy.model, x, t)),
-                                                                    z)
-        if self.cfg.beta > 0:
-            x, y, t, _ = self._batch(n)
-            strategy.loss = strategy.loss + self.cfg.beta * strategy._criterion(
-                avalanche_forward(strategy.model, x, t), y)
+        (x, _, t, z), labelled = self._batch(n), self._batch(n) if self.cfg.beta > 0 else None
+        with own_rng(self.generator, x.device):  # the memory forwards' dropout: not the global generator's
+            strategy.loss = strategy.loss + self.cfg.alpha * F.mse_loss(
+                finite(avalanche_forward(strategy.model, x, t)), z)
+            if labelled is not None:
+                x, y, t, _ = labelled
+                strategy.loss = strategy.loss + self.cfg.beta * strategy._criterion(
+                    avalanche_forward(strategy.model, x, t), y)
 
     @torch.no_grad()
     def after_training_iteration(self, strategy, **kwargs):

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
-from benchmark.importance import PenaltyPlugin, per_sample_importance, snapshot
+from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
+from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
 
 
@@ -57,16 +58,17 @@ class EWCPlugin(PenaltyPlugin):
         return 0.5 * self.cfg.ewc_lambda
 
     def after_training_exp(self, strategy, **kwargs):
-        fisher = per_sample_importance(strategy, self.cfg.fisher_samples, fisher_score(strategy._criterion))
+        fisher = per_sample_importance(strategy, self.cfg.fisher_samples, fisher_score(strategy._criterion),
+                                       own_generator(strategy, "ewc"))
         star = snapshot(strategy.model)
         if self.cfg.mode == "separate" or not self.anchors:
             if self.cfg.mode == "online":
-                self.anchors = [(fisher, star)]
+                self.anchors = [anchor(fisher, star)]
             else:
-                self.anchors.append((fisher, star))
+                self.anchors.append(anchor(fisher, star))
             return
         old, _ = self.anchors[0]
-        self.anchors = [({n: self.cfg.decay * old.get(n, 0) + f for n, f in fisher.items()}, star)]
+        self.anchors = [anchor({n: self.cfg.decay * old.get(n, 0) + f for n, f in fisher.items()}, star)]
 
 
 @STRATEGIES.register("ewc", config_cls=EWCConfig, plugins=lambda cfg, template_kwargs: [EWCPlugin(cfg)])

@@ -6,15 +6,25 @@ Greedy balancing: a new sample is stored while the memory has room; once full, i
 currently largest group if its own group is smaller than that. Groups are (task, class) — the binary tasks' class
 labels repeat across tasks, so Avalanche's GDumbPlugin, which balances on the class alone, would pool the three
 tasks' positives into one group; on the dense suite (packed targets, no single class) a group is a task. Each
-experience's training starts from the initial weights and a fresh optimizer state. Default memory: 500 samples
-(Mammoth's buffer 500 setting).
+experience's training starts from the initial weights and a fresh optimizer state.
+
+Its own budget. The method trains the memory to convergence, not for the stream's epochs: the paper (§4) and
+Mammoth's `fit_buffer` (models/gdumb.py: `--fitting_epochs 256`, `--maxlr 0.05`, `--minlr 0.0005`) train
+`epochs` = 256 epochs with SGDR (Loshchilov & Hutter 2017; torch's CosineAnnealingWarmRestarts, T_0 = 1, T_mult = 2,
+η_min = max/100) after one warm-start epoch at max/10. Here the maximum is the run's learning rate and the optimizer
+the run's (Adam by default; the paper's SGD at 0.05 is not what the other strategies get), so GDumb differs from
+them in its data and its budget only. `schedule run` keeps the run's --lr-schedule instead. Left out: the paper's
+CutMix (on cached features there are no images to mix) and gradient clipping. Mammoth trains once, after the last
+task; R needs a model after every experience, so GDumb trains the memory at every one (T times the cost).
+Defaults: memory 500 (Mammoth's buffer 500 setting), 256 epochs; the `zoo` profile caps the epochs (its JSON says
+how many and why).
 """
 
 from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from avalanche.benchmarks.utils.utils import concat_datasets
@@ -22,25 +32,46 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
+from benchmark.randomness import derived_seed, own_generator
 from benchmark.registry import STRATEGIES
 
 
 @dataclass(frozen=True)
 class GDumbConfig:
     mem_size: int = 500  # samples kept, balanced over (task, class)
+    epochs: int = 256  # epochs over the memory at every experience (Mammoth's fitting_epochs)
+    schedule: str = field(default="sgdr", metadata={"choices": ("sgdr", "run")})  # sgdr: the paper's; run: --lr-schedule
+    min_lr_ratio: float = 0.01  # SGDR's η_min / the run's lr (Mammoth: 5e-4 / 5e-2)
 
     def __post_init__(self):
-        if self.mem_size < 1:
-            raise UserError(f"--gdumb.mem-size must be ≥ 1 (got {self.mem_size})")
+        if self.mem_size < 1 or self.epochs < 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise UserError(f"--gdumb.mem-size and --gdumb.epochs must be ≥ 1 and --gdumb.min-lr-ratio in [0, 1] (got "
+                            f"{self.mem_size}, {self.epochs}, {self.min_lr_ratio})")
+
+
+def sgdr_factors(epochs: int, min_ratio: float) -> list[float]:
+    """The learning rate of each epoch / the maximum, as Mammoth's fit_buffer sets it: epoch 0 at 1/10 (warm start),
+    epoch 1 at the maximum, then torch's CosineAnnealingWarmRestarts(T_0=1, T_mult=2, η_min) stepped once per epoch."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=1, T_mult=2, eta_min=min_ratio)
+    out = []
+    for epoch in range(epochs):
+        if epoch >= 2:
+            sched.step()
+        out.append(0.1 if epoch == 0 else 1.0 if epoch == 1 else opt.param_groups[0]["lr"])
+    return out
 
 
 class GDumbPlugin(SupervisedPlugin):
     def __init__(self, cfg: GDumbConfig):
         super().__init__()
         self.cfg, self.initial = cfg, None
+        self.factors, self.base_lrs, self.epoch = sgdr_factors(cfg.epochs, cfg.min_lr_ratio), None, 0
         self.groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)  # group → [(experience, index)]
         self.datasets: list = []  # experience id → its training dataset
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "gdumb"))
 
     def size(self) -> int:
         return sum(len(v) for v in self.groups.values())
@@ -56,6 +87,7 @@ class GDumbPlugin(SupervisedPlugin):
             self.groups[group].append(item)
 
     def before_training(self, strategy, **kwargs):
+        self.generator = own_generator(strategy, "gdumb")
         if self.initial is None:
             self.initial = copy.deepcopy(strategy.model.state_dict())
 
@@ -76,6 +108,20 @@ class GDumbPlugin(SupervisedPlugin):
     def before_training_exp(self, strategy, **kwargs):
         strategy.model.load_state_dict(self.initial)
         strategy.optimizer.state.clear()
+        strategy.train_epochs = self.cfg.epochs  # its own budget (the template reads it for every experience)
+        self.epoch = 0
+        if self.base_lrs is None:
+            self.base_lrs = [g.get("initial_lr", g["lr"]) for g in strategy.optimizer.param_groups]
+
+    def before_training_epoch(self, strategy, **kwargs):
+        # after the harness's schedule plugins (this plugin comes last): its learning rate is the one used
+        if self.cfg.schedule == "sgdr":
+            factor = self.factors[min(self.epoch, len(self.factors) - 1)]
+            for group, base in zip(strategy.optimizer.param_groups, self.base_lrs, strict=True):
+                group["lr"] = base * factor
+
+    def after_training_epoch(self, strategy, **kwargs):
+        self.epoch += 1
 
 
 @STRATEGIES.register("gdumb", config_cls=GDumbConfig)

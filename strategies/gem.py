@@ -29,6 +29,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.memory import flat_grad, sample_experience, set_flat_grad
+from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
 
 
@@ -59,8 +60,12 @@ class GEMPlugin(SupervisedPlugin):
     def __init__(self, cfg: GEMConfig):
         super().__init__()
         self.cfg, self.memories = cfg, []
-        self.generator = torch.Generator().manual_seed(torch.initial_seed())
+        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "gem"))
         self.projected = 0  # steps whose gradient was projected, for inspection
+
+    def before_training(self, strategy, **kwargs):
+        self.generator = own_generator(strategy, "gem")
 
     def after_backward(self, strategy, **kwargs):
         if not self.memories:
@@ -70,10 +75,11 @@ class GEMPlugin(SupervisedPlugin):
         g = flat_grad(params).clone()
         rows = []
         for memory in self.memories:
-            x, y, t = self.draw(memory)
+            x, y, t = (m.to(strategy.device) for m in self.draw(memory))
             strategy.optimizer.zero_grad(set_to_none=False)
-            out = avalanche_forward(strategy.model, x.to(strategy.device), t.to(strategy.device))
-            strategy._criterion(out, y.to(strategy.device)).backward()
+            with own_rng(self.generator, x.device):  # the memory forward's dropout
+                out = avalanche_forward(strategy.model, x, t)
+            strategy._criterion(out, y).backward()
             rows.append(flat_grad(params).clone())
         G = torch.stack(rows)
         if (G @ g < 0).any():

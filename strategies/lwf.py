@@ -15,6 +15,12 @@ segmentation, class KL + L2 on box/objectness outputs for detection — benchmar
 
 with z_t teacher logits, z_s student logits, KL averaged over the batch ("batchmean"). The T² factor keeps the
 KD gradients on the scale of the cross-entropy (Hinton et al. 2015).
+
+The student's features are those of the training batch's own forward pass, captured by a hook on the shared
+layers that records only between `before_forward` and `after_forward`: a plugin that runs extra forwards before
+this one's `before_backward` (DER's memory batches, in `der+lwf`) cannot hand LwF the features of another batch, so
+a composition means the same whatever its order. λ = 0 adds no term at all, so the old heads get no gradient (not a
+zero one, which Adam would turn into a step on stale moments): LwF at λ = 0 is naive training, bit for bit.
 """
 
 from __future__ import annotations
@@ -45,15 +51,25 @@ class LwFPlugin(SupervisedPlugin):
     def __init__(self, cfg: LwFConfig):
         super().__init__()
         self.cfg, self.teacher, self.old_tasks = cfg, None, []
-        self._feats, self._hook = None, None
+        self._feats, self._hook, self._capturing = None, None, False
         self.last_kd: float | None = None  # the latest distillation term, for inspection
 
     def before_training_exp(self, strategy, **kwargs):
         # The forward pass already computes the shared features; capture them instead of a second forward.
-        self._hook = strategy.model.shared.register_forward_hook(lambda m, i, o: setattr(self, "_feats", o))
+        self._hook = strategy.model.shared.register_forward_hook(self._capture)
+
+    def _capture(self, module, inputs, output):
+        if self._capturing:
+            self._feats = output
+
+    def before_forward(self, strategy, **kwargs):
+        self._capturing, self._feats = True, None
+
+    def after_forward(self, strategy, **kwargs):
+        self._capturing = False
 
     def before_backward(self, strategy, **kwargs):
-        if self.teacher is None or not self.old_tasks:
+        if self.teacher is None or not self.old_tasks or self.cfg.alpha == 0:
             return
         with torch.no_grad():
             teacher_feats = self.teacher.features(strategy.mb_x)

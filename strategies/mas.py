@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
-from benchmark.importance import PenaltyPlugin, per_sample_importance, snapshot
+from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
+from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
 
 
@@ -49,11 +50,11 @@ class MASPlugin(PenaltyPlugin):
         return self.cfg.mas_lambda
 
     def after_training_exp(self, strategy, **kwargs):
-        new = per_sample_importance(strategy, self.cfg.samples, output_norm_score)
+        new = per_sample_importance(strategy, self.cfg.samples, output_norm_score, own_generator(strategy, "mas"))
         if self.anchors:
             old, _ = self.anchors[0]
             new = {n: self.cfg.alpha * old.get(n, 0) + (1 - self.cfg.alpha) * v for n, v in new.items()}
-        self.anchors = [(new, snapshot(strategy.model))]
+        self.anchors = [anchor(new, snapshot(strategy.model))]
 
 
 @STRATEGIES.register("mas", config_cls=MASConfig, plugins=lambda cfg, template_kwargs: [MASPlugin(cfg)])

@@ -1,16 +1,20 @@
 """Experience replay: a memory of `mem_size` samples, split evenly over the tasks seen so far (random exemplars per
 task), and every training mini-batch is joined by `batch_size_mem` samples drawn from it. Replayed samples keep
-their task label, so each is routed to — and trains — its own task's head."""
+their task label, so each is routed to — and trains — its own task's head. The exemplars are drawn from replay's
+own generator (Avalanche's RandomExemplarsSelectionStrategy shuffles with Python's global `random`), the memory
+batches' order from the harness's memory-order generator (benchmark/randomness.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from avalanche.training.plugins import ReplayPlugin
+import torch
 from avalanche.training.storage_policy import ParametricBuffer, RandomExemplarsSelectionStrategy
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
+from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
 
 
@@ -25,6 +29,13 @@ class ReplayConfig:
                             f"(got {self.mem_size}, {self.batch_size_mem})")
 
 
+class OwnRandomExemplars(RandomExemplarsSelectionStrategy):
+    """Exemplars in a random order drawn from replay's own generator."""
+
+    def make_sorted_indices(self, strategy, data) -> list[int]:
+        return torch.randperm(len(data), generator=own_generator(strategy, "replay exemplars")).tolist()
+
+
 class TaskBalancedReplay(ReplayPlugin):
     """Avalanche's ReplayPlugin, updating its buffer through `post_adapt` (the deprecated `update` path resets the
     process's warning filters on every call and prints a notice per experience)."""
@@ -35,7 +46,7 @@ class TaskBalancedReplay(ReplayPlugin):
 
 def make_replay_plugin(cfg: ReplayConfig, train_mb_size: int) -> ReplayPlugin:
     buffer = ParametricBuffer(max_size=cfg.mem_size, groupby="task",
-                              selection_strategy=RandomExemplarsSelectionStrategy())
+                              selection_strategy=OwnRandomExemplars())
     return TaskBalancedReplay(mem_size=cfg.mem_size, batch_size=train_mb_size,
                         batch_size_mem=cfg.batch_size_mem or train_mb_size, storage_policy=buffer)
 

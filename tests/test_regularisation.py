@@ -72,7 +72,7 @@ def test_ewc_fisher_is_the_mean_of_per_sample_squared_gradients():
     m = model()
     fisher = per_sample_importance(strategy_for(m, X, Y), 100,
                                    lambda mod, x, y, t: (torch.nn.functional.cross_entropy(mod(x, t), y),
-                                                         lambda g: g**2))
+                                                         lambda g: g**2), torch.Generator())
     grads = per_sample_grads(m, lambda mod, x, y: torch.nn.functional.cross_entropy(mod(x, 0), y))
     for name in ("w", "b"):
         assert torch.allclose(fisher[name], sum(g[name] ** 2 for g in grads) / 3)
@@ -99,7 +99,7 @@ def test_ewc_online_decays_and_sums_fishers_separate_keeps_one_penalty_per_task(
         m.w += 1.0
     plugin.after_training_exp(strategy)
     second = per_sample_importance(strategy, 512, lambda mod, x, y, t: (
-        torch.nn.functional.cross_entropy(mod(x, t), y), lambda g: g**2))
+        torch.nn.functional.cross_entropy(mod(x, t), y), lambda g: g**2), torch.Generator())
     if mode == "online":
         (fisher, star), = plugin.anchors
         assert torch.allclose(fisher["w"], 0.5 * first["w"] + second["w"]) and torch.equal(star["w"], m.w.detach())
@@ -118,7 +118,9 @@ def test_si_importance_is_the_path_integral_over_the_squared_distance_travelled(
     start, omega = theta.detach().clone(), torch.zeros(2)
     for _ in range(5):
         opt.zero_grad()
-        (0.5 * ((theta - a) ** 2).sum()).backward()
+        strategy.loss = 0.5 * ((theta - a) ** 2).sum()
+        plugin.before_backward(strategy)  # the task's gradient (no anchor yet: no penalty)
+        strategy.loss.backward()
         omega += lr * theta.grad.detach() ** 2
         plugin.before_update(strategy)
         opt.step()
@@ -129,6 +131,7 @@ def test_si_importance_is_the_path_integral_over_the_squared_distance_travelled(
     assert torch.allclose(big_omega["theta"], expected) and torch.equal(star["theta"], theta.detach())
     with torch.no_grad():
         theta += 1.0
+    strategy.loss = torch.zeros(())
     plugin.before_backward(strategy)
     assert float(strategy.loss) == pytest.approx(float(2.0 * (expected * 1.0).sum()))
 

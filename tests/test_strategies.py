@@ -110,7 +110,10 @@ def test_lwf_plugin_adds_lambda_times_the_sum_of_kd_over_old_heads():
             p.add_(0.3 * torch.randn_like(p))
     plugin.before_training_exp(strat)
     x, y = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 1, 0])
+    plugin.before_forward(strat)  # the template's order: the features of this forward are the student's
     out = model(x, torch.full((4,), 2))
+    plugin.after_forward(strat)
+    model(torch.randn(4, 1, 4, 4), torch.full((4,), 2))  # a later forward (another plugin's) is not captured
     ce = F.cross_entropy(out, y)
     strat.mb_x, strat.loss = x, ce
     plugin.before_backward(strat)
