@@ -360,3 +360,29 @@ def test_committed_reference_weights_match_their_manifest_and_the_profile():
                                         if k.startswith("vit_tiny.")])
         create_vit_tiny(cfg.backbone_args, manifest["architecture"]["image_size"],
                         manifest["architecture"]["in_chans"], weights)  # loads through timm, strictly
+
+
+@pytest.mark.parametrize("manifest, expected", [
+    ("[]", "holds a JSON list, not the object"),
+    ('"vit_tiny"', "holds a JSON str, not the object"),
+    ("{}", "has no weights_sha256, so it cannot vouch for vit_tiny.safetensors"),
+    ('{"weights_sha256": "0000"}', "differs from its manifest"),
+    ('{"weights_sha256": "SHA"}', "has no architecture object"),
+])
+def test_a_broken_weights_manifest_is_its_own_error_line(manifest, expected, tiny, tmp_path, capsys):
+    """A manifest beside the weights that is not what `hatswap pretrain` writes: one line saying what is wrong with
+    it (a list was an AttributeError; one without weights_sha256 read as "the file was changed")."""
+    from benchmark.models.vit_tiny import VitTinyConfig, create_vit_tiny
+
+    weights = tmp_path / "vit_tiny.safetensors"
+    artifact.save_weights(create_vit_tiny(VitTinyConfig(embed_dim=16, depth=1, num_heads=2), 28, 1).state_dict(),
+                          weights)
+    weights.with_name("vit_tiny.manifest.json").write_text(manifest.replace("SHA", artifact.sha256_file(weights)))
+    if "SHA" not in manifest:  # and never a pretraining cache hit (a list was an AttributeError there too)
+        assert artifact.cached_manifest(weights) is None
+    out_dir = tmp_path / "out"
+    assert main(["run", *tiny("--strategy", "naive", "--backbone-weights", str(weights), "--out-dir",
+                              str(out_dir))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0]
+    assert not (out_dir / "runs").exists()

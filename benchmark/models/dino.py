@@ -7,9 +7,10 @@
 | dinov2_vits14   | vit_small_patch14_dinov2.lvd142m    | 384      | 518 px, bicubic, ImageNet μ/σ   |
 | dinov2_vitb14   | vit_base_patch14_dinov2.lvd142m     | 768      | 518 px, bicubic, ImageNet μ/σ   |
 
-Weights: see `pretrained_weights` (file flag > Hugging Face cache > hub; never random). The module maps a stream's
-B×C×h×w images (C = 1 or 3, values in [-1, 1]) to B×D class-token features: `BackboneInput` first turns them into
-what the backbone was trained on, from the model's own timm data config (no hand-copied constants).
+Weights: see `pretrained_weights` (file flag > Hugging Face cache > hub; never random; every tensor matched). The
+module maps a stream's B×C×h×w images (C = 1 or 3, values in [-1, 1]) to B×D class-token features: `BackboneInput`
+first turns them into what the backbone was trained on, from the model's own timm data config (no hand-copied
+constants).
 
 Another input size (`--<name>.img-size S`, e.g. 32 for the Hat Swap notebooks' DINOv2 at CIFAR's 32 px): timm builds
 the ViT for S×S inputs, so its patch grid is ⌊S/p⌋ × ⌊S/p⌋ (patch size p; at S = 32, p = 14: 2 × 2 patches read
@@ -28,10 +29,11 @@ from dataclasses import dataclass
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models import vision_transformer
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.pretrained_weights import locate_weights
+from benchmark.models.pretrained_weights import classifier_keys, load_strictly, locate_weights
 from benchmark.registry import BACKBONES
 
 # The streams' pixel convention (binary_tasks: ToTensor, then Normalize(0.5, 0.5)): x = (p - 0.5) / 0.5, p in [0, 1].
@@ -106,25 +108,25 @@ class PretrainedViT(nn.Module):
 
 
 def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: str = ""):
-    """→ (module B×C×h×w → B×D, D, identity). Weights go through timm's own file loader whatever their source."""
+    """→ (module B×C×h×w → B×D, D, identity). Weights go through one strict loader whatever their source, with
+    timm's own checkpoint conversion (`checkpoint_filter_fn`: Meta's DINOv2 key names, position embeddings resampled
+    to the patch grid of `img_size`)."""
     hub_id = f"timm/{timm_name}"
     src = locate_weights(name, hub_id, weights)
     sizes = {k: getattr(cfg, k) for k in ("img_size", "embed_dim", "depth", "num_heads") if getattr(cfg, k)}
-    overlay = {"file": str(src.path)}
+    overlay = {}
     if cfg.img_size:  # so that the data config (and hence BackboneInput) resizes to the size the model takes
         overlay["input_size"] = (3, cfg.img_size, cfg.img_size)
-    try:
-        vit = timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=0, **sizes)
-    except Exception as e:  # size mismatch, missing keys, not a checkpoint at all: one line, not a traceback
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        first = "; ".join(lines[:2])[:240]  # torch: "Error(s) in loading…:" then the first mismatching key
-        hint = f" with {sizes}" if sizes else ""
-        raise UserError(f"{src.path} does not hold {timm_name} weights{hint} ({type(e).__name__}: {first}); pass "
-                        f"a checkpoint of that architecture (or pick the matching --backbone)") from e
+    vit = timm.create_model(timm_name, pretrained=False, pretrained_cfg_overlay=overlay, num_classes=0, **sizes)
+    hint = f" with {sizes}" if sizes else ""
+    loaded = load_strictly(vit, src.path, f"{timm_name} weights{hint}", "pass a checkpoint of that architecture (or "
+                           "pick the matching --backbone)", filter_fn=vision_transformer.checkpoint_filter_fn,
+                           resampled=("pos_embed",), unused=classifier_keys(vit))
     data_config = timm.data.resolve_model_data_config(vit)
     module = PretrainedViT(vit, data_config)
-    return module, vit.num_features, src.identity | {"timm_arch": timm_name, "input": module.input.describe(),
-                                                     "patch_grid": list(vit.patch_embed.grid_size)}
+    return module, vit.num_features, src.identity | loaded | {"timm_arch": timm_name,
+                                                               "input": module.input.describe(),
+                                                               "patch_grid": list(vit.patch_embed.grid_size)}
 
 
 def _register(name: str, timm_name: str):

@@ -22,7 +22,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from benchmark.errors import UserError
 from benchmark.models.dino import BackboneInput
-from benchmark.models.pretrained_weights import locate_weights
+from benchmark.models.pretrained_weights import load_strictly, locate_weights
 from benchmark.registry import BACKBONES
 
 FPN_CHANNELS = 128
@@ -100,6 +100,14 @@ class _MapOf(nn.Module):
         return self.body.feature_map(x)
 
 
+def _cut_off_keys(body: nn.Module) -> list[str]:
+    """The whole efficientnet_b0's tensors that its `features_only` body lacks (the 1×1 head conv, its norm, the
+    classifier): an ImageNet checkpoint holds them, the body uses none. Built on the meta device: names only."""
+    with torch.device("meta"):
+        whole = timm.create_model("efficientnet_b0", pretrained=False)
+    return [k for k in whole.state_dict() if k not in body.state_dict()]
+
+
 @dataclass(frozen=True)
 class EfficientNetFPNConfig:
     pretrained: bool = True  # ImageNet weights (dense suite): --backbone-weights file > Hugging Face cache > hub
@@ -111,21 +119,15 @@ def efficientnet_b0_fpn(cfg: EfficientNetFPNConfig, *, image_size: int, in_chans
     their size (dense heads need the input resolution), normalised with the model's own timm data config."""
     if in_chans not in (1, 3):
         raise UserError(f"efficientnet_b0_fpn takes 1- or 3-channel images, the stream yields {in_chans}")
-    kw = dict(features_only=True, out_indices=(2, 3, 4))
-    if cfg.pretrained:
-        src = locate_weights("efficientnet_b0_fpn", EFFNET_HUB_ID, weights)
-        try:
-            body = timm.create_model("efficientnet_b0", pretrained=True,
-                                     pretrained_cfg_overlay={"file": str(src.path)}, **kw)
-        except Exception as e:
-            first = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:240]
-            raise UserError(f"{src.path} does not hold efficientnet_b0 weights ({type(e).__name__}: {first})") from e
-        identity = src.identity
-    elif weights:
+    if weights and not cfg.pretrained:
         raise UserError("--backbone-weights with --efficientnet_b0_fpn.no-pretrained: drop one of the two")
-    else:
-        body = timm.create_model("efficientnet_b0", pretrained=False, **kw)
-        identity = {"weights": "random init"}
+    src = locate_weights("efficientnet_b0_fpn", EFFNET_HUB_ID, weights) if cfg.pretrained else None
+    body = timm.create_model("efficientnet_b0", pretrained=False, features_only=True, out_indices=(2, 3, 4))
+    identity = {"weights": "random init"}
+    if src is not None:
+        loaded = load_strictly(body, src.path, "efficientnet_b0 weights", "pass an efficientnet_b0 checkpoint "
+                               "(timm's layout, as timm/efficientnet_b0.ra_in1k)", unused=_cut_off_keys(body))
+        identity = src.identity | loaded
     data_config = timm.data.resolve_data_config({}, model=body) | {"input_size": (3, image_size, image_size)}
     module = EfficientNetFPN(body, data_config)
     return module, FPN_CHANNELS, identity | {"timm_arch": "efficientnet_b0 (features_only 8/16/32) + FPN 128",

@@ -1,21 +1,21 @@
 """A timm ViT sized for 28/32 px inputs: the offline stand-in for DINO ViT-S/16.
 
-Random init by default; `--backbone-weights FILE` loads a timm-format state dict of the same architecture through
-timm's own pretrained path, e.g. the DINO weights `hatswap pretrain` writes (benchmark/pretrain/). When the file's
-manifest (`<stem>.manifest.json`, written beside it by `hatswap pretrain`) is present, the file's sha256 must equal
-the manifest's and the manifest's architecture and input must equal the run's; its recipe joins the run's record.
+Random init by default; `--backbone-weights FILE` loads a timm-format state dict of the same architecture, strictly
+(`pretrained_weights.load_strictly`: every tensor matched, same shapes, nothing resampled), e.g. the DINO weights
+`hatswap pretrain` writes (benchmark/pretrain/). When the file's manifest (`<stem>.manifest.json`, written beside it
+by `hatswap pretrain`) is present, the file's sha256 must equal the manifest's and the manifest's architecture and
+input must equal the run's; its recipe joins the run's record.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import timm
 
 from benchmark.errors import UserError
-from benchmark.models.pretrained_weights import from_file, read_weights_manifest
+from benchmark.models.pretrained_weights import classifier_keys, from_file, load_strictly, read_weights_manifest
 from benchmark.registry import BACKBONES
 
 TIMM_ARCH = "vit_tiny_patch16_224"  # resized by the config below
@@ -52,30 +52,30 @@ def create_vit_tiny(cfg: VitTinyConfig, image_size: int, in_chans: int, weights_
     dynamic_img_size: also takes other input sizes, the position embedding interpolated (DINO's local crops)."""
     if image_size % cfg.patch_size:
         raise UserError(f"image size {image_size} is not divisible by --vit_tiny.patch-size {cfg.patch_size}")
-    kwargs = dict(num_classes=0, img_size=image_size, in_chans=in_chans, patch_size=cfg.patch_size,
-                  embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
-                  dynamic_img_size=dynamic_img_size)
-    if not weights_file:
-        return timm.create_model(TIMM_ARCH, pretrained=False, **kwargs)
-    # timm warns that a 1-channel file "already matches" its 3-channel default config: the manifest check and
-    # the strict load say more, so its builder's warnings are held back here.
-    builder_log = logging.getLogger("timm.models._builder")
-    level = builder_log.level
-    builder_log.setLevel(logging.ERROR)
-    try:
-        return timm.create_model(TIMM_ARCH, pretrained=True, pretrained_cfg_overlay={"file": str(weights_file)},
-                                 **kwargs)
-    except Exception as e:  # size mismatch, missing keys, not a checkpoint: one line naming the file
-        first = "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())[:240]
-        sizes = architecture(cfg, image_size, in_chans)
-        raise UserError(f"{weights_file} does not hold vit_tiny weights of this size ({sizes}) ({type(e).__name__}: "
-                        f"{first}); pass the --vit_tiny.* sizes it was trained with") from e
-    finally:
-        builder_log.setLevel(level)
+    model = timm.create_model(TIMM_ARCH, pretrained=False, num_classes=0, img_size=image_size, in_chans=in_chans,
+                              patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
+                              num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, dynamic_img_size=dynamic_img_size)
+    if weights_file:
+        load_weights(model, cfg, image_size, in_chans, Path(weights_file))
+    return model
+
+
+def load_weights(model, cfg: VitTinyConfig, image_size: int, in_chans: int, path: Path) -> dict:
+    """The file into `model`, strictly: no tensor resampled or adapted (a file of another size is an error, whereas
+    timm's pretrained path would resample its patch and position embeddings). → what the run records beyond the
+    file's identity (see `load_strictly`)."""
+    sizes = ", ".join(f"{k} {v}" for k, v in architecture(cfg, image_size, in_chans).items() if k != "timm_arch")
+    return load_strictly(model, path, f"vit_tiny weights of this size ({sizes})",
+                         "pass the --vit_tiny.* sizes and image size it was trained with (or pick the matching "
+                         "--backbone)", unused=classifier_keys(model))
 
 
 def _check_manifest(manifest: dict, path: Path, expected: dict) -> None:
-    stored = manifest.get("architecture", {})
+    stored = manifest.get("architecture")
+    if not isinstance(stored, dict):
+        raise UserError(f"weights manifest of {path} has no architecture object, so the run cannot check the file "
+                        f"against its sizes; delete the manifest (the weights then load without their pretraining "
+                        f"record) or pretrain again")
     if diff := {k: (stored.get(k), v) for k, v in expected.items() if stored.get(k) != v}:
         shown = ", ".join(f"{k}: file {a!r}, run {b!r}" for k, (a, b) in sorted(diff.items()))
         raise UserError(f"--backbone-weights {path} was pretrained for another architecture or input ({shown}); "
@@ -94,5 +94,6 @@ def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str
         _check_manifest(manifest, src.path, architecture(cfg, image_size, in_chans))
         identity["pretraining"] = {k: manifest[k] for k in ("method", "key", "source", "epochs", "seed",
                                                             "data_sha256", "manifest") if k in manifest}
-    model = create_vit_tiny(cfg, image_size, in_chans, src.path)
-    return model, model.num_features, identity | src.identity
+    model = create_vit_tiny(cfg, image_size, in_chans)
+    loaded = load_weights(model, cfg, image_size, in_chans, src.path)
+    return model, model.num_features, identity | src.identity | loaded

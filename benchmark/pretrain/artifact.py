@@ -70,7 +70,8 @@ def cached_manifest(weights: Path) -> dict | None:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return manifest if manifest.get("weights_sha256") == sha256_file(weights) else None
+    intact = isinstance(manifest, dict) and manifest.get("weights_sha256") == sha256_file(weights)
+    return manifest if intact else None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
