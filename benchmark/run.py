@@ -22,7 +22,14 @@ from benchmark.device import maybe_compile, prepare_runtime, seed_everything, se
 from benchmark.evaluation import train_and_evaluate
 from benchmark.fast_batches import FastCachedBatches
 from benchmark.feature_cache import use_feature_cache
-from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, ProgressBar, TrainLog, schedule_plugins
+from benchmark.harness_plugins import (
+    FiniteLossGuard,
+    PrimaryScoreCollector,
+    ProgressBar,
+    TrainLog,
+    schedule_plugins,
+    strategy_float_knobs,
+)
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
@@ -68,8 +75,8 @@ def harness_plugins(cfg: RunConfig, collector, train_log, cached: bool, tracker,
     cached features, batches gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
     fast = [FastCachedBatches(log=say)] if cached and os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     balanced = [ClassBalancedSampling()] if cfg.sampler == "class-balanced" else []
-    return [*fast, *balanced, collector, train_log, FiniteLossGuard(), tracker, ProgressBar(tag),
-            *schedule_plugins(cfg)]
+    return [*fast, *balanced, collector, train_log, FiniteLossGuard(strategy_float_knobs(cfg)), tracker,
+            ProgressBar(tag), *schedule_plugins(cfg)]
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
