@@ -21,9 +21,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from benchmark.config import knob_owner, load_profile, parse_config
+from benchmark.config import knob_owner, load_profile, parse_config, profile_path
 from benchmark.errors import UserError
 from benchmark.executors import LocalExecutor
+from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.report import write_report
 from benchmark.results import atomic_write, ensure_writable
 
@@ -180,7 +181,21 @@ def args_for_run(run_args: list[str], stream: str, strategy: str, todo) -> list[
     return out
 
 
+def check_names(profile_name: str, profile: dict, selection: dict) -> None:
+    """Every stream and strategy the batch will run exists; an unknown one is blamed on where it came from: the
+    profile's list (naming the file) or --streams / --strategies, never on `--strategy`."""
+    for key, registry in (("streams", STREAMS), ("strategies", STRATEGIES)):
+        for name in selection.get(key) or profile.get(key, []):
+            try:
+                registry.get(name)
+            except UserError as e:
+                where = f"--{key}" if selection.get(key) else \
+                    f"the \"{key}\" list of profile {profile_name} ({profile_path(profile_name)})"
+                raise UserError(f"{e} (in {where})") from None
+
+
 def _plan_runs(profile_name: str, profile: dict, run_args: list[str], seeds, selection: dict) -> list[tuple[str, Any]]:
+    check_names(profile_name, profile, selection)
     todo = plan(profile, selection.get("streams"), selection.get("strategies"), seeds)
     if not todo:
         raise UserError(f"profile {profile_name!r} with these --streams/--strategies/--seeds has no runs")

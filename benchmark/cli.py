@@ -109,10 +109,53 @@ def cmd_pretrain(argv) -> int:
     return 0
 
 
-def cmd_list(argv) -> int:
-    from benchmark.config import PROFILE_DIR
+def _registries() -> list:
+    """Every registry whose entries a command chooses by name: the continual run's, then the multi-task run's."""
+    from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
     from benchmark.registry import BACKBONES, SOURCES, STRATEGIES, STREAMS
 
+    return [STREAMS, SOURCES, BACKBONES, STRATEGIES, TASK_SETS, ARCHITECTURES, WEIGHTINGS, SCHEDULES]
+
+
+def entry_flags_help(name: str) -> str:
+    """The namespaced flags (`--ewc.ewc-lambda`, with defaults, as `--help` shows them) of every entry called
+    `name`, in whichever registry holds it; a combination (`lwf+replay`) lists each part's."""
+    import argparse
+    from difflib import get_close_matches
+
+    from benchmark.config import CommandParser, add_fields
+
+    sections = []
+    for reg in _registries():
+        if name not in reg.names() and not ("+" in name and reg.compose):
+            continue
+        entry = reg.get(name)
+        for part in entry.parts or (entry,):
+            if part.config_cls is None:
+                sections.append(f"{reg.kind} {part.name}: no flags of its own")
+                continue
+            parser = CommandParser(prog="hatswap list", usage=argparse.SUPPRESS, add_help=False)
+            add_fields(parser.add_argument_group(f"{reg.kind} {part.name}"), part.config_cls, prefix=f"{part.name}.")
+            sections.append(parser.format_help().strip("\n"))
+    if not sections:
+        close = get_close_matches(name, [n for reg in _registries() for n in reg.names()])
+        raise UserError(f"no stream, source, backbone, strategy or multi-task entry is called {name!r}"
+                        f"{'; close: ' + ', '.join(close) if close else ''} (`hatswap list` names them all)")
+    return "\n\n".join(sections)
+
+
+def cmd_list(argv) -> int:
+    from benchmark.config import PROFILE_DIR, CommandParser
+    from benchmark.registry import BACKBONES, SOURCES, STRATEGIES, STREAMS
+
+    p = CommandParser(prog="hatswap list", description="Every stream, source, backbone, strategy, multi-task entry "
+                      "and profile by name.")
+    p.add_argument("--flags", metavar="NAME", help="list the flags of the entry NAME (e.g. ewc, lwf+replay, "
+                   "binary_tasks) instead, with their defaults")
+    ns = p.parse_args(argv)
+    if ns.flags:
+        print(entry_flags_help(ns.flags))
+        return 0
     for title, reg in (("streams", STREAMS), ("sources", SOURCES), ("backbones", BACKBONES),
                        ("strategies", STRATEGIES)):
         print(f"{title}: {', '.join(reg.names())}")

@@ -5,7 +5,8 @@ tuples of ints take `128,64`). The chosen stream, backbone and strategy may brin
 flags are namespaced by registry name: `--lwf.temperature 2`, `--binary_tasks.train-per-task 500`. A config file or
 profile uses the same names with underscores (`"lwf.temperature": 2`); an unknown key is an error, never ignored,
 and every value goes through its flag's own parsing (type, choices; booleans are JSON true / false), so an error
-names the file and the key. Float flags reject NaN.
+names the file and the key. Float flags reject NaN and ±inf. `--help` lists the chosen entries' flags too
+(`hatswap run --strategy ewc --help`); `hatswap list --flags ewc` lists any entry's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -170,13 +172,16 @@ class CommandParser(argparse.ArgumentParser):
 
 
 def _float(text: str) -> float:
-    """Every float flag (and config value): a number; NaN passes every `x > 0` check and fails the run later."""
+    """Every float flag (and config value): a finite number; NaN passes every `x > 0` check and inf every `x >= 0`
+    one, and either fails the run later with a message about the loss, not the flag."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
     if math.isnan(value):
         raise argparse.ArgumentTypeError(f"invalid float value: {text!r} (NaN is not a number)")
+    if math.isinf(value):
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r} (a finite number is needed)")
     return value
 
 
@@ -209,27 +214,41 @@ def add_fields(parser, cls, prefix: str = "") -> set[str]:
     return dests
 
 
+def profile_path(name: str) -> Path:
+    return PROFILE_DIR / f"{name}.json"
+
+
 def load_profile(name: str) -> dict:
-    path = PROFILE_DIR / f"{name}.json"
+    path = profile_path(name)
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.json")))
         raise UserError(f"unknown profile {name!r}; known: {known}")
-    return json.loads(path.read_text())
+    return read_json_object(path, f"profile {name} ({path})")
 
 
 def read_config_file(path: Path) -> dict:
     """A --config file: a JSON object of flag names to values; anything else is one line naming the file."""
+    return read_json_object(Path(path), f"config file {path}", " of flag names to values")
+
+
+def read_json_object(path: Path, what: str, holding: str = "") -> dict:
+    """A profile's or config file's JSON object; unreadable, malformed (which line and column) or not an object is
+    one UserError naming `what`, the file."""
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read config file {path}: {e}") from None
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read {what}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a JSON object of flag names to values")
+        raise UserError(f"{what} must hold a JSON object{holding}")
     return data
 
 
 def build_parser(prog: str = "hatswap run") -> CommandParser:
-    parser = CommandParser(prog=prog, description="Train one stream x strategy x seed and write its results folder.")
+    parser = CommandParser(prog=prog, description="Train one stream x strategy x seed and write its results folder.",
+                           epilog="The flags of the chosen --stream, --backbone and --strategy are listed last; "
+                           "`hatswap list --flags NAME` lists any entry's.")
     parser.add_argument("--profile", help="a profile from benchmark/profiles/ supplies the defaults")
     parser.add_argument("--config", type=Path, help="JSON file of flag names to values (overrides the profile)")
     parser.add_argument("--force", action="store_true", help="redo a run whose results already exist")
@@ -243,7 +262,7 @@ def parse_config(argv=None) -> tuple[RunConfig, argparse.Namespace]:
         if profile.get("kind") == "mtl":
             raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
                             f"{ns.profile}`, or one experiment with `hatswap mtl`")
-        out = [(profile["config"], f"profile {ns.profile} ({PROFILE_DIR / str(ns.profile)}.json)")]
+        out = [(profile.get("config", {}), f"profile {ns.profile} ({profile_path(str(ns.profile))})")]
         return out + [(read_config_file(ns.config), str(ns.config))] if ns.config else out
 
     return parse_with_entries(build_parser(), RunConfig, ENTRY_FIELDS, argv, layers)
@@ -257,25 +276,29 @@ def parse_with_entries(parser: CommandParser, cls, entry_fields: dict, argv, lay
     lowest first: a profile's or config file's keys (entry names as registered, knobs with `-` or `_`), applied as
     the flags' defaults through the flags' own parsing and named by `where` in errors. An unknown key or flag is an
     error; one that is a knob of an entry not chosen is allowed in a file (a profile shared by all strategies) and
-    named as such on the command line."""
+    named as such on the command line. `--help` waits for stage 2, so that it lists the chosen entries' flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    staged = [a for a in argv if a not in ("-h", "--help")]
     dests = add_fields(parser, cls)
-    ns, _ = parser.parse_known_args(argv)  # stage 1: which files and entries?
+    ns, _ = parser.parse_known_args(staged)  # stage 1: which files and entries?
     values, origin = {}, {}
     for layer, where in layers(ns):
         layer = {underscored_key(k, entry_fields): v for k, v in layer.items()}
         values, origin = values | layer, origin | dict.fromkeys(layer, where)
     _set_file_defaults(parser, values, dests, origin)
-    ns, _ = parser.parse_known_args(argv)
-    chosen = {kind: registry.get(getattr(ns, kind)) for kind, registry in entry_fields.items()}
-    for e in chosen.values():  # stage 2: their own knobs, namespaced by registry name (a composite: each part's)
+    ns, _ = parser.parse_known_args(staged)
+    chosen = {kind: _chosen_entry(registry, kind, getattr(ns, kind), origin, argv)
+              for kind, registry in entry_fields.items()}
+    for kind, e in chosen.items():  # stage 2: their own knobs, namespaced by registry name (a composite: each part's)
         for part in e.parts or (e,):
             if part.config_cls:
-                dests |= add_fields(parser.add_argument_group(part.name), part.config_cls, prefix=f"{part.name}.")
+                group = parser.add_argument_group(f"{entry_fields[kind].kind} {part.name}")
+                dests |= add_fields(group, part.config_cls, prefix=f"{part.name}.")
     if unknown := {k for k in set(values) - dests if not knob_owner(k, entry_fields)}:
         raise UserError(f"unknown config keys: {sorted(unknown)} (in {', '.join(sorted({origin[k] for k in unknown}))})"
                         f"; known: {sorted(dests)}")
     _set_file_defaults(parser, values, dests, origin)
-    _, extra = parser.parse_known_args(argv)
+    _, extra = parser.parse_known_args(staged)
     for arg in extra:  # `--lwf.alpha 1` while running naive: say whose knob it is, not just "unrecognized"
         flag = arg.split("=", 1)[0]
         if flag.startswith("--") and (owner := knob_owner(flag[2:], entry_fields)):
@@ -291,6 +314,17 @@ def parse_with_entries(parser: CommandParser, cls, entry_fields: dict, argv, lay
             raise UserError(f"{e} ({where})") from e
         raise
     return cfg, ns
+
+
+def _chosen_entry(registry, kind: str, name: str, origin: dict, argv: list[str]):
+    """registry.get(name); an unknown name that a profile or config file gave names that file and key, not the
+    `--<kind>` flag."""
+    try:
+        return registry.get(name)
+    except UserError as e:
+        if kind in origin and not {a.split("=", 1)[0] for a in argv} & {_flag(kind), f"--{kind}"}:
+            raise UserError(f"{e} (key {kind!r} of {origin[kind]})") from None
+        raise
 
 
 def _flag(key: str) -> str:

@@ -75,14 +75,29 @@ class FiniteLossGuard(SupervisedPlugin):
 
     Checked before the optimizer step, after every plugin has added its terms to the loss in `before_backward`
     (LwF's distillation, a regulariser): checking in `before_backward` would see only the terms of the plugins
-    that ran before it."""
+    that ran before it.
+
+    `knobs`: the strategy's float knobs with their values (strategy_float_knobs), named in the message: a weight
+    that scales a penalty (`--ewc.ewc-lambda 1e308`) overflows the loss as surely as a too-high lr."""
+
+    def __init__(self, knobs: tuple[str, ...] = ()):
+        super().__init__()
+        self.knobs = tuple(knobs)
 
     def before_update(self, strategy, **kwargs):
         loss = strategy.loss.detach()
         if not torch.isfinite(loss).all():  # one check on the device; the message only when it fails
             check_finite_losses({"loss": float(loss.sum())}, f"at experience {strategy.experience.current_experience}"
                                 f", epoch {strategy.clock.train_exp_epochs}, iteration "
-                                f"{strategy.clock.train_epoch_iterations}")
+                                f"{strategy.clock.train_epoch_iterations}", knobs=self.knobs)
+
+
+def strategy_float_knobs(cfg) -> tuple[str, ...]:
+    """The chosen strategy's float knobs as flags with their values (`--ewc.ewc-lambda 20`; a combination: each
+    part's), for FiniteLossGuard's message."""
+    parts = cfg.strategy.split("+")
+    return tuple(f"--{name}.{knob.replace('_', '-')} {value:g}" for key, value in cfg.to_dict().items()
+                 for name, _, knob in [key.partition(".")] if name in parts and knob and isinstance(value, float))
 
 
 class TrainLog(SupervisedPlugin):

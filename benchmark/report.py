@@ -40,6 +40,7 @@ from benchmark import plots
 from benchmark.metrics import ci95_halfwidth, task_forgetting
 from benchmark.published import comparison
 from benchmark.results import atomic_write, read_run
+from benchmark.run_lock import remove_stale_report_temps, report_temp_prefix
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
 COLUMNS = (*METRICS, "train_wall_s", "latency_ms")
@@ -308,7 +309,8 @@ def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None
     runs/ is never touched."""
     out = Path(out_dir or results_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
+    remove_stale_report_temps(out)
+    tmp = Path(tempfile.mkdtemp(prefix=report_temp_prefix(), dir=out))
     try:
         md = _write_report_files(results_dir, failed, tmp)
         for name in sorted(set(REPORT_FILES) | {p.name for p in tmp.iterdir()}):

@@ -1,11 +1,11 @@
 """One immutable folder per run: results/runs/<stream>/<strategy>/seed<k>/{config.json, matrix.csv, summary.json}.
 
 The folder is built under a temporary name and renamed into place in one step, so a crash leaves no partial run
-(only a hidden temporary folder, removed by the next claim). A run counts as done only when its three files parse
-and agree (`run_problem`); one that does not (edited, copied in part, truncated) is redone, and said so. A rerun
-with the same config skips; with a different config it refuses (unless --force) rather than mixing results of two
-configs under one name. A process holds a lock on each run it trains, so a second process on the same results
-(another batch) skips that run instead of training it twice.
+(only a hidden temporary folder, removed by the next claim, as are the lock files of a killed process). A run
+counts as done only when its three files parse and agree (`run_problem`); one that does not (edited, copied in
+part, truncated) is redone, and said so. A rerun with the same config skips; with a different config it refuses
+(unless --force) rather than mixing results of two configs under one name. A process holds a lock on each run it
+trains, so a second process on the same results (another batch) skips that run instead of training it twice.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmark.errors import UserError
 from benchmark.metrics import cl_metrics
-from benchmark.run_lock import lock_run_folder, release_run_folder, remove_stale_temps
+from benchmark.run_lock import lock_run_folder, release_run_folder, remove_stale_locks, remove_stale_temps
 
 PACKAGES = ("torch", "torchvision", "avalanche-lib", "timm", "numpy", "pandas", "torchmetrics", "wandb", "hatswap")
 
@@ -257,6 +257,7 @@ def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
             _SKIPPED[folder] = f"running in another process (pid {holder})"
             return False
     remove_stale_temps(folder)
+    remove_stale_locks(folder.parent)  # the other seeds' (a killed batch's), as the lock of this one is reused
     if status == "incomplete":
         print(f"[run] {folder} is incomplete ({detail}); redoing it", file=sys.stderr)
     return True

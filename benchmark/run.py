@@ -29,6 +29,7 @@ from benchmark.harness_plugins import (
     TaskLoss,
     TrainLog,
     schedule_plugins,
+    strategy_float_knobs,
 )
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
@@ -76,13 +77,13 @@ def build_stream_and_model(cfg: RunConfig, device, say):
 
 def harness_plugins(cfg: RunConfig, collector, train_log, cached: bool, tracker, tag: str, say) -> list:
     """What every strategy gets: first the paired randomness (benchmark/randomness.py) and the task loss's record,
-    then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the learning-rate schedule and
-    optimizer restarts; the class-balanced sampler when asked; on cached features, batches gathered by index
-    (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
+    then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the
+    learning-rate schedule and optimizer restarts; the class-balanced sampler when asked; on cached features, batches
+    gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
     fast = [FastCachedBatches(log=say)] if cached and os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     balanced = [ClassBalancedSampling()] if cfg.sampler == "class-balanced" else []
-    return [PairedRandomness(cfg.seed), TaskLoss(), *fast, *balanced, collector, train_log, FiniteLossGuard(), tracker,
-            ProgressBar(tag), *schedule_plugins(cfg)]
+    return [PairedRandomness(cfg.seed), TaskLoss(), *fast, *balanced, collector, train_log,
+            FiniteLossGuard(strategy_float_knobs(cfg)), tracker, ProgressBar(tag), *schedule_plugins(cfg)]
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:

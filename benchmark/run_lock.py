@@ -1,5 +1,6 @@
 """Who is training a run folder: a lock per folder, so that two processes on one results tree (two batches, Ray
-tasks) never train the same run twice, and the temporary folders a killed writer leaves behind are cleared."""
+tasks) never train the same run twice, and what a killed process leaves behind is cleared: its temporary folders,
+its lock files and its report's build folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from pathlib import Path
 # A run folder is claimed by a lock on `.<folder>.lock` (fcntl.flock) held by the process that trains it: the lock
 # goes when the process does (even on kill -9), so a stale lock file never blocks; the file holds the holder's pid.
 _HELD: dict[Path, tuple[int, list[Path]]] = {}  # run folder → (fd of its lock file, folders made for it)
+# A lock whose file names no live process is taken by remove_stale_locks for an instant (to prove it stale): a
+# claimer that meets it then tries again for up to this long before it takes the run for running elsewhere.
+STALE_LOCK_RETRY_S = 0.5
 
 
 def _lock_path(folder: Path) -> Path:
@@ -26,6 +30,7 @@ def lock_run_folder(folder: Path) -> str:
     made = [d for d in folder.parents if not d.exists()]  # removed again if the run leaves nothing in them
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = _lock_path(folder)
+    give_up = time.monotonic() + STALE_LOCK_RETRY_S
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -33,7 +38,10 @@ def lock_run_folder(folder: Path) -> str:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            return holder or "?"
+            if (holder.isdigit() and _alive(int(holder))) or time.monotonic() > give_up:
+                return holder or "?"
+            time.sleep(0.01)  # a claimer between its lock and its pid, or remove_stale_locks proving it stale
+            continue
         except OSError:  # a filesystem without locks: go ahead unlocked (write_run still never mixes configs)
             os.close(fd)
             return ""
@@ -82,10 +90,53 @@ def remove_stale_temps(folder: Path, max_age_s: float = 86400) -> None:
     """Temporary and replaced copies of `folder` (`.seed0.tmp-<pid>-<ns>`, `.seed0.old-<pid>-<ns>`) left by a
     writer that was killed: removed when that process is gone, or when older than max_age_s."""
     for p in [*folder.parent.glob(f".{folder.name}.tmp-*"), *folder.parent.glob(f".{folder.name}.old-*")]:
-        pid = p.name.rsplit(".", 1)[-1].split("-")[1]
+        _remove_if_stale(p, p.name.rsplit(".", 1)[-1].split("-")[1], max_age_s)
+
+
+def report_temp_prefix() -> str:
+    """The prefix of a report's build folder (`.report-<pid>-<random>`): its pid tells remove_stale_report_temps
+    whether its builder still runs."""
+    return f".report-{os.getpid()}-"
+
+
+def remove_stale_report_temps(out: Path, max_age_s: float = 86400) -> None:
+    """Report build folders in `out` left by a killed builder: removed when that process is gone, or when older
+    than max_age_s (one from before the pid was in the name counts as gone)."""
+    for p in out.glob(".report-*"):
+        _remove_if_stale(p, p.name.split("-")[1], max_age_s)
+
+
+def _remove_if_stale(path: Path, pid: str, max_age_s: float) -> None:
+    try:
+        stale = not (pid.isdigit() and _alive(int(pid))) or time.time() - path.stat().st_mtime > max_age_s
+    except OSError:
+        return
+    if stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_locks(directory: Path) -> None:
+    """Lock files in `directory` (`.seed3.lock`: empty, or a pid) that no process holds, left by a killed holder.
+
+    Only what is provably stale goes: a file naming a live process is left alone (even an instant's lock would
+    make its claimer skip the run); any other is removed only while this process holds its flock, and only if it is
+    still the file at that path, as release_run_folder removes its own, so a claimer that opened it meanwhile finds
+    it replaced and locks a new one (lock_run_folder)."""
+    for path in directory.glob(".*.lock"):
+        if path.with_name(path.name[1:-len(".lock")]) in _HELD:
+            continue
         try:
-            stale = not (pid.isdigit() and _alive(int(pid))) or time.time() - p.stat().st_mtime > max_age_s
+            holder = path.read_text(errors="replace").strip()
+            fd = os.open(path, os.O_RDWR)
         except OSError:
             continue
-        if stale:
-            shutil.rmtree(p, ignore_errors=True)
+        try:
+            if holder.isdigit() and _alive(int(holder)):
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: not stale (OSError: no locks here, leave it)
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                path.unlink()
+        except OSError:
+            continue
+        finally:
+            os.close(fd)

@@ -1,5 +1,6 @@
 """Bad input: one line naming the fix, a non-zero exit, no traceback, no partial result files."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,81 @@ def test_list_names_everything(capsys):
     out = capsys.readouterr().out
     for name in ("binary_tasks", "fashion_mnist", "cifar10", "vit_tiny", "naive", "joint", "lwf", "replay", "default"):
         assert name in out
+
+
+@pytest.mark.parametrize("argv,shown", [
+    (["--strategy", "ewc"], ["strategy ewc:", "--ewc.ewc-lambda", "(default: 20.0)", "--ewc.decay"]),
+    (["--strategy", "lwf+replay"], ["--lwf.alpha", "--lwf.temperature", "--replay.mem-size", "(default: 500)"]),
+    (["--backbone", "small_cnn"], ["backbone small_cnn:", "--small_cnn.channels", "(default: [16, 32])"]),
+    (["--stream", "dense_suite"], ["stream dense_suite:", "--dense_suite.image-size", "(default: 64)"]),
+])
+def test_run_help_lists_the_chosen_entries_flags(argv, shown, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", *argv, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and all(text in out for text in shown) and "hatswap list --flags" in out
+
+
+@pytest.mark.parametrize("name,shown", [
+    ("ewc", ["strategy ewc:", "--ewc.ewc-lambda", "(default: 20.0)"]),
+    ("lwf+naive", ["strategy lwf:", "--lwf.alpha", "strategy naive: no flags of its own"]),
+    ("binary_tasks", ["stream binary_tasks:", "--binary_tasks.train-per-task", "(default: 2000)"]),
+    ("mmoe", ["architecture mmoe:", "--mmoe."]),
+])
+def test_list_flags_shows_any_entrys_flags_with_defaults(name, shown, capsys):
+    assert main(["list", "--flags", name]) == 0
+    out = capsys.readouterr().out
+    assert all(text in out for text in shown), out
+
+
+def test_list_flags_of_an_unknown_entry_is_one_line_naming_the_close_ones(capsys):
+    assert main(["list", "--flags", "ewcc"]) == 2
+    assert "no stream, source, backbone, strategy or multi-task entry is called 'ewcc'; close: ewc" in \
+        error_line(capsys)
+
+
+def test_an_overflowing_strategy_weight_is_named_beside_the_lr(tiny, capsys):
+    """1e308 is finite (it passes the flag's checks) but overflows EWC's penalty once there is one: the message
+    must not blame the lr alone."""
+    code = main(["run", *tiny("--strategy", "ewc", "--ewc.ewc-lambda", "1e308")])
+    line = error_line(capsys)
+    assert code == 3 and "non-finite training loss" in line and "at experience 1" in line
+    assert "lower --lr or a strategy knob that may be too large (--ewc.ewc-lambda 1e+308, --ewc.decay 1)" in line
+
+
+@pytest.fixture
+def profiles(tmp_path, monkeypatch):
+    import benchmark.config
+
+    monkeypatch.setattr(benchmark.config, "PROFILE_DIR", tmp_path)
+
+    def write(name: str, profile) -> Path:
+        (tmp_path / f"{name}.json").write_text(profile if isinstance(profile, str) else json.dumps(profile))
+        return tmp_path / f"{name}.json"
+
+    return write
+
+
+def test_a_profiles_unknown_strategy_names_the_profile_not_the_flag(profiles, tmp_path, capsys):
+    path = profiles("odd", {"streams": ["binary_tasks"], "strategies": ["naive", "ewcc"], "seeds": [0],
+                            "config": {"out_dir": str(tmp_path / "results")}})
+    assert main(["batch", "--profile", "odd"]) == 2
+    line = error_line(capsys)
+    assert "unknown strategy 'ewcc'" in line and line.endswith(f"(in the \"strategies\" list of profile odd ({path}))")
+    assert main(["batch", "--profile", "odd", "--strategies", "naive,nope"]) == 2
+    assert error_line(capsys).endswith("unknown strategy 'nope'; known: " + STRATEGY_NAMES + " (in --strategies)")
+    profiles("odd", {"config": {"strategy": "ewcc"}})
+    assert main(["run", "--profile", "odd"]) == 2
+    assert error_line(capsys).endswith(f"(key 'strategy' of profile odd ({path}))")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "batch"])
+def test_a_malformed_profile_is_one_line_naming_the_file_line_and_column(command, profiles, capsys):
+    path = profiles("broken", '{"streams": ["binary_tasks"],\n "strategies": ["naive",]}')
+    assert main([command, "--profile", "broken"]) == 2
+    assert error_line(capsys) == f"hatswap: error: profile broken ({path}) is not valid JSON: Expecting value at " \
+                                 f"line 2, column 25"
 
 
 def test_report_without_runs(tmp_path, capsys):

@@ -158,6 +158,21 @@ def test_every_float_flag_rejects_nan(prefix, flag):
         parse_config([*prefix, flag, "nan"])
 
 
+@pytest.mark.parametrize("prefix,flag", _float_flags(), ids=lambda x: x if isinstance(x, str) else None)
+def test_every_float_flag_rejects_infinity(prefix, flag):
+    """inf passes every `x >= 0` check and fails the run later, blamed on the loss; 1e999 parses as inf too."""
+    for value in ("inf", "-inf", "1e999"):
+        with pytest.raises(UserError, match=f"argument {re.escape(flag)}.*{value}.*a finite number is needed"):
+            parse_config([*prefix, f"{flag}={value}"])
+
+
+def test_an_infinite_config_file_value_names_the_file_and_key(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"strategy": "ewc", "ewc.ewc_lambda": float("inf")}))  # JSON's `Infinity`
+    with pytest.raises(UserError, match=f"bad value for 'ewc.ewc_lambda' in {f}: .*a finite number is needed"):
+        parse_config(["--config", str(f)])
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["--lwf.alpha", "1"], "--lwf.alpha belongs to strategy lwf, not naive"),
     (["--strategy", "lwf", "--replay.mem-size=5"], "--replay.mem-size belongs to strategy replay, not lwf"),
@@ -222,3 +237,45 @@ def test_a_range_check_on_a_file_value_names_the_file_and_key(tmp_path):
     with pytest.raises(UserError) as e:
         parse_config(["--config", str(f), "--epochs", "1"])
     assert "--vit_tiny.num-heads" in str(e.value) and f"'vit_tiny.num_heads' of {f}" in str(e.value)
+
+
+@pytest.fixture
+def profiles(tmp_path, monkeypatch):
+    """A profile folder of our own: name → its path, once written."""
+    import benchmark.config
+
+    monkeypatch.setattr(benchmark.config, "PROFILE_DIR", tmp_path)
+
+    def write(name: str, text: str):
+        (tmp_path / f"{name}.json").write_text(text)
+        return tmp_path / f"{name}.json"
+
+    return write
+
+
+def test_malformed_json_names_the_file_line_and_column(profiles, tmp_path):
+    broken = '{"config": {"epochs": 1,\n  "lr": }}'
+    path = profiles("broken", broken)
+    with pytest.raises(UserError) as e:
+        parse_config(["--profile", "broken"])
+    assert str(e.value) == f"profile broken ({path}) is not valid JSON: Expecting value at line 2, column 9"
+    config = tmp_path / "c.json"
+    config.write_text(broken)
+    with pytest.raises(UserError) as e:
+        parse_config(["--config", str(config)])
+    assert str(e.value) == f"config file {config} is not valid JSON: Expecting value at line 2, column 9"
+    profiles("list", "[1, 2]")
+    with pytest.raises(UserError, match="profile list .* must hold a JSON object"):
+        parse_config(["--profile", "list"])
+
+
+def test_an_unknown_entry_set_by_a_profile_names_the_profile_not_the_flag(profiles):
+    path = profiles("odd", json.dumps({"config": {"strategy": "ewcc", "backbone": "vit_tiny"}}))
+    with pytest.raises(UserError) as e:
+        parse_config(["--profile", "odd"])
+    assert str(e.value).startswith("unknown strategy 'ewcc'; known: ")
+    assert str(e.value).endswith(f"(key 'strategy' of profile odd ({path}))")
+    assert parse_config(["--profile", "odd", "--strategy", "ewc"])[0].strategy == "ewc"  # the flag overrides it
+    with pytest.raises(UserError) as e:
+        parse_config(["--profile", "odd", "--strategy=nope"])  # now the flag's value is the unknown one
+    assert "'nope'" in str(e.value) and "profile odd" not in str(e.value)

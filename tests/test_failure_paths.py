@@ -281,6 +281,56 @@ def test_temp_folders_of_dead_writers_are_removed(tiny, tmp_path):
     assert not any(d.exists() for d in stale) and live.exists()
 
 
+def test_lock_files_of_killed_processes_are_removed_and_a_live_holders_kept(tiny, tmp_path, holder):
+    """A kill leaves `.seed<k>.lock` behind (empty if killed before writing its pid, else the pid); the next claim
+    in that folder removes each no process holds, and never one a live process holds."""
+    from benchmark.run_lock import lock_run_folder
+
+    folder = naive_folder(tmp_path / "results")
+    live = holder(folder.with_name("seed1"))
+    killed = holder(folder.with_name("seed2"))
+    killed.kill()  # kill -9: its lock goes, its file (its pid) stays
+    killed.wait()
+    (folder.parent / ".seed3.lock").write_text("")  # killed between creating the file and writing its pid
+    assert (folder.parent / ".seed2.lock").read_text() == str(killed.pid)
+    assert run(parse_config(tiny())[0]) == (folder, "done")
+    assert sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(".")) == [".seed1.lock"]
+    assert lock_run_folder(folder.with_name("seed1")) == str(live.pid)  # still held by the live process
+
+
+def test_a_claim_that_meets_a_stale_lock_being_checked_waits_for_it(tmp_path):
+    """remove_stale_locks holds a dead holder's lock for an instant to prove it stale: a claimer meeting it then
+    tries again instead of taking the run for running elsewhere."""
+    import fcntl
+    import threading
+
+    from benchmark.run_lock import lock_run_folder, release_run_folder
+
+    folder = tmp_path / "runs" / "seed0"
+    folder.parent.mkdir(parents=True)
+    lock = folder.parent / ".seed0.lock"
+    lock.write_text(str(dead_pid()))
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    threading.Timer(0.05, os.close, [fd]).start()  # let go 50 ms later
+    try:
+        assert lock_run_folder(folder) == ""
+    finally:
+        release_run_folder(folder)
+
+
+def test_report_build_folders_of_dead_builders_are_removed(tmp_path, fmnist_root):
+    results = tmp_path / "results"
+    assert main(["run", *tiny_args(results, fmnist_root)]) == 0
+    stale = [results / ".report-k2x9q1w_", results / f".report-{dead_pid()}-abc"]  # before and with a pid
+    live = results / f".report-{os.getppid()}-xyz"  # a live process's, recent: not ours to remove
+    for d in (*stale, live):
+        d.mkdir()
+    write_report(results)
+    assert not any(d.exists() for d in stale) and live.exists()
+    assert sorted(p.name for p in results.iterdir() if p.name.startswith(".")) == [live.name]
+
+
 # --- item 19: one line naming the fix, not a library error ------------------------------------------------------
 
 
