@@ -100,8 +100,9 @@ class RunConfig(TrackedConfig):
     hidden: tuple[int, ...] = (128,)  # widths of the shared hidden layers between backbone and heads
     dropout: float = 0.1  # after each shared hidden layer
     optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
-    # cosine, step: per epoch, restarted every experience (benchmark/harness_plugins.py)
-    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine", "step")})
+    # per epoch (benchmark/harness_plugins.py); cosine, step: restarted every experience; cosine-stream: one cosine
+    # over all the stream's epochs, the dense suite document's schedule (docs/deviations.md)
+    lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine", "cosine-stream", "step")})
     lr_step_size: int = 3  # --lr-schedule step: epochs between decays (torch's StepLR step_size)
     lr_gamma: float = 0.1  # --lr-schedule step: the lr's factor at each decay
     fresh_optimizer: bool = False  # every experience starts from a fresh optimizer state (Adam's moments and step)

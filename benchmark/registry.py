@@ -42,6 +42,9 @@ class StrategyMeta:
 
     one_shot: bool = False  # trains on the whole stream at once (joint training): R gets one row, 'after_joint'
     baseline: bool = False  # one model per task (single-task baselines): only R's diagonal means something
+    # trains a fresh model from the initial weights at every experience (single_task, gdumb): each experience is a
+    # training of its own, so `--lr-schedule cosine-stream` restarts with it (benchmark/harness_plugins.py)
+    restarts_each_experience: bool = False
     # A strategy that is Avalanche's SupervisedTemplate plus plugins declares them: (its config, the template's
     # keyword arguments) → its plugins. Such strategies combine: `--strategy lwf+replay` (benchmark/composition.py).
     plugins: Callable[..., list] | None = None

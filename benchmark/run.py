@@ -75,15 +75,18 @@ def build_stream_and_model(cfg: RunConfig, device, say):
     return bench, model, backbone_id
 
 
-def harness_plugins(cfg: RunConfig, collector, train_log, cached: bool, tracker, tag: str, say) -> list:
+def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, train_log, cached: bool, tracker,
+                    tag: str, say) -> list:
     """What every strategy gets: first the paired randomness (benchmark/randomness.py) and the task loss's record,
     then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the
-    learning-rate schedule and optimizer restarts; the class-balanced sampler when asked; on cached features, batches
+    learning-rate schedule and optimizer restarts (`meta`: the strategy's, `stream_experiences`: the train stream's
+    length, which a stream-long schedule spans); the class-balanced sampler when asked; on cached features, batches
     gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
     fast = [FastCachedBatches(log=say)] if cached and os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     balanced = [ClassBalancedSampling()] if cfg.sampler == "class-balanced" else []
     return [PairedRandomness(cfg.seed), TaskLoss(), *fast, *balanced, collector, train_log,
-            FiniteLossGuard(strategy_float_knobs(cfg)), tracker, ProgressBar(tag), *schedule_plugins(cfg)]
+            FiniteLossGuard(strategy_float_knobs(cfg)), tracker, ProgressBar(tag),
+            *schedule_plugins(cfg, meta, stream_experiences)]
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
@@ -98,7 +101,8 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
                            name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
     collector = PrimaryScoreCollector(bench.tasks)
     train_log = TrainLog(on_exp_end=lambda i, s: say(f"experience {i} trained in {s:.1f}s"))
-    plugins = harness_plugins(cfg, collector, train_log, "feature_cache" in backbone_id, tracker, tag, say)
+    plugins = harness_plugins(cfg, entry.meta, len(bench.scenario.train_stream), collector, train_log,
+                              "feature_cache" in backbone_id, tracker, tag, say)
     strategy = entry.build(
         cfg.strategy_args, plugins=[*plugins, *extra_plugins], model=net,
         optimizer=build_optimizer(net, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.optimizer),

@@ -56,7 +56,7 @@ def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tas
         "eval_wall_s": log.wall_s, "train_wall_s": cost["train_wall_s"], "budget": cost,
         "metric_units": {t.name: t.primary for t in tasks},
         "references": trivial_references(pixels) if meta.baseline else None,
-        "training": describe_training(cfg, meta.one_shot), "extra_scores": log.extra_scores(),
+        "training": describe_training(cfg, meta, len(pixels.scenario.train_stream)), "extra_scores": log.extra_scores(),
         "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
         "backbone_weights": backbone_id["weights"],
         "data_source": data_source(data), "device": cost["device"],

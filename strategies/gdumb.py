@@ -124,6 +124,6 @@ class GDumbPlugin(SupervisedPlugin):
         self.epoch += 1
 
 
-@STRATEGIES.register("gdumb", config_cls=GDumbConfig)
+@STRATEGIES.register("gdumb", config_cls=GDumbConfig, restarts_each_experience=True)
 def build_gdumb(cfg: GDumbConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, GDumbPlugin(cfg)], **template_kwargs)

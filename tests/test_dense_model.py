@@ -1,6 +1,7 @@
 """The dense suite's model: feature-map backbones, per-sample head routing, EfficientNet-B0 + FPN size and weights;
-the cosine schedule and the single-task restart plugin."""
+the cosine schedules (per experience, and over the whole stream) and the single-task restart plugin."""
 
+import json
 import math
 import types
 
@@ -148,6 +149,30 @@ def test_every_strategy_gets_the_baselines_per_task_schedule(strategy, tiny_dens
     assert lrs("single_task") == pytest.approx(per_task * 3)
     assert lrs(strategy) == pytest.approx(per_task * (1 if strategy == "joint" else 3))
 
+
+
+# ½(1 + cos(π k / 6)) × 0.01 at the stream's epoch k = 0..5, by hand: cos = 1, √3/2, ½, 0, −½, −√3/2
+STREAM_COSINE_3X2 = [0.01, 0.0093301270, 0.0075, 0.005, 0.0025, 0.00066987298]
+
+
+@pytest.mark.parametrize("strategy,expected,schedule", [
+    ("naive", STREAM_COSINE_3X2, "one cosine over all 6 epochs of the stream's 3 experiences, not restarted"),
+    ("lwf", STREAM_COSINE_3X2, "one cosine over all 6 epochs of the stream's 3 experiences, not restarted"),
+    ("joint", [0.01, 0.005], "one cosine over the run's epochs"),  # one experience of 2 epochs
+    ("single_task", [0.01, 0.005] * 3, "cosine restarted with the model every experience"),  # each task alone
+    ("gdumb", [0.01, 0.005] * 3, "cosine restarted with the model every experience"),  # retrains from scratch
+])
+def test_cosine_stream_is_one_cosine_over_the_whole_training(strategy, expected, schedule, tiny):
+    """`--lr-schedule cosine-stream` (the dense suite document's CosineAnnealingLR over the total epochs): over the
+    fixture's 3 experiences × 2 epochs, lr = ½(1 + cos(π k / (T·E))) · lr at the stream's epoch k, never restarted;
+    T is the stream's length. A training of its own (joint, each single-task baseline, each gdumb retraining) gets
+    its own cosine over its E epochs. The summary's training line says which."""
+    probe = LrProbe()
+    cfg, _ = parse_config(tiny("--strategy", strategy, "--epochs", "2", "--lr", "0.01", "--lr-schedule",
+                               "cosine-stream"))
+    folder, _ = run(cfg, extra_plugins=[probe])
+    assert probe.lrs == pytest.approx(expected, rel=1e-7)
+    assert f"adam lr 0.01 ({schedule})" in json.loads((folder / "summary.json").read_text())["training"]
 
 def test_single_task_restarts_from_the_initial_weights_with_a_fresh_optimizer():
     torch.manual_seed(0)

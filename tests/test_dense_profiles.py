@@ -9,16 +9,18 @@ from benchmark.cli import main
 from benchmark.config import PROFILE_DIR, parse_config
 
 
-@pytest.mark.parametrize("profile", ["dense", "dense-paper"])
-def test_dense_profiles_parse_for_each_of_their_strategies(profile):
+@pytest.mark.parametrize("profile,schedule", [("dense", "cosine"), ("dense-paper", "cosine-stream")])
+def test_dense_profiles_parse_for_each_of_their_strategies(profile, schedule):
     spec = json.loads((PROFILE_DIR / f"{profile}.json").read_text())
     assert spec["streams"] == ["dense_suite"] and "single_task" in spec["strategies"]
     for strategy in spec["strategies"]:
         cfg, _ = parse_config(["--profile", profile, "--strategy", strategy])
-        assert cfg.stream == "dense_suite" and cfg.lr_schedule == "cosine" and cfg.optimizer == "adamw"
-    if profile == "dense-paper":  # the dense suite document's settings
+        assert cfg.stream == "dense_suite" and cfg.lr_schedule == schedule and cfg.optimizer == "adamw"
+    if profile == "dense-paper":  # the dense suite document's settings, its schedule included, and said so
         assert (cfg.epochs, cfg.lr, cfg.weight_decay, cfg.batch_size) == (5, 8e-4, 1e-4, 4)
         assert cfg.backbone == "efficientnet_b0_fpn" and cfg.stream_args.image_size == 512
+        assert f"one cosine over all {3 * cfg.epochs} epochs of the stream, not restarted" in spec["description"]
+        assert "not yet run with this schedule" in spec["description"]
 
 
 @pytest.mark.parametrize("missing,fragment", [

@@ -20,6 +20,7 @@ from benchmark.config import parse_config
 from benchmark.errors import UserError
 from benchmark.harness_plugins import FreshOptimizer, StepLR, schedule_plugins
 from benchmark.models import build_model
+from benchmark.registry import StrategyMeta
 from benchmark.run import run
 from benchmark.sampling import InterleavedTaskBatches
 from benchmark.tasks import TaskCriterion, TaskSpec, kind_of
@@ -76,7 +77,7 @@ def _fake_strategy(model):
 
 def test_step_schedule_restarts_every_experience_with_a_fresh_optimizer():
     cfg = types.SimpleNamespace(lr_schedule="step", lr_step_size=2, lr_gamma=0.1, epochs=5, fresh_optimizer=True)
-    plugins = schedule_plugins(cfg)
+    plugins = schedule_plugins(cfg, StrategyMeta(), 3)
     assert [type(p) for p in plugins] == [FreshOptimizer, StepLR]
     model = torch.nn.Linear(2, 1)
     strategy, steps = _fake_strategy(model), []
