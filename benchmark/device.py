@@ -29,26 +29,16 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def compute_dtype(name: str):
-    """torch's default float dtype set to `name` ("float32" | "float64") while a run trains: the float tensors it
-    creates follow it, and the model (built_in_float32, then cast) computes in it, casting its inputs on entry."""
+    """torch's default float dtype set to `name` ("float32" | "float64") while a run builds and trains: its modules'
+    parameters are initialised in it, the float tensors it creates follow it, and the model casts its inputs to it.
+    float64 initialises in float64 too: float32's initialisers (normal_, trunc_normal_) use vectorised approximations
+    of log, cos and erfinv whose last bit differs between CPU kinds, which training would amplify."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(getattr(torch, name))
     try:
         yield
     finally:
         torch.set_default_dtype(previous)
-
-
-def built_in_float32(build):
-    """`build()`'s module, its parameters initialised in float32 and then cast to the current default dtype: a
-    float64 run starts from the same weights as the float32 run of its seed (float64 initialisers draw other random
-    numbers), so the two differ only in the arithmetic. → what build() returned, its first item cast if a tuple."""
-    target = torch.get_default_dtype()
-    with compute_dtype("float32"):
-        built = build()
-    if isinstance(built, tuple):
-        return (built[0].to(target), *built[1:])
-    return built.to(target)
 
 
 def prepare_runtime(cfg) -> torch.device:

@@ -18,7 +18,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
-from benchmark.device import built_in_float32, compute_dtype, maybe_compile, prepare_runtime, seed_everything, set_autocast
+from benchmark.device import compute_dtype, maybe_compile, prepare_runtime, seed_everything, set_autocast
 from benchmark.evaluation import train_and_evaluate
 from benchmark.fast_batches import FastCachedBatches
 from benchmark.feature_cache import use_feature_cache
@@ -67,8 +67,7 @@ def build_stream_and_model(cfg: RunConfig, device, say):
                                           download=cfg.download, apt_install=cfg.apt_install)
     x0 = bench.scenario.test_stream[0].dataset[0][0]
     seed_everything(cfg.seed)
-    model, backbone_id = built_in_float32(
-        lambda: build_model(cfg, bench.tasks, image_size=x0.shape[-1], in_chans=x0.shape[0]))
+    model, backbone_id = build_model(cfg, bench.tasks, image_size=x0.shape[-1], in_chans=x0.shape[0])
     say(f"backbone {cfg.backbone} ({backbone_id['weights']}, {backbone_id['mode']}, {backbone_id['params']:,} "
         f"params); data {bench.provenance['train']['origin']} {bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp and cfg.dtype == "float32")

@@ -52,7 +52,8 @@ def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tas
     return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | {
         "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": names,
         "baseline": meta.baseline, "final": scores["final"], "just_trained": scores["just_trained"],
-        "untrained": scores["untrained"], "eval_score": dict(log.scores), "eval_loss": dict(log.losses), "exp_wall_s": train_log.exp_wall_s,
+        "untrained": scores["untrained"], "eval_score": dict(log.scores), "eval_loss": dict(log.losses),
+        "exp_wall_s": train_log.exp_wall_s,
         "eval_wall_s": log.wall_s, "train_wall_s": cost["train_wall_s"], "budget": cost,
         "metric_units": {t.name: t.primary for t in tasks},
         "references": trivial_references(pixels) if meta.baseline else None,

@@ -40,7 +40,8 @@ from benchmark.registry import STRATEGIES
 class GDumbConfig:
     mem_size: int = 500  # samples kept, balanced over (task, class)
     epochs: int = 256  # epochs over the memory at every experience (Mammoth's fitting_epochs)
-    schedule: str = field(default="sgdr", metadata={"choices": ("sgdr", "run")})  # sgdr: the paper's; run: --lr-schedule
+    # sgdr: the paper's schedule (module docstring); run: the run's --lr-schedule
+    schedule: str = field(default="sgdr", metadata={"choices": ("sgdr", "run")})
     min_lr_ratio: float = 0.01  # SGDR's η_min / the run's lr (Mammoth: 5e-4 / 5e-2)
 
     def __post_init__(self):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from avalanche.training.plugins import ReplayPlugin
 import torch
+from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ParametricBuffer, RandomExemplarsSelectionStrategy
 from avalanche.training.templates import SupervisedTemplate
 

@@ -155,5 +155,6 @@ def mtl_record(folder: Path) -> str:
 
     lines = [f"eval {label} {task}: {pairs(metrics)}" for label, by_task in s["evaluations"].items()
              for task, metrics in by_task.items()]
-    lines += [f"epoch {e['epoch']} {part}: {pairs(e[part])}" for e in s["epochs"] for part in ("train_loss", "val_loss")]
+    lines += [f"epoch {e['epoch']} {part}: {pairs(e[part])}" for e in s["epochs"]
+              for part in ("train_loss", "val_loss")]
     return "\n".join(lines) + "\n"

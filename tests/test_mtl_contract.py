@@ -9,9 +9,9 @@ import itertools
 import pytest
 import torch
 
+from benchmark.device import compute_dtype
 from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
 from benchmark.mtl.train import train_stages
-from benchmark.device import built_in_float32, compute_dtype
 from tests.golden_files import assert_golden_lines, deterministic
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
 
@@ -28,10 +28,9 @@ def test_every_combination_trains_every_task(architecture, weighting, schedule):
 def _trains_every_task(architecture, weighting, schedule, data):
     torch.manual_seed(0)
     names = tuple(t.name for t in data.tasks)
-    model = built_in_float32(lambda: MultiTaskModel(data.tasks, architecture=architecture, loss_weighting=weighting,
-                                                    in_features=N_FEATURES, shared_layers=[16, 16], task_layers=[8],
-                                                    num_experts=2))
-    stages = SCHEDULES.get(schedule).build(None, epochs=3, tasks=names)
+    model = MultiTaskModel(data.tasks, architecture=architecture, loss_weighting=weighting, in_features=N_FEATURES,
+                           shared_layers=[16, 16], task_layers=[8], num_experts=2)
+    stages = SCHEDULES.get(schedule).build(None, epochs=5, tasks=names)
     assert set().union(*(s.tasks for s in stages)) == set(names), "the schedule must train every task"
     rows, epochs, _ = train_stages(model, data, stages, tiny_cfg(), "cpu")
     init = rows[0][1]

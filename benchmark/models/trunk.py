@@ -35,6 +35,9 @@ def vector_trunk(feat_dim: int, hidden: tuple[int, ...], dropout: float) -> tupl
 
 
 def map_trunk(channels: int) -> tuple[nn.Sequential, int]:
-    """→ (shared 3×3 conv block, its output channels)."""
-    return nn.Sequential(nn.Conv2d(channels, SHARED_CHANNELS, 3, padding=1), nn.BatchNorm2d(SHARED_CHANNELS),
-                         nn.ReLU()), SHARED_CHANNELS
+    """→ (shared 3×3 conv block, its output channels). The conv has no bias: the BatchNorm after it subtracts each
+    channel's batch mean, so in training a bias has no effect and its gradient is rounding noise, which Adam
+    normalises into steps of ~lr; EWC and MAS (importance measured in eval mode, where the bias does act) then pull on
+    that noise, and their runs differed by up to 10 % between CPU kinds. BatchNorm's own shift is the bias."""
+    return nn.Sequential(nn.Conv2d(channels, SHARED_CHANNELS, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(SHARED_CHANNELS), nn.ReLU()), SHARED_CHANNELS

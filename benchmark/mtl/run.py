@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.device import built_in_float32, compute_dtype, prepare_runtime, seed_everything
+from benchmark.device import compute_dtype, prepare_runtime, seed_everything
 from benchmark.errors import UserError
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.gradients import measured_relations, parse_relations_text
@@ -91,8 +91,7 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     names = tuple(t.name for t in tasks)
     stages = SCHEDULES.get(cfg.schedule).build(cfg.schedule_args, epochs=cfg.epochs, tasks=names)
     seed_everything(cfg.seed)  # weights do not depend on how much randomness data loading used
-    model = built_in_float32(lambda: build_model(cfg, tasks, data.x["train"].shape[1:], [t.name for t in data.tasks]))
-    model = model.to(device)
+    model = build_model(cfg, tasks, data.x["train"].shape[1:], [t.name for t in data.tasks]).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.architecture} x {cfg.weighting} x {cfg.schedule} on {', '.join(names)}; {cfg.backbone}, "
         f"{n_params:,} params; data {data.provenance['sizes']}")
