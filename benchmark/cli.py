@@ -6,6 +6,7 @@ traceback instead.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from benchmark.library_warnings import quiet_library_warnings
 quiet_library_warnings()  # before any command imports avalanche
 
 from benchmark.errors import RunFailed, UserError  # noqa: E402
+
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # a full disk or quota, a read-only filesystem
 
 
 def _names(text: str | None, flag: str) -> list[str] | None:
@@ -56,6 +59,7 @@ def cmd_run(argv) -> int:
 
 def cmd_batch(argv) -> int:
     from benchmark.config import CommandParser
+    from benchmark.executors import JOIN_TIMEOUT_S
 
     p = CommandParser(prog="hatswap batch", description="All runs of a profile; other flags go to every run.")
     p.add_argument("--profile", default="default")
@@ -69,20 +73,23 @@ def cmd_batch(argv) -> int:
                         "'hatswap[ray]')")
     p.add_argument("--ray-address", help="join this running Ray cluster (`auto`, `host:6379`, `ray://host:10001`) "
                    "instead of starting Ray on this machine")
+    p.add_argument("--ray-timeout", type=float, default=JOIN_TIMEOUT_S,
+                   help=f"Ray: seconds to wait for the cluster at --ray-address before giving up (at least 4; "
+                        f"default {JOIN_TIMEOUT_S:g})")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="Ray: GPUs per run, fractional (0.25: four runs share a GPU; default 0)")
     ns, rest = p.parse_known_args(argv)
-    if ns.executor == "local" and (ns.ray_address or any(a.split("=")[0] in ("--cpus-per-run", "--gpus-per-run")
-                                                         for a in argv)):
-        raise UserError("--ray-address, --cpus-per-run and --gpus-per-run apply to --executor ray; add it or drop "
-                        "them")
+    ray_flags = ("--ray-timeout", "--cpus-per-run", "--gpus-per-run")
+    if ns.executor == "local" and (ns.ray_address or any(a.split("=")[0] in ray_flags for a in argv)):
+        raise UserError("--ray-address, --ray-timeout, --cpus-per-run and --gpus-per-run apply to --executor ray; add "
+                        "it or drop them")
     run_batch = _batch_runner().run_batch
     executor = None
     if ns.executor == "ray":
         from benchmark.executors import RayExecutor
 
-        executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run)
+        executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run, join_timeout=ns.ray_timeout)
     return run_batch(ns.profile, rest, streams=_names(ns.streams, "--streams"),
                      strategies=_names(ns.strategies, "--strategies"), seeds=_int_list(ns.seeds),
                      force=ns.force, debug=ns.debug, executor=executor)
@@ -217,6 +224,10 @@ def main(argv=None) -> int:
     except Exception as e:  # a bug or a library failure: still one line; --debug shows where
         if debug:
             raise
+        if isinstance(e, OSError) and e.errno in UNWRITABLE:  # a write the commands do not name themselves
+            print(f"hatswap: error: cannot write {e.filename or 'a file'}: {e.strerror}; free space there, or point "
+                  f"--out-dir / --cache-dir elsewhere", file=sys.stderr)
+            return UserError.exit_code
         print(f"hatswap: error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
               f"(rerun with --debug for the traceback)", file=sys.stderr)
         return 3

@@ -10,7 +10,9 @@ trains, so a second process on the same results (another batch) skips that run i
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -27,7 +29,13 @@ import numpy as np
 
 from benchmark.errors import UserError
 from benchmark.metrics import cl_metrics
-from benchmark.run_lock import lock_run_folder, release_run_folder, remove_stale_locks, remove_stale_temps
+from benchmark.run_lock import (
+    lock_run_folder,
+    release_run_folder,
+    remove_empty_folders,
+    remove_stale_locks,
+    remove_stale_temps,
+)
 
 PACKAGES = ("torch", "torchvision", "avalanche-lib", "timm", "numpy", "pandas", "torchmetrics", "wandb", "hatswap")
 
@@ -49,21 +57,36 @@ def atomic_write(path: Path, text: str) -> None:
 
 def write_error(path: Path, e: OSError, flag: str = "--out-dir") -> UserError:
     """A full disk, a read-only folder, a file in the way: one line naming the path and the fix."""
-    return UserError(f"cannot write {path}: {e.strerror or e}; free space there or pass another {flag}")
+    return UserError(f"cannot write {path}: {e.strerror or e}; {fix_for(e)} {flag}")
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # no space left, a quota reached
+
+
+def fix_for(e: OSError) -> str:
+    """The start of the fix for a failed write, the flag to follow."""
+    return "free space there or pass another" if e.errno in DISK_FULL else "pass a writable"
 
 
 def ensure_writable(out_dir: Path) -> None:
-    """Fail before training, not after, when results cannot be written."""
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+    """Fail before training, not after, when results cannot be written: a file in the way, a read-only folder or a
+    full disk. The probe holds a byte: an empty file needs no free block, so it would pass on a full disk. Leaves
+    nothing behind, not even the folders it made."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"cannot write results to {out_dir}: {out_dir} is a file, not a folder; pass another "
                         f"--out-dir")
+    made = [d for d in (out_dir, *out_dir.parents) if not d.exists()]  # deepest first
+    probe = out_dir / f".write-test-{os.getpid()}"
     try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        probe = Path(out_dir) / f".write-test-{os.getpid()}"
-        probe.write_text("")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("x")
         probe.unlink()
     except OSError as e:
-        raise UserError(f"cannot write results to {out_dir}: {e.strerror or e}; pass a writable --out-dir") from e
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        remove_empty_folders(made)
+        raise UserError(f"cannot write results to {out_dir}: {e.strerror or e}; {fix_for(e)} --out-dir") from e
 
 
 # Where results and data are, or how a run is logged, not what is computed: changing them never makes a finished
@@ -253,7 +276,7 @@ def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
         if locked:
             break
         ensure_writable(out_dir)
-        if holder := lock_run_folder(folder):
+        if holder := lock_folder(folder):
             _SKIPPED[folder] = f"running in another process (pid {holder})"
             return False
     remove_stale_temps(folder)
@@ -261,6 +284,14 @@ def claim_run_folder(folder: Path, config: dict, out_dir: Path, force: bool,
     if status == "incomplete":
         print(f"[run] {folder} is incomplete ({detail}); redoing it", file=sys.stderr)
     return True
+
+
+def lock_folder(folder: Path) -> str:
+    """lock_run_folder; a disk that filled (or turned read-only) since ensure_writable is one line naming the folder."""
+    try:
+        return lock_run_folder(folder)
+    except OSError as e:
+        raise write_error(folder, e) from e
 
 
 def git_state() -> dict:

@@ -24,11 +24,20 @@ def _lock_path(folder: Path) -> Path:
 
 
 def lock_run_folder(folder: Path) -> str:
-    """Claim `folder` for this process; → '' once held, else the pid of the live process that holds it."""
+    """Claim `folder` for this process; → '' once held, else the pid of the live process that holds it. An OSError
+    (a full disk, a read-only folder) leaves nothing behind: no lock file, none of the folders made for it."""
     if folder in _HELD:
         return ""
     made = [d for d in folder.parents if not d.exists()]  # removed again if the run leaves nothing in them
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        return _lock(folder, made)
+    except OSError:
+        remove_empty_folders(made)
+        raise
+
+
+def _lock(folder: Path, made: list[Path]) -> str:
     path = _lock_path(folder)
     give_up = time.monotonic() + STALE_LOCK_RETRY_S
     while True:
@@ -52,10 +61,24 @@ def lock_run_folder(folder: Path) -> str:
         if current:  # else its holder removed it between our open and lock: lock the new one
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+    except OSError:
+        path.unlink(missing_ok=True)  # while still locked, as release_run_folder does
+        os.close(fd)
+        raise
     _HELD[folder] = fd, made
     return ""
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Deepest first; stops at the first that holds anything."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            break
 
 
 def release_run_folder(folder: Path | None = None) -> None:
@@ -66,11 +89,7 @@ def release_run_folder(folder: Path | None = None) -> None:
             continue
         _lock_path(f).unlink(missing_ok=True)  # while still locked, so nobody locks a file about to vanish
         os.close(fd)
-        for d in made:  # deepest first; stops at the first that holds anything
-            try:
-                d.rmdir()
-            except OSError:
-                break
+        remove_empty_folders(made)
 
 
 atexit.register(release_run_folder)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import builtins
+import errno
 import gzip
+import io
 import os
 import shutil
 import struct
@@ -104,6 +107,62 @@ def tiny_dense(tmp_path, fmnist_root):
         return tiny_dense_args(tmp_path / "results", fmnist_root, *extra)
 
     return make
+
+
+class _FileOnAFullDisk:
+    """A file opened for writing on a full disk: created, but every write of data fails as the kernel's does."""
+
+    def __init__(self, file):
+        self._file = file
+
+    def write(self, data):
+        if len(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return 0
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """full_disk(root): from now on the disk under `root` is full: a file or folder can still be made there (an
+    inode is free), but writing a byte into a file fails with ENOSPC, through Python's files (open, pathlib,
+    torch.save and np.save to a file object) and os.write alike. Writes by C++ or Rust code to a path of its own do
+    not go through Python: they are not covered."""
+    real_io_open, real_write, roots = io.open, os.write, []
+
+    def under(path) -> bool:
+        return any(os.path.abspath(path).startswith(f"{root}{os.sep}") for root in roots)
+
+    def open_on_full_disk(file, mode="r", *args, **kwargs):
+        opened = real_io_open(file, mode, *args, **kwargs)
+        writing = isinstance(file, (str, os.PathLike)) and any(c in mode for c in "wax+") and under(file)
+        return _FileOnAFullDisk(opened) if writing else opened
+
+    def write_on_full_disk(fd, data):
+        try:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # not an open file: the real write says so
+            path = ""
+        if len(data) and under(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    def fill(root: Path) -> None:
+        if not roots:
+            monkeypatch.setattr(io, "open", open_on_full_disk)  # pathlib's writes
+            monkeypatch.setattr(builtins, "open", open_on_full_disk)
+            monkeypatch.setattr(os, "write", write_on_full_disk)
+        roots.append(os.path.abspath(root))
+
+    return fill
 
 
 def pytest_configure(config):

@@ -3,8 +3,12 @@ in parallel on one feature-cache key extract once."""
 
 import json
 import multiprocessing
+import os
+import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,7 @@ from benchmark.run import run
 from tests.conftest import tiny_args
 
 STRATEGIES = ["naive", "joint", "lwf", "replay"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _matrices(out):
@@ -57,6 +62,86 @@ def test_executor_flags_name_their_fix(tmp_path, monkeypatch, capsys):
 
     with pytest.raises(UserError, match="--cpus-per-run must be > 0"):
         RayExecutor(cpus_per_run=0)
+    assert main(["batch", "--profile", "smoke", "--ray-timeout", "5"]) == 2
+    assert "apply to --executor ray" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--ray-timeout must be at least 4"):
+        RayExecutor(join_timeout=1)
+
+
+def test_joining_an_address_where_no_ray_listens_gives_up_in_time_and_names_the_ways_out(tmp_path):
+    """Ray by itself tries twenty times for 30 s each: the batch sat there for minutes, saying nothing."""
+    pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "batch", "--profile", "smoke", "--executor", "ray",
+                           "--ray-address", "127.0.0.1:1", "--ray-timeout", "4", "--out-dir", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=90)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert last.startswith("hatswap: error: cannot join Ray at 127.0.0.1:1 within 4 s")
+    assert "`ray start --head`" in last and "--executor local" in last and "drop --ray-address" in last
+
+
+def _children() -> dict[int, list[int]]:
+    """parent pid → its children's pids, from /proc."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(proc.name))
+    return children
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """Every process below `pid` → its depth (1: a child)."""
+    children, found, todo = _children(), {}, [(pid, 0)]
+    while todo:
+        parent, depth = todo.pop()
+        for child in children.get(parent, []):
+            found[child] = depth + 1
+            todo.append((child, depth + 1))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed process that init has not reaped yet is gone for our purpose)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_embedded_ray_dies_with_its_batch_even_on_kill_9(tmp_path, fmnist_root):
+    """The raylet's children (Ray's agents) outlived a kill -9 of the batch, adopted by init, for good."""
+    pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        batch = subprocess.Popen([sys.executable, "-m", "benchmark", "batch", "--executor", "ray",
+                                  *tiny_args(tmp_path / "out", fmnist_root, "--threads", "1")], cwd=REPO,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+    ray_processes: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 120
+        # Ray is up once the batch says how many runs go at once, and its agents with it (the raylet's children)
+        while not ("[batch] profile" in log.read_text() and max(ray_processes.values(), default=0) >= 2):
+            assert batch.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+            ray_processes = _descendants(batch.pid)
+        batch.send_signal(signal.SIGKILL)
+        batch.wait()
+        deadline = time.monotonic() + 20
+        while (left := [pid for pid in ray_processes if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert left == [], [Path(f"/proc/{pid}/cmdline").read_bytes()[:80] for pid in left]
+    finally:
+        if batch.poll() is None:
+            batch.kill()
+        for pid in ray_processes:  # what this test started, should the batch have left it
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _extract_in_parallel(argv, barrier, out_file):

@@ -430,3 +430,46 @@ def test_a_full_disk_names_the_path(where, tiny, tmp_path, monkeypatch, capsys):
     code = main(["run", *tiny("--backbone-mode", "frozen", "--cache-dir", str(tmp_path / "cache"))])
     line = error_line(capsys)
     assert code == 2 and "No space left on device" in line and str(full) in line
+
+
+def test_a_run_on_a_full_disk_stops_before_training_and_leaves_nothing(tiny, tmp_path, full_disk, capsys):
+    """An empty probe file needs no free block: the up-front check passed, and the run's lock file (its pid written
+    into it) then failed as a bare OSError, leaving the lock and its folders behind."""
+    results = tmp_path / "results"
+    full_disk(results)
+    code = main(["run", *tiny("--strategy", "der")])
+    line = error_line(capsys)
+    assert code == 2 and f"cannot write results to {results}: No space left on device" in line
+    assert "free space there or pass another --out-dir" in line
+    assert not results.exists()  # the folder the check made is gone again too
+
+
+def test_a_disk_that_fills_after_the_check_leaves_no_lock_behind(tmp_path, monkeypatch):
+    from benchmark.results import claim_run_folder
+
+    out = tmp_path / "results"
+    folder = naive_folder(out)
+    real_write = os.write
+
+    def no_space(fd, data):  # the lock's pid: the first write after the check
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", no_space)
+    with pytest.raises(UserError, match=f"cannot write {folder}: No space left on device; free space there"):
+        claim_run_folder(folder, {"seed": 0}, out, force=False)
+    assert list(out.iterdir()) == []  # no lock file, nor the folders made for it
+
+
+def test_an_unwritable_disk_anywhere_is_one_line_naming_the_file(monkeypatch, capsys):
+    """A write the commands do not wrap themselves (a figure, a library's file) still names what it could not write."""
+    import benchmark.cli
+
+    def fails(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/somewhere/figure.png")
+
+    monkeypatch.setitem(benchmark.cli.COMMANDS, "list", fails)
+    assert main(["list"]) == 2
+    line = error_line(capsys)
+    assert "cannot write /somewhere/figure.png: No space left on device; free space there" in line

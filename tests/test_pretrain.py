@@ -309,6 +309,37 @@ def test_interrupted_pretraining_resumes_to_the_uninterrupted_weights(tiny_pretr
     assert artifact.sha256_file(resumed) == artifact.sha256_file(whole)
 
 
+def test_pretraining_on_a_full_or_read_only_disk_stops_before_training(tiny_pretrain, tmp_path, full_disk, capsys):
+    """It trained an epoch first, then died in torch's file writer ("unexpected pos"), naming no path."""
+    full_disk(tmp_path / "pt")
+    assert main(["pretrain", *tiny_pretrain("--epochs", "1", "--no-evaluate")]) == 2
+    err = capsys.readouterr().err
+    assert "epoch 1/1" not in err and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"hatswap: error: cannot write results to {tmp_path / 'pt'}: No space "
+                                            f"left on device; free space there or pass another --out-dir")
+    assert not (tmp_path / "pt").exists()
+    (tmp_path / "a-file").write_text("")  # root writes anywhere, but never below a regular file
+    assert main(["pretrain", *tiny_pretrain("--epochs", "1", out="a-file/pt")]) == 2
+    err = capsys.readouterr().err
+    assert "epoch 1/1" not in err and f"cannot write results to {tmp_path / 'a-file' / 'pt'}: Not a directory" in err
+
+
+def test_a_disk_that_fills_during_pretraining_names_the_checkpoint_and_leaves_no_file(tiny_pretrain, tmp_path,
+                                                                                     full_disk, monkeypatch, capsys):
+    real_train = pipeline.train
+
+    def fill_then_train(*args, **kwargs):  # the disk fills once the checks are behind
+        full_disk(tmp_path / "pt")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "train", fill_then_train)
+    assert main(["pretrain", *tiny_pretrain("--epochs", "1", "--no-evaluate")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"hatswap: error: cannot write {tmp_path / 'pt' / 'pretrain'}")
+    assert line.endswith("checkpoint.pt: No space left on device; free space there or pass another --out-dir")
+    assert list((tmp_path / "pt").iterdir()) == []  # no temporary checkpoint, no empty folders
+
+
 def test_pretrain_input_errors_are_one_line(tiny_pretrain, capsys):
     assert main(["pretrain", *tiny_pretrain("--backbone", "dino_vits16")]) == 2
     assert main(["pretrain", "--profile", "smoke"]) == 2

@@ -23,7 +23,7 @@ import safetensors.torch
 import torch
 
 from benchmark.models.pretrained_weights import manifest_path, sha256_file
-from benchmark.results import atomic_write
+from benchmark.results import atomic_write, write_error
 
 FORMAT_VERSION = 1
 
@@ -47,12 +47,24 @@ def _tmp(path: Path) -> Path:
 
 def save_weights(state_dict: dict, path: Path) -> str:
     """A timm state dict → safetensors at `path`, atomically; → the file's sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
-    os.chmod(tmp, 0o644)  # safetensors writes owner-only files; weights are shared like any other result
-    os.replace(tmp, path)
+    data = safetensors.torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
+    write_atomically(path, lambda f: f.write(data))
     return sha256_file(path)
+
+
+def write_atomically(path: Path, write) -> None:
+    """write(binary file) into a temporary file, renamed into place. Through a Python file, whose failed write is an
+    OSError with its errno: torch.save and safetensors' own writers report a full disk as a RuntimeError ("unexpected
+    pos") or a SafetensorError. A full disk, or any OSError, is one line naming the path; the temporary file goes."""
+    tmp = _tmp(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e) from e
 
 
 def write_manifest(weights: Path, manifest: dict) -> Path:
@@ -75,9 +87,7 @@ def cached_manifest(weights: Path) -> dict | None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = _tmp(path)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path, key: str) -> dict | None:

@@ -12,6 +12,7 @@ is what `--backbone-weights` gives a run. One process trains a folder at a time 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -25,8 +26,8 @@ from benchmark.pretrain import artifact
 from benchmark.pretrain.config import PretrainConfig, parse_pretrain_config
 from benchmark.pretrain.evaluation import evaluate, table
 from benchmark.pretrain.train import train
-from benchmark.results import git_state, package_versions
-from benchmark.run_lock import lock_run_folder, release_run_folder
+from benchmark.results import ensure_writable, git_state, lock_folder, package_versions, write_error
+from benchmark.run_lock import release_run_folder
 from benchmark.streams.binary_tasks import load_source, materialize_images
 
 METHOD = "DINO (Caron et al. 2021)"
@@ -68,12 +69,18 @@ def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
         show_stored_evaluation(manifest)
         return reference, "cached"
     folder = artifact.pretrain_folder(cfg.out_dir, cfg.source, cfg.backbone, key)
-    if holder := lock_run_folder(folder):
+    ensure_writable(cfg.out_dir)  # a read-only or full disk: one line now, not after an epoch of training
+    if holder := lock_folder(folder):
         raise UserError(f"{folder} is being pretrained by process {holder}; wait for it, then rerun (a cache hit)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise write_error(folder, e) from e
         return _pretrain_locked(cfg, force, device, key, folder, provenance)
     finally:
+        with contextlib.suppress(OSError):  # empty only when it failed before its first checkpoint: nothing to keep
+            folder.rmdir()
         release_run_folder(folder)
 
 
