@@ -30,5 +30,6 @@ def compose_strategies(name: str, parts: list[Entry]) -> Entry:
         return SupervisedTemplate(plugins=[*plugins, *own], **template_kwargs)
 
     meta = StrategyMeta(draws_own_batches=any(p.meta.draws_own_batches for p in parts),
+                        trains_past_heads=any(p.meta.trains_past_heads for p in parts),
                         needs_hidden=any(p.meta.needs_hidden for p in parts))
     return Entry(name, build, None, meta, parts=tuple(parts))

@@ -51,6 +51,9 @@ class StrategyMeta:
     equivalent_to: str = ""  # a strategy this one is declared to reproduce exactly (else R must differ from naive's)
     draws_own_batches: bool = False  # replaces the training loader (replay): no --sampler other than shuffle
     needs_hidden: bool = False  # builds on the shared hidden layers (progressive's columns): --hidden not empty
+    # The method trains past tasks' heads (distillation to them, replayed samples, projected memory gradients,
+    # retraining or resetting the model): any other strategy leaves a past head bit-identical (a test checks both).
+    trains_past_heads: bool = False
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,11 @@ SUMMARY_KEYS = ("seed", "status", "tasks", "metric_units", "acc", "bwt", "forget
 # Avalanche's task-balanced loader, oversampling the first tasks); the cosine schedule restarts every experience
 # (1: one cosine over all); COCO crowd regions are ignored (1: dropped); multi-task Δm uses the reconstruction MSE
 # and single-task runs of the same trunk.
-PROTOCOL = 2
+# 3 (2026-12-06): paired randomness (the data order, the global generator reseeded per experience and each
+# strategy's own generator: benchmark/randomness.py); past heads frozen under EWC, SI and MAS (no zero gradients);
+# SI's ω from the task's own gradient and Ω clipped at 0; LwF distils the training batch in any composition; GDumb
+# trains its memory for its own epochs with SGDR; the dense suite's shared conv has no bias before its BatchNorm.
+PROTOCOL = 3
 
 
 class RunFiles(NamedTuple):

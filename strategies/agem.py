@@ -72,6 +72,7 @@ class AGEMPlugin(SupervisedPlugin):
         self.memory = new if self.memory is None else tuple(torch.cat(p) for p in zip(self.memory, new, strict=True))
 
 
-@STRATEGIES.register("agem", config_cls=AGEMConfig, plugins=lambda cfg, template_kwargs: [AGEMPlugin(cfg)])
+@STRATEGIES.register("agem", config_cls=AGEMConfig, trains_past_heads=True,
+                     plugins=lambda cfg, template_kwargs: [AGEMPlugin(cfg)])
 def build_agem(cfg: AGEMConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, AGEMPlugin(cfg)], **template_kwargs)

@@ -86,6 +86,7 @@ class DERPlugin(SupervisedPlugin):
                 self.size = min(self.size + 1, self.cfg.mem_size)
 
 
-@STRATEGIES.register("der", config_cls=DERConfig, plugins=lambda cfg, template_kwargs: [DERPlugin(cfg)])
+@STRATEGIES.register("der", config_cls=DERConfig, trains_past_heads=True,
+                     plugins=lambda cfg, template_kwargs: [DERPlugin(cfg)])
 def build_der(cfg: DERConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, DERPlugin(cfg)], **template_kwargs)

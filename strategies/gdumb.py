@@ -125,6 +125,6 @@ class GDumbPlugin(SupervisedPlugin):
         self.epoch += 1
 
 
-@STRATEGIES.register("gdumb", config_cls=GDumbConfig, restarts_each_experience=True)
+@STRATEGIES.register("gdumb", config_cls=GDumbConfig, restarts_each_experience=True, trains_past_heads=True)
 def build_gdumb(cfg: GDumbConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, GDumbPlugin(cfg)], **template_kwargs)

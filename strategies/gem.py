@@ -100,6 +100,7 @@ class GEMPlugin(SupervisedPlugin):
                                                self.generator))
 
 
-@STRATEGIES.register("gem", config_cls=GEMConfig, plugins=lambda cfg, template_kwargs: [GEMPlugin(cfg)])
+@STRATEGIES.register("gem", config_cls=GEMConfig, trains_past_heads=True,
+                     plugins=lambda cfg, template_kwargs: [GEMPlugin(cfg)])
 def build_gem(cfg: GEMConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, GEMPlugin(cfg)], **template_kwargs)

@@ -40,6 +40,6 @@ class BudgetMatchedJointTraining(JointTraining):
                                              persistent_workers=persistent_workers)
 
 
-@STRATEGIES.register("joint", one_shot=True)
+@STRATEGIES.register("joint", one_shot=True, trains_past_heads=True)
 def build_joint(cfg=None, plugins=(), **template_kwargs) -> JointTraining:
     return BudgetMatchedJointTraining(plugins=list(plugins), **template_kwargs)

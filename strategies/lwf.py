@@ -87,6 +87,7 @@ class LwFPlugin(SupervisedPlugin):
         self.teacher = copy.deepcopy(strategy.model).eval().requires_grad_(False)
 
 
-@STRATEGIES.register("lwf", config_cls=LwFConfig, plugins=lambda cfg, template_kwargs: [LwFPlugin(cfg)])
+@STRATEGIES.register("lwf", config_cls=LwFConfig, trains_past_heads=True,
+                     plugins=lambda cfg, template_kwargs: [LwFPlugin(cfg)])
 def build_lwf(cfg: LwFConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, LwFPlugin(cfg)], **template_kwargs)

@@ -51,7 +51,7 @@ def make_replay_plugin(cfg: ReplayConfig, train_mb_size: int) -> ReplayPlugin:
                         batch_size_mem=cfg.batch_size_mem or train_mb_size, storage_policy=buffer)
 
 
-@STRATEGIES.register("replay", config_cls=ReplayConfig, draws_own_batches=True,
+@STRATEGIES.register("replay", config_cls=ReplayConfig, draws_own_batches=True, trains_past_heads=True,
                      plugins=lambda cfg, kw: [make_replay_plugin(cfg, kw["train_mb_size"])])
 def build_replay(cfg: ReplayConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     plugin = make_replay_plugin(cfg, template_kwargs["train_mb_size"])

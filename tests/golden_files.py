@@ -34,7 +34,8 @@ import torch
 GOLDEN = Path(__file__).parent / "golden"
 RTOL = 1e-7  # relative; see the module docstring for the measured spread and learning-rate effect it sits between
 ATOL = 1e-10  # for numbers that are (nearly) 0, where a relative bound means nothing
-NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|[-+]?inf|nan")
+# a number standing alone (not the digit of a name such as after_exp0 or t1_det): decimal, exponent, inf or nan
+NUMBER = re.compile(r"(?<![\w.])[-+]?(?:(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|inf|nan)(?![\w.])")
 
 
 def split_numbers(text: str) -> tuple[str, list[float]]:

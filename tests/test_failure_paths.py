@@ -93,7 +93,7 @@ def test_wrapped_weight_loading_errors_keep_their_cause(tmp_path, monkeypatch):
      "tasks differ"),
     # a run written before the protocol fixes (no "protocol" in config.json): same config, incomparable numbers
     (lambda f: (f / "config.json").write_text(json.dumps({k: v for k, v in json.loads(
-        (f / "config.json").read_text()).items() if k != "protocol"})), "computed under protocol 1, not 2"),
+        (f / "config.json").read_text()).items() if k != "protocol"})), "computed under protocol 1, not 3"),
 ])
 def test_an_incomplete_run_folder_is_redone_and_named(damage, why, tiny, tmp_path, capsys):
     results = tmp_path / "results"

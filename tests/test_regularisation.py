@@ -170,3 +170,66 @@ def test_a_misspelt_hook_is_an_error_naming_the_real_one(tiny):
     with pytest.raises(UserError, match="before_backwards"):
         run(cfg, extra_plugins=[MisspeltPlugin()])
     assert not (cfg.out_dir / "runs" / "binary_tasks" / "naive" / "seed0" / "matrix.csv").exists()
+
+
+def test_si_importance_is_clipped_at_zero_after_each_task():
+    """Zenke et al.'s code: Ω ← relu(Ω + ω / (Δ² + ξ)); a parameter whose steps raised the loss gets Ω = 0."""
+    theta = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    m = torch.nn.Module()
+    m.theta = theta
+    plugin, strategy = SIPlugin(SIConfig(c=1.0, xi=0.5)), types.SimpleNamespace(model=m)
+    plugin.before_training_exp(strategy)
+    with torch.no_grad():
+        theta += torch.tensor([1.0, 1.0])  # Δ² = 1
+    plugin.omega = {"theta": torch.tensor([-3.0, 3.0])}
+    plugin.after_training_exp(strategy)
+    assert torch.equal(plugin.omega_total["theta"], torch.tensor([0.0, 2.0]))  # 3 / (1 + 0.5) = 2; −2 → 0
+
+
+class AddsATerm(SupervisedPlugin):
+    """Another strategy's term (LwF's, DER's …): 3 Σθ² added to the loss before backward."""
+
+    def before_backward(self, strategy, **kwargs):
+        strategy.loss = strategy.loss + 3 * (strategy.model.theta ** 2).sum()
+
+
+@pytest.mark.parametrize("si_first", [True, False])
+def test_si_path_integral_uses_the_tasks_own_gradient_whatever_else_adds_to_the_loss(si_first):
+    """ω's g is the gradient of the task's loss alone (Zenke et al.'s 'unreg_grads'): not SI's own penalty, not a
+    composed strategy's term, whichever runs first; the step itself uses the total gradient."""
+    from benchmark.harness_plugins import TaskLoss
+
+    theta = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    m = torch.nn.Module()
+    m.theta = theta
+    si, other, recorder = SIPlugin(SIConfig(c=5.0, xi=0.5)), AddsATerm(), TaskLoss()
+    si.anchors = [({"theta": torch.tensor([2.0, 1.0])}, {"theta": torch.tensor([0.0, 0.0])})]  # a penalty applies
+    strategy = types.SimpleNamespace(model=m)
+    si.before_training_exp(strategy)
+    a = torch.tensor([0.5, 0.5])
+    strategy.loss = 0.5 * ((theta - a) ** 2).sum()  # task gradient θ − a
+    recorder.before_backward(strategy)
+    for plugin in ([si, other] if si_first else [other, si]):
+        plugin.before_backward(strategy)
+    strategy.loss.backward()
+    assert torch.allclose(si._grad["theta"], theta.detach() - a)
+    total = (theta - a) + 6 * theta + 5 * 2 * torch.tensor([2.0, 1.0]) * theta  # task + other + SI's penalty
+    assert torch.allclose(theta.grad, total.detach())
+
+
+def test_avalanches_si_records_a_view_of_the_live_parameter_so_its_path_integral_is_zero_on_the_cpu():
+    """What strategies/si.py's docstring says of Avalanche's SynapticIntelligencePlugin, checked: its θ before and
+    after a step are views of the parameter itself on the CPU, so the step it integrates is 0 (not −lr·g)."""
+    from avalanche.training.plugins import SynapticIntelligencePlugin as AvalancheSI
+
+    model = torch.nn.Linear(2, 1)
+    plugin = AvalancheSI(si_lambda=1.0)
+    AvalancheSI.create_syn_data(model, plugin.ewc_data, plugin.syn_data, set())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(torch.ones(1, 2)).sum().backward()
+    AvalancheSI.pre_update(model, plugin.syn_data, set())
+    before = model.weight.detach().clone()
+    opt.step()
+    AvalancheSI.post_update(model, plugin.syn_data, set())
+    assert not torch.equal(model.weight.detach(), before)  # the parameter did move
+    assert (plugin.syn_data["trajectory"]["weight"].data == 0).all()  # and Avalanche's SI saw no step

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import types
 
 import numpy as np
@@ -127,3 +128,44 @@ def test_gdumb_trains_only_on_its_balanced_memory_from_the_initial_weights(tiny)
     assert probe.counts[1] == {0: 12, 1: 12} and probe.counts[2] == {0: 8, 1: 8, 2: 8}  # balanced over tasks
     for state in probe.start[1:]:
         assert all(torch.equal(state[k], probe.start[0][k]) for k in state)  # every experience from scratch
+
+
+class EpochProbe(SupervisedPlugin):
+    """The learning rate of every epoch and the steps it took, per experience."""
+
+    def __init__(self):
+        super().__init__()
+        self.lrs, self.steps = [], []
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.lrs.append([])
+        self.steps.append([])
+
+    def after_training_iteration(self, strategy, **kwargs):
+        if len(self.steps[-1]) == strategy.clock.train_exp_epochs:  # the epoch's first step: lr set by every plugin
+            self.lrs[-1].append(strategy.optimizer.param_groups[0]["lr"])
+            self.steps[-1].append(0)
+        self.steps[-1][-1] += 1
+
+
+def test_sgdr_factors_are_mammoths_fit_buffer_schedule():
+    from strategies.gdumb import sgdr_factors
+
+    # a 1/10 warm start, the maximum, then restarts at epochs 2, 4, 8 with a cosine down to 1/100 between them
+    cos = [0.01 + 0.99 * (1 + math.cos(math.pi * k / n)) / 2 for n, k in ((2, 1), (4, 1), (4, 2), (4, 3))]
+    assert sgdr_factors(8, 0.01) == pytest.approx([0.1, 1.0, 1.0, cos[0], 1.0, cos[1], cos[2], cos[3]])
+
+
+@pytest.mark.parametrize("schedule", ["sgdr", "run"])
+def test_gdumb_trains_its_memory_for_its_own_epochs_and_schedule(schedule, tiny):
+    """GDumb's budget is its own (Mammoth's fitting_epochs, SGDR), not the stream's 3 epochs at a constant rate."""
+    from strategies.gdumb import sgdr_factors
+
+    probe = EpochProbe()
+    cfg, _ = parse_config(tiny("--strategy", "gdumb", "--gdumb.mem-size", "24", "--gdumb.epochs", "6",
+                               "--gdumb.schedule", schedule))
+    run(cfg, extra_plugins=[probe])
+    expected = [cfg.lr * f for f in sgdr_factors(6, 0.01)] if schedule == "sgdr" else [cfg.lr] * 6
+    for lrs, steps in zip(probe.lrs, probe.steps, strict=True):
+        assert lrs == pytest.approx(expected)  # the same schedule at every experience, from the run's lr
+        assert steps == [2] * 6  # 24 memory samples, batch 16: 2 steps in each of 6 epochs (the stream has 3)
