@@ -94,11 +94,11 @@ class PairedRandomness(SupervisedPlugin):
     """The harness's first plugin: sets `strategy.run_seed` (for `own_generator`), reseeds the global generator and
     the data-order generator at the start of every training call, and installs the latter on the training loader
     before every epoch (after a strategy such as replay has replaced the loader). `unpaired`: the loaders it could
-    not seed, by type name (recorded; none of the registered strategies has one)."""
+    not seed, by type name, each said once through `log` (none of the registered strategies has one)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, log=print):
         super().__init__()
-        self.seed, self.trainings, self.order, self.unpaired = seed, 0, None, []
+        self.seed, self.trainings, self.order, self.unpaired, self.log = seed, 0, None, [], log
 
     def before_training(self, strategy, **kwargs):
         strategy.run_seed = self.seed
@@ -113,3 +113,5 @@ class PairedRandomness(SupervisedPlugin):
             name = type(getattr(strategy.dataloader, "loader", strategy.dataloader)).__name__
             if name not in self.unpaired:
                 self.unpaired.append(name)
+                self.log(f"training loader {name} not seeded by the harness: its order comes from the global "
+                         f"generator (reproducible, not paired with other strategies' runs)")

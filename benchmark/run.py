@@ -83,7 +83,7 @@ def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, tr
     gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
     fast = [FastCachedBatches(log=say)] if cached and os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     balanced = [ClassBalancedSampling()] if cfg.sampler == "class-balanced" else []
-    return [PairedRandomness(cfg.seed), TaskLoss(), *fast, *balanced, collector, train_log,
+    return [PairedRandomness(cfg.seed, log=say), TaskLoss(), *fast, *balanced, collector, train_log,
             FiniteLossGuard(strategy_float_knobs(cfg)), tracker, ProgressBar(tag),
             *schedule_plugins(cfg, meta, stream_experiences)]
 

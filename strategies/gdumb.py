@@ -16,8 +16,8 @@ the run's (Adam by default; the paper's SGD at 0.05 is not what the other strate
 them in its data and its budget only. `schedule run` keeps the run's --lr-schedule instead. Left out: the paper's
 CutMix (on cached features there are no images to mix) and gradient clipping. Mammoth trains once, after the last
 task; R needs a model after every experience, so GDumb trains the memory at every one (T times the cost).
-Defaults: memory 500 (Mammoth's buffer 500 setting), 256 epochs; the `zoo` profile caps the epochs (its JSON says
-how many and why).
+Defaults: memory 500 (Mammoth's buffer 500 setting), 256 epochs (the `zoo` profile keeps them: about 2,000 steps
+per experience, some 6 minutes a run on 2 CPU cores).
 """
 
 from __future__ import annotations

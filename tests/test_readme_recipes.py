@@ -16,14 +16,17 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.config import parse_config
 from benchmark.models.hatswap_net import build_net
 from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
 from benchmark.mtl.task_sets.mtl_data import MTLData
 from benchmark.mtl.train import train_stages
 from benchmark.registry import BACKBONES, KINDS, STRATEGIES, STREAMS
 from benchmark.results import read_matrix
+from benchmark.run import run
 from benchmark.tasks import TaskCriterion, TaskSpec
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
+from tests.test_paired_runs import HeadSnapshots
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -93,6 +96,11 @@ def test_strategy_recipe(tiny, tmp_path, monkeypatch):
     epochs = len(anchored) // 3
     assert anchored[:epochs] == naive[:epochs]  # no anchor while learning the first task: naive, bit for bit
     assert anchored[epochs:] != naive[epochs:]  # then the penalty is in the loss
+    heads = HeadSnapshots()  # a recipe users copy keeps the harness's invariant: past heads stay as they were
+    cfg, _ = parse_config(tiny("--strategy", "l2_anchor", "--out-dir", str(tmp_path / "heads")))
+    run(cfg, extra_plugins=[heads])
+    assert all(torch.equal(a, b) for i in (1, 2) for j in range(i)
+               for a, b in zip(heads.after[i][j], heads.after[j][j], strict=True))
 
 
 def test_stream_recipe(tiny, fmnist_root, tmp_path, monkeypatch):
