@@ -174,7 +174,7 @@ class EpochLR(SupervisedPlugin):
     def __init__(self, restart_every: int = 1):
         super().__init__()
         self.restart_every, self.experiences_started = restart_every, 0
-        self.epoch, self.base = 0, None
+        self.epoch, self.base, self.total = 0, None, 0
         self.history: list[float] = []  # lr of group 0 at each epoch, for inspection
 
     def factor(self, epoch: int) -> float:
@@ -186,6 +186,8 @@ class EpochLR(SupervisedPlugin):
         self.experiences_started += 1
 
     def before_training_epoch(self, strategy, **kwargs):
+        if self.epoch == 0:  # a schedule starts: its length in epochs, read now that every plugin set train_epochs
+            self.total = strategy.train_epochs * self.restart_every  # (GDumb trains its memory for its own epochs)
         groups = strategy.optimizer.param_groups
         if self.base is None or len(self.base) != len(groups):
             self.base = [g.get("initial_lr", g["lr"]) for g in groups]
@@ -204,11 +206,11 @@ class CosineLR(EpochLR):
     """`--lr-schedule cosine` (experiences = 1): torch's CosineAnnealingLR with η_min = 0 over one experience's E
     epochs, factor(e) = ½(1 + cos(π e / E)), restarted every experience. `--lr-schedule cosine-stream`
     (experiences = T, the stream's length): one CosineAnnealingLR over all T·E epochs, stepped once per epoch and
-    never restarted, factor(k) = ½(1 + cos(π k / (T·E))) at the stream's epoch k."""
+    never restarted, factor(k) = ½(1 + cos(π k / (T·E))) at the stream's epoch k. E is the epochs the strategy
+    trains an experience for (`--epochs`; GDumb's own under `--gdumb.schedule run`)."""
 
-    def __init__(self, epochs_per_experience: int, experiences: int = 1):
+    def __init__(self, experiences: int = 1):
         super().__init__(restart_every=experiences)
-        self.total = epochs_per_experience * experiences
 
     def factor(self, epoch: int) -> float:
         return 0.5 * (1 + math.cos(math.pi * min(epoch, self.total) / self.total))
@@ -255,7 +257,7 @@ def schedule_plugins(cfg, meta, stream_experiences: int) -> list:
     """The run's learning-rate schedule and optimizer restarts (RunConfig's lr_schedule, fresh_optimizer); `meta`:
     the strategy's StrategyMeta, `stream_experiences`: the length of the scenario's train stream."""
     span = schedule_span(meta, stream_experiences)
-    schedule = {"constant": [], "cosine": [CosineLR(cfg.epochs)], "cosine-stream": [CosineLR(cfg.epochs, span)],
+    schedule = {"constant": [], "cosine": [CosineLR()], "cosine-stream": [CosineLR(span)],
                 "step": [StepLR(cfg.lr_step_size, cfg.lr_gamma)]}[cfg.lr_schedule]
     return [FreshOptimizer()] * cfg.fresh_optimizer + schedule
 
@@ -272,6 +274,8 @@ def describe_training(cfg, meta, stream_experiences: int) -> str:
              "step": f"×{cfg.lr_gamma:g} every {cfg.lr_step_size} epoch{'s' * (cfg.lr_step_size != 1)}, restarted "
                      "every experience"}[cfg.lr_schedule]
     epochs = f"{cfg.epochs} epochs over the merged tasks" if meta.one_shot else f"{cfg.epochs} epochs per experience"
+    if meta.own_budget is not None:  # a strategy that trains for its own epochs and schedule (gdumb) says which
+        sched, epochs = meta.own_budget(cfg.strategy_args, sched)
     decay = f", weight decay {cfg.weight_decay:g}" if cfg.weight_decay else ""
     fresh = ", a fresh optimizer every experience" if cfg.fresh_optimizer else ""
     sampler = ", class-balanced sampling" if cfg.sampler == "class-balanced" else ""

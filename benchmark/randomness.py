@@ -3,14 +3,16 @@ a difference between two strategies' R at seed k measures the methods, not which
 draw. At a given run seed every strategy gets
 
     initial weights      torch's global generator seeded with the run seed just before the model is built
-                         (benchmark/run.py; a float64 run draws them in float32 too: benchmark/device.py)
+                         (benchmark/run.py)
     training data order  the harness's data-order generator, seeded from (run seed, training k) at the start of
                          the k-th training call (an experience; joint training's single call), installed on the
                          training loader's sampler of the experience's own data (`PairedRandomness`)
     everything else the  torch's global generator (dropout masks, mostly), reseeded from (run seed, training k) at
     model draws          the same point, so what a strategy drew during earlier experiences (an importance pass, a
                          memory) cannot shift the next one
-    evaluation data      the stream's test sets, fixed by the stream's seed; evaluation draws nothing
+    evaluation data      the stream's test sets, fixed by the stream's seed; the model is in eval mode (no
+                         dropout), and the one seed each torch DataLoader iterator draws from the global generator
+                         is undone by the reseed at the next training call
 
 and a strategy's own randomness comes from its own generator, `own_generator(strategy, name)`, seeded from (run
 seed, name): memory sampling (replay's exemplars and its memory batches' order, DER's reservoir, GEM/A-GEM's

@@ -54,6 +54,9 @@ class StrategyMeta:
     # The method trains past tasks' heads (distillation to them, replayed samples, projected memory gradients,
     # retraining or resetting the model): any other strategy leaves a past head bit-identical (a test checks both).
     trains_past_heads: bool = False
+    # Trains for its own epochs and schedule (gdumb): (its config, the run's schedule as described) → (schedule,
+    # epochs) as the training line of tables and summary.json states them (benchmark/harness_plugins.py).
+    own_budget: Callable[..., tuple[str, str]] | None = None
 
 
 @dataclass(frozen=True)

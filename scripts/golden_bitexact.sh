@@ -27,4 +27,5 @@ else
   trap 'git worktree remove --force "$out/base-tree" 2>/dev/null || true; git worktree remove --force "$out/head-tree" 2>/dev/null || true' EXIT
   dump "$out/head-tree" "$out/head"
 fi
+echo "dumps: $out/base, $out/head"
 .venv/bin/python scripts/golden_compare.py --exact "$out/base" "$out/head"

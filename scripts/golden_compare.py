@@ -36,10 +36,10 @@ def main() -> int:
         found = largest_difference(a, b)
         if found is None:
             differing.append(f"{name}: differs beyond its numbers")
-            worst = float("inf")
+            worst, worst_name = float("inf"), str(name)
             continue
         differing.append(f"{name}: largest relative difference {found[0]:.3g}")
-        if found[0] >= worst:
+        if found[0] >= worst and worst != float("inf"):
             worst, worst_name = found[0], str(name)
     if not args.quiet:
         for line in differing:

@@ -13,9 +13,11 @@ Mammoth's `fit_buffer` (models/gdumb.py: `--fitting_epochs 256`, `--maxlr 0.05`,
 `epochs` = 256 epochs with SGDR (Loshchilov & Hutter 2017; torch's CosineAnnealingWarmRestarts, T_0 = 1, T_mult = 2,
 η_min = max/100) after one warm-start epoch at max/10. Here the maximum is the run's learning rate and the optimizer
 the run's (Adam by default; the paper's SGD at 0.05 is not what the other strategies get), so GDumb differs from
-them in its data and its budget only. `schedule run` keeps the run's --lr-schedule instead. Left out: the paper's
-CutMix (on cached features there are no images to mix) and gradient clipping. Mammoth trains once, after the last
-task; R needs a model after every experience, so GDumb trains the memory at every one (T times the cost).
+them in its data and its budget only. `schedule run` keeps the run's --lr-schedule instead, spanning GDumb's
+epochs (a cosine over its 256; `step` is refused: a step every few epochs over 256 would decay the lr to nothing).
+Left out: the paper's CutMix (on cached features there are no images to mix) and gradient clipping. Mammoth trains
+once, after the last task; R needs a model after every experience, so GDumb trains the memory at every one (T times
+the cost).
 Defaults: memory 500 (Mammoth's buffer 500 setting), 256 epochs (the `zoo` profile keeps them: about 2,000 steps
 per experience, some 6 minutes a run on 2 CPU cores).
 """
@@ -32,6 +34,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
+from benchmark.harness_plugins import StepLR
 from benchmark.randomness import derived_seed, own_generator
 from benchmark.registry import STRATEGIES
 
@@ -89,6 +92,10 @@ class GDumbPlugin(SupervisedPlugin):
 
     def before_training(self, strategy, **kwargs):
         self.generator = own_generator(strategy, "gdumb")
+        if self.cfg.schedule == "run" and any(isinstance(p, StepLR) for p in strategy.plugins):
+            raise UserError("--gdumb.schedule run with --lr-schedule step: a step every --lr-step-size epochs over "
+                            f"GDumb's {self.cfg.epochs} epochs decays the lr to nothing; use --gdumb.schedule sgdr "
+                            "(its own) or --lr-schedule constant / cosine")
         if self.initial is None:
             self.initial = copy.deepcopy(strategy.model.state_dict())
 
@@ -125,6 +132,13 @@ class GDumbPlugin(SupervisedPlugin):
         self.epoch += 1
 
 
-@STRATEGIES.register("gdumb", config_cls=GDumbConfig, restarts_each_experience=True, trains_past_heads=True)
+def own_budget(cfg: GDumbConfig, run_schedule: str) -> tuple[str, str]:
+    """The training line's schedule and epochs for a GDumb run (benchmark/harness_plugins.py describe_training)."""
+    schedule = "SGDR from a warm-start epoch, T_0 = 1, T_mult = 2" if cfg.schedule == "sgdr" else run_schedule
+    return schedule, f"{cfg.epochs} epochs over its memory per experience"
+
+
+@STRATEGIES.register("gdumb", config_cls=GDumbConfig, restarts_each_experience=True, trains_past_heads=True,
+                     own_budget=own_budget)
 def build_gdumb(cfg: GDumbConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, GDumbPlugin(cfg)], **template_kwargs)

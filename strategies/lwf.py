@@ -59,7 +59,7 @@ class LwFPlugin(SupervisedPlugin):
         self._hook = strategy.model.shared.register_forward_hook(self._capture)
 
     def _capture(self, module, inputs, output):
-        if self._capturing:
+        if self._capturing:  # the model's forward runs the shared layers once: this is the batch's features
             self._feats = output
 
     def before_forward(self, strategy, **kwargs):

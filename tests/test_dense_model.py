@@ -111,12 +111,12 @@ def test_efficientnet_weights_file_is_loaded_through_timm(tmp_path):
 
 def _fake_strategy(model):
     opt = torch.optim.AdamW(model.parameters(), lr=0.8)
-    return types.SimpleNamespace(model=model, optimizer=opt)
+    return types.SimpleNamespace(model=model, optimizer=opt, train_epochs=2)
 
 
 def test_cosine_schedule_restarts_every_experience():
     expected = [0.8 * 0.5 * (1 + math.cos(math.pi * e / 2)) for e in (0, 1) * 3]
-    strategy, plugin = _fake_strategy(torch.nn.Linear(2, 2)), CosineLR(2)
+    strategy, plugin = _fake_strategy(torch.nn.Linear(2, 2)), CosineLR()
     for _ in range(3):  # 3 experiences × 2 epochs
         plugin.before_training_exp(strategy)
         for _ in range(2):
@@ -155,12 +155,20 @@ def test_every_strategy_gets_the_baselines_per_task_schedule(strategy, tiny_dens
 STREAM_COSINE_3X2 = [0.01, 0.0093301270, 0.0075, 0.005, 0.0025, 0.00066987298]
 
 
+def SGDR(n: int, k: int) -> float:  # noqa: N802  (GDumb's SGDR: step k of a cycle of n, from 1 down to 1/100)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * k / n))
+
+
 @pytest.mark.parametrize("strategy,expected,schedule", [
     ("naive", STREAM_COSINE_3X2, "one cosine over all 6 epochs of the stream's 3 experiences, not restarted"),
     ("lwf", STREAM_COSINE_3X2, "one cosine over all 6 epochs of the stream's 3 experiences, not restarted"),
     ("joint", [0.01, 0.005], "one cosine over the run's epochs"),  # one experience of 2 epochs
     ("single_task", [0.01, 0.005] * 3, "cosine restarted with the model every experience"),  # each task alone
-    ("gdumb", [0.01, 0.005] * 3, "cosine restarted with the model every experience"),  # retrains from scratch
+    # gdumb retrains from scratch, for its own epochs (6 here) with its own SGDR, or with the run's schedule over them
+    ("gdumb", [0.01 * f for f in (0.1, 1, 1, SGDR(2, 1), 1, SGDR(4, 1))] * 3,
+     "SGDR from a warm-start epoch, T_0 = 1, T_mult = 2), 6 epochs over its memory per experience"),
+    ("gdumb --gdumb.schedule run", [0.01 * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)] * 3,
+     "cosine restarted with the model every experience), 6 epochs over its memory per experience"),
 ])
 def test_cosine_stream_is_one_cosine_over_the_whole_training(strategy, expected, schedule, tiny):
     """`--lr-schedule cosine-stream` (the dense suite document's CosineAnnealingLR over the total epochs): over the
@@ -168,11 +176,11 @@ def test_cosine_stream_is_one_cosine_over_the_whole_training(strategy, expected,
     T is the stream's length. A training of its own (joint, each single-task baseline, each gdumb retraining) gets
     its own cosine over its E epochs. The summary's training line says which."""
     probe = LrProbe()
-    cfg, _ = parse_config(tiny("--strategy", strategy, "--epochs", "2", "--lr", "0.01", "--lr-schedule",
-                               "cosine-stream"))
+    cfg, _ = parse_config(tiny("--strategy", *strategy.split(), "--epochs", "2", "--lr", "0.01", "--lr-schedule",
+                               "cosine-stream", "--gdumb.epochs", "6"))
     folder, _ = run(cfg, extra_plugins=[probe])
     assert probe.lrs == pytest.approx(expected, rel=1e-7)
-    assert f"adam lr 0.01 ({schedule})" in json.loads((folder / "summary.json").read_text())["training"]
+    assert f"adam lr 0.01 ({schedule}" in json.loads((folder / "summary.json").read_text())["training"]
 
 def test_single_task_restarts_from_the_initial_weights_with_a_fresh_optimizer():
     torch.manual_seed(0)

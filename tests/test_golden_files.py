@@ -84,8 +84,10 @@ def test_float64_runs_compute_in_float64_and_say_so(tiny):
     from benchmark.device import compute_dtype
 
     with compute_dtype(cfg.dtype):
-        _, model, _ = build_stream_and_model(cfg, torch.device("cpu"), lambda *_: None)
+        bench, model, _ = build_stream_and_model(cfg, torch.device("cpu"), lambda *_: None)
+        x, _, t = next(iter(torch.utils.data.DataLoader(bench.scenario.test_stream[0].dataset, batch_size=4)))
+        assert x.dtype == torch.float32 and model(x, t).dtype == torch.float64  # float32 images, cast on entry
     assert {p.dtype for p in model.parameters()} == {torch.float64} and model.compute_dtype == torch.float64
-    assert torch.get_default_dtype() == torch.float32  # restored after the run
     folder, _ = run(cfg)
+    assert torch.get_default_dtype() == torch.float32  # the run restored it
     assert json.loads((folder / "config.json").read_text())["config"]["dtype"] == "float64"
