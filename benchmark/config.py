@@ -5,8 +5,7 @@ tuples of ints take `128,64`). The chosen stream, backbone and strategy may brin
 flags are namespaced by registry name: `--lwf.temperature 2`, `--binary_tasks.train-per-task 500`. A config file or
 profile uses the same names with underscores (`"lwf.temperature": 2`); an unknown key is an error, never ignored,
 and every value goes through its flag's own parsing (type, choices; booleans are JSON true / false), so an error
-names the file and the key. Float flags reject NaN and ±inf. `--help` lists the chosen entries' flags too
-(`hatswap run --strategy ewc --help`); `hatswap list --flags ewc` lists any entry's.
+names the file and the key. Float flags reject NaN and ±inf; `--help` lists the chosen entries' flags too.
 """
 
 from __future__ import annotations
@@ -78,9 +77,7 @@ class TrackedConfig(RuntimeConfig):
     wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
     wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
     wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
-    # The dtype parameters, activations and losses are computed in (torch's default dtype during the run). float64
-    # makes a run's numbers reproducible across CPU kinds to ~1e-12 (their kernels sum in other orders, which
-    # training amplifies from float32's last bit to the third decimal): the golden tests run in it. Disables --amp.
+    # what the model computes in; float64: the same numbers on any CPU kind to ~1e-12 (golden tests), --amp off
     dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
 
 
@@ -100,8 +97,7 @@ class RunConfig(TrackedConfig):
     hidden: tuple[int, ...] = (128,)  # widths of the shared hidden layers between backbone and heads
     dropout: float = 0.1  # after each shared hidden layer
     optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw")})  # adamw: decoupled decay
-    # per epoch (benchmark/harness_plugins.py); cosine, step: restarted every experience; cosine-stream: one cosine
-    # over all the stream's epochs, the dense suite document's schedule (docs/deviations.md)
+    # per epoch (harness_plugins.py): cosine, step restart per experience; cosine-stream spans the stream's epochs
     lr_schedule: str = field(default="constant", metadata={"choices": ("constant", "cosine", "cosine-stream", "step")})
     lr_step_size: int = 3  # --lr-schedule step: epochs between decays (torch's StepLR step_size)
     lr_gamma: float = 0.1  # --lr-schedule step: the lr's factor at each decay

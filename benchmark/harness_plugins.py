@@ -180,14 +180,17 @@ class EpochLR(SupervisedPlugin):
     def factor(self, epoch: int) -> float:
         raise NotImplementedError
 
+    def start(self, strategy) -> None:
+        """A schedule starts (its first epoch, after every plugin's before_training_exp)."""
+
     def before_training_exp(self, strategy, **kwargs):
         if self.experiences_started % self.restart_every == 0:
             self.epoch = 0
         self.experiences_started += 1
 
     def before_training_epoch(self, strategy, **kwargs):
-        if self.epoch == 0:  # a schedule starts: its length in epochs, read now that every plugin set train_epochs
-            self.total = strategy.train_epochs * self.restart_every  # (GDumb trains its memory for its own epochs)
+        if self.epoch == 0:
+            self.start(strategy)
         groups = strategy.optimizer.param_groups
         if self.base is None or len(self.base) != len(groups):
             self.base = [g.get("initial_lr", g["lr"]) for g in groups]
@@ -211,6 +214,9 @@ class CosineLR(EpochLR):
 
     def __init__(self, experiences: int = 1):
         super().__init__(restart_every=experiences)
+
+    def start(self, strategy) -> None:  # read now that every plugin set train_epochs (GDumb sets its own)
+        self.total = strategy.train_epochs * self.restart_every
 
     def factor(self, epoch: int) -> float:
         return 0.5 * (1 + math.cos(math.pi * min(epoch, self.total) / self.total))

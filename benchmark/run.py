@@ -63,8 +63,10 @@ def build_stream_and_model(cfg: RunConfig, device, say):
     """→ (benchmark on images, model, backbone identity); weights and shuffling do not depend on how much
     randomness data loading used."""
     seed_everything(cfg.seed)
-    bench = STREAMS.get(cfg.stream).build(cfg.stream_args, seed=cfg.seed, data_root=cfg.data_root,
-                                          download=cfg.download, apt_install=cfg.apt_install)
+    with compute_dtype("float32"):  # images are float32 data whatever the run computes in (ToTensor follows the
+        # default dtype, and the stream's images are kept per process: a float64 run must not change a float32 one's)
+        bench = STREAMS.get(cfg.stream).build(cfg.stream_args, seed=cfg.seed, data_root=cfg.data_root,
+                                              download=cfg.download, apt_install=cfg.apt_install)
     x0 = bench.scenario.test_stream[0].dataset[0][0]
     seed_everything(cfg.seed)
     model, backbone_id = build_model(cfg, bench.tasks, image_size=x0.shape[-1], in_chans=x0.shape[0])

@@ -165,9 +165,9 @@ def SGDR(n: int, k: int) -> float:  # noqa: N802  (GDumb's SGDR: step k of a cyc
     ("joint", [0.01, 0.005], "one cosine over the run's epochs"),  # one experience of 2 epochs
     ("single_task", [0.01, 0.005] * 3, "cosine restarted with the model every experience"),  # each task alone
     # gdumb retrains from scratch, for its own epochs (6 here) with its own SGDR, or with the run's schedule over them
-    ("gdumb", [0.01 * f for f in (0.1, 1, 1, SGDR(2, 1), 1, SGDR(4, 1))] * 3,
+    ("gdumb --gdumb.epochs 6", [0.01 * f for f in (0.1, 1, 1, SGDR(2, 1), 1, SGDR(4, 1))] * 3,
      "SGDR from a warm-start epoch, T_0 = 1, T_mult = 2), 6 epochs over its memory per experience"),
-    ("gdumb --gdumb.schedule run", [0.01 * 0.5 * (1 + math.cos(math.pi * e / 6)) for e in range(6)] * 3,
+    ("gdumb --gdumb.epochs 6 --gdumb.schedule run", [0.005 * (1 + math.cos(math.pi * e / 6)) for e in range(6)] * 3,
      "cosine restarted with the model every experience), 6 epochs over its memory per experience"),
 ])
 def test_cosine_stream_is_one_cosine_over_the_whole_training(strategy, expected, schedule, tiny):
@@ -177,7 +177,7 @@ def test_cosine_stream_is_one_cosine_over_the_whole_training(strategy, expected,
     its own cosine over its E epochs. The summary's training line says which."""
     probe = LrProbe()
     cfg, _ = parse_config(tiny("--strategy", *strategy.split(), "--epochs", "2", "--lr", "0.01", "--lr-schedule",
-                               "cosine-stream", "--gdumb.epochs", "6"))
+                               "cosine-stream"))
     folder, _ = run(cfg, extra_plugins=[probe])
     assert probe.lrs == pytest.approx(expected, rel=1e-7)
     assert f"adam lr 0.01 ({schedule}" in json.loads((folder / "summary.json").read_text())["training"]

@@ -39,7 +39,9 @@ def test_bf16_autocast_model_returns_float32_and_lwf_still_distils():
     with torch.no_grad():
         model.heads[0].weight.add_(1.0)
     strat.mb_x = x
-    strat.loss = F.cross_entropy(model(x, 1), torch.tensor([0, 1, 1, 0]))  # the hook captures bf16 features
+    plugin.before_forward(strat)  # the template's order: the hook captures this forward's bf16 features
+    strat.loss = F.cross_entropy(model(x, 1), torch.tensor([0, 1, 1, 0]))
+    plugin.after_forward(strat)
     plugin.before_backward(strat)
     assert strat.loss.dtype == torch.float32 and plugin.last_kd > 0
     strat.loss.backward()

@@ -85,8 +85,9 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
         print(f"[{tag}] {msg}", file=sys.stderr)
 
     seed_everything(cfg.seed)
-    data = TASK_SETS.get(cfg.task_set).build(cfg.task_set_args, seed=cfg.seed, data_root=cfg.data_root,
-                                             download=cfg.download, apt_install=cfg.apt_install)
+    with compute_dtype("float32"):  # float32 data whatever the run computes in (ToTensor follows the default dtype)
+        data = TASK_SETS.get(cfg.task_set).build(cfg.task_set_args, seed=cfg.seed, data_root=cfg.data_root,
+                                                 download=cfg.download, apt_install=cfg.apt_install)
     tasks = data.select(cfg.tasks)
     names = tuple(t.name for t in tasks)
     stages = SCHEDULES.get(cfg.schedule).build(cfg.schedule_args, epochs=cfg.epochs, tasks=names)

@@ -117,7 +117,7 @@ class Detection(PackedKind):
         first[1:] = cell[order][1:] != cell[order][:-1]
         keep = order[first]
         pos = torch.zeros(b, g, g, dtype=torch.bool, device=y.device)
-        box_t = torch.zeros(b, 4, g, g, device=y.device)
+        box_t = torch.zeros(b, 4, g, g, device=y.device, dtype=rows.dtype)  # targets: the data's dtype
         labels = torch.full((b, g, g), -1, dtype=torch.long, device=y.device)
         bk, ik, jk = bi[keep], i[keep], j[keep]
         pos[bk, ik, jk] = True
@@ -143,7 +143,7 @@ class Detection(PackedKind):
         obj = F.binary_cross_entropy_with_logits(out[:, 4], pos.to(out.dtype), reduction="none")
         obj = obj.masked_fill(self.ignored_cells(y, spec) & ~pos, 0).sum()
         box = F.binary_cross_entropy_with_logits(out[:, :4].permute(0, 2, 3, 1)[pos],
-                                                 box_t.permute(0, 2, 3, 1)[pos], reduction="sum")
+                                                 box_t.permute(0, 2, 3, 1)[pos].to(out.dtype), reduction="sum")
         cls = F.cross_entropy(out[:, 5:].permute(0, 2, 3, 1)[pos], labels[pos], reduction="sum")
         return (obj + box + cls) / out.shape[0]
 
