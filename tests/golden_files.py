@@ -8,12 +8,14 @@ dense suite's mIoU moved by 3e-3 between two machines). So every golden fixture 
 float64`, one thread, `torch.use_deterministic_algorithms`), where the same amplification stays near 1e-12, and
 a check compares each number with the committed one within RTOL (relative; ATOL near 0):
 
-    measured (scripts/golden_spread.sh, 2026-12-06, an AMD EPYC with AVX-512, all 301 golden checks): between
-    ATEN_CPU_CAPABILITY unset, =avx2 and =default the largest relative difference of any number is 1.3e-12 (GDumb's
-    binary-task run; every other fixture 1.5e-14 or less). A learning rate 0.1 % larger changes naive's numbers by
+    measured (scripts/golden_spread.sh, 2026-12-06, a 2-core AMD EPYC with AVX-512, all 301 golden checks):
+    between ATen's kernels (ATEN_CPU_CAPABILITY unset, =avx2, =default) and MKL's (MKL_CBWR=COMPATIBLE, its generic
+    branch) the largest relative difference of any number is 5.9e-13 (a multi-task fixture; GDumb's binary-task run
+    3e-13, every other continual one 1.3e-14 or less). A learning rate 0.1 % larger changes naive's numbers by
     6.5e-6 relative at the least (the smallest nonzero change of any number on either stream; median 1e-4 to 3e-3)
     and fails the check (tests/test_golden_files.py). RTOL = 1e-7 sits five orders above the first and 65 times
-    below the second. In float32 the same spread reached 3e-3 (the dense suite's R on two machines).
+    below the second. In float32 the same spread reached 3e-3 (the dense suite's R on two machines). Not measured:
+    another CPU vendor's chip (an Intel with AMX, where MKL takes other kernels); the margin is the five orders.
 
 A change of structure (moving code, renaming) must reproduce the numbers to the last digit on the same machine:
 `scripts/golden_bitexact.sh BASE` runs the golden fixtures at BASE and at HEAD and compares every number byte for
