@@ -58,7 +58,11 @@ def own_rng(generator: torch.Generator, device=None):
     generator (and the device's, on CUDA) is as it was when the block ends."""
     devices = [torch.device(device)] if device is not None and torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        torch.default_generator.manual_seed(seed)
+        for cuda in devices:  # only the device fork_rng restores (torch.manual_seed would seed every GPU)
+            with torch.cuda.device(cuda):
+                torch.cuda.manual_seed(seed)
         yield
 
 
