@@ -6,7 +6,8 @@ Per run (written into the run folder):
     losses.png       mean training loss per epoch (experiences separated) and each task's held-out loss at every
                      evaluation point
 Per report: a strategy comparison per stream (ACC and BWT, mean ± sample std over seeds as error bars) and the
-seed-mean R heatmap per (stream, strategy).
+seed-mean R heatmap per (stream, strategy); where a report has two or more streams, a critical-difference
+diagram of the strategies' average ranks (benchmark/paired_stats.py).
 """
 
 from __future__ import annotations
@@ -118,6 +119,36 @@ def strategy_comparison(agg, stream: str, path: Path) -> Path:
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"{stream}: mean ± sample std over seeds (n = {', '.join(map(str, df['n_seeds']))})", fontsize=9)
+    return save_figure(fig, path)
+
+
+def critical_difference(ranks, cd: float, groups: list[list[str]], path: Path, title: str = "") -> Path:
+    """Demšar's critical-difference diagram: each strategy at its average rank (1 = best, on the left), a bar of
+    length CD, and a thick line under every group of strategies whose ranks lie within CD (not told apart)."""
+    names, values = list(ranks.index), np.asarray(ranks, dtype=float)
+    k = len(names)
+    half = (k + 1) // 2  # the best half labelled on the left, the rest on the right
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.3 * half))
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-(half + 0.8), 2.2)
+    ax.hlines(0, 1, k, color="black", lw=1)
+    for r in range(1, k + 1):
+        ax.vlines(r, 0, 0.25, color="black", lw=1)
+        ax.text(r, 0.45, str(r), ha="center", va="bottom", fontsize=8)
+    ax.hlines(1.5, 1, 1 + cd, color="black", lw=2)
+    ax.text(1 + cd / 2, 1.65, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8)
+    for i, (name, value) in enumerate(zip(names, values, strict=True)):
+        left = i < half
+        y = -(i + 1) if left else -(k - i)
+        edge = 0.6 if left else k + 0.4
+        ax.plot([value, value, edge], [0, y, y], color="tab:blue", lw=0.8)
+        ax.text(edge, y, f"{name} ({value:.2f})", ha="left" if not left else "right", va="center", fontsize=8,
+                transform=ax.transData, clip_on=False)
+    for j, group in enumerate(groups):
+        lo, hi = float(ranks[group].min()), float(ranks[group].max())
+        ax.hlines(-0.35 - 0.3 * j, lo - 0.03, hi + 0.03, color="black", lw=3)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 

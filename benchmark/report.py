@@ -20,6 +20,9 @@ Files written into the output folder (default: the results folder itself):
     summary.csv / .md / .tex     the main table (CSV holds the raw numbers)
     per_task.csv / .md / .tex    the per-task table
     figures/<stream>_strategies.png, figures/<stream>_<strategy>_R.png (seed-mean R with ± std)
+    paired.csv                   every strategy minus naive and minus the best, paired by seed: mean, 95 %
+                                 interval, p and Holm's p (benchmark/paired_stats.py)
+    figures/ranks_cd.png         with two or more streams: the average ranks' critical-difference diagram
     REPORT.md                    both tables and links to every figure and file; where runs name published
                                  numbers (`--published`), those beside the measured ones (benchmark/published.py)
 """
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import plots
+from benchmark import paired_stats, plots
 from benchmark.metrics import ci95_halfwidth, task_forgetting
 from benchmark.published import comparison
 from benchmark.results import atomic_write, read_run
@@ -299,7 +302,7 @@ def _figures(runs: pd.DataFrame, agg: pd.DataFrame, out: Path) -> dict[str, list
 
 # Everything write_report writes into its output folder: replaced as a whole, never mixed with an older report.
 REPORT_FILES = ("REPORT.md", "summary.csv", "summary.md", "summary.tex", "per_task.csv", "per_task.md",
-                "per_task.tex", "figures")
+                "per_task.tex", "paired.csv", "figures")
 
 
 def write_report(results_dir: Path, failed: list[str] = (), out_dir: Path | None = None) -> str:
@@ -347,6 +350,8 @@ def _write_report_files(results_dir: Path, failed, out: Path) -> str:
     agg, pt = aggregate(runs), per_task(runs)
     atomic_write(out / "summary.csv", agg.to_csv(index=False, float_format="%.6f"))
     atomic_write(out / "per_task.csv", pt.to_csv(index=False, float_format="%.6f"))
+    paired = paired_stats.paired_table(runs)
+    atomic_write(out / "paired.csv", paired.to_csv(index=False, float_format="%.6g"))
     md = markdown(agg, failed)
     atomic_write(out / "summary.md", "# hatswap results\n\n" + md)
     streams = sorted(agg["stream"].unique())
@@ -366,7 +371,7 @@ def _write_report_files(results_dir: Path, failed, out: Path) -> str:
             "[per_task.csv](per_task.csv), [per_task.md](per_task.md), [per_task.tex](per_task.tex).", ""]
     for stream in streams:
         page += [f"## {stream}", "", to_markdown(main_table(agg, stream)), "", f"{_provenance(agg, stream)} {NOTE}",
-                 "", intervals(agg, stream), "",
+                 "", intervals(agg, stream), "", *paired_stats.report_section(runs, stream, paired),
                  "Per task, in each task's own units: final = R[T-1][j]; just trained = R[j][j], the score right "
                  "after training task j; change = final − just trained (< 0: forgotten); forgetting = "
                  "max_{j≤l<T-1} R[l][j] − final. Where single-task baselines exist: final / baseline = final "
@@ -376,6 +381,6 @@ def _write_report_files(results_dir: Path, failed, out: Path) -> str:
                  "copied for segmentation / detection), no learning.", "",
                  to_markdown(task_table(pt, stream)), ""]
         page += [f"![{p.stem}](figures/{p.name})" for p in figs[stream]] + [""]
-    page += comparison(runs) + _not_in_the_tables(runs, failed)
+    page += paired_stats.ranks_section(runs, out) + comparison(runs) + _not_in_the_tables(runs, failed)
     atomic_write(out / "REPORT.md", "\n".join(page))
     return md

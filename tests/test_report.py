@@ -195,3 +195,14 @@ def test_trivial_references_shown_beside_the_baselines():
     cells = task_table(per_task(runs), "s").set_index(["strategy", "task"])["trivial reference"]
     assert cells[("single_task", "a")] == "0.650 (5-NN)" and cells[("single_task", "b")] == "0.200 (1-NN)"
     assert cells[("naive", "a")] == ""  # shown on the baselines' rows, where the comparison is
+
+
+def test_paired_differences_are_seed_by_seed(results):
+    """paired.csv: replay − naive at each common seed, from the runs' own summaries; REPORT.md shows the table."""
+    table = pd.read_csv(results / "paired.csv")
+    row = table[(table.metric == "acc") & (table.strategy == "replay") & (table.against == "naive")].iloc[0]
+    by_seed = {s["seed"]: s["acc"] for s in _summaries(results, "naive")}
+    d = [s["acc"] - by_seed[s["seed"]] for s in _summaries(results, "replay")]
+    assert row.n == 2 and row.mean_diff == pytest.approx(np.mean(d), abs=1e-6)
+    assert row.test in ("paired t", "none (no spread)")
+    assert "### Paired differences" in (results / "REPORT.md").read_text()
