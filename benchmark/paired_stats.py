@@ -6,7 +6,7 @@ difference of two strategies is measured seed by seed, d_s = metric(strategy, s)
 seeds both have. Pairing removes what a seed does to both (an easy or hard initialisation) from the comparison.
 
 For each strategy against `naive` and against the stream's best strategy (highest mean ACC, `single_task`
-baselines excluded):
+baselines excluded), each pair once (best − naive, not also naive − best):
 
     mean paired difference  d̄ = mean_s d_s
     95 % interval           d̄ ± t_{0.975, n−1} · sd(d) / √n            (Student t; n = common seeds, n ≥ 2)
@@ -103,11 +103,12 @@ def paired_table(runs: pd.DataFrame, metrics=("acc", "bwt")) -> pd.DataFrame:
         for metric in metrics:
             values = {s: {int(r["seed"]): float(r[metric]) if r[metric] is not None else math.nan
                           for _, r in df[df["strategy"] == s].iterrows()} for s in strategies}
-            table = []
+            table, seen = [], set()
             for ref in dict.fromkeys(against):
                 for s in strategies:
-                    if s == ref:
+                    if s == ref or frozenset((s, ref)) in seen:  # best − naive is there: naive − best is not
                         continue
+                    seen.add(frozenset((s, ref)))
                     d = paired_differences(values[s], values[ref])
                     if len(d) == 0:
                         continue
