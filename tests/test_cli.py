@@ -28,7 +28,7 @@ def error_line(capsys) -> str:
     (["--strategy", "nope"], f"unknown strategy 'nope'; known: {STRATEGY_NAMES}"),
     (["--stream", "nope"], "unknown stream 'nope'; known: binary_tasks"),
     (["--backbone", "nope"], f"unknown backbone 'nope'; known: {BACKBONE_NAMES}"),
-    (["--binary_tasks.source", "nope"], "unknown source 'nope'; known: cifar10, fashion_mnist"),
+    (["--binary_tasks.source", "nope"], "unknown source 'nope'; known: cifar10, cifar100, fashion_mnist"),
     (["--epochs", "two"], "argument --epochs"),
     (["--batch-size", "0"], "--batch-size"),
 ])
@@ -69,7 +69,8 @@ def test_debug_shows_the_traceback(tiny):
 def test_list_names_everything(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("binary_tasks", "fashion_mnist", "cifar10", "vit_tiny", "naive", "joint", "lwf", "replay", "default"):
+    for name in ("binary_tasks", "split_classes", "fashion_mnist", "cifar10", "cifar100", "vit_tiny", "naive", "joint",
+                 "lwf", "replay", "default"):
         assert name in out
 
 

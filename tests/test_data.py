@@ -8,7 +8,7 @@ import types
 
 import numpy as np
 import pytest
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, CIFAR100
 
 from benchmark.errors import UserError
 from benchmark.registry import SOURCES
@@ -94,6 +94,49 @@ def test_cifar10_missing_names_the_tarball(tmp_path):
     with pytest.raises(UserError) as e:
         SOURCES.get("cifar10").build(tmp_path, train=True, download=False)
     assert "put cifar-10-python.tar.gz" in str(e.value) and str(tmp_path / "cifar-10-python.tar.gz") in str(e.value)
+
+
+def cifar100_tarball_root(tmp_path, monkeypatch, per_class: int = 2):
+    """tmp_path/data holding a small cifar-100-python.tar.gz as distributed: cifar-100-python/{train, test, meta},
+    fine and coarse labels; torchvision's md5 list is pointed at its files."""
+    root = tmp_path / "data"
+    root.mkdir()
+    tar_path, md5 = root / "cifar-100-python.tar.gz", {}
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for i, name in enumerate(("train", "test", "meta")):
+            if name == "meta":
+                obj = {"fine_label_names": [f"class{c:02d}" for c in range(100)],
+                       "coarse_label_names": [f"super{c:02d}" for c in range(20)]}
+            else:
+                labels = np.repeat(np.arange(100), per_class)
+                imgs = fake_images(labels, 32, 3, i).transpose(0, 3, 1, 2).reshape(len(labels), -1)
+                obj = {"data": imgs, "fine_labels": labels.tolist(), "coarse_labels": (labels // 5).tolist()}
+            data = pickle.dumps(obj)
+            md5[name] = hashlib.md5(data).hexdigest()
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(CIFAR100, "tgz_md5", hashlib.md5(tar_path.read_bytes()).hexdigest())
+    monkeypatch.setattr(CIFAR100, "train_list", [["train", md5["train"]]])
+    monkeypatch.setattr(CIFAR100, "test_list", [["test", md5["test"]]])
+    monkeypatch.setattr(CIFAR100, "meta", CIFAR100.meta | {"md5": md5["meta"]})
+    return root
+
+
+def test_cifar100_from_a_user_supplied_tarball_and_its_split_stream(tmp_path, monkeypatch):
+    from benchmark.registry import STREAMS
+    from benchmark.streams.split_classes import SplitClassesConfig
+
+    root = cifar100_tarball_root(tmp_path, monkeypatch)
+    src = SOURCES.get("cifar100").build(root, train=True, download=False)
+    assert len(src.dataset) == 200 and src.classes[7] == "class07" and src.targets[:3] == [0, 0, 1]
+    assert src.provenance["origin"] == "tarball" and src.provenance["loader"] == "torchvision.datasets.CIFAR100"
+    bench = STREAMS.get("split_classes").build(SplitClassesConfig(source="cifar100", tasks=10, train_per_task=0),
+                                               seed=0, data_root=root, download=False, apt_install=False)
+    assert [t.about["classes"] for t in bench.tasks][3] == list(range(30, 40))
+    assert [len(e.dataset) for e in bench.scenario.train_stream] == [20] * 10  # 10 classes × 2 images a task
+    with pytest.raises(UserError, match="put cifar-100-python.tar.gz"):
+        SOURCES.get("cifar100").build(tmp_path / "none", train=True, download=False)
 
 
 def test_fashion_mnist_installs_debians_package_as_a_last_resort(tmp_path, monkeypatch, capsys):

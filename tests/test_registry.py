@@ -17,7 +17,7 @@ def test_duplicate_name_raises():
         reg.register("a")(lambda: 2)
 
 
-@pytest.mark.parametrize("reg,known", [(STREAMS, "binary_tasks"), (SOURCES, "cifar10, fashion_mnist"),
+@pytest.mark.parametrize("reg,known", [(STREAMS, "binary_tasks"), (SOURCES, "cifar10, cifar100, fashion_mnist"),
                                        (BACKBONES, ", ".join(BACKBONES.names())),
                                        (STRATEGIES, ", ".join(STRATEGIES.names()))])
 def test_unknown_name_lists_known_ones(reg, known):

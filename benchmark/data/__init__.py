@@ -1,4 +1,4 @@
 """Image sources (registry `SOURCES`): real torchvision dataset classes, found locally first, downloaded last."""
 
-from benchmark.data import cifar10, fashion_mnist  # noqa: F401  (registration)
+from benchmark.data import cifar10, cifar100, fashion_mnist  # noqa: F401  (registration)
 from benchmark.data.source import SourceData  # noqa: F401

@@ -94,7 +94,7 @@ def materialize_images(ds, idx: np.ndarray) -> torch.Tensor:
     return images
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
@@ -115,7 +115,7 @@ def binary_tasks(cfg: BinaryTasksConfig, *, seed: int, data_root: Path, download
         frames[split] = pd.concat(rows, ignore_index=True)
         provenance[split] = src.provenance
         classes = src.classes
-    tasks = [TaskSpec(name=f"t{t}_{_slug(classes[pos])}_vs_{'_'.join(_slug(classes[c]) for c in negs)}",
+    tasks = [TaskSpec(name=f"t{t}_{slug(classes[pos])}_vs_{'_'.join(slug(classes[c]) for c in negs)}",
                       kind=HEAD_KINDS[cfg.head], about={"positive": pos, "negatives": list(negs)})
              for t, (pos, negs) in enumerate(TASKS)]
     return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)
