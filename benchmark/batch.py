@@ -246,5 +246,11 @@ def _wandb_summary(profile_name: str, configs: list) -> None:
     print(f"[batch] wandb summary run: {info.get('id', info.get('error', info['mode']))}", file=sys.stderr)
 
 
-register_grid_kind("cl", GridKind(plan=_plan_runs, run=run_one, tag=lambda c: f"{c.stream}/{c.strategy}/seed{c.seed}",
-                                  home=Path, report=_report, check=_check_weights, after_report=_wandb_summary))
+def _tag(c) -> str:
+    from benchmark.scenarios import stream_label
+
+    return f"{stream_label(c.stream, c.scenario)}/{c.strategy}/seed{c.seed}"
+
+
+register_grid_kind("cl", GridKind(plan=_plan_runs, run=run_one, tag=_tag, home=Path, report=_report,
+                                  check=_check_weights, after_report=_wandb_summary))

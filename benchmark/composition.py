@@ -31,5 +31,7 @@ def compose_strategies(name: str, parts: list[Entry]) -> Entry:
 
     meta = StrategyMeta(draws_own_batches=any(p.meta.draws_own_batches for p in parts),
                         trains_past_heads=any(p.meta.trains_past_heads for p in parts),
-                        needs_hidden=any(p.meta.needs_hidden for p in parts))
+                        needs_hidden=any(p.meta.needs_hidden for p in parts),
+                        scenarios=tuple(sc for sc in parts[0].meta.scenarios
+                                        if all(sc in p.meta.scenarios for p in parts)))
     return Entry(name, build, None, meta, parts=tuple(parts))

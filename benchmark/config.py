@@ -50,10 +50,8 @@ class RuntimeConfig:
 
     def __post_init__(self):
         self.check({
-            "seed": self.seed >= 0,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "eval_batch_size": self.eval_batch_size >= 1,
+            "seed": self.seed >= 0, "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1, "eval_batch_size": self.eval_batch_size >= 1,
             "lr": 0 < self.lr < float("inf"),
             "weight_decay": self.weight_decay >= 0,
             "threads": self.threads >= 0,
@@ -84,6 +82,8 @@ class TrackedConfig(RuntimeConfig):
 @dataclass(frozen=True)
 class RunConfig(TrackedConfig):
     stream: str = "binary_tasks"
+    # task-il: a head per task, task label given; class-il: one head over every class, none (benchmark/scenarios.py)
+    scenario: str = field(default="task-il", metadata={"choices": ("task-il", "class-il")})
     strategy: str = "naive"
     backbone: str = "vit_tiny"
     backbone_mode: str = field(default="finetune", metadata={"choices": ("finetune", "frozen", "last-k")})
@@ -113,8 +113,7 @@ class RunConfig(TrackedConfig):
         super().__post_init__()
         self.check({
             "backbone_lr": 0 <= self.backbone_lr < float("inf"),
-            "last_k": self.last_k >= 1,
-            "dropout": 0 <= self.dropout < 1,
+            "last_k": self.last_k >= 1, "dropout": 0 <= self.dropout < 1,
             "hidden": all(w >= 1 for w in self.hidden),  # empty: the heads read the backbone's features
             "lr_step_size": self.lr_step_size >= 1,
             "lr_gamma": 0 < self.lr_gamma < float("inf"),
@@ -128,9 +127,10 @@ class RunConfig(TrackedConfig):
 
 def check_strategy_options(cfg: RunConfig) -> None:
     """Options a strategy cannot honour are one UserError at config time, never a silently different run."""
-    if cfg.sampler == "shuffle" and cfg.hidden:
-        return
     meta = STRATEGIES.get(cfg.strategy).meta
+    if cfg.scenario not in meta.scenarios:
+        raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(meta.scenarios)} only, not "
+                        f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
     if cfg.sampler != "shuffle" and meta.draws_own_batches:
         raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
                         f"training batches (replay's memory loader); use --sampler shuffle or another strategy")

@@ -51,6 +51,7 @@ def train_and_evaluate(strategy, scenario, collector, tracker, one_shot: bool, s
     """Evaluate untrained, then train experience by experience (or the whole stream at once) and evaluate after
     each; → the log of every row."""
     log = EvaluationLog([s.name for s in collector.specs])
+    collector.trained_upto = None  # class-IL: before training (and after joint training) every class counts
     evaluate(strategy, scenario.test_stream, collector, "init", log, tracker)
     if one_shot:
         strategy.train(scenario.train_stream)
@@ -58,6 +59,7 @@ def train_and_evaluate(strategy, scenario, collector, tracker, one_shot: bool, s
         return log
     for i, experience in enumerate(scenario.train_stream):
         strategy.train(experience)
+        collector.trained_upto = i  # class-IL: the classes of experiences 0..i
         evaluate(strategy, scenario.test_stream, collector, f"after_exp{i}", log, tracker)
         say(f"R[{i}] = " + " ".join(f"{v:.3f}" for v in log.scores[-1][1]))
     return log

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from benchmark.errors import UserError
 from benchmark.models.pretrained_weights import sha256_file
 from benchmark.results import write_error
-from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.streams.task_stream import Benchmark
 
 FORMAT_VERSION = 1
 EXTRACT_BATCH = 128
@@ -205,7 +205,7 @@ def cached_benchmark(bench: Benchmark, backbone: nn.Module, autocast_dtype, mate
             sets[split].append((CachedFeatures(feats[start:start + len(ds)], targets), targets))
             start += len(ds)
         info[split] = {"key": key, "status": status, "path": str(folder), "shape": manifest["shape"]}
-    return Benchmark(task_stream(sets["train"], sets["test"]), bench.tasks, bench.frames, bench.provenance), info
+    return Benchmark.of(sets["train"], sets["test"], bench.tasks, bench.frames, bench.provenance), info
 
 
 class WithBackbone(nn.Module):

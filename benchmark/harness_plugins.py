@@ -12,6 +12,7 @@ from avalanche.core import SupervisedPlugin
 from tqdm import tqdm
 
 from benchmark.errors import check_finite_losses
+from benchmark.scenarios import ClassILAccuracy
 from benchmark.tasks import kind_of
 
 
@@ -23,11 +24,15 @@ class PrimaryScoreCollector(SupervisedPlugin):
     land in `extras` (only when it has any). `scores` / `losses` / `extras` map experience id → value of the last
     eval call. The loss is the template's criterion on the same batch (`strategy.loss`, a batch mean), averaged
     over samples.
+
+    Class-IL (`class_ranges`: each experience's classes in the one head, benchmark/scenarios.py): the metric is
+    `ClassILAccuracy` over the classes of the experiences trained so far (`trained_upto`, set by the evaluation
+    before each row: None = all classes), its task-IL accuracy landing in `extras`.
     """
 
-    def __init__(self, specs: list):
+    def __init__(self, specs: list, class_ranges: list[list[int]] | None = None):
         super().__init__()
-        self.specs = list(specs)
+        self.specs, self.class_ranges, self.trained_upto = list(specs), class_ranges, None
         self.scores: dict[int, float] = {}
         self.losses: dict[int, float] = {}
         self.extras: dict[int, dict[str, float]] = {}
@@ -41,9 +46,13 @@ class PrimaryScoreCollector(SupervisedPlugin):
     def before_eval_exp(self, strategy, **kwargs):
         self._seen = 0
         self._loss_sum = 0.0
-        spec = self.specs[strategy.experience.current_experience]
+        exp = strategy.experience.current_experience
+        spec = self.specs[exp]
         self._kind = kind_of(spec)
         self._metric = self._kind.metric(spec)
+        if self.class_ranges is not None:
+            upto = len(self.class_ranges) - 1 if self.trained_upto is None else self.trained_upto
+            self._metric = ClassILAccuracy(self.class_ranges[exp], sum(self.class_ranges[:upto + 1], []))
 
     def after_eval_iteration(self, strategy, **kwargs):
         self._metric.update(strategy.mb_output.detach(), self._kind.target_of(strategy.mb_y))

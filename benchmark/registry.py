@@ -57,6 +57,9 @@ class StrategyMeta:
     # Trains for its own epochs and schedule (gdumb): (its config, the run's schedule as described) → (schedule,
     # epochs) as the training line of tables and summary.json states them (benchmark/harness_plugins.py).
     own_budget: Callable[..., tuple[str, str]] | None = None
+    # The scenarios it can run in (benchmark/scenarios.py): one that needs the task label at test time (progressive's
+    # columns) or one model per task (single_task) is task-IL only.
+    scenarios: tuple[str, ...] = ("task-il", "class-il")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,9 @@ LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", 
           "latency_ms": "ms/image"}
 # FWT is not ranked: with one head per task, R[j−1][j] is an untrained head's score, so FWT measures its noise.
 BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "train_wall_s": "min", "latency_ms": "min"}
+# A class-IL run (benchmark/scenarios.py) is two rows: its stream `<stream>-class-il` and this view of it, the
+# task-IL scores of the same run (each task's logits masked to its own classes), so both get tables and heatmaps.
+TASK_IL_VIEW = ".task-il"
 BASELINE = "single_task"  # runs written before summaries said "baseline": this strategy's were the baselines
 # The dense suite's objectives, judged (pass / fail, on the mean over seeds) on streams that have single-task baselines.
 TARGETS = {"drop_pct": 5.0, "latency_ms": 150.0}  # < 5 % drop vs the baseline; < 150 ms per image at batch 1
@@ -84,6 +87,9 @@ def collect(results_dir: Path) -> pd.DataFrame:
             "training": s.get("training"), "references": s.get("references"),
             "published": files.record["config"].get("published", ""),
             "tasks": tasks, "row_labels": labels, "R": R, "folder": str(path.parent)})
+        if view := s.get("task_il"):  # a class-IL run's task-IL R (logits masked to each task's classes)
+            rows.append(rows[-1] | {m: view.get(m) for m in METRICS} | {
+                "stream": f"{s['stream']}{TASK_IL_VIEW}", "R": [view["eval_score"][label] for label in labels]})
     runs = pd.DataFrame(rows, columns=["stream", "strategy", "seed", "baseline", *COLUMNS, "params", "backbone_weights",
                                        "data_source", "training", "references", "published", "tasks", "row_labels",
                                        "R", "folder"])

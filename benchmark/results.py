@@ -97,7 +97,7 @@ ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"
                "fresh_optimizer": False, "sampler": "shuffle", "published": "", "binary_tasks.head": "softmax",
                "activation": "relu", "grad_clip": 0.0, "task_lr": "", "mmoe.gate_layers": [],
                "cross-stitch.positions": [], "uncertainty.init_weights": "", "task_relations": "",
-               "dtype": "float32"}
+               "dtype": "float32", "scenario": "task-il"}
 RUN_FILES = ("config.json", "matrix.csv", "summary.json")
 # What every summary.json holds, whichever kind of run wrote it (continual: benchmark/run.py; multi-task:
 # benchmark/mtl/run.py, its own keys beside these). A score is a task's primary metric (named in `metric_units`);

@@ -39,7 +39,8 @@ from benchmark.randomness import PairedRandomness
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.sampling import ClassBalancedSampling
-from benchmark.summary import budget, run_scores, run_summary
+from benchmark.scenarios import apply_scenario, model_tasks, stream_label
+from benchmark.summary import budget, run_scores, run_summary, task_il_rows
 from benchmark.tasks import TaskCriterion
 from benchmark.tracking import WandbTracker
 
@@ -51,7 +52,7 @@ def log(tag: str, msg: str) -> None:
 def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -> tuple[Path, str]:
     """Train and evaluate; → (run folder, 'done' | 'skipped'). `evaluator`: an Avalanche EvaluationPlugin to attach
     (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
-    folder = run_dir(cfg.out_dir, cfg.stream, cfg.strategy, cfg.seed)
+    folder = run_dir(cfg.out_dir, stream_label(cfg.stream, cfg.scenario), cfg.strategy, cfg.seed)
     def train():
         with compute_dtype(cfg.dtype):
             return _train(cfg, folder, force, extra_plugins, evaluator)
@@ -69,7 +70,8 @@ def build_stream_and_model(cfg: RunConfig, device, say):
                                               download=cfg.download, apt_install=cfg.apt_install)
     x0 = bench.scenario.test_stream[0].dataset[0][0]
     seed_everything(cfg.seed)
-    model, backbone_id = build_model(cfg, bench.tasks, image_size=x0.shape[-1], in_chans=x0.shape[0])
+    model, backbone_id = build_model(cfg, model_tasks(cfg.scenario, bench.tasks, cfg.stream), image_size=x0.shape[-1],
+                                     in_chans=x0.shape[0])
     say(f"backbone {cfg.backbone} ({backbone_id['weights']}, {backbone_id['mode']}, {backbone_id['params']:,} "
         f"params); data {bench.provenance['train']['origin']} {bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp and cfg.dtype == "float32")
@@ -91,16 +93,19 @@ def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, tr
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
-    tag, device, t_start = f"{cfg.stream}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
+    label = stream_label(cfg.stream, cfg.scenario)
+    tag, device, t_start = f"{label}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
     pixels, model, backbone_id = build_stream_and_model(cfg, device, say)
-    probes = [(pixels.scenario.test_stream[t].dataset[0][0], t) for t in range(len(pixels.tasks))]  # one per task
+    heads = len(pixels.tasks) if cfg.scenario == "task-il" else 1  # class-IL: the one head
+    probes = [(pixels.scenario.test_stream[t].dataset[0][0], t) for t in range(heads)]  # one per head
     bench, net, backbone_id = use_feature_cache(cfg, pixels, model, backbone_id, device, log=say)
+    bench = apply_scenario(cfg.scenario, bench, cfg.stream)
     net = maybe_compile(net, cfg.compile)
     entry = STRATEGIES.get(cfg.strategy)
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                            name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
-    collector = PrimaryScoreCollector(bench.tasks)
+    collector = PrimaryScoreCollector(bench.column_specs, bench.class_ranges)
     train_log = TrainLog(on_exp_end=lambda i, s: say(f"experience {i} trained in {s:.1f}s"))
     plugins = harness_plugins(cfg, entry.meta, len(bench.scenario.train_stream), collector, train_log,
                               "feature_cache" in backbone_id, tracker, tag, say)
@@ -111,15 +116,16 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)
     check_plugin_hooks(strategy)
+    strategy.scenario = cfg.scenario  # what LwF and replay read (benchmark/scenarios.py)
     try:
         rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
         scores = run_scores(rows, entry.meta)
         cost = budget(cfg, model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s))
-        summary = run_summary(cfg, entry.meta, rows, scores, cost, train_log, pixels, bench.tasks, backbone_id,
-                              t_start, tracker)
+        summary = run_summary(cfg, entry.meta, rows, scores, cost, train_log, pixels, bench.column_specs,
+                              backbone_id, t_start, tracker)
         write_run(folder, config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device)),
                   matrix_csv(rows.task_names, rows.scores), summary, force=force,
-                  fill=lambda d: run_figures(d, rows.scores, rows.losses, train_log.epoch_loss, rows.task_names, tag))
+                  fill=lambda d: _fill(d, cfg, rows, train_log, tag))
         tracker.log_final(rows.task_names, rows.scores, summary, heatmap_png=folder / "heatmap.png")
     except BaseException:
         tracker.finish(exit_code=1)
@@ -131,3 +137,10 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     say(f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "
         f"({summary['total_wall_s']:.1f}s) → {folder}")
     return folder, "done"
+
+
+def _fill(folder: Path, cfg: RunConfig, rows, train_log, tag: str) -> None:
+    """The run folder's files besides config, matrix and summary: figures; a class-IL run's task-IL matrix."""
+    run_figures(folder, rows.scores, rows.losses, train_log.epoch_loss, rows.task_names, tag)
+    if cfg.scenario != "task-il":
+        (folder / "matrix_task_il.csv").write_text(matrix_csv(rows.task_names, task_il_rows(rows)))

@@ -13,6 +13,7 @@ from benchmark.feature_cache import WithBackbone, cached_run_latency, default_ca
 from benchmark.harness_plugins import describe_training
 from benchmark.references import trivial_references
 from benchmark.results import data_source, score_summary
+from benchmark.scenarios import stream_label
 
 
 def run_scores(log, meta) -> dict:
@@ -23,6 +24,19 @@ def run_scores(log, meta) -> dict:
     if meta.baseline:
         scores |= {"acc": float(np.diag(log.R).mean()), "bwt": None, "forgetting": None, "fwt": None}
     return scores
+
+
+def task_il_rows(log) -> list[tuple[str, list[float]]]:
+    """A class-IL run's task-IL R (every row: each task's accuracy with the logits masked to its own classes)."""
+    return [(label, [e["task_il_accuracy"] for e in row]) for label, row in log.extras]
+
+
+def task_il_view(cfg, meta, log) -> dict:
+    """{} for a task-IL run; a class-IL run's `task_il`: its masked R and that R's ACC, BWT, forgetting, FWT."""
+    if cfg.scenario == "task-il":
+        return {}
+    rows = task_il_rows(log)
+    return {"task_il": {"eval_score": dict(rows)} | score_summary(rows, sequential=not meta.one_shot)}
 
 
 def budget(cfg, model, net, probes, device, backbone_id: dict, train_wall_s: float) -> dict:
@@ -49,8 +63,9 @@ def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tas
     """`scores`: run_scores; `pixels`: the stream on images (trivial references are computed on them, not on
     cached features)."""
     names, data = [t.name for t in tasks], pixels.provenance["train"]
-    return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | {
-        "stream": cfg.stream, "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": names,
+    return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | task_il_view(cfg, meta, log) | {
+        "stream": stream_label(cfg.stream, cfg.scenario), "scenario": cfg.scenario, "strategy": cfg.strategy,
+        "seed": cfg.seed, "status": "ok", "tasks": names,
         "baseline": meta.baseline, "final": scores["final"], "just_trained": scores["just_trained"],
         "untrained": scores["untrained"], "eval_score": dict(log.scores), "eval_loss": dict(log.losses),
         "exp_wall_s": train_log.exp_wall_s,

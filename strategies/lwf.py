@@ -21,6 +21,9 @@ layers that records only between `before_forward` and `after_forward`: a plugin 
 this one's `before_backward` (DER's memory batches, in `der+lwf`) cannot hand LwF the features of another batch, so
 a composition means the same whatever its order. λ = 0 adds no term at all, so the old heads get no gradient (not a
 zero one, which Adam would turn into a step on stale moments): LwF at λ = 0 is naive training, bit for bit.
+
+Class-IL (one head over every class, benchmark/scenarios.py): one term, T²·KL on the logits of the classes of the
+past experiences (as Mammoth's LwF distils the seen classes' logits and Avalanche's on an incremental classifier).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from benchmark.distill import kd_loss  # noqa: F401  (the docstring's formula, importable from here)
+from benchmark.distill import kd_loss
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
 
@@ -50,7 +53,7 @@ class LwFConfig:
 class LwFPlugin(SupervisedPlugin):
     def __init__(self, cfg: LwFConfig):
         super().__init__()
-        self.cfg, self.teacher, self.old_tasks = cfg, None, []
+        self.cfg, self.teacher, self.old_tasks, self.old_classes = cfg, None, [], []
         self._feats, self._hook, self._capturing = None, None, False
         self.last_kd: float | None = None  # the latest distillation term, for inspection
 
@@ -74,9 +77,13 @@ class LwFPlugin(SupervisedPlugin):
         with torch.no_grad():
             teacher_feats = self.teacher.features(strategy.mb_x)
         model = strategy.model  # its `distill` is kd_loss on logits, or the dense suite's term for the task's kind
-        terms = [model.distill(t, model.head(t, self._feats), self.teacher.head(t, teacher_feats),
-                               self.cfg.temperature) for t in self.old_tasks]
-        kd = torch.stack(terms).sum()
+        if getattr(strategy, "scenario", "task-il") == "class-il":  # the one head: the past experiences' classes
+            old = self.old_classes
+            kd = kd_loss(model.head(0, self._feats)[:, old], self.teacher.head(0, teacher_feats)[:, old],
+                         self.cfg.temperature)
+        else:
+            kd = torch.stack([model.distill(t, model.head(t, self._feats), self.teacher.head(t, teacher_feats),
+                                            self.cfg.temperature) for t in self.old_tasks]).sum()
         self.last_kd = float(kd.detach())
         strategy.loss = strategy.loss + self.cfg.alpha * kd
 
@@ -84,6 +91,7 @@ class LwFPlugin(SupervisedPlugin):
         self._hook.remove()
         self._feats = None
         self.old_tasks = sorted(set(self.old_tasks) | set(strategy.experience.task_labels))
+        self.old_classes = sorted(set(self.old_classes) | {int(c) for c in strategy.experience.dataset.targets.uniques})
         self.teacher = copy.deepcopy(strategy.model).eval().requires_grad_(False)
 
 

@@ -118,7 +118,7 @@ class ProgressiveMaps(MultiTaskModule):
         return route(task_labels, x, self.head_dims, 0.0, lambda t, mask: self.forward_single_task(x[mask], t))
 
 
-@STRATEGIES.register("progressive", needs_hidden=True)
+@STRATEGIES.register("progressive", needs_hidden=True, scenarios=("task-il",))
 def build_progressive(cfg=None, plugins=(), *, model: MultiHeadModel, optimizer: torch.optim.Optimizer,
                       **template_kwargs) -> SupervisedTemplate:
     net = COLUMNS[model.feature_form](model)

@@ -37,6 +37,7 @@ class RestartEachExperience(SupervisedPlugin):
         self.restarts += 1
 
 
-@STRATEGIES.register("single_task", baseline=True, restarts_each_experience=True, trains_past_heads=True)
+@STRATEGIES.register("single_task", baseline=True, restarts_each_experience=True, trains_past_heads=True,
+                     scenarios=("task-il",))
 def build_single_task(cfg=None, plugins=(), **template_kwargs) -> SupervisedTemplate:
     return SupervisedTemplate(plugins=[*plugins, RestartEachExperience()], **template_kwargs)

@@ -72,6 +72,8 @@ def test_list_names_everything(capsys):
     for name in ("binary_tasks", "split_classes", "fashion_mnist", "cifar10", "cifar100", "vit_tiny", "naive", "joint",
                  "lwf", "replay", "default"):
         assert name in out
+    assert "class-il (streams of class-label tasks: binary_tasks, split_classes; every strategy but progressive, " \
+           "single_task)" in out
 
 
 @pytest.mark.parametrize("argv,shown", [

@@ -26,7 +26,7 @@ from torchvision import transforms
 
 from benchmark.errors import UserError
 from benchmark.registry import SOURCES, STREAMS
-from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
 
 TASKS = ((1, (4, 7)), (2, (5, 6)), (3, (8, 9)))  # (positive class, negative classes) per task
@@ -118,4 +118,4 @@ def binary_tasks(cfg: BinaryTasksConfig, *, seed: int, data_root: Path, download
     tasks = [TaskSpec(name=f"t{t}_{slug(classes[pos])}_vs_{'_'.join(slug(classes[c]) for c in negs)}",
                       kind=HEAD_KINDS[cfg.head], about={"positive": pos, "negatives": list(negs)})
              for t, (pos, negs) in enumerate(TASKS)]
-    return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)
+    return Benchmark.of(sets["train"], sets["test"], tasks, frames, provenance)

@@ -26,7 +26,7 @@ from benchmark.data.dense_sources import DENSE_SOURCES, load_dense_task
 from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
-from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec, kind_of, task_kind
 
 SHORT = {"segmentation": "seg", "detection": "det", "classification": "cls"}
@@ -130,7 +130,7 @@ def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool =
                                       "task_id": [t for t, p in enumerate(packed) for _ in range(len(p))],
                                       "kind": [tasks[t].kind for t, p in enumerate(packed) for _ in range(len(p))]})
     provenance = {s: _provenance(parts) for s, parts in splits.items()}
-    return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)
+    return Benchmark.of(sets["train"], sets["test"], tasks, frames, provenance)
 
 
 def _provenance(parts) -> dict:

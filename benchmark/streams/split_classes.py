@@ -27,7 +27,7 @@ from torch.utils.data import TensorDataset
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
 from benchmark.streams.binary_tasks import load_source, materialize_images, slug, stratified_subsample
-from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
 
 ORDERS = ("fixed", "seeded")
@@ -84,4 +84,4 @@ def split_classes(cfg: SplitClassesConfig, *, seed: int, data_root: Path, downlo
     tasks = [TaskSpec(name=f"t{t}_{'_'.join(slug(names[c]) for c in group)}", kind="multiclass",
                       params={"num_classes": len(group)}, about={"classes": group})
              for t, group in enumerate(groups)]
-    return Benchmark(task_stream(sets["train"], sets["test"]), tasks, frames, provenance)
+    return Benchmark.of(sets["train"], sets["test"], tasks, frames, provenance)

@@ -18,9 +18,23 @@ from benchmark.tasks import TaskSpec
 @dataclass
 class Benchmark:
     scenario: object  # avalanche CLScenario with train_stream / test_stream, task labels 0..T-1
-    tasks: list[TaskSpec]
+    tasks: list[TaskSpec]  # what the model builds a head for (class-IL: one over every class)
     frames: dict[str, pd.DataFrame]  # split -> one row per sample: index, source_label, target, task_id
     provenance: dict
+    # split -> [(dataset, targets)] per experience, as task_stream got them: what a scenario rebuilds the stream from
+    sets: dict | None = None
+    columns: list[TaskSpec] | None = None  # R's columns, one per experience (None: `tasks`; class-IL: the stream's)
+    class_ranges: list[list[int]] | None = None  # class-IL: each experience's classes in the one head (scenarios.py)
+
+    @classmethod
+    def of(cls, train_sets, test_sets, tasks, frames, provenance) -> Benchmark:
+        """task_stream over the sets, which the benchmark keeps (benchmark/scenarios.py rebuilds from them)."""
+        return cls(task_stream(train_sets, test_sets), tasks, frames, provenance,
+                   sets={"train": list(train_sets), "test": list(test_sets)})
+
+    @property
+    def column_specs(self) -> list[TaskSpec]:
+        return self.columns if self.columns is not None else self.tasks
 
     @property
     def joint_train(self):
@@ -49,9 +63,11 @@ def with_task_label(ds: Dataset, targets: list[int] | None, task_id: int):
         DataAttribute([task_id] * len(ds), "targets_task_labels", use_in_getitem=True)])
 
 
-def task_stream(train_sets, test_sets):
-    """[(dataset, targets or None)] per task, same order in both → CLScenario with task label t for experience t."""
-    train = [with_task_label(ds, y, t) for t, (ds, y) in enumerate(train_sets)]
-    test = [with_task_label(ds, y, t) for t, (ds, y) in enumerate(test_sets)]
+def task_stream(train_sets, test_sets, task_labels: list[int] | None = None):
+    """[(dataset, targets or None)] per task, same order in both → CLScenario with task label t for experience t
+    (or `task_labels[t]`: class-IL gives every experience 0)."""
+    labels = task_labels or list(range(len(train_sets)))
+    train = [with_task_label(ds, y, labels[t]) for t, (ds, y) in enumerate(train_sets)]
+    test = [with_task_label(ds, y, labels[t]) for t, (ds, y) in enumerate(test_sets)]
     return with_task_labels(with_classes_timeline(benchmark_from_datasets(train=train, test=test)))
 

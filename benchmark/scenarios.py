@@ -1,0 +1,98 @@
+"""Scenarios: what the model is told about a stream's tasks (van de Ven & Tolias 2019's scenarios; `--scenario`).
+
+task-il   one head per task, the task label given at training and at test time (every stream; the default).
+class-il  one head over every class of the stream, no task label: every experience carries task label 0 and its
+          classes are numbered after the earlier experiences' (experience t's local class c → Σ_{s<t} k_s + c).
+          The head is Mammoth's: all the stream's classes have logits from the start and a class is a target only
+          from its experience on. R[i][j] (matrix.csv) = accuracy on task j's test set of the argmax over the classes
+          seen so far (the experiences trained: 0..i; joint training: all; before training: all). From the same
+          logits the run also gives the task-IL R (matrix_task_il.csv, summary.json's `task_il`): the argmax over
+          task j's own classes, Mammoth's `mask_classes`. Streams whose tasks are class labels only
+          (`binary_tasks`: 2 classes a task, `split_classes`); a strategy that needs the task label at test time
+          (progressive) or one model per task (single_task) declares `scenarios=("task-il",)`.
+
+Strategies see the scenario as `strategy.scenario` (set by the harness): LwF distils the logits of the classes
+of past experiences, replay balances its memory over experiences instead of task labels.
+"""
+
+from __future__ import annotations
+
+from torch.utils.data import TensorDataset
+
+from benchmark.errors import UserError
+from benchmark.feature_cache import CachedFeatures
+from benchmark.streams.task_stream import Benchmark, task_stream
+from benchmark.tasks import TaskSpec
+
+SCENARIOS = ("task-il", "class-il")
+LABEL_KINDS = ("binary", "multiclass")  # kinds whose targets are class labels and whose head is k logits
+
+
+def class_counts(tasks: list[TaskSpec], stream: str) -> list[int]:
+    """Each task's number of classes, where every task is a class-label task (class-IL needs that)."""
+    if bad := sorted({t.kind for t in tasks} - set(LABEL_KINDS)):
+        raise UserError(f"--scenario class-il needs tasks whose targets are class labels ({', '.join(LABEL_KINDS)}); "
+                        f"stream {stream} has {', '.join(bad)}: use --scenario task-il")
+    return [t.n_outputs for t in tasks]
+
+
+def stream_label(stream: str, scenario: str) -> str:
+    """The name a run's folder, tables and summary give the stream: its own for task-IL, else `<stream>-<scenario>`."""
+    return stream if scenario == "task-il" else f"{stream}-{scenario}"
+
+
+def model_tasks(scenario: str, tasks: list[TaskSpec], stream: str) -> list[TaskSpec]:
+    """What the model builds heads for: the stream's tasks (task-IL) or one head over all their classes."""
+    if scenario == "task-il":
+        return list(tasks)
+    return [TaskSpec(name="all_classes", kind="multiclass", params={"num_classes": sum(class_counts(tasks, stream))},
+                     about={"scenario": scenario, "tasks": [t.name for t in tasks]})]
+
+
+def class_ranges(counts: list[int]) -> list[list[int]]:
+    """Experience t's classes in the one head: the Σ_{s<t} k_s … + k_t − 1."""
+    starts = [sum(counts[:t]) for t in range(len(counts))]
+    return [list(range(start, start + k)) for start, k in zip(starts, counts, strict=True)]
+
+
+def _relabelled(ds, targets: list[int], offset: int):
+    """The same samples (no copy of the images or features) with every label + offset."""
+    shifted = [y + offset for y in targets]
+    if isinstance(ds, TensorDataset) and len(ds.tensors) == 2:
+        return TensorDataset(ds.tensors[0], ds.tensors[1] + offset), shifted
+    if isinstance(ds, CachedFeatures):
+        return CachedFeatures(ds.feats, shifted), shifted
+    raise TypeError(f"cannot relabel a {type(ds).__name__} for class-IL")
+
+
+def apply_scenario(scenario: str, bench: Benchmark, stream: str) -> Benchmark:
+    """The stream as the scenario presents it: unchanged for task-IL; for class-IL, every experience's labels moved
+    to its classes in the one head, task label 0, `columns` = the stream's tasks and `class_ranges` recorded."""
+    if scenario == "task-il":
+        return bench
+    ranges = class_ranges(class_counts(bench.tasks, stream))
+    sets = {split: [_relabelled(ds, targets, r[0]) for (ds, targets), r in zip(bench.sets[split], ranges, strict=True)]
+            for split in ("train", "test")}
+    zeros = [0] * len(ranges)
+    return Benchmark(task_stream(sets["train"], sets["test"], task_labels=zeros),
+                     model_tasks(scenario, bench.tasks, stream), bench.frames, bench.provenance, sets=sets,
+                     columns=list(bench.tasks), class_ranges=ranges)
+
+
+class ClassILAccuracy:
+    """One experience's test set in a class-IL run: `accuracy` = argmax over the classes seen so far equals the
+    label; `task_il_accuracy` = argmax over the experience's own classes equals it (Mammoth's mask_classes)."""
+
+    def __init__(self, own: list[int], seen: list[int]):
+        self.own, self.seen = own, seen
+        self.correct = self.correct_task = self.n = 0
+
+    def update(self, logits, y) -> None:
+        seen = logits[:, self.seen].argmax(dim=-1)
+        own = logits[:, self.own].argmax(dim=-1)
+        self.correct += int((logits.new_tensor(self.seen, dtype=y.dtype)[seen] == y).sum())
+        self.correct_task += int((own + self.own[0] == y).sum())
+        self.n += len(y)
+
+    def compute(self) -> dict[str, float]:
+        return {"accuracy": self.correct / max(self.n, 1), "task_il_accuracy": self.correct_task / max(self.n, 1)}
