@@ -184,3 +184,15 @@ def test_the_report_shows_both_scenarios_of_class_il_runs(tmp_path, fmnist_root)
         for stream in ("split_classes-class-il", "split_classes-class-il.task-il"):
             assert (tmp_path / "figures" / f"{stream}_{strategy}_R.png").is_file()
     assert "## split_classes-class-il.task-il" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_the_zoo_split_profile_holds_every_class_il_strategy():
+    from benchmark.batch import plan
+    from benchmark.config import load_profile
+
+    profile = load_profile("zoo-split")
+    class_il = {s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios}
+    assert class_il <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]
+    assert profile["config"]["scenario"] == "class-il" and len(plan(profile)) == len(profile["strategies"]) * 3
+    cfg, _ = parse_config(["--profile", "zoo-split", "--strategy", "lwf+replay"])  # every pair is a valid run
+    assert cfg.scenario == "class-il" and cfg.stream_args.tasks == 5
