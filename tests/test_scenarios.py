@@ -194,5 +194,5 @@ def test_the_zoo_split_profile_holds_every_class_il_strategy():
     class_il = {s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios}
     assert class_il <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]
     assert profile["config"]["scenario"] == "class-il" and len(plan(profile)) == len(profile["strategies"]) * 3
-    cfg, _ = parse_config(["--profile", "zoo-split", "--strategy", "lwf+replay"])  # every pair is a valid run
+    cfg, _ = parse_config(["--profile", "zoo-split", "--stream", "split_classes", "--strategy", "lwf+replay"])
     assert cfg.scenario == "class-il" and cfg.stream_args.tasks == 5
