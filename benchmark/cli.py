@@ -170,8 +170,9 @@ def cmd_list(argv) -> int:
 
     print(f"strategies that combine with '+' (e.g. lwf+replay): {', '.join(composable())}")
     task_il_only = [n for n in STRATEGIES.names() if "class-il" not in STRATEGIES.get(n).meta.scenarios]
-    print(f"scenarios (--scenario): task-il (every stream, every strategy), class-il (streams of class-label tasks: "
-          f"binary_tasks, split_classes; every strategy but {', '.join(task_il_only)})")
+    print(f"scenarios (--scenario): task-il (every stream, every strategy); class-il and domain-il (streams of "
+          f"class-label tasks: binary_tasks, split_classes, permuted, rotated; every strategy but "
+          f"{', '.join(task_il_only)})")
     print("dense_suite sources: fmnist_scenes (offline), real (VOC2012 seg, COCO 2017 det, Imagenette-160 cls)")
     from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 

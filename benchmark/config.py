@@ -82,8 +82,8 @@ class TrackedConfig(RuntimeConfig):
 @dataclass(frozen=True)
 class RunConfig(TrackedConfig):
     stream: str = "binary_tasks"
-    # task-il: a head per task, task label given; class-il: one head over every class, none (benchmark/scenarios.py)
-    scenario: str = field(default="task-il", metadata={"choices": ("task-il", "class-il")})
+    # task-il: a head per task, task label given; class-il: one head over every class; domain-il: one shared head
+    scenario: str = field(default="task-il", metadata={"choices": ("task-il", "class-il", "domain-il")})
     strategy: str = "naive"
     backbone: str = "vit_tiny"
     backbone_mode: str = field(default="finetune", metadata={"choices": ("finetune", "frozen", "last-k")})

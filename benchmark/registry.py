@@ -59,7 +59,7 @@ class StrategyMeta:
     own_budget: Callable[..., tuple[str, str]] | None = None
     # The scenarios it can run in (benchmark/scenarios.py): one that needs the task label at test time (progressive's
     # columns) or one model per task (single_task) is task-IL only.
-    scenarios: tuple[str, ...] = ("task-il", "class-il")
+    scenarios: tuple[str, ...] = ("task-il", "class-il", "domain-il")
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     tag, device, t_start = f"{label}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
     pixels, model, backbone_id = build_stream_and_model(cfg, device, say)
-    heads = len(pixels.tasks) if cfg.scenario == "task-il" else 1  # class-IL: the one head
+    heads = len(pixels.tasks) if cfg.scenario == "task-il" else 1  # class- and domain-IL: the one head
     probes = [(pixels.scenario.test_stream[t].dataset[0][0], t) for t in range(heads)]  # one per head
     bench, net, backbone_id = use_feature_cache(cfg, pixels, model, backbone_id, device, log=say)
     bench = apply_scenario(cfg.scenario, bench, cfg.stream)
@@ -142,5 +142,5 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
 def _fill(folder: Path, cfg: RunConfig, rows, train_log, tag: str) -> None:
     """The run folder's files besides config, matrix and summary: figures; a class-IL run's task-IL matrix."""
     run_figures(folder, rows.scores, rows.losses, train_log.epoch_loss, rows.task_names, tag)
-    if cfg.scenario != "task-il":
+    if cfg.scenario == "class-il":
         (folder / "matrix_task_il.csv").write_text(matrix_csv(rows.task_names, task_il_rows(rows)))

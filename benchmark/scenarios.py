@@ -10,9 +10,13 @@ class-il  one head over every class of the stream, no task label: every experien
           task j's own classes, Mammoth's `mask_classes`. Streams whose tasks are class labels only
           (`binary_tasks`: 2 classes a task, `split_classes`); a strategy that needs the task label at test time
           (progressive) or one model per task (single_task) declares `scenarios=("task-il",)`.
+domain-il one head of k outputs shared by every task, no task label: every experience carries task label 0 and
+          keeps its labels (each task is the same k-way problem in another domain: the `permuted` and `rotated`
+          streams; also Split streams, "which of the task's classes", as van de Ven & Tolias). R[i][j] = task j's
+          accuracy with that head. Every task must have the same number of classes.
 
-Strategies see the scenario as `strategy.scenario` (set by the harness): LwF distils the logits of the classes
-of past experiences, replay balances its memory over experiences instead of task labels.
+Strategies see the scenario as `strategy.scenario` (set by the harness): in class-IL LwF distils the logits of the
+classes of past experiences; in class- and domain-IL replay balances its memory over experiences, not task labels.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ from benchmark.feature_cache import CachedFeatures
 from benchmark.streams.task_stream import Benchmark, task_stream
 from benchmark.tasks import TaskSpec
 
-SCENARIOS = ("task-il", "class-il")
+SCENARIOS = ("task-il", "class-il", "domain-il")
 LABEL_KINDS = ("binary", "multiclass")  # kinds whose targets are class labels and whose head is k logits
 
 
-def class_counts(tasks: list[TaskSpec], stream: str) -> list[int]:
-    """Each task's number of classes, where every task is a class-label task (class-IL needs that)."""
+def class_counts(tasks: list[TaskSpec], stream: str, scenario: str = "class-il") -> list[int]:
+    """Each task's number of classes, where every task is a class-label task (class- and domain-IL need that)."""
     if bad := sorted({t.kind for t in tasks} - set(LABEL_KINDS)):
-        raise UserError(f"--scenario class-il needs tasks whose targets are class labels ({', '.join(LABEL_KINDS)}); "
+        raise UserError(f"--scenario {scenario} needs tasks whose targets are class labels ({', '.join(LABEL_KINDS)}); "
                         f"stream {stream} has {', '.join(bad)}: use --scenario task-il")
     return [t.n_outputs for t in tasks]
 
@@ -45,8 +49,13 @@ def model_tasks(scenario: str, tasks: list[TaskSpec], stream: str) -> list[TaskS
     """What the model builds heads for: the stream's tasks (task-IL) or one head over all their classes."""
     if scenario == "task-il":
         return list(tasks)
-    return [TaskSpec(name="all_classes", kind="multiclass", params={"num_classes": sum(class_counts(tasks, stream))},
-                     about={"scenario": scenario, "tasks": [t.name for t in tasks]})]
+    counts = class_counts(tasks, stream, scenario)
+    if scenario == "domain-il" and len(set(counts)) > 1:
+        raise UserError(f"--scenario domain-il shares one head between tasks of equal classes; stream {stream}'s "
+                        f"tasks have {counts}: use --scenario task-il or class-il")
+    width = sum(counts) if scenario == "class-il" else counts[0]
+    return [TaskSpec(name="all_classes" if scenario == "class-il" else "shared", kind="multiclass",
+                     params={"num_classes": width}, about={"scenario": scenario, "tasks": [t.name for t in tasks]})]
 
 
 def class_ranges(counts: list[int]) -> list[list[int]]:
@@ -67,16 +76,18 @@ def _relabelled(ds, targets: list[int], offset: int):
 
 def apply_scenario(scenario: str, bench: Benchmark, stream: str) -> Benchmark:
     """The stream as the scenario presents it: unchanged for task-IL; for class-IL, every experience's labels moved
-    to its classes in the one head, task label 0, `columns` = the stream's tasks and `class_ranges` recorded."""
+    to its classes in the one head, task label 0, `columns` = the stream's tasks and `class_ranges` recorded; for
+    domain-IL, task label 0 and the labels unchanged (one shared head)."""
     if scenario == "task-il":
         return bench
-    ranges = class_ranges(class_counts(bench.tasks, stream))
-    sets = {split: [_relabelled(ds, targets, r[0]) for (ds, targets), r in zip(bench.sets[split], ranges, strict=True)]
+    heads = model_tasks(scenario, bench.tasks, stream)  # checks the stream fits the scenario
+    ranges = class_ranges(class_counts(bench.tasks, stream, scenario)) if scenario == "class-il" else None
+    offsets = [r[0] for r in ranges] if ranges else [0] * len(bench.tasks)  # domain-IL: the labels as they are
+    sets = {split: [_relabelled(ds, targets, k) for (ds, targets), k in zip(bench.sets[split], offsets, strict=True)]
             for split in ("train", "test")}
-    zeros = [0] * len(ranges)
-    return Benchmark(task_stream(sets["train"], sets["test"], task_labels=zeros),
-                     model_tasks(scenario, bench.tasks, stream), bench.frames, bench.provenance, sets=sets,
-                     columns=list(bench.tasks), class_ranges=ranges)
+    zeros = [0] * len(offsets)
+    return Benchmark(task_stream(sets["train"], sets["test"], task_labels=zeros), heads, bench.frames,
+                     bench.provenance, sets=sets, columns=list(bench.tasks), class_ranges=ranges)
 
 
 class ClassILAccuracy:

@@ -32,8 +32,8 @@ def task_il_rows(log) -> list[tuple[str, list[float]]]:
 
 
 def task_il_view(cfg, meta, log) -> dict:
-    """{} for a task-IL run; a class-IL run's `task_il`: its masked R and that R's ACC, BWT, forgetting, FWT."""
-    if cfg.scenario == "task-il":
+    """{} but for a class-IL run; its `task_il`: its masked R and that R's ACC, BWT, forgetting, FWT."""
+    if cfg.scenario != "class-il":
         return {}
     rows = task_il_rows(log)
     return {"task_il": {"eval_score": dict(rows)} | score_summary(rows, sequential=not meta.one_shot)}

@@ -1,7 +1,7 @@
 """Experience replay: a memory of `mem_size` samples, split evenly over the tasks seen so far (random exemplars per
-task; in class-IL, where every experience has task label 0, over the experiences), and every training mini-batch
-is joined by `batch_size_mem` samples drawn from it. Replayed samples keep their task label, so each is routed to —
-and trains — its own task's head. The exemplars are drawn from replay's own generator (Avalanche's
+task; in class- and domain-IL, where every experience has task label 0, over the experiences), and every training
+mini-batch is joined by `batch_size_mem` samples drawn from it. Replayed samples keep their task label, so each is
+routed to — and trains — its own task's head. The exemplars are drawn from replay's own generator (Avalanche's
 RandomExemplarsSelectionStrategy shuffles with Python's global `random`), the memory batches' order from the
 harness's memory-order generator (benchmark/randomness.py)."""
 
@@ -42,8 +42,8 @@ class TaskBalancedReplay(ReplayPlugin):
     process's warning filters on every call and prints a notice per experience)."""
 
     def after_training_exp(self, strategy, **kwargs):
-        # task-IL: one group per task label; class-IL gives every experience label 0, so one group per experience
-        self.storage_policy.groupby = "experience" if getattr(strategy, "scenario", "") == "class-il" else "task"
+        # task-IL: one group per task label; class- and domain-IL give every experience label 0: one per experience
+        self.storage_policy.groupby = "task" if getattr(strategy, "scenario", "task-il") == "task-il" else "experience"
         self.storage_policy.post_adapt(strategy, strategy.experience)
 
 

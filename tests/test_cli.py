@@ -69,11 +69,11 @@ def test_debug_shows_the_traceback(tiny):
 def test_list_names_everything(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("binary_tasks", "split_classes", "fashion_mnist", "cifar10", "cifar100", "vit_tiny", "naive", "joint",
-                 "lwf", "replay", "default"):
+    for name in ("binary_tasks", "split_classes", "permuted", "rotated", "fashion_mnist", "cifar10", "cifar100",
+                 "vit_tiny", "naive", "joint", "lwf", "replay", "default"):
         assert name in out
-    assert "class-il (streams of class-label tasks: binary_tasks, split_classes; every strategy but progressive, " \
-           "single_task)" in out
+    assert "class-il and domain-il (streams of class-label tasks: binary_tasks, split_classes, permuted, rotated; " \
+           "every strategy but progressive, single_task)" in out
 
 
 @pytest.mark.parametrize("argv,shown", [
