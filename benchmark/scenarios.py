@@ -81,6 +81,9 @@ def apply_scenario(scenario: str, bench: Benchmark, stream: str) -> Benchmark:
     if scenario == "task-il":
         return bench
     heads = model_tasks(scenario, bench.tasks, stream)  # checks the stream fits the scenario
+    if bench.sets is None:
+        raise UserError(f"--scenario {scenario}: stream {stream} returns a Benchmark without its datasets; build it "
+                        f"with Benchmark.of(train_sets, test_sets, tasks, frames, provenance)")
     ranges = class_ranges(class_counts(bench.tasks, stream, scenario)) if scenario == "class-il" else None
     offsets = [r[0] for r in ranges] if ranges else [0] * len(bench.tasks)  # domain-IL: the labels as they are
     sets = {split: [_relabelled(ds, targets, k) for (ds, targets), k in zip(bench.sets[split], offsets, strict=True)]

@@ -91,7 +91,9 @@ class LwFPlugin(SupervisedPlugin):
         self._hook.remove()
         self._feats = None
         self.old_tasks = sorted(set(self.old_tasks) | set(strategy.experience.task_labels))
-        self.old_classes = sorted(set(self.old_classes) | {int(c) for c in strategy.experience.dataset.targets.uniques})
+        if getattr(strategy, "scenario", "task-il") == "class-il":
+            classes = {int(c) for c in strategy.experience.dataset.targets.uniques}
+            self.old_classes = sorted(set(self.old_classes) | classes)
         self.teacher = copy.deepcopy(strategy.model).eval().requires_grad_(False)
 
 

@@ -115,6 +115,8 @@ def test_stream_recipe(tiny, fmnist_root, tmp_path, monkeypatch):
     assert main(["run", *tiny("--stream", "hard_pairs")]) == 0
     tasks, rows, _ = read_matrix(run_folder(tmp_path / "results", "hard_pairs", "naive") / "matrix.csv")
     assert tasks == ["tshirt_vs_shirt", "sneaker_vs_ankle_boot"] and rows == ["init", "after_exp0", "after_exp1"]
+    assert main(["run", *tiny("--stream", "hard_pairs", "--scenario", "class-il")]) == 0  # Benchmark.of: any scenario
+    assert (run_folder(tmp_path / "results", "hard_pairs-class-il", "naive") / "matrix_task_il.csv").is_file()
 
 
 def test_backbone_recipe(tiny, tmp_path, monkeypatch):

@@ -196,3 +196,11 @@ def test_the_zoo_split_profile_holds_every_class_il_strategy():
     assert profile["config"]["scenario"] == "class-il" and len(plan(profile)) == len(profile["strategies"]) * 3
     cfg, _ = parse_config(["--profile", "zoo-split", "--stream", "split_classes", "--strategy", "lwf+replay"])
     assert cfg.scenario == "class-il" and cfg.stream_args.tasks == 5
+
+
+def test_a_stream_without_its_datasets_is_told_how_to_build_one(fmnist_root):
+    cfg = SplitClassesConfig(tasks=5, train_per_task=20, test_per_task=10)
+    bench = STREAMS.get("split_classes").build(cfg, seed=0, data_root=fmnist_root, download=False, apt_install=False)
+    bench.sets = None  # as a stream that calls Benchmark(task_stream(...), ...) returns it
+    with pytest.raises(UserError, match=r"build it with Benchmark.of\(train_sets, test_sets, tasks, frames"):
+        apply_scenario("class-il", bench, "hard_pairs")
