@@ -72,3 +72,10 @@ def test_every_strategy_that_declares_domain_il_runs_in_it(tmp_path, fmnist_root
     scores = pd.read_csv(folder / "matrix.csv", index_col=0).to_numpy()
     assert scores.shape[1] == 3 and ((scores >= 0) & (scores <= 1)).all()
     assert not (folder / "matrix_task_il.csv").exists()
+
+
+@pytest.mark.parametrize("cls, flag", [(DomainStreamConfig, "--permuted.test-per-task"),
+                                       (RotatedConfig, "--rotated.test-per-task")])
+def test_a_bad_size_names_the_streams_own_flag(cls, flag):
+    with pytest.raises(UserError, match=f"invalid value for {flag}: -1"):
+        cls(test_per_task=-1)

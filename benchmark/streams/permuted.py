@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmark.errors import UserError
 from benchmark.registry import SOURCES, STREAMS
 from benchmark.streams.binary_tasks import load_source, materialize_images, stratified_subsample
+from benchmark.streams.split_classes import check_sizes
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
 
@@ -35,11 +35,11 @@ class DomainStreamConfig:
     image_size: int = 0  # 0 = the source's native size
 
     def __post_init__(self):
-        for name in ("train_per_task", "test_per_task", "image_size"):
-            if getattr(self, name) < 0:
-                raise UserError(f"invalid value for --<stream>.{name.replace('_', '-')}: {getattr(self, name)}")
-        if self.tasks < 1:
-            raise UserError(f"invalid value for --<stream>.tasks: {self.tasks} (at least 1)")
+        check_sizes(self, self.stream_name())
+
+    @classmethod
+    def stream_name(cls) -> str:
+        return "permuted"
 
 
 def domain_stream(cfg: DomainStreamConfig, seed: int, data_root: Path, download: bool, apt_install: bool,

@@ -25,6 +25,10 @@ from benchmark.streams.task_stream import Benchmark
 class RotatedConfig(DomainStreamConfig):
     angles: tuple[int, ...] = ()  # degrees per task, each in [−180, 180]; () = seeded, as Avalanche draws them
 
+    @classmethod
+    def stream_name(cls) -> str:
+        return "rotated"
+
     def __post_init__(self):
         super().__post_init__()
         if self.angles and (len(self.angles) != self.tasks or any(not -180 <= a <= 180 for a in self.angles)):

@@ -43,11 +43,16 @@ class SplitClassesConfig:
     image_size: int = 0  # 0 = the source's native size
 
     def __post_init__(self):
-        for name in ("train_per_task", "test_per_task", "image_size"):
-            if getattr(self, name) < 0:
-                raise UserError(f"invalid value for --split_classes.{name.replace('_', '-')}: {getattr(self, name)}")
-        if self.tasks < 1:
-            raise UserError(f"invalid value for --split_classes.tasks: {self.tasks} (at least 1)")
+        check_sizes(self, "split_classes")
+
+
+def check_sizes(cfg, stream: str) -> None:
+    """A per-task stream's sizes: none negative, at least one task; else one line naming `--<stream>.<flag>`."""
+    for name in ("train_per_task", "test_per_task", "image_size"):
+        if getattr(cfg, name) < 0:
+            raise UserError(f"invalid value for --{stream}.{name.replace('_', '-')}: {getattr(cfg, name)}")
+    if cfg.tasks < 1:
+        raise UserError(f"invalid value for --{stream}.tasks: {cfg.tasks} (at least 1)")
 
 
 def class_groups(n_classes: int, tasks: int, order: str, seed: int) -> list[list[int]]:
