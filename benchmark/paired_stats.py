@@ -187,7 +187,7 @@ def rank_scores(runs: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
     return df.pivot_table(index="stream", columns="strategy", values=metric, aggfunc="mean").dropna(axis=1)
 
 
-def report_section(runs: pd.DataFrame, stream: str, table: pd.DataFrame) -> list[str]:
+def report_section(stream: str, table: pd.DataFrame) -> list[str]:
     """REPORT.md's lines on one stream's paired differences (ACC, then BWT)."""
     acc, bwt = markdown(table, stream, "acc", "ACC"), markdown(table, stream, "bwt", "BWT")
     if not acc and not bwt:

@@ -377,7 +377,7 @@ def _write_report_files(results_dir: Path, failed, out: Path) -> str:
             "[per_task.csv](per_task.csv), [per_task.md](per_task.md), [per_task.tex](per_task.tex).", ""]
     for stream in streams:
         page += [f"## {stream}", "", to_markdown(main_table(agg, stream)), "", f"{_provenance(agg, stream)} {NOTE}",
-                 "", intervals(agg, stream), "", *paired_stats.report_section(runs, stream, paired),
+                 "", intervals(agg, stream), "", *paired_stats.report_section(stream, paired),
                  "Per task, in each task's own units: final = R[T-1][j]; just trained = R[j][j], the score right "
                  "after training task j; change = final − just trained (< 0: forgotten); forgetting = "
                  "max_{j≤l<T-1} R[l][j] − final. Where single-task baselines exist: final / baseline = final "

@@ -97,8 +97,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     tag, device, t_start = f"{label}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
     pixels, model, backbone_id = build_stream_and_model(cfg, device, say)
-    heads = len(pixels.tasks) if cfg.scenario == "task-il" else 1  # class- and domain-IL: the one head
-    probes = [(pixels.scenario.test_stream[t].dataset[0][0], t) for t in range(heads)]  # one per head
+    probes = [(pixels.scenario.test_stream[t].dataset[0][0], t) for t in range(len(model.tasks))]  # one per head
     bench, net, backbone_id = use_feature_cache(cfg, pixels, model, backbone_id, device, log=say)
     bench = apply_scenario(cfg.scenario, bench, cfg.stream)
     net = maybe_compile(net, cfg.compile)

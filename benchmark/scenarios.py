@@ -21,6 +21,7 @@ classes of past experiences; in class- and domain-IL replay balances its memory 
 
 from __future__ import annotations
 
+import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.errors import UserError
@@ -98,13 +99,14 @@ class ClassILAccuracy:
     label; `task_il_accuracy` = argmax over the experience's own classes equals it (Mammoth's mask_classes)."""
 
     def __init__(self, own: list[int], seen: list[int]):
-        self.own, self.seen = own, seen
+        self.own, self.seen = own, torch.tensor(seen)
         self.correct = self.correct_task = self.n = 0
 
     def update(self, logits, y) -> None:
+        self.seen = self.seen.to(logits.device)  # moved once; a no-op afterwards
         seen = logits[:, self.seen].argmax(dim=-1)
         own = logits[:, self.own].argmax(dim=-1)
-        self.correct += int((logits.new_tensor(self.seen, dtype=y.dtype)[seen] == y).sum())
+        self.correct += int((self.seen[seen] == y).sum())
         self.correct_task += int((own + self.own[0] == y).sum())
         self.n += len(y)
 

@@ -94,6 +94,12 @@ def materialize_images(ds, idx: np.ndarray) -> torch.Tensor:
     return images
 
 
+def labelled_task(images: torch.Tensor, idx: np.ndarray, source_labels: np.ndarray, y: np.ndarray, task: int):
+    """One task's (dataset, targets), as task_stream takes it, and its rows of the stream's frame."""
+    return ((TensorDataset(images, torch.from_numpy(y)), y.tolist()),
+            pd.DataFrame({"index": idx, "source_label": source_labels, "target": y, "task_id": task}))
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
@@ -110,8 +116,9 @@ def binary_tasks(cfg: BinaryTasksConfig, *, seed: int, data_root: Path, download
         for t, (pos, negs) in enumerate(TASKS):
             idx = stratified_subsample(labels, (pos, *negs), n, rng)
             y = (labels[idx] == pos).astype(np.int64)
-            sets[split].append((TensorDataset(materialize_images(src.dataset, idx), torch.from_numpy(y)), y.tolist()))
-            rows.append(pd.DataFrame({"index": idx, "source_label": labels[idx], "target": y, "task_id": t}))
+            task_set, frame = labelled_task(materialize_images(src.dataset, idx), idx, labels[idx], y, t)
+            sets[split].append(task_set)
+            rows.append(frame)
         frames[split] = pd.concat(rows, ignore_index=True)
         provenance[split] = src.provenance
         classes = src.classes

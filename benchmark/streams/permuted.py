@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import TensorDataset
 
 from benchmark.registry import SOURCES, STREAMS
-from benchmark.streams.binary_tasks import load_source, materialize_images, stratified_subsample
+from benchmark.streams.binary_tasks import labelled_task, load_source, materialize_images, stratified_subsample
 from benchmark.streams.split_classes import check_sizes
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
@@ -54,9 +53,9 @@ def domain_stream(cfg: DomainStreamConfig, seed: int, data_root: Path, download:
         for t, transform in enumerate(transforms):
             idx = stratified_subsample(labels, classes, n, rng)
             y = labels[idx].astype(np.int64)
-            images = transform(materialize_images(src.dataset, idx))
-            sets[split].append((TensorDataset(images, torch.from_numpy(y)), y.tolist()))
-            rows.append(pd.DataFrame({"index": idx, "source_label": y, "target": y, "task_id": t}))
+            task_set, frame = labelled_task(transform(materialize_images(src.dataset, idx)), idx, y, y, t)
+            sets[split].append(task_set)
+            rows.append(frame)
         frames[split] = pd.concat(rows, ignore_index=True)
         provenance[split] = src.provenance
         n_classes = len(src.classes)

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import TensorDataset
 
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
-from benchmark.streams.binary_tasks import load_source, materialize_images, slug, stratified_subsample
+from benchmark.streams.binary_tasks import labelled_task, load_source, materialize_images, slug, stratified_subsample
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
 
@@ -81,8 +79,9 @@ def split_classes(cfg: SplitClassesConfig, *, seed: int, data_root: Path, downlo
         for t, group in enumerate(groups):
             idx = stratified_subsample(labels, tuple(group), n, rng)
             y = np.asarray([group.index(c) for c in labels[idx]], dtype=np.int64)  # its place in the task's order
-            sets[split].append((TensorDataset(materialize_images(src.dataset, idx), torch.from_numpy(y)), y.tolist()))
-            rows.append(pd.DataFrame({"index": idx, "source_label": labels[idx], "target": y, "task_id": t}))
+            task_set, frame = labelled_task(materialize_images(src.dataset, idx), idx, labels[idx], y, t)
+            sets[split].append(task_set)
+            rows.append(frame)
         frames[split] = pd.concat(rows, ignore_index=True)
         provenance[split] = src.provenance
         names = src.classes
