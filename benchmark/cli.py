@@ -1,4 +1,4 @@
-"""`hatswap` / `python -m benchmark`: run | batch | mtl | pretrain | list | report.
+"""`hatswap` / `python -m benchmark`: run | batch | mtl | pretrain | tune | list | report.
 
 User errors print one line naming the fix and exit non-zero (2: bad input, 3: failed run); --debug shows the
 traceback instead.
@@ -116,6 +116,60 @@ def cmd_pretrain(argv) -> int:
     return 0
 
 
+def cmd_tune(argv) -> int:
+    """Hyperparameter search for one strategy on a profile's validation data (benchmark/tuning/); the record's path
+    on stdout."""
+    from benchmark.config import CommandParser, load_profile
+    from benchmark.executors import JOIN_TIMEOUT_S
+
+    p = CommandParser(prog="hatswap tune", description="Tune one strategy's arguments on the validation split of a "
+                      "profile's stream (Optuna TPE + ASHA, in this process or on Ray Tune); other flags go to "
+                      "every trial run. Writes benchmark/tuned/<profile>/<strategy>.json, which --tuned applies.")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--stream", help="which of the profile's streams (default: its first)")
+    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="the trials' run seed and the searcher's (default 0)")
+    p.add_argument("--objective", choices=["acc", "acc-bwt"], default="acc",
+                   help="validation ACC over the tasks seen (default), or ACC + BWT (forgetting costs)")
+    p.add_argument("--protocol", choices=["joint", "continual"], default="joint",
+                   help="joint: one search on every task's validation data; continual: Delange et al. 2021's "
+                        "per-task search, which sees one task at a time")
+    p.add_argument("--no-asha", dest="asha", action="store_false", help="run every trial to the end")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--ray-address", help="join this Ray cluster instead of starting Ray here (as `batch`)")
+    p.add_argument("--ray-timeout", type=float, default=JOIN_TIMEOUT_S)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--out-dir", type=Path, default=Path("results"), help="the trials' runs go under OUT/tune/")
+    p.add_argument("--record-dir", type=Path, help="write the record here instead of benchmark/tuned/")
+    p.add_argument("--debug", action="store_true")
+    ns, rest = p.parse_known_args(argv)
+    if ns.trials < 1:
+        raise UserError(f"--trials must be at least 1, got {ns.trials}")
+    if ns.executor == "local" and ns.ray_address:
+        raise UserError("--ray-address applies to --executor ray; add it or drop --ray-address")
+    profile = load_profile(ns.profile)
+    streams = profile.get("streams") or [profile.get("config", {}).get("stream", "binary_tasks")]
+    if ns.stream and ns.stream not in streams:
+        raise UserError(f"--stream {ns.stream} is not among profile {ns.profile}'s streams: {', '.join(streams)}")
+    from benchmark.tuning.search import Tuning, need_tune_packages, tune
+
+    need_tune_packages()
+    t = Tuning(ns.profile, ns.strategy, ns.stream or streams[0], trials=ns.trials, seed=ns.seed,
+               objective=ns.objective, executor=ns.executor, asha=ns.asha, out_dir=ns.out_dir,
+               record_dir=ns.record_dir, run_args=rest,
+               ray={"address": ns.ray_address, "cpus_per_trial": ns.cpus_per_trial,
+                    "gpus_per_trial": ns.gpus_per_trial, "join_timeout": ns.ray_timeout})
+    if ns.protocol == "continual":
+        from benchmark.tuning.continual import tune_continual
+
+        print(tune_continual(t))
+    else:
+        print(tune(t))
+    return 0
+
+
 def _registries() -> list:
     """Every registry whose entries a command chooses by name: the continual run's, then the multi-task run's."""
     from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
@@ -205,8 +259,8 @@ def _batch_runner():
     return benchmark.batch
 
 
-COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "pretrain": cmd_pretrain, "list": cmd_list,
-            "report": cmd_report}
+COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "pretrain": cmd_pretrain, "tune": cmd_tune,
+            "list": cmd_list, "report": cmd_report}
 
 
 def main(argv=None) -> int:
@@ -216,7 +270,7 @@ def main(argv=None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"hatswap: error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
-        print("usage: hatswap {run,batch,mtl,pretrain,list,report} ...  (`hatswap COMMAND --help` for its flags)")
+        print("usage: hatswap {run,batch,mtl,pretrain,tune,list,report} ...  (`hatswap COMMAND --help` for its flags)")
         return 0 if argv else 2
     try:
         return COMMANDS[argv[0]](argv[1:])

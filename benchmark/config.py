@@ -75,6 +75,7 @@ class TrackedConfig(RuntimeConfig):
     wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
     wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
     wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
+    wandb_group: str = ""  # "" = the stream (continual) or "mtl"; a tuning groups its trials as tune-<profile>-<strategy>
     # what the model computes in; float64: the same numbers on any CPU kind to ~1e-12 (golden tests), --amp off
     dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
 
@@ -105,6 +106,7 @@ class RunConfig(TrackedConfig):
     # class-balanced: each epoch draws every task's N samples with replacement, weights 1/(its class's count)
     sampler: str = field(default="shuffle", metadata={"choices": ("shuffle", "class-balanced")})
     published: str = ""  # benchmark/published/<name>.json: published numbers the report shows beside these runs'
+    tuned_from: str = ""  # a tuned-arguments record (benchmark/tuned/; --tuned: the profile's) whose knobs this run uses
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls
@@ -122,21 +124,7 @@ class RunConfig(TrackedConfig):
             from benchmark.published import load_published
 
             load_published(self.published)
-        check_strategy_options(self)
-
-
-def check_strategy_options(cfg: RunConfig) -> None:
-    """Options a strategy cannot honour are one UserError at config time, never a silently different run."""
-    meta = STRATEGIES.get(cfg.strategy).meta
-    if cfg.scenario not in meta.scenarios:
-        raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(meta.scenarios)} only, not "
-                        f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
-    if cfg.sampler != "shuffle" and meta.draws_own_batches:
-        raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
-                        f"training batches (replay's memory loader); use --sampler shuffle or another strategy")
-    if not cfg.hidden and meta.needs_hidden:
-        raise UserError(f"--strategy {cfg.strategy} builds on the shared hidden layers and --hidden is empty; pass "
-                        f"at least one width (--hidden 128)")
+        STRATEGIES.get(self.strategy).meta.refuse_options(self)
 
 
 def flat_config(cfg) -> dict:
@@ -249,17 +237,24 @@ def build_parser(prog: str = "hatswap run") -> CommandParser:
     parser.add_argument("--profile", help="a profile from benchmark/profiles/ supplies the defaults")
     parser.add_argument("--config", type=Path, help="JSON file of flag names to values (overrides the profile)")
     parser.add_argument("--force", action="store_true", help="redo a run whose results already exist")
+    parser.add_argument("--tuned", action="store_true", help="use the strategy's tuned arguments for this profile "
+                        "(benchmark/tuned/<profile>/<strategy>.json, made by `hatswap tune`)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
 def parse_config(argv=None) -> tuple[RunConfig, argparse.Namespace]:
-    def layers(ns) -> list[tuple[dict, str]]:
+    from benchmark.tuning.record import tuned_layers
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def layers(ns) -> list[tuple[dict, str]]:  # defaults < profile < tuned arguments < --config file < flags
         profile = load_profile(ns.profile) if ns.profile else {"config": {}}
         if profile.get("kind") == "mtl":
             raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
                             f"{ns.profile}`, or one experiment with `hatswap mtl`")
         out = [(profile.get("config", {}), f"profile {ns.profile} ({profile_path(str(ns.profile))})")]
+        out += tuned_layers(ns, profile, argv)
         return out + [(read_config_file(ns.config), str(ns.config))] if ns.config else out
 
     return parse_with_entries(build_parser(), RunConfig, ENTRY_FIELDS, argv, layers)

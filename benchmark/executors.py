@@ -162,7 +162,7 @@ class RayExecutor:
         by_cpu = int(total.get("CPU", 0) // self.cpus)
         by_gpu = int(total.get("GPU", 0) // self.gpus) if self.gpus else by_cpu
         if min(by_cpu, by_gpu) < 1:
-            self._stop()
+            self.stop()
             raise UserError(f"Ray has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs: not enough for "
                             f"one run at --cpus-per-run {self.cpus:g} --gpus-per-run {self.gpus:g}")
         self.parallel = min(by_cpu, by_gpu)
@@ -176,7 +176,7 @@ class RayExecutor:
         try:
             self._init(num_cpus=self.num_cpus, _temp_dir=folder)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            self._stop()
+            self.stop()
             raise UserError(f"cannot start Ray on this machine ({e}); use --executor local") from e
 
     def _join(self) -> None:
@@ -206,7 +206,7 @@ class RayExecutor:
             if not self.ray.is_initialized():
                 reread_ray_config()
 
-    def _stop(self) -> None:
+    def stop(self) -> None:
         """Stop an embedded Ray (a joined cluster keeps running) and its watchdog."""
         if not self.address:
             self.ray.shutdown()
@@ -232,4 +232,4 @@ class RayExecutor:
         finally:
             for ref in pending:  # an interrupted batch leaves no task running behind it
                 ray.cancel(ref, force=True)
-            self._stop()
+            self.stop()

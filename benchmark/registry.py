@@ -61,6 +61,19 @@ class StrategyMeta:
     # columns) or one model per task (single_task) is task-IL only.
     scenarios: tuple[str, ...] = ("task-il", "class-il", "domain-il")
 
+    def refuse_options(self, cfg) -> None:
+        """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
+        silently different run."""
+        if cfg.scenario not in self.scenarios:
+            raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(self.scenarios)} only, not "
+                            f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
+        if cfg.sampler != "shuffle" and self.draws_own_batches:
+            raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
+                            f"training batches (replay's memory loader); use --sampler shuffle or another strategy")
+        if not cfg.hidden and self.needs_hidden:
+            raise UserError(f"--strategy {cfg.strategy} builds on the shared hidden layers and --hidden is empty; "
+                            f"pass at least one width (--hidden 128)")
+
 
 @dataclass(frozen=True)
 class SourceMeta:

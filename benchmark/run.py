@@ -103,7 +103,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     net = maybe_compile(net, cfg.compile)
     entry = STRATEGIES.get(cfg.strategy)
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
-                           name=tag, group=cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
+                           name=tag, group=cfg.wandb_group or cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
     collector = PrimaryScoreCollector(bench.column_specs, bench.class_ranges)
     train_log = TrainLog(on_exp_end=lambda i, s: say(f"experience {i} trained in {s:.1f}s"))
     plugins = harness_plugins(cfg, entry.meta, len(bench.scenario.train_stream), collector, train_log,

@@ -13,7 +13,7 @@ experience), reference batch = Mammoth's minibatch_size 32.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -24,12 +24,14 @@ from benchmark.errors import UserError
 from benchmark.memory import flat_grad, sample_experience, set_flat_grad
 from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import Choice, searchable
 
 
 @dataclass(frozen=True)
 class AGEMConfig:
     patterns_per_experience: int = 250  # memory kept per past experience
-    sample_size: int = 32  # memory samples per reference gradient
+    sample_size: int = field(default=32, metadata=searchable(Choice(  # memory samples per reference gradient
+        (32, 64, 128, 256), source="Chaudhry et al. 2019 use 256 samples; Avalanche's default is 32")))
 
     def __post_init__(self):
         if self.patterns_per_experience < 1 or self.sample_size < 1:

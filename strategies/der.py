@@ -14,7 +14,7 @@ memory, Mammoth's best arguments for Seq-CIFAR-10 with buffer 500.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +25,15 @@ from avalanche.training.templates import SupervisedTemplate
 from benchmark.errors import UserError
 from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import LogUniform, Uniform, searchable
 
 
 @dataclass(frozen=True)
 class DERConfig:
-    alpha: float = 0.2  # α: weight of the logit term
-    beta: float = 0.5  # β: weight of the label term (0: DER)
+    alpha: float = field(default=0.2, metadata=searchable(LogUniform(  # α: weight of the logit term
+        0.05, 2.0, stability=True, source="spans Buzzega et al. 2020's grid (α 0.1 to 1)")))
+    beta: float = field(default=0.5, metadata=searchable(Uniform(  # β: weight of the label term (0: DER)
+        0.0, 1.0, source="spans Buzzega et al. 2020's grid (β 0.5 to 1) down to DER without labels (0)")))
     mem_size: int = 500  # samples kept
 
     def __post_init__(self):

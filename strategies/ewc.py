@@ -18,7 +18,7 @@ so λ = 2 × 10), online mode.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from avalanche.training.templates import SupervisedTemplate
 
@@ -26,11 +26,14 @@ from benchmark.errors import UserError
 from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
 from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import LogUniform, searchable
 
 
 @dataclass(frozen=True)
 class EWCConfig:
-    ewc_lambda: float = 20.0  # λ in ½ λ Σ F (θ − θ*)²
+    ewc_lambda: float = field(default=20.0, metadata=searchable(LogUniform(  # λ in ½ λ Σ F (θ − θ*)²
+        1e0, 1e6, stability=True, source="van de Ven, Tuytelaars & Tolias 2022 search EWC's λ over decades "
+        "from 1; Mammoth's Seq-CIFAR-10 value is 10; 1e6 is where the penalty dominates the loss here")))
     mode: str = "online"  # online | separate
     decay: float = 1.0  # γ of the online mode
     fisher_samples: int = 512  # samples of each experience the Fisher is estimated on

@@ -37,12 +37,15 @@ from benchmark.errors import UserError
 from benchmark.harness_plugins import StepLR
 from benchmark.randomness import derived_seed, own_generator
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import Choice, searchable
 
 
 @dataclass(frozen=True)
 class GDumbConfig:
     mem_size: int = 500  # samples kept, balanced over (task, class)
-    epochs: int = 256  # epochs over the memory at every experience (Mammoth's fitting_epochs)
+    epochs: int = field(default=256, metadata=searchable(Choice(  # epochs over the memory per experience
+        (16, 32, 64), source="Prabhu et al. 2020 and Mammoth's fitting_epochs use 256; capped at 64 to keep 16 "
+        "trials within the tuning budget on 2 CPU cores (at 256 a zoo run takes 10 minutes)")))
     # sgdr: the paper's schedule (module docstring); run: the run's --lr-schedule
     schedule: str = field(default="sgdr", metadata={"choices": ("sgdr", "run")})
     min_lr_ratio: float = 0.01  # SGDR's η_min / the run's lr (Mammoth: 5e-4 / 5e-2)

@@ -17,7 +17,7 @@ stochastic estimate that caps the cost at n samples per past task (the `zoo` pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
@@ -31,12 +31,14 @@ from benchmark.errors import UserError
 from benchmark.memory import flat_grad, sample_experience, set_flat_grad
 from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import Uniform, searchable
 
 
 @dataclass(frozen=True)
 class GEMConfig:
     patterns_per_experience: int = 250  # memory kept per past experience
-    memory_strength: float = 0.5  # γ
+    memory_strength: float = field(default=0.5, metadata=searchable(Uniform(  # γ
+        0.0, 1.0, stability=True, source="Lopez-Paz & Ranzato 2017 search γ over {0, 0.5, 1}")))
     memory_batch: int = 0  # samples of each past memory per step; 0 = all of it (the paper)
 
     def __post_init__(self):

@@ -29,7 +29,7 @@ past experiences (as Mammoth's LwF distils the seen classes' logits and Avalanch
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -38,12 +38,15 @@ from avalanche.training.templates import SupervisedTemplate
 from benchmark.distill import kd_loss
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import Choice, LogUniform, searchable
 
 
 @dataclass(frozen=True)
 class LwFConfig:
-    alpha: float = 1.0  # λ: weight of the distillation term relative to cross-entropy
-    temperature: float = 2.0  # T
+    alpha: float = field(default=1.0, metadata=searchable(LogUniform(  # λ: distillation weight vs cross-entropy
+        0.1, 10.0, stability=True, source="Li & Hoiem 2017 use λ_o = 1; FACIL's grid search starts LwF's λ at 10")))
+    temperature: float = field(default=2.0, metadata=searchable(Choice(  # T
+        (1.0, 2.0, 4.0), source="Li & Hoiem 2017 use T = 2 (Hinton et al. 2015); Mammoth searches 2 and 4")))
 
     def __post_init__(self):
         if self.alpha < 0 or self.temperature <= 0:

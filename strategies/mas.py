@@ -14,7 +14,7 @@ Per-sample gradients as in the paper (Avalanche uses the gradient of a batch's m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from avalanche.training.templates import SupervisedTemplate
 
@@ -22,11 +22,14 @@ from benchmark.errors import UserError
 from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
 from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import LogUniform, searchable
 
 
 @dataclass(frozen=True)
 class MASConfig:
-    mas_lambda: float = 1.0  # λ
+    mas_lambda: float = field(default=1.0, metadata=searchable(LogUniform(  # λ
+        1e-2, 1e4, stability=True, source="Aljundi et al. 2018 use λ = 1; FACIL's and van de Ven's grids search "
+        "decades around it")))
     alpha: float = 0.5  # α: weight of the old importances when a new experience's are added
     samples: int = 512  # inputs of each experience the importance is estimated on
 

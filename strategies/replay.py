@@ -7,7 +7,7 @@ harness's memory-order generator (benchmark/randomness.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from avalanche.training.plugins import ReplayPlugin
@@ -17,12 +17,15 @@ from avalanche.training.templates import SupervisedTemplate
 from benchmark.errors import UserError
 from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
+from benchmark.tuning.space import Choice, searchable
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
     mem_size: int = 500  # total samples kept, balanced over past tasks
-    batch_size_mem: int = 0  # replayed samples per mini-batch; 0 = the training batch size
+    batch_size_mem: int = field(default=0, metadata=searchable(Choice(  # replayed per batch; 0 = --batch-size
+        (16, 32, 64, 128), source="at a fixed memory (mem_size), Mammoth's ER grid tunes the replayed batch size "
+        "beside the lr (Buzzega et al. 2020)")))
 
     def __post_init__(self):
         if self.mem_size < 1 or self.batch_size_mem < 0:

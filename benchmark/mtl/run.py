@@ -98,7 +98,7 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
         f"{n_params:,} params; data {data.provenance['sizes']}")
 
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
-                           name=tag, group="mtl", job_type=cfg.architecture, config=cfg.to_dict())
+                           name=tag, group=cfg.wandb_group or "mtl", job_type=cfg.architecture, config=cfg.to_dict())
     try:
         folder = _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log)
     except BaseException:

@@ -11,7 +11,7 @@ each task gets its own head. `rotated` (benchmark/streams/rotated.py) builds the
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,13 @@ import pandas as pd
 import torch
 
 from benchmark.registry import SOURCES, STREAMS
-from benchmark.streams.binary_tasks import labelled_task, load_source, materialize_images, stratified_subsample
+from benchmark.streams.binary_tasks import (
+    EVAL_SPLITS,
+    eval_splits,
+    labelled_task,
+    materialize_images,
+    stratified_subsample,
+)
 from benchmark.streams.split_classes import check_sizes
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
@@ -32,6 +38,9 @@ class DomainStreamConfig:
     train_per_task: int = 2000  # seeded, class-stratified subsample of the training images per task; 0 = all
     test_per_task: int = 2000  # the same of the test images; 0 = all
     image_size: int = 0  # 0 = the source's native size
+    # val: evaluate on held-out training images (tuning; the test images are never read); test: the test split
+    eval_split: str = field(default="test", metadata={"choices": EVAL_SPLITS})
+    val_fraction: float = 0.1  # --eval-split val: the share of each class's training images held out
 
     def __post_init__(self):
         check_sizes(self, self.stream_name())
@@ -46,9 +55,9 @@ def domain_stream(cfg: DomainStreamConfig, seed: int, data_root: Path, download:
     """Task t = the source's classes on images transformed by transforms[t] (N × C × H × W → the same shape)."""
     rng = np.random.default_rng(seed)
     sets, frames, provenance = {}, {}, {}
-    for split, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task)):
-        src = load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
-        labels, classes = np.asarray(src.targets), tuple(range(len(src.classes)))
+    sizes = {"train": cfg.train_per_task, "test": cfg.test_per_task}
+    for split, src, labels in eval_splits(cfg, seed, data_root, download, apt_install):
+        n, classes = sizes[split], tuple(range(len(src.classes)))
         sets[split], rows = [], []
         for t, transform in enumerate(transforms):
             idx = stratified_subsample(labels, classes, n, rng)

@@ -24,7 +24,15 @@ import pandas as pd
 
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
-from benchmark.streams.binary_tasks import labelled_task, load_source, materialize_images, slug, stratified_subsample
+from benchmark.streams.binary_tasks import (
+    EVAL_SPLITS,
+    check_eval_split,
+    eval_splits,
+    labelled_task,
+    materialize_images,
+    slug,
+    stratified_subsample,
+)
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec
 
@@ -39,13 +47,18 @@ class SplitClassesConfig:
     train_per_task: int = 2000  # seeded, class-stratified subsample of each task's training images; 0 = all
     test_per_task: int = 0  # 0 = every test image of the task's classes
     image_size: int = 0  # 0 = the source's native size
+    # val: evaluate on held-out training images (tuning; the test images are never read); test: the test split
+    eval_split: str = field(default="test", metadata={"choices": EVAL_SPLITS})
+    val_fraction: float = 0.1  # --eval-split val: the share of each class's training images held out
 
     def __post_init__(self):
         check_sizes(self, "split_classes")
 
 
 def check_sizes(cfg, stream: str) -> None:
-    """A per-task stream's sizes: none negative, at least one task; else one line naming `--<stream>.<flag>`."""
+    """A per-task stream's sizes (none negative, at least one task) and its evaluated split; else one line naming
+    `--<stream>.<flag>`."""
+    check_eval_split(cfg, stream)
     for name in ("train_per_task", "test_per_task", "image_size"):
         if getattr(cfg, name) < 0:
             raise UserError(f"invalid value for --{stream}.{name.replace('_', '-')}: {getattr(cfg, name)}")
@@ -71,9 +84,9 @@ def split_classes(cfg: SplitClassesConfig, *, seed: int, data_root: Path, downlo
                   apt_install: bool = True) -> Benchmark:
     rng = np.random.default_rng(seed)
     sets, frames, provenance, groups = {}, {}, {}, None
-    for split, n in (("train", cfg.train_per_task), ("test", cfg.test_per_task)):
-        src = load_source(cfg.source, str(data_root), split == "train", cfg.image_size, download, apt_install)
-        labels = np.asarray(src.targets)
+    sizes = {"train": cfg.train_per_task, "test": cfg.test_per_task}
+    for split, src, labels in eval_splits(cfg, seed, data_root, download, apt_install):
+        n = sizes[split]
         groups = groups or class_groups(len(src.classes), cfg.tasks, cfg.class_order, seed)
         sets[split], rows = [], []
         for t, group in enumerate(groups):

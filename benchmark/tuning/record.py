@@ -1,0 +1,80 @@
+"""Tuned arguments as a record: benchmark/tuned/<profile>/<strategy>.json holds the best arguments and their
+validation score, every trial (arguments, score, how far it ran), the search space with its sources, the searcher,
+the scheduler, the objective, the protocol, the seed and the commit. `hatswap run|batch --tuned` (or a profile's
+`"tuned": true`, or `"tuned": "<profile>"` for another profile's records) applies the best arguments as a config
+layer above the profile's values; `--tuned-from FILE` applies one record file. The run's config.json names the
+record in `tuned_from`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmark.errors import UserError
+
+TUNED_DIR = Path(__file__).resolve().parent.parent / "tuned"
+REPO = TUNED_DIR.parent.parent
+
+
+def record_path(profile: str, strategy: str, root: Path | None = None) -> Path:
+    return Path(root or TUNED_DIR) / profile / f"{strategy}.json"
+
+
+def shown(path: Path) -> str:
+    """A record's path as config.json states it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def read_record(path: Path, strategy: str | None = None) -> dict:
+    """A record file, checked: it parses, holds best arguments, and (given `strategy`) is that strategy's."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read tuned arguments {path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"tuned arguments {path} are not valid JSON: {e.msg} at line {e.lineno}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("best", {}).get("params"), dict):
+        raise UserError(f"{path} is not a tuned-arguments record (no best.params); make one with `hatswap tune`")
+    if strategy and record.get("strategy") != strategy:
+        raise UserError(f"{path} holds --strategy {record.get('strategy')}'s tuned arguments, not {strategy}'s")
+    return record
+
+
+def _flag_given(argv: list[str], flag: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def tuned_layers(ns, profile: dict, argv: list[str]) -> list[tuple[dict, str]]:
+    """The config layer of a run's tuned arguments, if it asks for them ([] if not): `--tuned-from FILE`, or
+    `--tuned` / the profile's `"tuned"` → benchmark/tuned/<profile>/<strategy>.json."""
+    wanted = _flag_given(argv, "--tuned-from") or _flag_given(argv, "--tuned_from")
+    own = profile.get("tuned")
+    if not wanted and not ns.tuned and not own:
+        return []
+    strategy = _flag_given(argv, "--strategy") or profile.get("config", {}).get("strategy", ns.strategy)
+    if wanted:
+        path = Path(wanted)
+    else:
+        if not ns.profile:
+            raise UserError("--tuned applies a profile's tuned arguments: add --profile, or pass --tuned-from FILE")
+        path = record_path(own if isinstance(own, str) else ns.profile, strategy)
+        if not path.is_file():
+            raise UserError(f"no tuned arguments for --strategy {strategy} in profile "
+                            f"{own if isinstance(own, str) else ns.profile} ({path}); make them with `hatswap tune "
+                            f"--profile {own if isinstance(own, str) else ns.profile} --strategy {strategy}`, or "
+                            f"drop --tuned")
+    record = read_record(path, strategy)
+    return [(dict(record["best"]["params"]) | {"tuned_from": shown(path)}, f"tuned arguments {path}")]
+
+
+def write_record(path: Path, record: dict) -> None:
+    from benchmark.results import atomic_write
+
+    atomic_write(Path(path), json.dumps(record, indent=2, sort_keys=False) + "\n")
