@@ -75,7 +75,7 @@ class TrackedConfig(RuntimeConfig):
     wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
     wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
     wandb_entity: str = ""  # "" = $WANDB_ENTITY, else your default entity
-    wandb_group: str = ""  # "" = the stream (continual) or "mtl"; a tuning groups its trials as tune-<profile>-<strategy>
+    wandb_group: str = ""  # "" = the stream (continual) or "mtl"; a tuning's trials: tune-<profile>-<strategy>
     # what the model computes in; float64: the same numbers on any CPU kind to ~1e-12 (golden tests), --amp off
     dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
 
@@ -106,7 +106,7 @@ class RunConfig(TrackedConfig):
     # class-balanced: each epoch draws every task's N samples with replacement, weights 1/(its class's count)
     sampler: str = field(default="shuffle", metadata={"choices": ("shuffle", "class-balanced")})
     published: str = ""  # benchmark/published/<name>.json: published numbers the report shows beside these runs'
-    tuned_from: str = ""  # a tuned-arguments record (benchmark/tuned/; --tuned: the profile's) whose knobs this run uses
+    tuned_from: str = ""  # the tuned-arguments record (benchmark/tuned/; --tuned: the profile's) these knobs are from
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls

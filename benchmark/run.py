@@ -43,6 +43,7 @@ from benchmark.scenarios import apply_scenario, model_tasks, stream_label
 from benchmark.summary import budget, run_scores, run_summary, task_il_rows
 from benchmark.tasks import TaskCriterion
 from benchmark.tracking import WandbTracker
+from benchmark.tuning.record import experience_plugins
 
 
 def log(tag: str, msg: str) -> None:
@@ -83,13 +84,14 @@ def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, tr
     """What every strategy gets: first the paired randomness (benchmark/randomness.py) and the task loss's record,
     then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the
     learning-rate schedule and optimizer restarts (`meta`: the strategy's, `stream_experiences`: the train stream's
-    length, which a stream-long schedule spans); the class-balanced sampler when asked; on cached features, batches
-    gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps Avalanche's fetching)."""
+    length, which a stream-long schedule spans), per-experience tuned values (benchmark/tuning/); the class-balanced
+    sampler when asked; on cached features, batches gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps
+    Avalanche's fetching)."""
     fast = [FastCachedBatches(log=say)] if cached and os.environ.get("HATSWAP_SLOW_BATCHES") != "1" else []
     balanced = [ClassBalancedSampling()] if cfg.sampler == "class-balanced" else []
     return [PairedRandomness(cfg.seed, log=say), TaskLoss(), *fast, *balanced, collector, train_log,
             FiniteLossGuard(strategy_float_knobs(cfg)), tracker, ProgressBar(tag),
-            *schedule_plugins(cfg, meta, stream_experiences)]
+            *schedule_plugins(cfg, meta, stream_experiences), *experience_plugins(cfg)]
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:

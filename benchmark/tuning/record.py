@@ -71,7 +71,26 @@ def tuned_layers(ns, profile: dict, argv: list[str]) -> list[tuple[dict, str]]:
                             f"--profile {own if isinstance(own, str) else ns.profile} --strategy {strategy}`, or "
                             f"drop --tuned")
     record = read_record(path, strategy)
-    return [(dict(record["best"]["params"]) | {"tuned_from": shown(path)}, f"tuned arguments {path}")]
+    params = record["best"]["params"]
+    if record["best"].get("per_experience"):  # the continual protocol's: the config states experience 0's values
+        params = {k: v[0] for k, v in params.items()}
+    return [(dict(params) | {"tuned_from": shown(path)}, f"tuned arguments {path}")]
+
+
+def experience_plugins(cfg) -> list:
+    """A run whose tuned arguments are per experience (`hatswap tune --protocol continual`): the plugin that sets
+    each experience's values ([] for any other run)."""
+    if not cfg.tuned_from:
+        return []
+    path = Path(cfg.tuned_from)
+    record = read_record(path if path.is_absolute() else REPO / path, cfg.strategy)
+    if not record["best"].get("per_experience"):
+        return []
+    from benchmark.tuning.continual import ExperienceKnobs
+
+    params = record["best"]["params"]
+    n = len(next(iter(params.values())))
+    return [ExperienceKnobs([{k: v[i] for k, v in params.items()} for i in range(n)])]
 
 
 def write_record(path: Path, record: dict) -> None:

@@ -88,7 +88,7 @@ def check_stream_has_val(stream: str) -> None:
 
 
 def run_trial(argv: list[str], report: Callable[[int, float, list[float]], None], objective: str,
-              horizon: int) -> dict:
+              horizon: int, extra_plugins=()) -> dict:
     """Train the run `argv` describes, reporting after every experience; → its validation result. The run's log
     lines go to trial.log in its --out-dir. A run folder that already holds this trial's results (a search resumed
     after a kill) is read back, its rows reported."""
@@ -103,7 +103,7 @@ def run_trial(argv: list[str], report: Callable[[int, float, list[float]], None]
     plugin = ReportAfterExperience(report, objective, one_shot, horizon)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(cfg.out_dir) / "trial.log", "a") as log, contextlib.redirect_stderr(log):  # the run's own lines
-        folder, status = run(cfg, extra_plugins=[plugin])
+        folder, status = run(cfg, extra_plugins=[plugin, *extra_plugins])
     summary = json.loads((folder / "summary.json").read_text())
     if status == "skipped":  # done before: report its rows as they were
         for row in list(summary["eval_score"].values())[1:]:

@@ -1,0 +1,133 @@
+"""The continual hyperparameter protocol (`hatswap tune --protocol continual`): Delange et al. 2021's framework, as
+FACIL implements it (src/gridsearch.py, src/gridsearch_config.py). Searching once over every task's validation data
+assumes a learner that sees its future tasks; this one sees one task at a time.
+
+For each experience k, from the model the chosen values trained on experiences 0…k−1:
+1. Maximal plasticity: train experience k with the stability knob off (0: EWC, SI, MAS, LwF and DER without their
+   penalty are fine-tuning, FACIL's reference) at each candidate learning rate; the best accuracy on experience k's
+   validation data is A*_k, its learning rate is k's. Candidates: FACIL's lists scaled by 1/50 for Adam (its
+   smallest first-task SGD lr, 5e-2, ↦ hatswap's default 1e-3): the first experience tries LR_FIRST; later ones the
+   three largest of LR below the first experience's choice.
+2. Stability decay: from the knob's start (FACIL's: EWC 1e4, MAS 400, SI 10, LwF 10; else the top of the declared
+   range), train experience k with the strategy; while its accuracy on experience k's validation data is below
+   (1 − 0.2)·A*_k, halve the knob (at most 7 tries; the last is kept). The first experience has no past to keep:
+   it keeps the start value.
+The values are per experience; the record's best arguments are lists, one value per experience, which `--tuned`
+applies experience by experience (ExperienceKnobs). Every candidate is the stream's prefix re-run from the start
+with the chosen values (paired randomness makes it the same model as a snapshot would be), so the protocol costs
+about (3 + tries) prefixes per experience."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from avalanche.core import SupervisedPlugin
+
+from benchmark.errors import UserError
+from benchmark.tuning.record import record_path, write_record
+from benchmark.tuning.search import Tuning, _commit, say, stream_length
+from benchmark.tuning.space import search_space, stability_knob
+from benchmark.tuning.trial import StopTrial, run_trial
+
+LR_FIRST = (1e-2, 2e-3, 1e-3)  # FACIL: 5e-1, 1e-1, 5e-2 (SGD), ×1/50
+LR = (2e-3, 1e-3, 2e-4, 1e-4, 2e-5)  # FACIL: 1e-1, 5e-2, 1e-2, 5e-3, 1e-3, ×1/50
+LR_SEARCHES, ACC_DROP, DECAY, MAX_SEARCHES = 3, 0.2, 0.5, 7  # FACIL's GridSearch defaults
+FACIL_START = {"ewc.ewc_lambda": 1e4, "mas.mas_lambda": 400.0, "si.c": 10.0, "lwf.alpha": 10.0}
+
+
+class ExperienceKnobs(SupervisedPlugin):
+    """Experience i trains with schedule[i]: `lr` (every optimizer group scaled alike) and strategy knobs
+    (`ewc.ewc_lambda`: the plugin holding that config's field gets it)."""
+
+    def __init__(self, schedule: list[dict]):
+        super().__init__()
+        self.schedule, self.trained = schedule, 0
+
+    def before_training_exp(self, strategy, **kwargs):
+        values = self.schedule[min(self.trained, len(self.schedule) - 1)]
+        for key, value in values.items():
+            if key == "lr":
+                for group in strategy.optimizer.param_groups:
+                    group.setdefault("hatswap_ratio", group["lr"] / strategy.optimizer.defaults["lr"])
+                    group["lr"] = value * group["hatswap_ratio"]
+                continue
+            knob = key.partition(".")[2]
+            owners = [p for p in strategy.plugins if dataclasses.is_dataclass(getattr(p, "cfg", None))
+                      and knob in {f.name for f in dataclasses.fields(p.cfg)}]
+            if not owners:
+                raise UserError(f"no plugin of this strategy has the knob {key}")
+            for p in owners:
+                p.cfg = dataclasses.replace(p.cfg, **{knob: value})
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.trained += 1
+
+
+def prefix_score(t: Tuning, schedule: list[dict], k: int, horizon: int, tag: str) -> float:
+    """Train experiences 0…k with schedule[0…k]; → accuracy on experience k's validation data after k."""
+    rows: list[list[float]] = []
+
+    def report(n, score, row):
+        rows.append(row)
+        if n == k + 1 and k + 1 < horizon:
+            raise StopTrial(n)
+
+    knobs = ExperienceKnobs(schedule)
+    argv = t.argv({}, t.folder / "continual" / tag)
+    try:
+        run_trial(argv, report, "acc", horizon, extra_plugins=[knobs])
+    except StopTrial:
+        pass
+    return rows[k][k]
+
+
+def tune_continual(t: Tuning):
+    space = search_space(t.strategy)
+    knob = stability_knob(space)
+    t.folder.mkdir(parents=True, exist_ok=True)
+    horizon, _ = stream_length(t)
+    say(f"{t.strategy} on profile {t.profile} ({t.stream}, validation split, seed {t.seed}): continual protocol "
+        f"(Delange et al. 2021, FACIL), stability knob {knob or 'none (learning rate only)'}; folder {t.folder}")
+    t0, chosen, log = time.perf_counter(), [], []
+    first_lr = None
+    for k in range(horizon):
+        lrs = LR_FIRST if k == 0 else [lr for lr in LR if lr < first_lr][:LR_SEARCHES] or [min(LR)]
+        plastic = {}
+        for lr in lrs:
+            values = {"lr": lr} | ({knob: 0.0} if knob else {})
+            plastic[lr] = prefix_score(t, [*chosen, values], k, horizon, f"exp{k}-plastic-lr{lr:g}")
+            say(f"experience {k}: fine-tuning at lr {lr:g} → {plastic[lr]:.4f}")
+        lr_k = max(plastic, key=plastic.get)
+        first_lr = first_lr or lr_k
+        values, tries = {"lr": lr_k}, []
+        if knob:
+            value = FACIL_START.get(knob, space[knob].top())
+            for attempt in range(MAX_SEARCHES if k > 0 else 1):
+                acc = prefix_score(t, [*chosen, {"lr": lr_k, knob: value}], k, horizon, f"exp{k}-{knob}-{value:g}")
+                tries.append({"value": value, "acc": acc})
+                say(f"experience {k}: {knob} {value:g} → {acc:.4f} (needs ≥ {(1 - ACC_DROP) * plastic[lr_k]:.4f})")
+                if acc >= (1 - ACC_DROP) * plastic[lr_k] or attempt == MAX_SEARCHES - 1 or k == 0:
+                    break
+                value *= DECAY
+            values[knob] = value
+        chosen.append(values)
+        log.append({"experience": k, "plastic": {f"{lr:g}": a for lr, a in plastic.items()}, "a_star": plastic[lr_k],
+                    "lr": lr_k, "stability": tries, "chosen": values})
+    final = prefix_score(t, chosen, horizon - 1, horizon, "final")
+    record = {
+        "profile": t.profile, "strategy": t.strategy, "stream": t.stream, "eval_split": "val",
+        "protocol": "continual (Delange et al. 2021, as FACIL's gridsearch: per experience, its validation data only)",
+        "seed": t.seed, "best": {"params": {k: [c.get(k) for c in chosen] for k in chosen[0]},
+                                 "score": final, "per_experience": True},
+        "space": {k: d.describe() for k, d in space.items() if k in chosen[0]},
+        "searcher": {"name": "FACIL grid search", "lr_first": LR_FIRST, "lr": LR, "lr_searches": LR_SEARCHES,
+                     "acc_drop_threshold": ACC_DROP, "decay": DECAY, "max_searches": MAX_SEARCHES,
+                     "start": FACIL_START.get(knob) if knob else None},
+        "experiences": log, "run_args": t.run_args, "commit": _commit(),
+        "wall_s_last_session": time.perf_counter() - t0,
+    }
+    path = record_path(t.profile, f"{t.strategy}.continual", t.record_dir)
+    write_record(path, record | {"strategy": t.strategy})
+    say(f"chosen per experience: {chosen}; validation score {final:.4f} → {path}")
+    return path

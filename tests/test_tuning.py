@@ -1,0 +1,253 @@
+"""Tuning (`hatswap tune`, benchmark/tuning/): validation splits that never read a test image, the declared search
+spaces, the objective, the search on both engines with its record, resuming after kill -9, `--tuned`, and the
+continual protocol's rules (Delange et al. 2021, as FACIL)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.config import parse_config
+from benchmark.errors import UserError
+from benchmark.registry import STRATEGIES, STREAMS
+from benchmark.streams.binary_tasks import held_out
+from benchmark.tuning import continual
+from benchmark.tuning.continual import ExperienceKnobs
+from benchmark.tuning.space import search_space
+from benchmark.tuning.trial import objective_value
+from tests.conftest import tiny_args
+
+REPO = Path(__file__).resolve().parent.parent
+STREAM_CONFIGS = {"binary_tasks": {}, "split_classes": {}, "permuted": {"tasks": 2}, "rotated": {"tasks": 2}}
+
+
+@pytest.fixture
+def test_reads(monkeypatch) -> list:
+    """Every source split a stream loads, as (source, train?): the one place any stream reads images from."""
+    from benchmark.streams import binary_tasks
+
+    calls, real = [], binary_tasks.load_source
+
+    def spy(source, root, train, *args):
+        calls.append((source, train))
+        return real(source, root, train, *args)
+
+    monkeypatch.setattr(binary_tasks, "load_source", spy)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def poisoned_root(tmp_path_factory, fmnist_root) -> Path:
+    """The fixture Fashion-MNIST whose test images are poisoned (every pixel 255, a valid file): a tuning that read
+    them would train or score on blank images."""
+    root = tmp_path_factory.mktemp("poisoned-test")
+    shutil.copytree(fmnist_root / "FashionMNIST", root / "FashionMNIST")
+    images = root / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
+    data = images.read_bytes()
+    images.write_bytes(data[:16] + b"\xff" * (len(data) - 16))
+    return root
+
+
+def _build(name: str, root: Path, split: str, seed: int = 0, fraction: float = 0.2):
+    cfg = STREAMS.get(name).config_cls(eval_split=split, val_fraction=fraction, train_per_task=0, test_per_task=0,
+                                       **STREAM_CONFIGS[name])
+    return STREAMS.get(name).build(cfg, seed=seed, data_root=root, download=False, apt_install=False)
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_CONFIGS))
+def test_the_validation_split_is_held_out_training_images_and_reads_no_test_image(name, fmnist_root, test_reads):
+    bench = _build(name, fmnist_root, "val")
+    assert test_reads and all(train for _, train in test_reads)  # only the training split was loaded
+    train, val = bench.frames["train"], bench.frames["test"]
+    for t in range(len(bench.tasks)):
+        tr, va = set(train[train.task_id == t]["index"]), set(val[val.task_id == t]["index"])
+        assert tr and va and not tr & va  # disjoint, both non-empty
+    assert bench.provenance["test"]["split"] == "val" and bench.provenance["test"]["held_out_fraction"] == 0.2
+    _build(name, fmnist_root, "test")
+    assert (test_reads[-1][1], test_reads[-2][1]) == (False, True)  # the spy sees a test read when there is one
+
+
+def test_held_out_is_class_stratified_seeded_and_its_own_draw():
+    labels = np.repeat(np.arange(4), [100, 50, 30, 20])
+    mask = held_out(labels, 0.1, seed=3)
+    assert [int(mask[labels == c].sum()) for c in range(4)] == [10, 5, 3, 2]
+    assert (mask == held_out(labels, 0.1, seed=3)).all() and (mask != held_out(labels, 0.1, seed=4)).any()
+
+
+def test_the_test_split_is_unchanged_by_the_validation_options(fmnist_root):
+    a = _build("binary_tasks", fmnist_root, "test", fraction=0.2)
+    b = _build("binary_tasks", fmnist_root, "test", fraction=0.5)
+    assert a.frames["train"].equals(b.frames["train"]) and a.frames["test"].equals(b.frames["test"])
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5"])
+def test_a_validation_fraction_outside_zero_one_is_one_error(bad, tiny, capsys):
+    assert main(["run", *tiny("--binary_tasks.val-fraction", bad)]) == 2
+    assert "--binary_tasks.val-fraction" in capsys.readouterr().err
+
+
+def test_every_declared_range_is_sourced_and_parses_as_its_flag():
+    for name in STRATEGIES.names():
+        for key, dist in search_space(name).items():
+            assert dist.source and (dist.choices or 0 < dist.low < dist.high or dist.kind == "uniform"), key
+            value = dist.top()
+            cfg, _ = parse_config(["--strategy", name, f"--{key}", str(value)])
+            got = cfg.lr if key == "lr" else getattr(cfg.strategy_args, key.partition(".")[2])
+            assert got == value
+    assert set(search_space("ewc")) == {"lr", "ewc.ewc_lambda"}
+    assert search_space("ewc")["ewc.ewc_lambda"].describe()["low"] == 1 and search_space("naive").keys() == {"lr"}
+    assert {"lwf.alpha", "replay.batch_size_mem"} <= set(search_space("lwf+replay"))
+
+
+def test_the_objectives_by_hand():
+    rows = [[0.9, 0.5, 0.5], [0.7, 0.8, 0.5], [0.6, 0.7, 0.9]]
+    assert objective_value(rows[:1], "acc", [1]) == pytest.approx(0.9)
+    assert objective_value(rows[:2], "acc", [1, 2]) == pytest.approx(0.75)
+    assert objective_value(rows[:2], "acc-bwt", [1, 2]) == pytest.approx(0.75 + (0.7 - 0.9))
+    assert objective_value(rows, "acc-bwt", [1, 2, 3]) == pytest.approx(
+        (0.6 + 0.7 + 0.9) / 3 + ((0.6 - 0.9) + (0.7 - 0.8)) / 2)
+    assert objective_value([[0.6, 0.8, 1.0]], "acc-bwt", [3]) == pytest.approx(0.8)  # joint: all seen, no BWT
+
+
+def _tune(tmp_path, root, *extra) -> list[str]:
+    return ["tune", "--profile", "smoke", "--strategy", "ewc", "--out-dir", str(tmp_path / "out"), "--record-dir",
+            str(tmp_path / "rec"), "--data-root", str(root), "--no-download", "--no-apt-install",
+            "--binary_tasks.val-fraction", "0.3", *extra]
+
+
+def _check_record(path: Path, trials: int) -> dict:
+    record = json.loads(path.read_text())
+    assert record["strategy"] == "ewc" and record["eval_split"] == "val" and record["objective"] == "acc"
+    assert len(record["trials"]) == trials and record["trials_finished"] + record["trials_failed"] == trials
+    complete = [x for x in record["trials"] if x["state"] == "complete"]
+    assert record["best"]["score"] == max(x["score"] for x in complete)
+    assert record["space"]["ewc.ewc_lambda"]["kind"] == "log-uniform" and record["space"]["lr"]["source"]
+    assert record["searcher"]["name"] == "optuna TPE" and record["commit"]
+    for x in record["trials"]:
+        assert 1e-4 <= x["params"]["lr"] <= 1e-2 and 1 <= x["params"]["ewc.ewc_lambda"] <= 1e6
+    return record
+
+
+def test_tune_locally_on_validation_data_only(tmp_path, poisoned_root, capsys, test_reads):
+    assert main(_tune(tmp_path, poisoned_root, "--trials", "4")) == 0
+    assert test_reads and all(train for _, train in test_reads)  # no trial loaded the test split
+    out, err = capsys.readouterr()
+    record = _check_record(Path(out.strip()), 4)
+    assert len([ln for ln in err.splitlines() if ln.startswith("[tune] trial ")]) == 4  # one line per trial
+    configs = list((tmp_path / "out").rglob("config.json"))
+    assert configs and all(json.loads(c.read_text())["config"]["binary_tasks.eval_split"] == "val" for c in configs)
+    # the record applies: --tuned-from sets the best arguments and names the record in config.json
+    assert main(["run", *tiny_args(tmp_path / "applied", poisoned_root, "--strategy", "ewc",
+                                   "--binary_tasks.eval-split", "val", "--tuned-from", out.strip())]) == 0
+    cfg = json.loads(next((tmp_path / "applied").rglob("config.json")).read_text())["config"]
+    assert cfg["lr"] == record["best"]["params"]["lr"] and cfg["tuned_from"] == out.strip()
+    assert cfg["ewc.ewc_lambda"] == record["best"]["params"]["ewc.ewc_lambda"]
+
+
+def test_tuned_applies_the_profiles_record_and_says_how_to_make_a_missing_one(tmp_path, tiny, capsys, monkeypatch):
+    from benchmark.tuning import record as rec
+
+    monkeypatch.setattr(rec, "TUNED_DIR", tmp_path / "tuned")
+    assert main(["run", *tiny("--strategy", "lwf", "--tuned")]) == 2
+    assert "hatswap tune --profile smoke --strategy lwf" in capsys.readouterr().err
+    path = tmp_path / "tuned" / "smoke" / "lwf.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"strategy": "lwf", "best": {"params": {"lr": 0.004, "lwf.alpha": 3.5}}}))
+    cfg, _ = parse_config(tiny("--strategy", "lwf", "--tuned"))
+    assert (cfg.lr, cfg.strategy_args.alpha, cfg.tuned_from) == (0.004, 3.5, str(path.resolve()))
+    cfg, _ = parse_config(tiny("--strategy", "lwf", "--tuned", "--lr", "0.002"))  # a flag still wins
+    assert cfg.lr == 0.002
+    with pytest.raises(UserError, match="lwf's tuned arguments, not ewc's"):
+        parse_config(tiny("--strategy", "ewc", "--tuned-from", str(path)))
+
+
+def test_without_ray_tune_or_optuna_tune_is_one_line_naming_the_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    assert main(["tune", "--profile", "smoke", "--strategy", "ewc", "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install -e '.[tune]'" in err[0]
+
+
+def _trial_lines(text: str) -> list[str]:
+    return [ln for ln in text.splitlines() if ln.startswith("[tune] trial ") and "interrupted" not in ln]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_a_killed_search_resumes_without_redoing_finished_trials(executor, tmp_path, poisoned_root):
+    """kill -9 once the first trial has finished; the same command finishes the search."""
+    argv = [sys.executable, "-m", "benchmark", *_tune(tmp_path, poisoned_root, "--trials", "4", "--executor",
+                                                      executor, "--epochs", "12")]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    log = tmp_path / "first.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
+        deadline = time.time() + 240
+        while time.time() < deadline and len(_trial_lines(log.read_text())) < 1 and proc.poll() is None:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    first = _trial_lines(log.read_text())
+    assert 1 <= len(first) < 4, log.read_text()[-2000:]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    second = _trial_lines(done.stderr)
+    assert len(second) == 4 - len(first)  # only the unfinished ones ran
+    record = _check_record(Path(done.stdout.strip()), 4)
+    ids = [x.get("trial_id", x["number"]) for x in record["trials"]]
+    assert len(set(ids)) == 4
+
+
+class _Plugin:
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+
+def test_experience_knobs_set_each_experiences_lr_and_stability_knob():
+    from strategies.ewc import EWCConfig
+
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam([{"params": [model.weight], "lr": 2e-3}, {"params": [model.bias], "lr": 1e-3}], lr=1e-3)
+    strategy = type("S", (), {"optimizer": opt, "plugins": [_Plugin(EWCConfig())]})()
+    knobs = ExperienceKnobs([{"lr": 0.01, "ewc.ewc_lambda": 100.0}, {"lr": 0.004, "ewc.ewc_lambda": 5.0}])
+    seen = []
+    for _ in range(3):  # past the schedule's end, its last values stay
+        knobs.before_training_exp(strategy)
+        seen.append(([g["lr"] for g in opt.param_groups], strategy.plugins[0].cfg.ewc_lambda))
+        knobs.after_training_exp(strategy)
+    assert seen[0] == ([pytest.approx(0.02), pytest.approx(0.01)], 100.0)  # the groups' ratio kept
+    assert seen[1] == seen[2] == ([pytest.approx(0.008), pytest.approx(0.004)], 5.0)
+
+
+def test_the_continual_protocol_follows_facils_rules(tmp_path, monkeypatch, fmnist_root):
+    """Hand-made validation accuracies: lr by maximal plasticity (first experience: LR_FIRST; later: the 3 largest
+    of LR below the first's choice), then the stability knob halved from FACIL's start until the new task's
+    accuracy is within 20 % of the plastic one."""
+    calls = []
+
+    def fake_prefix(t, schedule, k, horizon, tag):
+        values = schedule[k]
+        calls.append((k, dict(values)))
+        if values["ewc.ewc_lambda"] == 0.0:  # fine-tuning: plasticity peaks at 2e-3 (exp 0) / 1e-3 (later)
+            return {0.002: 0.9, 0.001: 0.8 if k == 0 else 0.95}.get(values["lr"], 0.5)
+        return 0.95 if values["ewc.ewc_lambda"] <= 1e4 / 8 else 0.5  # 3 halvings needed
+    monkeypatch.setattr(continual, "prefix_score", fake_prefix)
+    monkeypatch.setattr(continual, "stream_length", lambda t: (3, None))
+    from benchmark.tuning.search import Tuning
+
+    t = Tuning("smoke", "ewc", "binary_tasks", out_dir=tmp_path, record_dir=tmp_path / "rec")
+    path = continual.tune_continual(t)
+    record = json.loads(Path(path).read_text())
+    assert record["best"]["params"] == {"lr": [0.002, 0.001, 0.001], "ewc.ewc_lambda": [1e4, 1250.0, 1250.0]}
+    later_lrs = sorted({v["lr"] for k, v in calls if k == 1 and v["ewc.ewc_lambda"] == 0.0}, reverse=True)
+    assert later_lrs == [0.001, 0.0002, 0.0001]  # below the first experience's 2e-3
+    tries = record["experiences"][1]["stability"]
+    assert [x["value"] for x in tries] == [1e4, 5e3, 2500.0, 1250.0]
