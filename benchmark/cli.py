@@ -116,10 +116,8 @@ def cmd_pretrain(argv) -> int:
     return 0
 
 
-def cmd_tune(argv) -> int:
-    """Hyperparameter search for one strategy on a profile's validation data (benchmark/tuning/); the record's path
-    on stdout."""
-    from benchmark.config import CommandParser, load_profile
+def tune_parser():
+    from benchmark.config import CommandParser
     from benchmark.executors import JOIN_TIMEOUT_S
 
     p = CommandParser(prog="hatswap tune", description="Tune one strategy's arguments on the validation split of a "
@@ -144,7 +142,15 @@ def cmd_tune(argv) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("results"), help="the trials' runs go under OUT/tune/")
     p.add_argument("--record-dir", type=Path, help="write the record here instead of benchmark/tuned/")
     p.add_argument("--debug", action="store_true")
-    ns, rest = p.parse_known_args(argv)
+    return p
+
+
+def cmd_tune(argv) -> int:
+    """Hyperparameter search for one strategy on a profile's validation data (benchmark/tuning/); the record's path
+    on stdout."""
+    from benchmark.config import load_profile
+
+    ns, rest = tune_parser().parse_known_args(argv)
     if ns.trials < 1:
         raise UserError(f"--trials must be at least 1, got {ns.trials}")
     if ns.executor == "local" and ns.ray_address:

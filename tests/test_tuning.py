@@ -25,6 +25,7 @@ from benchmark.tuning.continual import ExperienceKnobs
 from benchmark.tuning.space import search_space
 from benchmark.tuning.trial import objective_value
 from tests.conftest import tiny_args
+from tests.test_tracking import no_wandb_env  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 STREAM_CONFIGS = {"binary_tasks": {}, "split_classes": {}, "permuted": {"tasks": 2}, "rotated": {"tasks": 2}}
@@ -131,7 +132,7 @@ def _check_record(path: Path, trials: int) -> dict:
     complete = [x for x in record["trials"] if x["state"] == "complete"]
     assert record["best"]["score"] == max(x["score"] for x in complete)
     assert record["space"]["ewc.ewc_lambda"]["kind"] == "log-uniform" and record["space"]["lr"]["source"]
-    assert record["searcher"]["name"] == "optuna TPE" and record["commit"]
+    assert record["searcher"]["name"] == "optuna TPE" and record["git"]["commit"]
     for x in record["trials"]:
         assert 1e-4 <= x["params"]["lr"] <= 1e-2 and 1 <= x["params"]["ewc.ewc_lambda"] <= 1e6
     return record
@@ -151,6 +152,13 @@ def test_tune_locally_on_validation_data_only(tmp_path, poisoned_root, capsys, t
     cfg = json.loads(next((tmp_path / "applied").rglob("config.json")).read_text())["config"]
     assert cfg["lr"] == record["best"]["params"]["lr"] and cfg["tuned_from"] == out.strip()
     assert cfg["ewc.ewc_lambda"] == record["best"]["params"]["ewc.ewc_lambda"]
+
+
+def test_a_tuning_folder_refuses_a_different_search(tmp_path, fmnist_root, capsys):
+    assert main(_tune(tmp_path, fmnist_root, "--trials", "1", "--no-asha")) == 0
+    assert main(_tune(tmp_path, fmnist_root, "--trials", "1", "--no-asha", "--objective", "acc-bwt")) == 2
+    err = capsys.readouterr().err
+    assert "differs in objective" in err and "another --out-dir" in err
 
 
 def test_tuned_applies_the_profiles_record_and_says_how_to_make_a_missing_one(tmp_path, tiny, capsys, monkeypatch):
@@ -251,3 +259,52 @@ def test_the_continual_protocol_follows_facils_rules(tmp_path, monkeypatch, fmni
     assert later_lrs == [0.001, 0.0002, 0.0001]  # below the first experience's 2e-3
     tries = record["experiences"][1]["stability"]
     assert [x["value"] for x in tries] == [1e4, 5e3, 2500.0, 1250.0]
+
+
+@pytest.mark.usefixtures("no_wandb_env")
+def test_each_trial_is_a_wandb_run_in_the_tunings_group_beside_a_summary_run(tmp_path, fmnist_root):
+    from tests.wandb_records import read_run
+
+    assert main(_tune(tmp_path, fmnist_root, "--trials", "2", "--no-asha", "--wandb", "offline")) == 0
+    runs = [read_run(d) for d in sorted((tmp_path / "out").rglob("offline-run-*"))]
+    trials = [r for r in runs if "wandb_group" in r["config"]]  # a run config; the summary holds the record
+    (summary,) = [r for r in runs if r["config"].get("objective") == "acc"]
+    assert len(trials) == 2 and {r["config"]["wandb_group"] for r in trials} == {"tune-smoke-ewc"}
+    assert all(r["config"]["binary_tasks.eval_split"] == "val" for r in trials)
+    assert summary["summary"]["trials/_type"] == "table-file" and summary["summary"]["trials/nrows"] == 2
+    record = json.loads((tmp_path / "rec" / "smoke" / "ewc.json").read_text())
+    assert summary["summary"]["best_score"] == pytest.approx(record["best"]["score"])
+
+
+TUNED = REPO / "benchmark" / "tuned"
+
+
+@pytest.mark.parametrize("path", sorted(TUNED.glob("*/*.json")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_committed_record_holds_its_search_and_applies(path):
+    record = json.loads(path.read_text())
+    strategy = path.name.removesuffix(".json").removesuffix(".continual")
+    assert record["strategy"] == strategy and record["eval_split"] == "val" and record["profile"] == path.parent.name
+    space, best = search_space(strategy), record["best"]["params"]
+    assert set(best) <= set(space) and set(best) <= set(record["space"])
+    for key, value in best.items():
+        for v in value if record["best"].get("per_experience") else [value]:
+            d = space[key]
+            assert v in d.choices or v == 0 if d.kind == "choice" else d.low <= v <= d.high or v == 0, (key, v)
+    if not record["best"].get("per_experience"):
+        assert len(record["trials"]) == record["trials_requested"]
+        complete = [x for x in record["trials"] if x["state"] == "complete"]
+        assert record["best"]["score"] == max(x["score"] for x in complete)
+    cfg, _ = parse_config(["--profile", record["profile"], "--strategy", strategy, "--tuned-from", str(path)])
+    first = {k: v[0] if record["best"].get("per_experience") else v for k, v in best.items()}
+    assert cfg.to_dict() | first == cfg.to_dict() and cfg.tuned_from == str(path.relative_to(REPO))
+
+
+@pytest.mark.parametrize("profile", ["zoo-tuned", "zoo-tuned-continual"])
+def test_the_tuned_zoo_profiles_apply_a_record_to_every_strategy(profile):
+    spec = json.loads((REPO / "benchmark" / "profiles" / f"{profile}.json").read_text())
+    suffix = ".continual" if spec.get("tuned_protocol") == "continual" else ""
+    for strategy in spec["strategies"]:
+        if not (TUNED / "zoo" / f"{strategy}{suffix}.json").is_file():
+            pytest.skip(f"no committed record for {strategy}{suffix} yet")
+        cfg, _ = parse_config(["--profile", profile, "--strategy", strategy])
+        assert cfg.tuned_from == f"benchmark/tuned/zoo/{strategy}{suffix}.json"

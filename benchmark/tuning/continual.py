@@ -25,8 +25,9 @@ import time
 from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
+from benchmark.results import git_state
 from benchmark.tuning.record import record_path, write_record
-from benchmark.tuning.search import Tuning, _commit, say, stream_length
+from benchmark.tuning.search import Tuning, claim_folder, say, stream_length
 from benchmark.tuning.space import search_space, stability_knob
 from benchmark.tuning.trial import StopTrial, run_trial
 
@@ -85,7 +86,7 @@ def prefix_score(t: Tuning, schedule: list[dict], k: int, horizon: int, tag: str
 def tune_continual(t: Tuning):
     space = search_space(t.strategy)
     knob = stability_knob(space)
-    t.folder.mkdir(parents=True, exist_ok=True)
+    claim_folder(t, space, protocol="continual")
     horizon, _ = stream_length(t)
     say(f"{t.strategy} on profile {t.profile} ({t.stream}, validation split, seed {t.seed}): continual protocol "
         f"(Delange et al. 2021, FACIL), stability knob {knob or 'none (learning rate only)'}; folder {t.folder}")
@@ -124,7 +125,7 @@ def tune_continual(t: Tuning):
         "searcher": {"name": "FACIL grid search", "lr_first": LR_FIRST, "lr": LR, "lr_searches": LR_SEARCHES,
                      "acc_drop_threshold": ACC_DROP, "decay": DECAY, "max_searches": MAX_SEARCHES,
                      "start": FACIL_START.get(knob) if knob else None},
-        "experiences": log, "run_args": t.run_args, "commit": _commit(),
+        "experiences": log, "run_args": t.run_args, "git": git_state(),
         "wall_s_last_session": time.perf_counter() - t0,
     }
     path = record_path(t.profile, f"{t.strategy}.continual", t.record_dir)

@@ -1,8 +1,9 @@
 """Tuned arguments as a record: benchmark/tuned/<profile>/<strategy>.json holds the best arguments and their
 validation score, every trial (arguments, score, how far it ran), the search space with its sources, the searcher,
 the scheduler, the objective, the protocol, the seed and the commit. `hatswap run|batch --tuned` (or a profile's
-`"tuned": true`, or `"tuned": "<profile>"` for another profile's records) applies the best arguments as a config
-layer above the profile's values; `--tuned-from FILE` applies one record file. The run's config.json names the
+`"tuned": true`, or `"tuned": "<profile>"` for another profile's records; `"tuned_protocol": "continual"` for the
+continual protocol's `<strategy>.continual.json`) applies the best arguments as a config layer above the profile's
+values; `--tuned-from FILE` applies one record file. The run's config.json names the
 record in `tuned_from`."""
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def tuned_layers(ns, profile: dict, argv: list[str]) -> list[tuple[dict, str]]:
     else:
         if not ns.profile:
             raise UserError("--tuned applies a profile's tuned arguments: add --profile, or pass --tuned-from FILE")
-        path = record_path(own if isinstance(own, str) else ns.profile, strategy)
+        suffix = ".continual" if profile.get("tuned_protocol") == "continual" else ""
+        path = record_path(own if isinstance(own, str) else ns.profile, strategy + suffix)
         if not path.is_file():
             raise UserError(f"no tuned arguments for --strategy {strategy} in profile "
                             f"{own if isinstance(own, str) else ns.profile} ({path}); make them with `hatswap tune "

@@ -14,13 +14,13 @@ goes on. The record (record.py) is written when the search ends."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UserError
+from benchmark.results import git_state
 from benchmark.tuning.record import record_path, write_record
 from benchmark.tuning.space import Dist, search_space
 from benchmark.tuning.trial import StopTrial, check_stream_has_val, run_trial, trial_argv
@@ -87,6 +87,27 @@ def stream_length(t: Tuning) -> tuple[int, object]:
     return len(bench.scenario.train_stream), cfg
 
 
+def claim_folder(t: Tuning, space: dict[str, Dist], protocol: str = "joint") -> None:
+    """The tuning folder holds one search: its identity (search.json) is written once; the same command resumes
+    it, a different search (another objective, space, seed, engine or trial flags) is refused, not mixed in."""
+    import json
+
+    identity = {"profile": t.profile, "strategy": t.strategy, "stream": t.stream, "seed": t.seed,
+                "objective": t.objective, "protocol": protocol, "asha": t.asha, "executor": t.executor,
+                "run_args": t.run_args, "space": {k: d.describe() for k, d in space.items()}}
+    path = t.folder / f"search-{protocol}.json"
+    t.folder.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if differ := sorted(k for k in identity | old if old.get(k) != identity.get(k)):
+            raise UserError(f"{t.folder} holds another search of {t.strategy} (it differs in {', '.join(differ)}); "
+                            f"pass another --out-dir, or delete that folder to start over")
+        return
+    from benchmark.results import atomic_write
+
+    atomic_write(path, json.dumps(identity, indent=2) + "\n")
+
+
 def say(msg: str) -> None:
     print(f"[tune] {msg}", file=sys.stderr, flush=True)
 
@@ -108,7 +129,7 @@ def tune(t: Tuning) -> Path:
     need_tune_packages()
     check_stream_has_val(t.stream)
     space = search_space(t.strategy)
-    t.folder.mkdir(parents=True, exist_ok=True)
+    claim_folder(t, space)
     horizon, cfg = stream_length(t)
     t.wandb = cfg.wandb
     say(f"{t.strategy} on profile {t.profile} ({t.stream}, validation split, seed {t.seed}): {t.trials} trials, "
@@ -180,7 +201,7 @@ def make_record(t: Tuning, space: dict, horizon: int, trials: list[dict], wall: 
         "executor": t.executor, "ray": _version("ray") if t.executor == "ray" else None,
         "trials_requested": t.trials, "trials_finished": len(finished),
         "trials_failed": sum(x["state"] == "failed" for x in trials),
-        "run_args": t.run_args, "commit": _commit(), "wall_s_last_session": wall,
+        "run_args": t.run_args, "git": git_state(), "wall_s_last_session": wall,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "trials": sorted(trials, key=lambda x: x["number"]),
     }
@@ -193,15 +214,6 @@ def _version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 # --- local: Optuna in this process ---------------------------------------------------------------------------------

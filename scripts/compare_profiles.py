@@ -1,0 +1,61 @@
+"""Two batches of the same strategies on the same paired seeds (e.g. `zoo` at defaults and `zoo-tuned`): for every
+strategy both ran, each metric's mean in both and the paired difference B − A seed by seed (benchmark/paired_stats.py:
+95 % t-interval, paired t below 6 seeds, Wilcoxon from 6), Holm-corrected over the strategies. A Markdown table on
+stdout.
+
+    .venv/bin/python scripts/compare_profiles.py RESULTS_A RESULTS_B [--labels defaults,tuned] [--metrics acc,bwt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmark.paired_stats import holm, paired_differences, paired_test  # noqa: E402
+from benchmark.report import collect  # noqa: E402
+
+
+def compare(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str]) -> str:
+    a, b = collect(a_dir), collect(b_dir)
+    lines = []
+    for metric in metrics:
+        rows = []
+        for (stream, strategy), group_b in b.groupby(["stream", "strategy"]):
+            group_a = a[(a.stream == stream) & (a.strategy == strategy)]
+            if group_a.empty or group_b[metric].isna().all():
+                continue
+            va = dict(zip(group_a.seed, group_a[metric].astype(float), strict=True))
+            vb = dict(zip(group_b.seed, group_b[metric].astype(float), strict=True))
+            test = paired_test(paired_differences(vb, va))
+            rows.append((stream, strategy, sum(va.values()) / len(va), sum(vb.values()) / len(vb), test))
+        if not rows:
+            continue
+        corrected = holm([r[4]["p"] for r in rows])
+        lines += [f"**{metric.upper()}**: {labels[1]} − {labels[0]}, paired by seed", "",
+                  f"| stream | strategy | {labels[0]} | {labels[1]} | difference [95 % CI] | test | p | Holm p |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for (stream, strategy, ma, mb, t), p_holm in zip(rows, corrected, strict=True):
+            ci = "" if math.isnan(t["ci_low"]) else f" [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+            lines.append(f"| {stream} | {strategy} | {ma:+.3f} | {mb:+.3f} | {t['mean_diff']:+.3f}{ci} | "
+                         f"{t['test']} (n={t['n']}) | {t['p']:.3f} | {p_holm:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("a", type=Path)
+    p.add_argument("b", type=Path)
+    p.add_argument("--labels", default="A,B")
+    p.add_argument("--metrics", default="acc,bwt")
+    ns = p.parse_args()
+    print(compare(ns.a, ns.b, tuple(ns.labels.split(",")), ns.metrics.split(",")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
