@@ -117,6 +117,7 @@ def test_the_objectives_by_hand():
     assert objective_value(rows, "acc-bwt", [1, 2, 3]) == pytest.approx(
         (0.6 + 0.7 + 0.9) / 3 + ((0.6 - 0.9) + (0.7 - 0.8)) / 2)
     assert objective_value([[0.6, 0.8, 1.0]], "acc-bwt", [3]) == pytest.approx(0.8)  # joint: all seen, no BWT
+    assert objective_value(rows, "acc", [1, 2, 3], baseline=True) == pytest.approx((0.9 + 0.8 + 0.9) / 3)  # diagonal
 
 
 def _tune(tmp_path, root, *extra) -> list[str]:

@@ -132,6 +132,10 @@ def tune(t: Tuning) -> Path:
     claim_folder(t, space)
     horizon, cfg = stream_length(t)
     t.wandb = cfg.wandb
+    from benchmark.registry import STRATEGIES
+
+    if STRATEGIES.get(t.strategy).meta.one_shot:  # joint: one training, one report (its only rung)
+        horizon = 1
     say(f"{t.strategy} on profile {t.profile} ({t.stream}, validation split, seed {t.seed}): {t.trials} trials, "
         f"objective {t.objective}, TPE{' + ASHA' if t.asha else ''}, {t.executor}; space: "
         + ", ".join(f"{k} {_describe(d)}" for k, d in space.items()) + f"; folder {t.folder}")

@@ -23,9 +23,12 @@ from benchmark.harness_plugins import PrimaryScoreCollector
 OBJECTIVES = ("acc", "acc-bwt")
 
 
-def objective_value(rows: list[list[float]], objective: str, seen: list[int]) -> float:
-    """rows: R's rows so far (one per trained experience); seen: how many tasks each row had seen."""
+def objective_value(rows: list[list[float]], objective: str, seen: list[int], baseline: bool = False) -> float:
+    """rows: R's rows so far (one per trained experience); seen: how many tasks each row had seen. A single-task
+    baseline (a model per task) scores R's diagonal, as its ACC does; it has no BWT."""
     k = seen[-1]
+    if baseline:
+        return float(np.mean([rows[j][j] for j in range(len(rows))]))
     acc = float(np.mean(rows[-1][:k]))
     if objective == "acc" or len(rows) < 2:
         return acc
@@ -41,9 +44,9 @@ class ReportAfterExperience(SupervisedPlugin):
     """After each evaluation that follows training: report(experiences trained, objective, R's row)."""
 
     def __init__(self, report: Callable[[int, float, list[float]], None], objective: str, one_shot: bool,
-                 horizon: int):
+                 horizon: int, baseline: bool = False):
         super().__init__()
-        self.report, self.objective, self.one_shot = report, objective, one_shot
+        self.report, self.objective, self.one_shot, self.baseline = report, objective, one_shot, baseline
         self.last = 1 if one_shot else horizon  # the final row is reported by run_trial, once the run is written
         self.trained, self.rows, self.seen = 0, [], []
 
@@ -63,7 +66,7 @@ class ReportAfterExperience(SupervisedPlugin):
             self.report(len(self.rows), self.score(), row)
 
     def score(self) -> float:
-        return objective_value(self.rows, self.objective, self.seen)
+        return objective_value(self.rows, self.objective, self.seen, self.baseline)
 
 
 def trial_argv(profile: str, strategy: str, stream: str, seed: int, params: dict, out_dir: Path,
@@ -99,8 +102,8 @@ def run_trial(argv: list[str], report: Callable[[int, float, list[float]], None]
     cfg, _ = parse_config(argv)
     if getattr(cfg.stream_args, "eval_split", "test") != "val":
         raise UserError("a trial must evaluate on the validation split")  # never the test images
-    one_shot = STRATEGIES.get(cfg.strategy).meta.one_shot
-    plugin = ReportAfterExperience(report, objective, one_shot, horizon)
+    meta = STRATEGIES.get(cfg.strategy).meta
+    plugin = ReportAfterExperience(report, objective, meta.one_shot, horizon, meta.baseline)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(cfg.out_dir) / "trial.log", "a") as log, contextlib.redirect_stderr(log):  # the run's own lines
         folder, status = run(cfg, extra_plugins=[plugin, *extra_plugins])
