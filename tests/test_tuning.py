@@ -309,3 +309,19 @@ def test_the_tuned_zoo_profiles_apply_a_record_to_every_strategy(profile):
             pytest.skip(f"no committed record for {strategy}{suffix} yet")
         cfg, _ = parse_config(["--profile", profile, "--strategy", strategy])
         assert cfg.tuned_from == f"benchmark/tuned/zoo/{strategy}{suffix}.json"
+
+
+def test_compare_profiles_pairs_two_batches_by_seed(tmp_path, fmnist_root):
+    from benchmark.report import collect
+    from scripts.compare_profiles import compare
+
+    for name, lr in (("a", "0.005"), ("b", "0.02")):
+        assert main(["batch", *tiny_args(tmp_path / name, fmnist_root, "--strategies", "naive", "--seeds", "0,1",
+                                         "--lr", lr)]) == 0
+    a, b = collect(tmp_path / "a"), collect(tmp_path / "b")
+    diff = (b.set_index("seed").acc - a.set_index("seed").acc).mean()
+    table = compare(tmp_path / "a", tmp_path / "b", ("defaults", "tuned"), ["acc"])
+    (row,) = [ln for ln in table.splitlines() if ln.startswith("| binary_tasks | naive |")]
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[3:6] == [f"{a.acc.mean():+.3f}", f"{b.acc.mean():+.3f}", cells[5]]
+    assert cells[5].startswith(f"{diff:+.3f} [") and "paired t (n=2)" in cells[6]
