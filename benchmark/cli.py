@@ -155,6 +155,9 @@ def cmd_tune(argv) -> int:
         raise UserError(f"--trials must be at least 1, got {ns.trials}")
     if ns.executor == "local" and ns.ray_address:
         raise UserError("--ray-address applies to --executor ray; add it or drop --ray-address")
+    if ns.protocol == "continual" and ns.executor == "ray":
+        raise UserError("--protocol continual runs its candidates one after another in this process; drop "
+                        "--executor ray")
     profile = load_profile(ns.profile)
     streams = profile.get("streams") or [profile.get("config", {}).get("stream", "binary_tasks")]
     if ns.stream and ns.stream not in streams:

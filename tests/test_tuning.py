@@ -155,6 +155,24 @@ def test_tune_locally_on_validation_data_only(tmp_path, poisoned_root, capsys, t
     assert cfg["ewc.ewc_lambda"] == record["best"]["params"]["ewc.ewc_lambda"]
 
 
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, fmnist_root, monkeypatch, capsys):
+    from benchmark.tuning import search
+
+    real, calls = search.run_trial, []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("worker lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search, "run_trial", flaky)
+    assert main(_tune(tmp_path, fmnist_root, "--trials", "3", "--no-asha")) == 0
+    record = json.loads(Path(capsys.readouterr().out.strip()).read_text())
+    assert [x["state"] for x in record["trials"]] == ["complete", "failed", "complete"]
+    assert record["trials"][1]["error"] == "RuntimeError: worker lost" and record["trials_failed"] == 1
+
+
 def test_a_tuning_folder_refuses_a_different_search(tmp_path, fmnist_root, capsys):
     assert main(_tune(tmp_path, fmnist_root, "--trials", "1", "--no-asha")) == 0
     assert main(_tune(tmp_path, fmnist_root, "--trials", "1", "--no-asha", "--objective", "acc-bwt")) == 2
