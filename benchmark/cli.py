@@ -155,9 +155,11 @@ def cmd_tune(argv) -> int:
         raise UserError(f"--trials must be at least 1, got {ns.trials}")
     if ns.executor == "local" and ns.ray_address:
         raise UserError("--ray-address applies to --executor ray; add it or drop --ray-address")
-    if ns.protocol == "continual" and ns.executor == "ray":
-        raise UserError("--protocol continual runs its candidates one after another in this process; drop "
-                        "--executor ray")
+    given = {a.split("=")[0] for a in argv}
+    joint_only = [f for f in ("--trials", "--objective", "--no-asha", "--executor") if f in given]
+    if ns.protocol == "continual" and joint_only:
+        raise UserError(f"{', '.join(joint_only)} belong to the joint search; --protocol continual runs FACIL's grid "
+                        f"one candidate after another in this process: drop them")
     profile = load_profile(ns.profile)
     streams = profile.get("streams") or [profile.get("config", {}).get("stream", "binary_tasks")]
     if ns.stream and ns.stream not in streams:

@@ -120,6 +120,10 @@ class RunConfig(TrackedConfig):
             "lr_step_size": self.lr_step_size >= 1,
             "lr_gamma": 0 < self.lr_gamma < float("inf"),
         })
+        if self.tuned_from:  # as config.json names it: relative to the repository when inside it
+            from benchmark.tuning.record import canonical
+
+            object.__setattr__(self, "tuned_from", canonical(self.tuned_from))
         if self.published:
             from benchmark.published import load_published
 

@@ -91,13 +91,16 @@ def ensure_writable(out_dir: Path) -> None:
 
 # Where results and data are, or how a run is logged, not what is computed: changing them never makes a finished
 # run "different" (the data is identified by its files' sha256 instead; see _data_difference).
-NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "cache_dir", "out_dir", "data_root"})
+NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "wandb_group", "cache_dir", "out_dir",
+                          "data_root"})
 # Config keys added after runs were first written, with the value those older runs implicitly had.
 ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean", "lr_step_size": 3, "lr_gamma": 0.1,
                "fresh_optimizer": False, "sampler": "shuffle", "published": "", "binary_tasks.head": "softmax",
                "activation": "relu", "grad_clip": 0.0, "task_lr": "", "mmoe.gate_layers": [],
                "cross-stitch.positions": [], "uncertainty.init_weights": "", "task_relations": "",
-               "dtype": "float32", "scenario": "task-il"}
+               "dtype": "float32", "scenario": "task-il", "tuned_from": "",
+               **{f"{stream}.{k}": v for stream in ("binary_tasks", "split_classes", "permuted", "rotated")
+                  for k, v in (("eval_split", "test"), ("val_fraction", 0.1))}}
 RUN_FILES = ("config.json", "matrix.csv", "summary.json")
 # What every summary.json holds, whichever kind of run wrote it (continual: benchmark/run.py; multi-task:
 # benchmark/mtl/run.py, its own keys beside these). A score is a task's primary metric (named in `metric_units`);

@@ -180,6 +180,29 @@ def test_a_tuning_folder_refuses_a_different_search(tmp_path, fmnist_root, capsy
     assert "differs in objective" in err and "another --out-dir" in err
 
 
+def test_a_per_experience_record_refuses_a_flag_for_its_knobs_and_another_stream(tmp_path, tiny):
+    path = tmp_path / "ewc.continual.json"
+    path.write_text(json.dumps({"strategy": "ewc", "stream": "binary_tasks", "best": {
+        "params": {"lr": [0.002, 0.001], "ewc.ewc_lambda": [1e4, 5e3]}, "per_experience": True}}))
+    cfg, _ = parse_config(tiny("--strategy", "ewc", "--tuned-from", str(path)))
+    assert (cfg.lr, cfg.strategy_args.ewc_lambda) == (0.002, 1e4)  # config.json states experience 0's
+    with pytest.raises(UserError, match="sets lr experience by experience"):
+        parse_config(tiny("--strategy", "ewc", "--tuned-from", str(path), "--lr", "0.01"))
+    with pytest.raises(UserError, match="tuned on stream binary_tasks, not split_classes"):
+        parse_config(tiny("--strategy", "ewc", "--tuned-from", str(path), "--stream", "split_classes"))
+
+
+def test_results_written_before_the_new_options_are_the_same_config(tiny):
+    from benchmark.results import existing_status
+
+    folder, _ = __import__("benchmark.run", fromlist=["run"]).run(parse_config(tiny("--strategy", "naive"))[0])
+    record = json.loads((folder / "config.json").read_text())
+    for key in ("binary_tasks.eval_split", "binary_tasks.val_fraction", "tuned_from", "wandb_group"):
+        del record["config"][key]  # as a run written before them has it
+    (folder / "config.json").write_text(json.dumps(record))
+    assert existing_status(folder, parse_config(tiny("--strategy", "naive"))[0].to_dict())[0] == "same"
+
+
 def test_tuned_applies_the_profiles_record_and_says_how_to_make_a_missing_one(tmp_path, tiny, capsys, monkeypatch):
     from benchmark.tuning import record as rec
 
@@ -239,11 +262,16 @@ class _Plugin:
 
 
 def test_experience_knobs_set_each_experiences_lr_and_stability_knob():
+    from benchmark.harness_plugins import CosineLR
     from strategies.ewc import EWCConfig
+    from strategies.mas import MASConfig
 
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.Adam([{"params": [model.weight], "lr": 2e-3}, {"params": [model.bias], "lr": 1e-3}], lr=1e-3)
-    strategy = type("S", (), {"optimizer": opt, "plugins": [_Plugin(EWCConfig())]})()
+    schedule = CosineLR()
+    schedule.base = [1.0, 1.0]  # a stale base from an earlier experience: it must be re-read
+    other = _Plugin(MASConfig())  # a knob of the same name elsewhere (mas.alpha) is never touched
+    strategy = type("S", (), {"optimizer": opt, "plugins": [_Plugin(EWCConfig()), other, schedule]})()
     knobs = ExperienceKnobs([{"lr": 0.01, "ewc.ewc_lambda": 100.0}, {"lr": 0.004, "ewc.ewc_lambda": 5.0}])
     seen = []
     for _ in range(3):  # past the schedule's end, its last values stay
@@ -252,6 +280,8 @@ def test_experience_knobs_set_each_experiences_lr_and_stability_knob():
         knobs.after_training_exp(strategy)
     assert seen[0] == ([pytest.approx(0.02), pytest.approx(0.01)], 100.0)  # the groups' ratio kept
     assert seen[1] == seen[2] == ([pytest.approx(0.008), pytest.approx(0.004)], 5.0)
+    assert schedule.base is None and opt.param_groups[1]["initial_lr"] == pytest.approx(0.004)
+    assert other.cfg == MASConfig()
 
 
 def test_the_continual_protocol_follows_facils_rules(tmp_path, monkeypatch, fmnist_root):
@@ -260,7 +290,7 @@ def test_the_continual_protocol_follows_facils_rules(tmp_path, monkeypatch, fmni
     accuracy is within 20 % of the plastic one."""
     calls = []
 
-    def fake_prefix(t, schedule, k, horizon, tag):
+    def fake_prefix(t, schedule, k, horizon, tag, final=False):
         values = schedule[k]
         calls.append((k, dict(values)))
         if values["ewc.ewc_lambda"] == 0.0:  # fine-tuning: plasticity peaks at 2e-3 (exp 0) / 1e-3 (later)
@@ -277,7 +307,37 @@ def test_the_continual_protocol_follows_facils_rules(tmp_path, monkeypatch, fmni
     later_lrs = sorted({v["lr"] for k, v in calls if k == 1 and v["ewc.ewc_lambda"] == 0.0}, reverse=True)
     assert later_lrs == [0.001, 0.0002, 0.0001]  # below the first experience's 2e-3
     tries = record["experiences"][1]["stability"]
-    assert [x["value"] for x in tries] == [1e4, 5e3, 2500.0, 1250.0]
+    assert [x["value"] for x in tries] == [1e4, 5e3, 2500.0, 1250.0] and record["experiences"][0]["stability"] == []
+
+
+def test_the_continual_protocol_keeps_the_seventh_halving_when_every_try_fails(tmp_path, monkeypatch):
+    calls = []
+
+    def never_stable(t, schedule, k, horizon, tag, final=False):
+        calls.append(tag)
+        return 0.9 if schedule[k]["ewc.ewc_lambda"] == 0.0 else 0.1
+    monkeypatch.setattr(continual, "prefix_score", never_stable)
+    monkeypatch.setattr(continual, "stream_length", lambda t: (2, None))
+    from benchmark.tuning.search import Tuning
+
+    record = json.loads(Path(continual.tune_continual(Tuning("smoke", "ewc", "binary_tasks", out_dir=tmp_path,
+                                                                   record_dir=tmp_path / "rec"))).read_text())
+    assert len(record["experiences"][1]["stability"]) == 7  # FACIL's max_num_searches
+    assert record["best"]["params"]["ewc.ewc_lambda"] == [1e4, 1e4 / 2**7]  # halved after the 7th failure too
+
+
+@pytest.mark.parametrize("strategy, why", [("joint", "use --protocol joint"), ("der", "its 0 is not fine-tuning"),
+                                           ("gem", "its 0 is not fine-tuning")])
+def test_the_continual_protocol_refuses_what_it_cannot_tune(strategy, why, tmp_path):
+    from benchmark.tuning.search import Tuning
+
+    with pytest.raises(UserError, match="--protocol joint"):
+        continual.tune_continual(Tuning("smoke", strategy, "binary_tasks", out_dir=tmp_path))
+
+
+def test_the_continual_protocol_refuses_the_joint_searchs_flags(capsys):
+    assert main(["tune", "--profile", "smoke", "--strategy", "ewc", "--protocol", "continual", "--trials", "4"]) == 2
+    assert "--trials belong to the joint search" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("no_wandb_env")
@@ -308,7 +368,7 @@ def test_every_committed_record_holds_its_search_and_applies(path):
     for key, value in best.items():
         for v in value if record["best"].get("per_experience") else [value]:
             d = space[key]
-            assert v in d.choices or v == 0 if d.kind == "choice" else d.low <= v <= d.high or v == 0, (key, v)
+            assert v in d.choices if d.kind == "choice" else d.low <= v <= d.high, (key, v)
     if not record["best"].get("per_experience"):
         assert len(record["trials"]) == record["trials_requested"]
         complete = [x for x in record["trials"] if x["state"] == "complete"]

@@ -8,10 +8,12 @@ For each experience k, from the model the chosen values trained on experiences 0
    validation data is A*_k, its learning rate is k's. Candidates: FACIL's lists scaled by 1/50 for Adam (its
    smallest first-task SGD lr, 5e-2, ↦ hatswap's default 1e-3): the first experience tries LR_FIRST; later ones the
    three largest of LR below the first experience's choice.
-2. Stability decay: from the knob's start (FACIL's: EWC 1e4, MAS 400, SI 10, LwF 10; else the top of the declared
-   range), train experience k with the strategy; while its accuracy on experience k's validation data is below
-   (1 − 0.2)·A*_k, halve the knob (at most 7 tries; the last is kept). The first experience has no past to keep:
-   it keeps the start value.
+2. Stability decay: from the knob's start (FACIL's: EWC 1e4, MAS 400, SI 10, LwF 10), train experience k with
+   the strategy; while its accuracy on experience k's validation data is below (1 − 0.2)·A*_k, halve the knob (at
+   most 7 tries; exhausted, the 7th halving is kept, as FACIL does; never below the declared range). The first
+   experience has no past to keep: it keeps the start value. Only a knob whose 0 is fine-tuning qualifies (DER's α
+   with β's label replay, GEM's margin are not): those strategies are refused. A strategy without a stability
+   knob (naive, replay, A-GEM) gets step 1 alone, its learning rate chosen on the strategy itself.
 The values are per experience; the record's best arguments are lists, one value per experience, which `--tuned`
 applies experience by experience (ExperienceKnobs). Every candidate is the stream's prefix re-run from the start
 with the chosen values (paired randomness makes it the same model as a snapshot would be), so the protocol costs
@@ -46,16 +48,22 @@ class ExperienceKnobs(SupervisedPlugin):
         self.schedule, self.trained = schedule, 0
 
     def before_training_exp(self, strategy, **kwargs):
+        from benchmark.harness_plugins import EpochLR
+        from benchmark.registry import STRATEGIES
+
         values = self.schedule[min(self.trained, len(self.schedule) - 1)]
         for key, value in values.items():
-            if key == "lr":
+            if key == "lr":  # a schedule's base too (EpochLR re-reads it: its factors apply to this lr)
                 for group in strategy.optimizer.param_groups:
                     group.setdefault("hatswap_ratio", group["lr"] / strategy.optimizer.defaults["lr"])
-                    group["lr"] = value * group["hatswap_ratio"]
+                    group["lr"] = group["initial_lr"] = value * group["hatswap_ratio"]
+                for p in strategy.plugins:
+                    if isinstance(p, EpochLR):
+                        p.base = None
                 continue
-            knob = key.partition(".")[2]
-            owners = [p for p in strategy.plugins if dataclasses.is_dataclass(getattr(p, "cfg", None))
-                      and knob in {f.name for f in dataclasses.fields(p.cfg)}]
+            part, _, knob = key.partition(".")
+            owners = [p for p in strategy.plugins if isinstance(getattr(p, "cfg", None),
+                                                                 STRATEGIES.get(part).config_cls)]
             if not owners:
                 raise UserError(f"no plugin of this strategy has the knob {key}")
             for p in owners:
@@ -65,8 +73,9 @@ class ExperienceKnobs(SupervisedPlugin):
         self.trained += 1
 
 
-def prefix_score(t: Tuning, schedule: list[dict], k: int, horizon: int, tag: str) -> float:
-    """Train experiences 0…k with schedule[0…k]; → accuracy on experience k's validation data after k."""
+def prefix_score(t: Tuning, schedule: list[dict], k: int, horizon: int, tag: str, final: bool = False) -> float:
+    """Train experiences 0…k with schedule[0…k]; → accuracy on experience k's validation data after k (final: the
+    whole stream's validation ACC)."""
     rows: list[list[float]] = []
 
     def report(n, score, row):
@@ -77,15 +86,43 @@ def prefix_score(t: Tuning, schedule: list[dict], k: int, horizon: int, tag: str
     knobs = ExperienceKnobs(schedule)
     argv = t.argv({}, t.folder / "continual" / tag)
     try:
-        run_trial(argv, report, "acc", horizon, extra_plugins=[knobs])
+        result = run_trial(argv, report, "acc", horizon, extra_plugins=[knobs])
     except StopTrial:
-        pass
-    return rows[k][k]
+        result = None
+    return result["score"] if final else rows[k][k]
+
+
+def stability_search(t: Tuning, chosen: list[dict], k: int, horizon: int, knob: str, dist, lr: float,
+                     a_star: float) -> tuple[float, list[dict]]:
+    """FACIL's search_tradeoff: from the start value, train experience k; below (1 − ACC_DROP)·A* halve and try
+    again, at most MAX_SEARCHES tries (exhausted: the last halving is kept, untried, as FACIL does); the first
+    experience has no past to trade against and keeps the start value untried. → (value, the tries)."""
+    value, tries = FACIL_START[knob], []
+    if k == 0:
+        return value, tries
+    for _ in range(MAX_SEARCHES):
+        acc = prefix_score(t, [*chosen, {"lr": lr, knob: value}], k, horizon, f"exp{k}-{knob}-{value:g}")
+        tries.append({"value": value, "acc": acc})
+        say(f"experience {k}: {knob} {value:g} → {acc:.4f} (needs ≥ {(1 - ACC_DROP) * a_star:.4f})")
+        if acc >= (1 - ACC_DROP) * a_star:
+            return value, tries
+        if (smaller := dist.decayed(value, DECAY)) is None:  # the declared range's floor: keep the last tried
+            return value, tries
+        value = smaller
+    return value, tries
 
 
 def tune_continual(t: Tuning):
+    from benchmark.registry import STRATEGIES
+
     space = search_space(t.strategy)
     knob = stability_knob(space)
+    if STRATEGIES.get(t.strategy).meta.one_shot:
+        raise UserError(f"--protocol continual tunes experience by experience; --strategy {t.strategy} trains once "
+                        f"on the whole stream: use --protocol joint")
+    if knob and knob not in FACIL_START:
+        raise UserError(f"--protocol continual needs a stability knob whose 0 is fine-tuning (EWC's, SI's, MAS's, "
+                        f"LwF's); {knob} is not: tune --strategy {t.strategy} with --protocol joint")
     claim_folder(t, space, protocol="continual")
     horizon, _ = stream_length(t)
     say(f"{t.strategy} on profile {t.profile} ({t.stream}, validation split, seed {t.seed}): continual protocol "
@@ -103,19 +140,11 @@ def tune_continual(t: Tuning):
         first_lr = first_lr or lr_k
         values, tries = {"lr": lr_k}, []
         if knob:
-            value = FACIL_START.get(knob, space[knob].top())
-            for attempt in range(MAX_SEARCHES if k > 0 else 1):
-                acc = prefix_score(t, [*chosen, {"lr": lr_k, knob: value}], k, horizon, f"exp{k}-{knob}-{value:g}")
-                tries.append({"value": value, "acc": acc})
-                say(f"experience {k}: {knob} {value:g} → {acc:.4f} (needs ≥ {(1 - ACC_DROP) * plastic[lr_k]:.4f})")
-                if acc >= (1 - ACC_DROP) * plastic[lr_k] or attempt == MAX_SEARCHES - 1 or k == 0:
-                    break
-                value *= DECAY
-            values[knob] = value
+            values[knob], tries = stability_search(t, chosen, k, horizon, knob, space[knob], lr_k, plastic[lr_k])
         chosen.append(values)
         log.append({"experience": k, "plastic": {f"{lr:g}": a for lr, a in plastic.items()}, "a_star": plastic[lr_k],
                     "lr": lr_k, "stability": tries, "chosen": values})
-    final = prefix_score(t, chosen, horizon - 1, horizon, "final")
+    final = prefix_score(t, chosen, horizon - 1, horizon, "final", final=True)
     record = {
         "profile": t.profile, "strategy": t.strategy, "stream": t.stream, "eval_split": "val",
         "protocol": "continual (Delange et al. 2021, as FACIL's gridsearch: per experience, its validation data only)",

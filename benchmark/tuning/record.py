@@ -73,10 +73,32 @@ def tuned_layers(ns, profile: dict, argv: list[str]) -> list[tuple[dict, str]]:
                             f"--profile {own if isinstance(own, str) else ns.profile} --strategy {strategy}`, or "
                             f"drop --tuned")
     record = read_record(path, strategy)
+    stream = _flag_given(argv, "--stream") or profile.get("config", {}).get("stream") or \
+        (profile.get("streams") or [ns.stream])[0]
+    if record.get("stream") and record["stream"] != stream:
+        raise UserError(f"{path} was tuned on stream {record['stream']}, not {stream}; tune this stream, or drop "
+                        f"--tuned")
     params = record["best"]["params"]
     if record["best"].get("per_experience"):  # the continual protocol's: the config states experience 0's values
+        if given := [k for k in params if _flag_given(argv, f"--{k}") or _flag_given(argv, _dashed(k))]:
+            raise UserError(f"{path} sets {', '.join(given)} experience by experience, which a flag cannot "
+                            f"override; drop the flag or --tuned")
         params = {k: v[0] for k, v in params.items()}
     return [(dict(params) | {"tuned_from": shown(path)}, f"tuned arguments {path}")]
+
+
+def _dashed(key: str) -> str:
+    name, dot, knob = key.rpartition(".")
+    return f"--{name}{dot}{knob.replace('_', '-')}"
+
+
+def canonical(tuned_from: str) -> str:
+    """A record's path as config.json states it: a relative path is the current directory's if it exists there,
+    else the repository's; inside the repository it is written relative to it."""
+    path = Path(tuned_from)
+    if not path.is_absolute():
+        path = path if path.exists() else REPO / path
+    return shown(path)
 
 
 def experience_plugins(cfg) -> list:
@@ -85,7 +107,7 @@ def experience_plugins(cfg) -> list:
     if not cfg.tuned_from:
         return []
     path = Path(cfg.tuned_from)
-    record = read_record(path if path.is_absolute() else REPO / path, cfg.strategy)
+    record = read_record(path if path.is_absolute() else REPO / path, cfg.strategy)  # canonical already
     if not record["best"].get("per_experience"):
         return []
     from benchmark.tuning.continual import ExperienceKnobs

@@ -220,6 +220,22 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _trials_so_far(t: Tuning) -> int:
+    """Trials the folder's study already holds: a resumed search's sampler gets a seed of its own (the same seed
+    would propose the first trials' arguments again)."""
+    import sqlite3
+    from contextlib import closing
+
+    db = t.folder / "optuna.sqlite3"
+    if not db.is_file():
+        return 0
+    try:
+        with closing(sqlite3.connect(db)) as con:
+            return int(con.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
 # --- local: Optuna in this process ---------------------------------------------------------------------------------
 def local_search(t: Tuning, space: dict[str, Dist], horizon: int) -> list[dict]:
     import optuna
@@ -228,13 +244,14 @@ def local_search(t: Tuning, space: dict[str, Dist], horizon: int) -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name="search", storage=f"sqlite:///{t.folder / 'optuna.sqlite3'}", load_if_exists=True,
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=t.seed, n_startup_trials=t.startup_trials()),
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=t.seed + _trials_so_far(t),
+                                                                 n_startup_trials=t.startup_trials()),
         pruner=(optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=REDUCTION)
                 if t.asha else optuna.pruners.NopPruner()))
     for old in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):  # killed mid-trial: run it again
         study._storage.set_trial_user_attr(old._trial_id, "error", "interrupted (the search was killed); rerun")
         study._storage.set_trial_state_values(old._trial_id, TrialState.FAIL)
-        study.enqueue_trial(old.params, user_attrs={"rerun_of": old.number})
+        study.enqueue_trial(old.params, user_attrs={"rerun_of": old.user_attrs.get("rerun_of", old.number)})
         say(f"trial {old.number} was interrupted by a kill: running its arguments again")
     dists = {k: d.optuna() for k, d in space.items()}
     FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)  # noqa: N806
@@ -254,8 +271,8 @@ def local_search(t: Tuning, space: dict[str, Dist], horizon: int) -> list[dict]:
                 raise StopTrial(k)
 
         try:
-            result = run_trial(t.argv(trial.params, t.folder / "trials" / f"{trial.number:03d}"), report, t.objective,
-                               horizon)
+            folder = t.folder / "trials" / f"{trial.user_attrs.get('rerun_of', trial.number):03d}"  # a rerun: its own
+            result = run_trial(t.argv(trial.params, folder), report, t.objective, horizon)  # folder, read back if done
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             study.tell(trial, result["score"])
             state, score, k = "complete", result["score"], len(result["rows"])
