@@ -231,7 +231,7 @@ def _trial_lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.startswith("[tune] trial ") and "interrupted" not in ln]
 
 
-@pytest.mark.parametrize("executor", ["local", "ray"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.slow)])  # ray: ~1 min
 def test_a_killed_search_resumes_without_redoing_finished_trials(executor, tmp_path, poisoned_root):
     """kill -9 once the first trial has finished; the same command finishes the search."""
     argv = [sys.executable, "-m", "benchmark", *_tune(tmp_path, poisoned_root, "--trials", "4", "--executor",
@@ -253,7 +253,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(executor, tmp_p
     assert len(second) == 4 - len(first)  # only the unfinished ones ran
     record = _check_record(Path(done.stdout.strip()), 4)
     ids = [x.get("trial_id", x["number"]) for x in record["trials"]]
-    assert len(set(ids)) == 4
+    assert len(set(ids)) == 4 and len({json.dumps(x["params"], sort_keys=True) for x in record["trials"]}) == 4
 
 
 class _Plugin:
