@@ -383,8 +383,6 @@ def test_the_tuned_zoo_profiles_apply_a_record_to_every_strategy(profile):
     spec = json.loads((REPO / "benchmark" / "profiles" / f"{profile}.json").read_text())
     suffix = ".continual" if spec.get("tuned_protocol") == "continual" else ""
     for strategy in spec["strategies"]:
-        if not (TUNED / "zoo" / f"{strategy}{suffix}.json").is_file():
-            pytest.skip(f"no committed record for {strategy}{suffix} yet")
         cfg, _ = parse_config(["--profile", profile, "--strategy", strategy])
         assert cfg.tuned_from == f"benchmark/tuned/zoo/{strategy}{suffix}.json"
 
