@@ -29,14 +29,11 @@ def shown(path: Path) -> str:
 
 def read_record(path: Path, strategy: str | None = None) -> dict:
     """A record file, checked: it parses, holds best arguments, and (given `strategy`) is that strategy's."""
+    from benchmark.config import read_json_object
+
     path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-    except OSError as e:
-        raise UserError(f"cannot read tuned arguments {path}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"tuned arguments {path} are not valid JSON: {e.msg} at line {e.lineno}") from None
-    if not isinstance(record, dict) or not isinstance(record.get("best", {}).get("params"), dict):
+    record = read_json_object(path, f"tuned arguments {path}")
+    if not isinstance(record.get("best"), dict) or not isinstance(record["best"].get("params"), dict):
         raise UserError(f"{path} is not a tuned-arguments record (no best.params); make one with `hatswap tune`")
     if strategy and record.get("strategy") != strategy:
         raise UserError(f"{path} holds --strategy {record.get('strategy')}'s tuned arguments, not {strategy}'s")
