@@ -125,8 +125,8 @@ def _short(v) -> str:
 
 
 def tune(t: Tuning) -> Path:
-    """Run (or resume) the search; write its record; → the record's path."""
-    need_tune_packages()
+    """Run (or resume) the search; write its record; → the record's path (`hatswap tune` has checked that Ray Tune
+    and Optuna are installed, for either protocol)."""
     check_stream_has_val(t.stream)
     space = search_space(t.strategy)
     claim_folder(t, space)

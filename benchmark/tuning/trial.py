@@ -20,8 +20,6 @@ from avalanche.core import SupervisedPlugin
 from benchmark.errors import UserError
 from benchmark.harness_plugins import PrimaryScoreCollector
 
-OBJECTIVES = ("acc", "acc-bwt")
-
 
 def objective_value(rows: list[list[float]], objective: str, seen: list[int], baseline: bool = False) -> float:
     """rows: R's rows so far (one per trained experience); seen: how many tasks each row had seen. A single-task
