@@ -59,7 +59,7 @@ def test_subsample_is_seeded_and_stratified():
 
 
 def test_readme_snippet_for_the_joint_dataset(fmnist_root):
-    """The README's inspection example, on the fixture data."""
+    """docs/components.md's inspection example, on the fixture data."""
     from pathlib import Path
 
     from benchmark.registry import STREAMS
