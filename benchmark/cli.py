@@ -231,9 +231,7 @@ def cmd_list(argv) -> int:
     for title, reg in (("streams", STREAMS), ("sources", SOURCES), ("backbones", BACKBONES),
                        ("strategies", STRATEGIES)):
         print(f"{title}: {', '.join(reg.names())}")
-    from benchmark.composition import composable
-
-    print(f"strategies that combine with '+' (e.g. lwf+replay): {', '.join(composable())}")
+    print(f"strategies that combine with '+' (e.g. lwf+replay): {', '.join(STRATEGIES.composable())}")
     task_il_only = [n for n in STRATEGIES.names() if "class-il" not in STRATEGIES.get(n).meta.scenarios]
     print(f"scenarios (--scenario): task-il (every stream, every strategy); class-il and domain-il (streams of "
           f"class-label tasks: binary_tasks, split_classes, permuted, rotated; every strategy but "

@@ -2,7 +2,8 @@
 
 One class, used for each. It raises on a duplicate name (a silent overwrite would run the wrong code) and on an
 unknown name (listing the known ones), and it imports its own package first so that registration never depends on
-who imported what.
+who imported what. Strategies have a subclass: one that is Avalanche's template plus plugins registers its plugins
+once, its builder is generated, and it combines with any other such strategy by '+' (`StrategyRegistry`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class StrategyMeta:
     # trains a fresh model from the initial weights at every experience (single_task, gdumb): each experience is a
     # training of its own, so `--lr-schedule cosine-stream` restarts with it (benchmark/harness_plugins.py)
     restarts_each_experience: bool = False
-    # A strategy that is Avalanche's SupervisedTemplate plus plugins declares them: (its config, the template's
-    # keyword arguments) → its plugins. Such strategies combine: `--strategy lwf+replay` (benchmark/composition.py).
+    # A strategy that is Avalanche's SupervisedTemplate plus plugins: (its config, the template's keyword arguments)
+    # → its plugins, the function `STRATEGIES.register_plugins` decorates. Such strategies combine: `--strategy
+    # lwf+replay` (StrategyRegistry.compose).
     plugins: Callable[..., list] | None = None
     equivalent_to: str = ""  # a strategy this one is declared to reproduce exactly (else R must differ from naive's)
     draws_own_batches: bool = False  # replaces the training loader (replay): no --sampler other than shuffle
@@ -91,9 +93,12 @@ class BackboneMeta:
 
 
 class Registry:
-    def __init__(self, kind: str, package: str, meta_cls: type | None = None, compose: Callable | None = None):
-        """compose(name, entries) → the Entry of `a+b` (None: names with '+' are unknown names)."""
-        self.kind, self.package, self.meta_cls, self.compose, self._entries = kind, package, meta_cls, compose, {}
+    # (name, its parts' entries) → the Entry of `a+b`; None: a name with '+' is an unknown name (StrategyRegistry's
+    # entries combine)
+    compose: Callable[[str, list[Entry]], Entry] | None = None
+
+    def __init__(self, kind: str, package: str, meta_cls: type | None = None):
+        self.kind, self.package, self.meta_cls, self._entries = kind, package, meta_cls, {}
 
     def register(self, name: str, config_cls: type | None = None, **meta):
         if self.meta_cls is not None:
@@ -127,12 +132,82 @@ class Registry:
         return sorted(self._entries)
 
 
+def template_with(own_plugins: Callable[..., list], name: str, module: str | None = None) -> Callable[..., Any]:
+    """The builder of a strategy that is Avalanche's SupervisedTemplate plus plugins: build(cfg, plugins=(),
+    **template_kwargs) → SupervisedTemplate(plugins=[*plugins, *own_plugins(cfg, template_kwargs)], **template_kwargs),
+    the harness's plugins first, in a new list (the caller's stays as it was). `module`: the strategy's file, where
+    the builder is said to come from (the layout test and the duplicate-name error read it)."""
+
+    def build(cfg=None, plugins=(), **template_kwargs):
+        # imported here, not at the top: `benchmark.registry` is imported by every command, most of which never
+        # build a strategy, and Avalanche takes seconds to import
+        from avalanche.training.templates import SupervisedTemplate
+
+        return SupervisedTemplate(plugins=[*plugins, *own_plugins(cfg, template_kwargs)], **template_kwargs)
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    build.__module__ = module or build.__module__
+    return build
+
+
+class StrategyRegistry(Registry):
+    """Strategies. One that is Avalanche's SupervisedTemplate plus plugins registers the function that returns its
+    plugins, once; its builder is generated (`template_with`) and it combines with every other such strategy:
+
+        @STRATEGIES.register_plugins("ewc", config_cls=EWCConfig)
+        def ewc_plugins(cfg: EWCConfig, template_kwargs: dict) -> list:  # the template's keyword arguments
+            return [EWCPlugin(cfg)]
+
+    `--strategy ewc+replay` is then the template with the plugins of every part, in the order named, each part
+    configured by its own namespaced flags (`--ewc.ewc-lambda`, `--replay.mem-size`). One that changes the model
+    (progressive), the training schedule (joint), the data it trains on from scratch (gdumb) or the protocol
+    (single_task) registers its own builder with `register`, and cannot combine."""
+
+    def __init__(self, package: str = "strategies"):
+        super().__init__("strategy", package, meta_cls=StrategyMeta)
+
+    def register(self, name: str, config_cls: type | None = None, **meta):
+        if "plugins" in meta:
+            raise TypeError(f"strategy {name!r}: a strategy that is the template plus plugins registers the function "
+                            f"returning them, once: @STRATEGIES.register_plugins({name!r}, ...)")
+        return super().register(name, config_cls, **meta)
+
+    def register_plugins(self, name: str, config_cls: type | None = None, **meta):
+        """Decorates own_plugins(cfg, template_kwargs) → the strategy's plugins; registers the builder made from it."""
+
+        def deco(own_plugins):
+            Registry.register(self, name, config_cls, plugins=own_plugins, **meta)(
+                template_with(own_plugins, name, own_plugins.__module__))
+            return own_plugins
+
+        return deco
+
+    def composable(self) -> list[str]:
+        """The strategies that combine with '+'."""
+        return [n for n in self.names() if self.get(n).meta.plugins is not None]
+
+    def compose(self, name: str, parts: list[Entry]) -> Entry:
+        names = [p.name for p in parts]
+        if len(set(names)) != len(names) or len(names) < 2:
+            raise UserError(f"--strategy {name}: name two or more different strategies joined by '+'")
+        if bad := [p.name for p in parts if p.meta.plugins is None]:
+            raise UserError(f"--strategy {name}: {', '.join(bad)} cannot be combined with other strategies; these "
+                            f"can: {', '.join(self.composable())}")
+
+        def own_plugins(cfg: CompositeArgs, template_kwargs: dict) -> list:
+            return [plugin for part, (_, part_cfg) in zip(parts, cfg.parts, strict=True)
+                    for plugin in part.meta.plugins(part_cfg, template_kwargs)]
+
+        meta = StrategyMeta(plugins=own_plugins, draws_own_batches=any(p.meta.draws_own_batches for p in parts),
+                            trains_past_heads=any(p.meta.trains_past_heads for p in parts),
+                            needs_hidden=any(p.meta.needs_hidden for p in parts),
+                            scenarios=tuple(sc for sc in parts[0].meta.scenarios
+                                            if all(sc in p.meta.scenarios for p in parts)))
+        return Entry(name, template_with(own_plugins, name), None, meta, parts=tuple(parts))
+
+
 STREAMS = Registry("stream", "benchmark.streams")
 SOURCES = Registry("source", "benchmark.data", meta_cls=SourceMeta)
 BACKBONES = Registry("backbone", "benchmark.models", meta_cls=BackboneMeta)
-def _compose_strategies(name: str, parts: list[Entry]) -> Entry:
-    return importlib.import_module("benchmark.composition").compose_strategies(name, parts)
-
-
-STRATEGIES = Registry("strategy", "strategies", meta_cls=StrategyMeta, compose=_compose_strategies)
+STRATEGIES = StrategyRegistry()
 KINDS = Registry("task kind", "benchmark.tasks.kinds")

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models import avalanche_forward
-from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.memory import flat_grad, sample_experience, set_flat_grad
@@ -74,7 +73,6 @@ class AGEMPlugin(SupervisedPlugin):
         self.memory = new if self.memory is None else tuple(torch.cat(p) for p in zip(self.memory, new, strict=True))
 
 
-@STRATEGIES.register("agem", config_cls=AGEMConfig, trains_past_heads=True,
-                     plugins=lambda cfg, template_kwargs: [AGEMPlugin(cfg)])
-def build_agem(cfg: AGEMConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, AGEMPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("agem", config_cls=AGEMConfig, trains_past_heads=True)
+def agem_plugins(cfg: AGEMConfig, template_kwargs: dict) -> list:
+    return [AGEMPlugin(cfg)]

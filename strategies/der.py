@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.models import avalanche_forward
-from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.randomness import derived_seed, own_generator, own_rng
@@ -89,7 +88,6 @@ class DERPlugin(SupervisedPlugin):
                 self.size = min(self.size + 1, self.cfg.mem_size)
 
 
-@STRATEGIES.register("der", config_cls=DERConfig, trains_past_heads=True,
-                     plugins=lambda cfg, template_kwargs: [DERPlugin(cfg)])
-def build_der(cfg: DERConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, DERPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("der", config_cls=DERConfig, trains_past_heads=True)
+def der_plugins(cfg: DERConfig, template_kwargs: dict) -> list:
+    return [DERPlugin(cfg)]

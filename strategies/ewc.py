@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from avalanche.training.templates import SupervisedTemplate
-
 from benchmark.errors import UserError
 from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
 from benchmark.randomness import own_generator
@@ -74,6 +72,6 @@ class EWCPlugin(PenaltyPlugin):
         self.anchors = [anchor({n: self.cfg.decay * old.get(n, 0) + f for n, f in fisher.items()}, star)]
 
 
-@STRATEGIES.register("ewc", config_cls=EWCConfig, plugins=lambda cfg, template_kwargs: [EWCPlugin(cfg)])
-def build_ewc(cfg: EWCConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, EWCPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("ewc", config_cls=EWCConfig)
+def ewc_plugins(cfg: EWCConfig, template_kwargs: dict) -> list:
+    return [EWCPlugin(cfg)]

@@ -25,7 +25,6 @@ import scipy.optimize
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models import avalanche_forward
-from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.memory import flat_grad, sample_experience, set_flat_grad
@@ -102,7 +101,6 @@ class GEMPlugin(SupervisedPlugin):
                                                self.generator))
 
 
-@STRATEGIES.register("gem", config_cls=GEMConfig, trains_past_heads=True,
-                     plugins=lambda cfg, template_kwargs: [GEMPlugin(cfg)])
-def build_gem(cfg: GEMConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, GEMPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("gem", config_cls=GEMConfig, trains_past_heads=True)
+def gem_plugins(cfg: GEMConfig, template_kwargs: dict) -> list:
+    return [GEMPlugin(cfg)]

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 
 import torch
 from avalanche.core import SupervisedPlugin
-from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.distill import kd_loss
 from benchmark.errors import UserError
@@ -100,7 +99,6 @@ class LwFPlugin(SupervisedPlugin):
         self.teacher = copy.deepcopy(strategy.model).eval().requires_grad_(False)
 
 
-@STRATEGIES.register("lwf", config_cls=LwFConfig, trains_past_heads=True,
-                     plugins=lambda cfg, template_kwargs: [LwFPlugin(cfg)])
-def build_lwf(cfg: LwFConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, LwFPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("lwf", config_cls=LwFConfig, trains_past_heads=True)
+def lwf_plugins(cfg: LwFConfig, template_kwargs: dict) -> list:
+    return [LwFPlugin(cfg)]

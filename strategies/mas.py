@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from avalanche.training.templates import SupervisedTemplate
-
 from benchmark.errors import UserError
 from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
 from benchmark.randomness import own_generator
@@ -60,6 +58,6 @@ class MASPlugin(PenaltyPlugin):
         self.anchors = [anchor(new, snapshot(strategy.model))]
 
 
-@STRATEGIES.register("mas", config_cls=MASConfig, plugins=lambda cfg, template_kwargs: [MASPlugin(cfg)])
-def build_mas(cfg: MASConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, MASPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("mas", config_cls=MASConfig)
+def mas_plugins(cfg: MASConfig, template_kwargs: dict) -> list:
+    return [MASPlugin(cfg)]

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 import torch
 from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ParametricBuffer, RandomExemplarsSelectionStrategy
-from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.randomness import own_generator
@@ -57,8 +56,6 @@ def make_replay_plugin(cfg: ReplayConfig, train_mb_size: int) -> ReplayPlugin:
                         batch_size_mem=cfg.batch_size_mem or train_mb_size, storage_policy=buffer)
 
 
-@STRATEGIES.register("replay", config_cls=ReplayConfig, draws_own_batches=True, trains_past_heads=True,
-                     plugins=lambda cfg, kw: [make_replay_plugin(cfg, kw["train_mb_size"])])
-def build_replay(cfg: ReplayConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    plugin = make_replay_plugin(cfg, template_kwargs["train_mb_size"])
-    return SupervisedTemplate(plugins=[*plugins, plugin], **template_kwargs)
+@STRATEGIES.register_plugins("replay", config_cls=ReplayConfig, draws_own_batches=True, trains_past_heads=True)
+def replay_plugins(cfg: ReplayConfig, template_kwargs: dict) -> list:
+    return [make_replay_plugin(cfg, template_kwargs["train_mb_size"])]

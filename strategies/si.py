@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
 from benchmark.importance import PenaltyPlugin, anchor, snapshot, trainable
@@ -91,6 +90,6 @@ class SIPlugin(PenaltyPlugin):
         self.anchors = [anchor(dict(self.omega_total), end)]
 
 
-@STRATEGIES.register("si", config_cls=SIConfig, plugins=lambda cfg, template_kwargs: [SIPlugin(cfg)])
-def build_si(cfg: SIConfig, plugins=(), **template_kwargs) -> SupervisedTemplate:
-    return SupervisedTemplate(plugins=[*plugins, SIPlugin(cfg)], **template_kwargs)
+@STRATEGIES.register_plugins("si", config_cls=SIConfig)
+def si_plugins(cfg: SIConfig, template_kwargs: dict) -> list:
+    return [SIPlugin(cfg)]

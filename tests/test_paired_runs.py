@@ -10,7 +10,6 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmark.composition import composable
 from benchmark.config import parse_config
 from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
@@ -148,7 +147,7 @@ class DistillationProbe(SupervisedPlugin):
         self.pairs.append((lwf.last_kd, expected))
 
 
-@pytest.mark.parametrize("other", [n for n in composable() if n != "lwf"])
+@pytest.mark.parametrize("other", [n for n in STRATEGIES.composable() if n != "lwf"])
 @pytest.mark.parametrize("lwf_first", [True, False])
 def test_lwf_distils_the_training_batch_whatever_it_is_composed_with_and_in_either_order(other, lwf_first, tiny):
     name = f"lwf+{other}" if lwf_first else f"{other}+lwf"

@@ -25,7 +25,9 @@ from benchmark.registry import BACKBONES, KINDS, STRATEGIES, STREAMS
 from benchmark.results import read_matrix
 from benchmark.run import run
 from benchmark.tasks import TaskCriterion, TaskSpec
+from strategies.lwf import LwFPlugin
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
+from tests.test_composition import PluginTypes
 from tests.test_paired_runs import HeadSnapshots
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +103,19 @@ def test_strategy_recipe(tiny, tmp_path, monkeypatch):
     run(cfg, extra_plugins=[heads])
     assert all(torch.equal(a, b) for i in (1, 2) for j in range(i)
                for a, b in zip(heads.after[i][j], heads.after[j][j], strict=True))
+
+
+def test_the_strategy_recipe_combines_with_another(tiny, tmp_path, monkeypatch):
+    recipe = load_recipe("strategy", tmp_path, monkeypatch)
+    assert "l2_anchor" in STRATEGIES.composable()
+    probe = PluginTypes()
+    cfg, _ = parse_config(tiny("--strategy", "l2_anchor+lwf", "--l2_anchor.strength", "0.5", "--lwf.alpha", "2"))
+    folder, status = run(cfg, extra_plugins=[probe])
+    own = probe.types.index(PluginTypes) + 1  # the parts' plugins follow the harness's, the probe last of those
+    assert status == "done" and probe.types[own:own + 2] == [recipe.L2AnchorPlugin, LwFPlugin]
+    config = json.loads((folder / "config.json").read_text())["config"]
+    assert config["l2_anchor.strength"] == 0.5 and config["lwf.alpha"] == 2.0
+    assert read_matrix(folder / "matrix.csv")[1][-1] == "after_exp2"
 
 
 def test_stream_recipe(tiny, fmnist_root, tmp_path, monkeypatch):

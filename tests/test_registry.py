@@ -1,5 +1,6 @@
 import ast
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +25,17 @@ def test_unknown_name_lists_known_ones(reg, known):
     with pytest.raises(UserError) as e:
         reg.get("nope")
     assert known in str(e.value) and "'nope'" in str(e.value)
+
+
+def test_the_registry_module_loads_no_other_part_of_the_harness_and_no_avalanche():
+    """Every command imports it, most never build a strategy, and Avalanche takes seconds to import: a generated
+    strategy builder imports it when called. Importing nothing of the harness but its errors, the registry is in no
+    import cycle (strategy composition lives in it, no longer in a module that imported it back)."""
+    code = ("import sys, benchmark.registry; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('benchmark', 'strategies', 'avalanche', 'torch')))")
+    root = Path(__file__).resolve().parent.parent
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root).stdout
+    assert ast.literal_eval(loaded) == ["benchmark", "benchmark.errors", "benchmark.registry"]
 
 
 def _imported_by_init(package: str) -> set[str]:
