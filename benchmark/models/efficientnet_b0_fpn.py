@@ -45,7 +45,7 @@ class EfficientNetFPN(nn.Module):
         return self.forward_features(x).mean(dim=(2, 3))
 
 
-def cut_off_keys(body: nn.Module) -> list[str]:
+def _cut_off_keys(body: nn.Module) -> list[str]:
     """The whole efficientnet_b0's tensors that its `features_only` body lacks (the 1×1 head conv, its norm, the
     classifier): an ImageNet checkpoint holds them, the body uses none. Built on the meta device: names only."""
     with torch.device("meta"):
@@ -72,7 +72,7 @@ def efficientnet_b0_fpn(cfg: EfficientNetFPNConfig, *, image_size: int, in_chans
     identity = {"weights": "random init"}
     if src is not None:
         loaded = load_strictly(body, src.path, "efficientnet_b0 weights", "pass an efficientnet_b0 checkpoint "
-                               "(timm's layout, as timm/efficientnet_b0.ra_in1k)", unused=cut_off_keys(body))
+                               "(timm's layout, as timm/efficientnet_b0.ra_in1k)", unused=_cut_off_keys(body))
         identity = src.identity | loaded
     data_config = timm.data.resolve_data_config({}, model=body) | {"input_size": (3, image_size, image_size)}
     module = EfficientNetFPN(body, data_config)
