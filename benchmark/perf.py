@@ -191,7 +191,7 @@ def throughput(budget_s: float) -> list[tuple[str, str, float]]:
     for name in ("vit_tiny", "dino_vits16", "dino_vitb16", "dinov2_vits14"):
         entry = BACKBONES.get(name)
         if name == "vit_tiny":
-            net, _, _ = entry.build(entry.config_cls(), image_size=28, in_chans=1)
+            net = entry.build(entry.config_cls(), image_size=28, in_chans=1).module
             size = "28 px"
         else:
             vit = timm.create_model(entry.meta.timm_name, pretrained=False, num_classes=0)

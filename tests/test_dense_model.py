@@ -14,8 +14,9 @@ from benchmark.config import parse_config
 from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 from benchmark.harness_plugins import CosineLR
+from benchmark.models.backbone import BackboneView
 from benchmark.models.backbone_training import apply_last_k
-from benchmark.models.feature_maps import EfficientNetFPN, as_feature_map
+from benchmark.models.efficientnet_b0_fpn import EfficientNetFPN
 from benchmark.models.hatswap_net import build_net
 from benchmark.registry import BACKBONES
 from benchmark.run import run
@@ -35,27 +36,28 @@ def specs(size=64, grid=8, classes=(11, 10, 10)):
 
 def vit_tiny(size=64, patch=8):
     cfg = BACKBONES.get("vit_tiny").config_cls(patch_size=patch, embed_dim=32, depth=2, num_heads=2)
-    return BACKBONES.get("vit_tiny").build(cfg, image_size=size, in_chans=3)[0]
+    return BACKBONES.get("vit_tiny").build(cfg, image_size=size, in_chans=3).module
 
 
 def test_vit_patch_tokens_become_a_feature_map():
-    fmap = as_feature_map(vit_tiny(64, 8), "vit_tiny")
+    fmap = BackboneView(vit_tiny(64, 8), "map")
     out = fmap(torch.randn(2, 3, 64, 64))
     assert out.shape == (2, 32, 8, 8) and fmap.out_channels == 32
     # token k (row-major) of the ViT's output is pixel (k // 8, k % 8) of the map
-    tokens = fmap.vit.forward_features(torch.zeros(1, 3, 64, 64))[:, fmap.vit.num_prefix_tokens:]
+    tokens = fmap.body.forward_features(torch.zeros(1, 3, 64, 64))[:, fmap.body.num_prefix_tokens:]
     assert torch.allclose(fmap(torch.zeros(1, 3, 64, 64))[0, :, 2, 5], tokens[0, 2 * 8 + 5])
 
 
-def test_backbone_without_feature_map_is_refused():
-    with pytest.raises(UserError, match="no feature map"):
-        as_feature_map(torch.nn.Linear(3, 3), "small_cnn")
+def test_last_k_on_a_backbone_without_blocks_is_refused():
+    cnn = BACKBONES.get("small_cnn").build(BACKBONES.get("small_cnn").config_cls(), image_size=28, in_chans=1).module
+    with pytest.raises(UserError, match="--backbone-mode last-k needs a backbone with a token sequence.*SmallCnn"):
+        apply_last_k(cnn, 1)
 
 
 def test_each_sample_goes_through_its_own_head_and_outputs_are_packed():
     torch.manual_seed(0)
     tasks = specs()
-    net = build_net(as_feature_map(vit_tiny(), "vit_tiny"), tasks).eval()
+    net = build_net(BackboneView(vit_tiny(), "map"), tasks).eval()
     x, labels = torch.randn(6, 3, 64, 64), torch.tensor([2, 0, 1, 1, 0, 2])
     out = net(x, labels)
     assert out.shape == (6, max(net.head_dims)) and net.head_dims == [11 * 64 * 64, 15 * 8 * 8, 10]
@@ -69,23 +71,24 @@ def test_each_sample_goes_through_its_own_head_and_outputs_are_packed():
 
 def test_distill_dispatches_to_the_task_kind():
     tasks = specs()
-    net = build_net(as_feature_map(vit_tiny(), "vit_tiny"), tasks)
+    net = build_net(BackboneView(vit_tiny(), "map"), tasks)
     s, t = torch.randn(2, net.head_dims[1]), torch.randn(2, net.head_dims[1])
     assert net.distill(1, s, t, 2.0) == pytest.approx(float(task_kind("detection").distill(s, t, tasks[1], 2.0)))
 
 
 def test_last_k_trains_only_the_last_blocks_of_a_vit_feature_map():
-    fmap = as_feature_map(vit_tiny(), "vit_tiny")
-    apply_last_k(fmap, 1)
+    fmap = BackboneView(vit_tiny(), "map")
+    apply_last_k(fmap.body, 1)
     trainable = {n.split(".")[2] for n, p in fmap.named_parameters() if p.requires_grad and ".blocks." in n}
     assert trainable == {"1"}
 
 
 def test_efficientnet_b0_fpn_stays_under_8M_parameters(capsys):
     entry = BACKBONES.get("efficientnet_b0_fpn")
-    backbone, dim, identity = entry.build(entry.config_cls(pretrained=False), image_size=64, in_chans=3)
-    assert dim == 128 and identity["weights"] == "random init"
-    net = build_net(as_feature_map(backbone, "efficientnet_b0_fpn"), specs(64, 8, (21, 80, 10)))
+    built = entry.build(entry.config_cls(pretrained=False), image_size=64, in_chans=3)
+    assert built.width == 128 and built.identity["weights"] == "random init"
+    backbone = built.module
+    net = build_net(built.view("map"), specs(64, 8, (21, 80, 10)))
     n = sum(p.numel() for p in net.parameters())
     print(f"efficientnet_b0_fpn dense net (seg 21, det 80, cls 10): {n:,} parameters")
     assert 3_000_000 < n < 8_000_000
@@ -100,8 +103,9 @@ def test_efficientnet_weights_file_is_loaded_through_timm(tmp_path):
     path = tmp_path / "effnet_b0.pth"
     torch.save(ref.state_dict(), path)
     entry = BACKBONES.get("efficientnet_b0_fpn")
-    backbone, _, identity = entry.build(entry.config_cls(), image_size=64, in_chans=1, weights=str(path))
-    assert isinstance(backbone, EfficientNetFPN) and "sha256" in str(identity)
+    built = entry.build(entry.config_cls(), image_size=64, in_chans=1, weights=str(path))
+    backbone = built.module
+    assert isinstance(backbone, EfficientNetFPN) and "sha256" in str(built.identity)
     assert torch.equal(backbone.body.conv_stem.weight, ref.conv_stem.weight)
     bad = tmp_path / "bad.pth"
     torch.save({"conv_stem.weight": torch.zeros(3)}, bad)

@@ -43,7 +43,7 @@ def dead_pid() -> int:
 
 def test_wrapped_weight_loading_errors_keep_their_cause(tmp_path, monkeypatch):
     from benchmark.models.dino import DinoConfig, build_pretrained_vit
-    from benchmark.models.feature_maps import EfficientNetFPNConfig, efficientnet_b0_fpn
+    from benchmark.models.efficientnet_b0_fpn import EfficientNetFPNConfig, efficientnet_b0_fpn
     from benchmark.models.pretrained_weights import from_hub
 
     junk = tmp_path / "junk.pth"

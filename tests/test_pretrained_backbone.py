@@ -16,7 +16,7 @@ from benchmark.errors import UserError
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.models.dino import BackboneInput, DinoConfig
-from benchmark.models.feature_maps import EfficientNetFPNConfig
+from benchmark.models.efficientnet_b0_fpn import EfficientNetFPNConfig
 from benchmark.models.vit_tiny import VitTinyConfig, create_vit_tiny, vit_tiny
 from benchmark.registry import BACKBONES
 from benchmark.run import run
@@ -187,8 +187,8 @@ def test_every_backbone_that_takes_a_weights_file_has_a_case_here():
 def test_a_matching_file_loads_every_tensor_and_records_what_it_left_out(name, suffix, tmp_path, offline_empty_hf):
     cfg, size, chans, state = tiny_backbone(name)
     path = save_state(state, tmp_path / f"{name}{suffix}")
-    module, _, identity = build_backbone(name, cfg, size, chans, path)
-    loaded = loaded_part(module).state_dict()
+    built = build_backbone(name, cfg, size, chans, path)
+    loaded, identity = loaded_part(built.module).state_dict(), built.identity
     assert loaded.keys() <= state.keys() and all(torch.equal(loaded[k], state[k]) for k in loaded)
     assert identity["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     # what the file held beyond the backbone is named in the record (efficientnet's classifier and head conv)
@@ -220,7 +220,7 @@ CORRUPTIONS = ["other architecture", "backbone. prefix", "missing key", "extra k
 def test_a_mismatched_file_is_one_error_line_naming_the_file_and_its_keys(name, how, tmp_path, offline_empty_hf):
     cfg, size, chans, state = tiny_backbone(name)
     path = tmp_path / f"{name}.pth"
-    model_keys = list(loaded_part(build_backbone(name, cfg, size, chans, save_state(state, path))[0]).state_dict())
+    model_keys = list(loaded_part(build_backbone(name, cfg, size, chans, save_state(state, path)).module).state_dict())
     spoilt, named = corrupt(state, model_keys, how)
     save_state(spoilt, path)
     with pytest.raises(UserError) as e:
@@ -245,15 +245,15 @@ def test_a_prefixed_or_wrapped_checkpoint_is_refused_with_the_command_that_conve
     commands = []
     for _ in range(3):
         try:
-            module, _, identity = vit_tiny(cfg, image_size=size, in_chans=chans, weights=str(path))
+            built = vit_tiny(cfg, image_size=size, in_chans=chans, weights=str(path))
             break
         except UserError as e:
             commands.append(str(e).split('python -c "', 1)[1].rstrip('"'))
             exec(commands[-1], {})
             path = tmp_path / f"{path.stem}-converted{suffix}"
     assert len(commands) == (2 if suffix == ".pth" else 1)
-    assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())
-    assert identity["weights_file"] == str(path.resolve())  # the converted file is what the run records
+    assert all(torch.equal(v, state[k]) for k, v in built.module.state_dict().items())
+    assert built.identity["weights_file"] == str(path.resolve())  # the converted file is what the run records
 
 
 def test_an_unreadable_or_non_tensor_file_is_one_error_line(tmp_path):
@@ -277,8 +277,7 @@ def test_dinov2_checkpoints_in_metas_layout_load_through_timms_conversion(tmp_pa
     meta = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=56,
                              **sizes).state_dict() | {"mask_token": torch.zeros(1, 32)}
     path = save_state(meta, tmp_path / "dinov2_vits14_pretrain.pth")
-    module, _, _ = BACKBONES.get("dinov2_vits14").build(TINY_DINO, image_size=32, in_chans=3, weights=str(path))
-    vit = module.vit
+    vit = BACKBONES.get("dinov2_vits14").build(TINY_DINO, image_size=32, in_chans=3, weights=str(path)).module.vit
     assert meta["pos_embed"].shape[1] == 1 + 16 and vit.pos_embed.shape[1] == 1 + 4  # 4×4 patches → 2×2
     assert torch.equal(vit.blocks[0].attn.qkv.weight, meta["blocks.0.attn.qkv.weight"])
 

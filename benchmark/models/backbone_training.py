@@ -18,30 +18,22 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.backbone import Backbone, require_tokens
 
 MODES = ("finetune", "frozen", "last-k")
 
 
-def transformer_blocks(backbone: nn.Module) -> nn.Sequential:
-    blocks = getattr(backbone, "blocks", None)
-    if blocks is None:
-        raise UserError(f"--backbone-mode last-k needs a transformer backbone with blocks; "
-                        f"{type(backbone).__name__} has none (use finetune or frozen)")
-    return blocks
-
-
-def apply_last_k(backbone: nn.Module, k: int) -> None:
-    """Freeze all of the backbone except its last k blocks and the norm after them."""
-    blocks = transformer_blocks(backbone)
+def apply_last_k(backbone: Backbone, k: int) -> None:
+    """Freeze all of the backbone except its last k blocks and the norm after them (a token backbone's `blocks` and
+    `norm`: benchmark/models/backbone.py; the registered ViTs' pooled-output norm, timm's `fc_norm`, is an
+    nn.Identity)."""
+    blocks = require_tokens(backbone, "--backbone-mode last-k").blocks
     if not 1 <= k <= len(blocks):
         raise UserError(f"--last-k {k}: the backbone has {len(blocks)} blocks; pass 1..{len(blocks)}")
     backbone.requires_grad_(False)
     for block in list(blocks)[-k:]:
         block.requires_grad_(True)
-    vit = getattr(backbone, "vit", backbone)
-    for name in ("norm", "fc_norm"):  # timm: `norm` after the blocks (token pooling), `fc_norm` after pooling
-        if isinstance(getattr(vit, name, None), nn.Module):
-            getattr(vit, name).requires_grad_(True)
+    backbone.norm.requires_grad_(True)
 
 
 def build_optimizer(model: nn.Module, lr: float, backbone_lr: float, weight_decay: float,

@@ -33,6 +33,7 @@ from timm.models import vision_transformer
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.backbone import BuiltBackbone, embed_tokens
 from benchmark.models.pretrained_weights import classifier_keys, load_strictly, locate_weights
 from benchmark.registry import BACKBONES
 
@@ -93,22 +94,50 @@ class BackboneInput(nn.Module):
 
 
 class PretrainedViT(nn.Module):
-    """`input` (BackboneInput) then `vit` (timm VisionTransformer, num_classes=0 → B×D pooled class token)."""
+    """`input` (BackboneInput) then `vit` (timm VisionTransformer, num_classes=0 → B×D pooled class token), as a
+    token backbone (benchmark/models/backbone.py): every token access goes through `input` first."""
+
+    feature_layout = "tokens"
 
     def __init__(self, vit: nn.Module, data_config: dict):
         super().__init__()
         self.input, self.vit = BackboneInput(data_config), vit
 
     @property
-    def blocks(self):
+    def num_features(self) -> int:
+        return self.vit.num_features
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.vit.num_prefix_tokens
+
+    @property
+    def patch_embed(self) -> nn.Module:
+        return self.vit.patch_embed
+
+    @property
+    def blocks(self) -> nn.Sequential:
         return self.vit.blocks
+
+    @property
+    def norm(self) -> nn.Module:
+        return self.vit.norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit(self.input(x))
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit.forward_features(self.input(x))
 
-def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: str = ""):
-    """→ (module B×C×h×w → B×D, D, identity). Weights go through one strict loader whatever their source, with
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return embed_tokens(self.vit, self.input(x))
+
+    def patch_grid(self, x: torch.Tensor) -> tuple[int, int]:
+        return self.vit.patch_embed.dynamic_feat_size(self.input.size)  # every input is resized to input.size
+
+
+def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: str = "") -> BuiltBackbone:
+    """→ (PretrainedViT: B×C×h×w → B×D, D, identity). Weights go through one strict loader whatever their source, with
     timm's own checkpoint conversion (`checkpoint_filter_fn`: Meta's DINOv2 key names, position embeddings resampled
     to the patch grid of `img_size`)."""
     hub_id = f"timm/{timm_name}"
@@ -124,9 +153,8 @@ def build_pretrained_vit(name: str, timm_name: str, cfg: DinoConfig, weights: st
                            resampled=("pos_embed",), unused=classifier_keys(vit))
     data_config = timm.data.resolve_model_data_config(vit)
     module = PretrainedViT(vit, data_config)
-    return module, vit.num_features, src.identity | loaded | {"timm_arch": timm_name,
-                                                               "input": module.input.describe(),
-                                                               "patch_grid": list(vit.patch_embed.grid_size)}
+    return BuiltBackbone(module, vit.num_features, src.identity | loaded | {
+        "timm_arch": timm_name, "input": module.input.describe(), "patch_grid": list(vit.patch_embed.grid_size)})
 
 
 def _register(name: str, timm_name: str):

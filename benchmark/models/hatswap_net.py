@@ -1,7 +1,7 @@
 """The Hat Swap network: a backbone, a shared trunk, one head per task, each head built by its task's kind.
 
-    backbone   images → B×D features, or B×C×h×w maps (ViT patch tokens, EfficientNet-B0 + FPN:
-               benchmark/models/feature_maps.py) when the tasks' kinds read maps (the dense suite)
+    backbone   images → B×D features, or B×C×h×w maps (a CNN's map, a ViT's patch tokens on their grid: the
+               backbone's "map" view, benchmark/models/backbone.py) when the tasks' kinds read maps (the dense suite)
     shared     the trunk for that feature form (benchmark/models/trunk.py); LwF's hook and every head read it
     heads      `kind.make_head(spec, width)` per task (benchmark/tasks/kinds)
 
@@ -21,7 +21,6 @@ from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
-from benchmark.models.feature_maps import as_feature_map
 from benchmark.models.trunk import map_trunk, route, vector_trunk
 from benchmark.registry import BACKBONES
 from benchmark.tasks import kind_of
@@ -97,7 +96,7 @@ class HatSwapNet(MultiTaskModule):
 def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hidden: tuple[int, ...] = (),
               dropout: float = 0.0, frozen_backbone: bool = False) -> HatSwapNet:
     """The trunk for the tasks' feature form: "vector" reads `feat_dim`-wide features through `hidden` layers;
-    "map" reads `backbone.out_channels` maps (`hidden` unused)."""
+    "map" reads `backbone.out_channels` maps (`hidden` unused): the backbone's "map" view (BuiltBackbone.view)."""
     if _common(tasks, "reads") == "map":
         net = HatSwapNet(backbone, *map_trunk(backbone.out_channels), tasks, frozen_backbone)
         # NHWC weights make every convolution run channels-last (oneDNN on the CPU, tensor cores on a GPU): a
@@ -109,14 +108,13 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
 
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
     """From the run config and the stream's task specs → (model, identity recorded in config.json)."""
-    entry = BACKBONES.get(cfg.backbone)
-    backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
-                                               weights=cfg.backbone_weights)
-    if _common(tasks, "reads") == "map":
-        backbone = as_feature_map(backbone, cfg.backbone)
-    model = build_net(backbone, tasks, feat_dim, cfg.hidden, cfg.dropout, frozen_backbone=cfg.backbone_mode == "frozen")
+    built = BACKBONES.get(cfg.backbone).build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
+                                              weights=cfg.backbone_weights)
+    model = build_net(built.view(_common(tasks, "reads")), tasks, built.width, cfg.hidden, cfg.dropout,
+                      frozen_backbone=cfg.backbone_mode == "frozen")
     if cfg.backbone_mode == "last-k":
-        apply_last_k(model.backbone, cfg.last_k)
+        apply_last_k(built.module, cfg.last_k)
+    identity = built.identity
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if identity["weights"] == "random init":

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.backbone import tokens
 
 DROPOUT_AT = ("none", "last", "each")  # no dropout / a single dropout layer / dropout after each layer
 POOLING = ("mean", "flatten")  # how a token map becomes the vector an MLP trunk reads (TokenBackbone.pooled)
@@ -15,10 +16,10 @@ ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.
 
 
 class TokenBackbone(nn.Module):
-    """Any backbone → a feature map as tokens, B×N×D.
+    """A backbone → its features as tokens, B×N×D.
 
-    - timm ViT (`vit_tiny`): the patch tokens after the final norm (prefix/class tokens dropped), N = (H/p)·(W/p);
-    - CNN (`small_cnn`, anything with `forward_features` giving B×D×h×w): N = h·w spatial positions;
+    - a registered backbone (benchmark/models/backbone.py): its "tokens" view — a ViT's patch tokens after the
+      final norm (prefix tokens dropped), N = gh·gw; a CNN's map positions, N = h·w;
     - None: the input is already a feature vector B×F, taken as one token (N = 1);
     - `pooled_body=True`: a backbone whose own forward already pools (the Hat Swap network's, B×D), one token.
     With no backbone, `dim=None` means "the input width, known at the first forward": `dim` stays None and the
@@ -42,10 +43,7 @@ class TokenBackbone(nn.Module):
             return x.flatten(1).unsqueeze(1)
         if self.pooled_body:
             return self.body(x).flatten(1).unsqueeze(1)
-        feats = self.body.forward_features(x)
-        if feats.dim() == 4:  # B×D×h×w
-            return feats.flatten(2).transpose(1, 2)
-        return feats[:, getattr(self.body, "num_prefix_tokens", 0):]
+        return tokens(self.body, x)
 
     def pooled_width(self, width: int | None) -> int | None:
         """Width of `pooled` applied to B×N×width tokens (MTAN pools its own attended tokens the same way); None

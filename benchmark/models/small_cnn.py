@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.backbone import BuiltBackbone
 from benchmark.registry import BACKBONES
 
 
@@ -28,6 +29,8 @@ class SmallCnnConfig:
 
 
 class SmallCnn(nn.Module):
+    feature_layout, num_prefix_tokens = "map", 0  # the backbone contract (benchmark/models/backbone.py)
+
     def __init__(self, in_chans: int, channels: tuple[int, ...]):
         super().__init__()
         layers, width = [], in_chans
@@ -46,8 +49,8 @@ class SmallCnn(nn.Module):
 
 
 @BACKBONES.register("small_cnn", config_cls=SmallCnnConfig)
-def small_cnn(cfg: SmallCnnConfig, *, image_size: int, in_chans: int, weights: str = ""):
-    """→ (module mapping B×C×H×W to B×channels[-1], feature dim, weights identity)."""
+def small_cnn(cfg: SmallCnnConfig, *, image_size: int, in_chans: int, weights: str = "") -> BuiltBackbone:
+    """→ the CNN (B×C×H×W → B×channels[-1]; its map B×channels[-1]×h×w), its width, its weights identity."""
     if weights:
         raise UserError("--backbone-weights applies to pretrained backbones; small_cnn is trained from scratch "
                         "(drop the flag)")
@@ -55,4 +58,5 @@ def small_cnn(cfg: SmallCnnConfig, *, image_size: int, in_chans: int, weights: s
         raise UserError(f"image size {image_size} is too small for {len(cfg.channels)} pooling blocks; "
                         f"pass fewer --small_cnn.channels")
     model = SmallCnn(in_chans, tuple(cfg.channels))
-    return model, model.num_features, {"weights": "random init", "arch": f"small_cnn {list(cfg.channels)}"}
+    identity = {"weights": "random init", "arch": f"small_cnn {list(cfg.channels)}"}
+    return BuiltBackbone(model, model.num_features, identity)

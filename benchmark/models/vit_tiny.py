@@ -12,9 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
+import torch
+from timm.models import build_model_with_cfg
+from timm.models.vision_transformer import VisionTransformer
 
 from benchmark.errors import UserError
+from benchmark.models.backbone import BuiltBackbone, embed_tokens
 from benchmark.models.pretrained_weights import classifier_keys, from_file, load_strictly, read_weights_manifest
 from benchmark.registry import BACKBONES
 
@@ -46,15 +49,30 @@ def architecture(cfg: VitTinyConfig, image_size: int, in_chans: int) -> dict:
             **{f"vit_tiny.{k}": v for k, v in vars(cfg).items()}}
 
 
+class VitTinyModel(VisionTransformer):
+    """timm's VisionTransformer (the same modules, weights and state_dict names as `timm.create_model(TIMM_ARCH)`)
+    declaring the token backbone contract (benchmark/models/backbone.py)."""
+
+    feature_layout = "tokens"
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return embed_tokens(self, x)
+
+    def patch_grid(self, x: torch.Tensor) -> tuple[int, int]:
+        return self.patch_embed.dynamic_feat_size(tuple(x.shape[-2:]))
+
+
 def create_vit_tiny(cfg: VitTinyConfig, image_size: int, in_chans: int, weights_file: str | Path = "",
-                    dynamic_img_size: bool = False):
-    """The timm VisionTransformer (num_classes=0: B×C×H×W → B×embed_dim, the class token after the final norm).
-    dynamic_img_size: also takes other input sizes, the position embedding interpolated (DINO's local crops)."""
+                    dynamic_img_size: bool = False) -> VitTinyModel:
+    """The ViT (num_classes=0: B×C×H×W → B×embed_dim, the class token after the final norm), built as timm builds
+    TIMM_ARCH. dynamic_img_size: also takes other input sizes, the position embedding interpolated (DINO's local
+    crops)."""
     if image_size % cfg.patch_size:
         raise UserError(f"image size {image_size} is not divisible by --vit_tiny.patch-size {cfg.patch_size}")
-    model = timm.create_model(TIMM_ARCH, pretrained=False, num_classes=0, img_size=image_size, in_chans=in_chans,
-                              patch_size=cfg.patch_size, embed_dim=cfg.embed_dim, depth=cfg.depth,
-                              num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, dynamic_img_size=dynamic_img_size)
+    model = build_model_with_cfg(VitTinyModel, TIMM_ARCH, pretrained=False, num_classes=0, img_size=image_size,
+                                 in_chans=in_chans, patch_size=cfg.patch_size, embed_dim=cfg.embed_dim,
+                                 depth=cfg.depth, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio,
+                                 dynamic_img_size=dynamic_img_size)
     if weights_file:
         load_weights(model, cfg, image_size, in_chans, Path(weights_file))
     return model
@@ -83,11 +101,13 @@ def _check_manifest(manifest: dict, path: Path, expected: dict) -> None:
 
 
 @BACKBONES.register("vit_tiny", config_cls=VitTinyConfig, weights_file=True)
-def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str = ""):
-    """→ (module mapping B×C×H×W to B×embed_dim (class token after the final norm), feature dim, weights identity)."""
+def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str = "") -> BuiltBackbone:
+    """→ the ViT (B×C×H×W → B×embed_dim, the class token after the final norm; tokens B×(1+N)×embed_dim), its
+    width, its weights identity."""
     identity = {"timm_arch": f"{TIMM_ARCH} (resized)"}
     if not weights:
-        return create_vit_tiny(cfg, image_size, in_chans), cfg.embed_dim, identity | {"weights": "random init"}
+        return BuiltBackbone(create_vit_tiny(cfg, image_size, in_chans), cfg.embed_dim,
+                             identity | {"weights": "random init"})
     src = from_file(weights)
     manifest = read_weights_manifest(src.path, src.identity["weights_sha256"])
     if manifest is not None:
@@ -96,4 +116,4 @@ def vit_tiny(cfg: VitTinyConfig, *, image_size: int, in_chans: int, weights: str
                                                             "data_sha256", "manifest") if k in manifest}
     model = create_vit_tiny(cfg, image_size, in_chans)
     loaded = load_weights(model, cfg, image_size, in_chans, src.path)
-    return model, model.num_features, identity | src.identity | loaded
+    return BuiltBackbone(model, model.num_features, identity | src.identity | loaded)

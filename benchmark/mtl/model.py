@@ -118,15 +118,15 @@ class MultiTaskModel(nn.Module):
         cfg = entry_config(entry, args)
         c, h, _ = input_shape
 
-        probe, dim, identity = entry.build(cfg, image_size=h, in_chans=c)
+        probe = entry.build(cfg, image_size=h, in_chans=c)
         with torch.no_grad():  # the token count N, which 'flatten' pooling sizes the trunk's first layer by
-            n_tokens = TokenBackbone(probe, dim)(torch.zeros(1, *input_shape)).shape[1]
+            n_tokens = TokenBackbone(probe.module, probe.width)(torch.zeros(1, *input_shape)).shape[1]
 
         def make() -> TokenBackbone:
-            body, dim, _ = entry.build(cfg, image_size=h, in_chans=c)
-            return TokenBackbone(body, dim, n_tokens, pooling)
+            built = entry.build(cfg, image_size=h, in_chans=c)
+            return TokenBackbone(built.module, built.width, n_tokens, pooling)
 
-        return make, identity | {"name": name}
+        return make, probe.identity | {"name": name}
 
     @staticmethod
     def _weighting(loss_weights, loss_weighting, args, names, init_weights):
