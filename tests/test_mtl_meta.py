@@ -101,3 +101,15 @@ def test_experts_is_taken_and_unused_by_other_architectures_and_a_conflict_is_an
     assert cfg.architecture_args is None and cfg.to_dict()["experts"] == 4
     with pytest.raises(UserError, match="set the same knob"):
         to_knobs({"experts": 2, "mmoe.num_experts": 3})
+
+
+def test_a_derived_baseline_is_named_by_the_run_level_key_it_differs_in():
+    from benchmark.mtl.batch import plan
+
+    profile = {"kind": "mtl", "config": {"experts": 4, "tasks": "2"},
+               "experiments": [{"name": "m8", "architecture": "mmoe", "experts": 8},
+                               {"name": "m4", "architecture": "mmoe"}]}
+    configs = [c for _, c in plan(profile, [])]
+    baselines = {c.run_name: c.architecture_args.num_experts for c in configs if c.run_name.startswith("stl-")}
+    assert baselines == {"stl-classes-mmoe-8experts": 8, "stl-coarse-mmoe-8experts": 8, "stl-classes-mmoe": 4,
+                         "stl-coarse-mmoe": 4}
