@@ -11,7 +11,6 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
-from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 from benchmark.harness_plugins import CosineLR
 from benchmark.models.backbone_training import apply_last_k
@@ -19,6 +18,7 @@ from benchmark.models.feature_maps import EfficientNetFPN, as_feature_map
 from benchmark.models.hatswap_net import build_net
 from benchmark.registry import BACKBONES
 from benchmark.run import run
+from benchmark.streams.dense_suite import KIND_ORDER
 from benchmark.tasks import TaskSpec, task_kind
 from strategies.single_task import RestartEachExperience
 
