@@ -28,7 +28,8 @@ in `backward(losses)`, which the trainer calls (for PCGrad, `compute_loss` is th
 {(task_a, task_b): 'positive' | 'negative' | 'neutral'}: a 'negative' pair's conflicting gradients on the shared
 parameters are projected apart in `backward` (benchmark/mtl/gradients.py); every pair's measured gradient cosine is
 reported beside its declared relation.
-Options of one architecture or weighting given to another are an error naming their owner.
+Options of one architecture or weighting given to another are an error naming their owner (except `num_experts`,
+which, like the document's `--experts`, any architecture takes and only MMoE uses); an unknown keyword is an error.
 """
 
 from __future__ import annotations
