@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 
 from benchmark.tasks import kind_of
+from benchmark.tasks.reference import Copy, Vote
 
 K_VOTE = 5
-NAMES = {"vote": f"{K_VOTE}-NN on raw pixels", "copy": "1-NN on raw pixels (its target copied)"}
+NAMES = {Vote: f"{K_VOTE}-NN on raw pixels", Copy: "1-NN on raw pixels (its target copied)"}
 
 
 def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,16 +46,17 @@ def reference_score(spec, train, evaluation) -> dict | None:
     """→ {"name", "score"} of the task's trivial reference; `train` / `evaluation`: datasets of (x, y, task).
     None for a kind whose reference is not one of these two (none, or the multi-task set's mean target)."""
     kind = kind_of(spec)
-    if kind.reference not in NAMES:
+    ref = kind.reference
+    if type(ref) not in NAMES:
         return None
     (tx, ty), (ex, ey) = _tensors(train), _tensors(evaluation)
     target_t, target_e = kind.target_of(ty), kind.target_of(ey)
-    if kind.reference == "vote":
+    if isinstance(ref, Vote):
         idx = nearest(tx, ex, min(K_VOTE, len(tx)))
-        predicted = kind.as_target(vote(kind.labels(target_t)[idx], spec.params.num_classes))
+        predicted = ref.as_target(vote(ref.labels(target_t)[idx], spec.params.num_classes))
     else:
         predicted = target_t[nearest(tx, ex, 1)[:, 0]]
-    name = NAMES[kind.reference]
+    name = NAMES[type(ref)]
     metric = kind.metric(spec)
     metric.update(kind.as_output(predicted, spec), target_e)
     return {"name": name, "score": float(metric.compute()[kind.primary])}

@@ -12,10 +12,12 @@ from PIL import Image
 from torchvision.datasets import CocoDetection, ImageFolder, VOCSegmentation, wrap_dataset_for_transforms_v2
 
 from benchmark.data import dense_sources, fmnist_scenes
-from benchmark.data.dense_sources import DenseView, load_dense_task, seeded_subset
+from benchmark.data.dense_kinds.detection import coco_dataset
+from benchmark.data.dense_sources import DENSE_KINDS, DenseView, dense_kind, load_dense_task, seeded_subset
 from benchmark.data.fmnist_scenes import ensure_fmnist_scenes
-from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
+from benchmark.streams.dense_suite import KIND_ORDER, DenseSuiteConfig
+from benchmark.tasks import TaskSpec
 from tests.conftest import fashion_mnist_files, write_fashion_mnist
 
 N_TRAIN, N_TEST = 24, 12
@@ -141,9 +143,8 @@ def test_load_dense_task_scenes(scenes, small_counts, kind):
 
 def test_boxes_and_masks_follow_the_resize(scenes):
     folder = scenes[1]
-    base, label_map, _ = dense_sources._coco(folder / "coco" / "images" / "train",
-                                             folder / "coco" / "annotations" / "instances_train.json")
-    full, half = (DenseView(base, "detection", s, np.arange(4), label_map) for s in (64, 32))
+    raw = coco_dataset(folder / "coco" / "images" / "train", folder / "coco" / "annotations" / "instances_train.json")
+    full, half = (DenseView(raw.dataset, "detection", s, np.arange(4), raw.label_map) for s in (64, 32))
     for i in range(4):
         assert torch.allclose(half[i][1]["boxes"], full[i][1]["boxes"] / 2)
         assert torch.equal(half[i][1]["labels"], full[i][1]["labels"])
@@ -267,3 +268,19 @@ def test_train_size_per_task(scenes, small_counts):
     assert bench.frames["test"].groupby("task_id").size().tolist() == [4, 4, 4]
     with pytest.raises(UserError, match="one size or 3"):
         DenseSuiteConfig(train_per_task=(10, 14))
+
+
+@pytest.mark.parametrize("name", DENSE_KINDS.names())
+def test_every_dense_kind_declares_a_task_kinds_parameters_and_its_short_name(name):
+    """A dense kind's data (benchmark/data/dense_kinds) builds a valid TaskSpec of the task kind of the same name."""
+    kind = dense_kind(name)
+    spec = TaskSpec(f"t_{kind.short}", kind=name, params=kind.spec_params(["a", "b", "c"], DenseSuiteConfig()))
+    assert spec.params.num_classes == 3 and len(kind.short) == 3
+    assert name in KIND_ORDER
+
+
+def test_an_unknown_dense_kind_or_source_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="unknown dense task kind 'depth'; known: classification, detection"):
+        load_dense_task("depth", "real", tmp_path, "test", n=0, seed=0, image_size=32)
+    with pytest.raises(UserError, match="unknown dense source 'kitti'; known: fmnist_scenes, real"):
+        load_dense_task("detection", "kitti", tmp_path, "test", n=0, seed=0, image_size=32)

@@ -11,7 +11,6 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
-from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
 from benchmark.harness_plugins import CosineLR
 from benchmark.models.backbone import BackboneView
@@ -20,6 +19,7 @@ from benchmark.models.efficientnet_b0_fpn import EfficientNetFPN
 from benchmark.models.hatswap_net import build_net
 from benchmark.registry import BACKBONES
 from benchmark.run import run
+from benchmark.streams.dense_suite import KIND_ORDER
 from benchmark.tasks import TaskSpec, task_kind
 from strategies.single_task import RestartEachExperience
 

@@ -210,7 +210,7 @@ def test_every_architecture_sizes_itself_at_the_first_forward_and_takes_the_acti
     sized = MultiTaskModel(TASKS, in_features=F, activation="tanh", **kw)
     assert any(isinstance(m, nn.Tanh) for m in sized.arch.modules()) and any(
         isinstance(m, nn.Tanh) for m in sized.heads.modules())
-    if not ARCHITECTURES.get(architecture).meta.get("lazy_input", True):
+    if not ARCHITECTURES.get(architecture).meta.lazy_input:
         with pytest.raises(UserError, match="in_features"):
             MultiTaskModel(TASKS, **kw)
         return
@@ -235,7 +235,7 @@ def test_activation_is_the_non_linearity_between_layers():
 @pytest.mark.parametrize("kwargs,fragment", [
     ({"architecture": "shared-bottom", "gate_layers": [8]}, "gate_layers belongs to 'mmoe'"),
     ({"architecture": "mmoe", "cross_stitch_positions": [1]}, "cross_stitch_positions belongs to 'cross-stitch'"),
-    ({"architecture": "cross-stitch", "expert_layers": [8]}, "expert_layers sizes MMoE"),
+    ({"architecture": "cross-stitch", "expert_layers": [8]}, "expert_layers sizes mmoe"),
     ({"architecture": "mmoe", "expert_layers": [8], "shared_layers": [16]}, "not both"),
     ({"architecture": "cross-stitch", "num_layers": 2, "cross_stitch_positions": [3]}, r"exceed the 2"),
     ({"architecture": "cross-stitch", "cross_stitch_positions": []}, "at least one"),
@@ -245,6 +245,8 @@ def test_activation_is_the_non_linearity_between_layers():
     ({"loss_weighting": "uncertainty", "init_weights": {"task1": 0}}, "positive"),
     ({"task_layers": {"task1": [4], "task2": [4], "task3": [4], "task4": [4]}}, "unknown task"),
     ({"task_lrs": {"task4": 0.1}}, "unknown task"), ({"task_lrs": {"task1": -1}}, "positive"),
+    ({"architecture": "mmoe", "num_expert": 2}, r"unknown MultiTaskModel keyword\(s\) \['num_expert'\]"),
+    ({"architecture": "mmoe", "num_experts": 2.5}, "num_experts must be an integer"),
 ])
 def test_documented_keywords_reject_what_does_not_apply(kwargs, fragment):
     with pytest.raises(UserError, match=fragment):

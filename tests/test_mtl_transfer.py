@@ -3,6 +3,7 @@ multi-task run is compared with the single-task run of the same trunk only (neve
 
 import pytest
 
+from benchmark.mtl.architectures.mmoe import MMoEConfig
 from benchmark.mtl.batch import plan
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.report import current_schema, markdown, table
@@ -82,12 +83,12 @@ def test_trunk_key_ignores_what_does_not_change_the_network():
     base = MTLConfig().to_dict()
     assert trunk_key(base) == trunk_key(MTLConfig(weighting="static", epochs=9, lr=0.1, tasks="2").to_dict())
     assert trunk_key(base) == trunk_key(MTLConfig(dropout=0.0, dropout_at="last").to_dict())
-    assert trunk_key(base) == trunk_key(MTLConfig(experts=7).to_dict())  # experts only matter for MMoE
+    assert trunk_key(base) == trunk_key(base | {"experts": 7})  # experts only matter for MMoE
     for change in ({"shared_layers": 3}, {"shared_width": 32}, {"task_layers": (16,)}, {"dropout": 0.2},
                    {"architecture": "mtan"}, {"backbone": "vit_tiny"}):
         assert trunk_key(base) != trunk_key(MTLConfig(**change).to_dict()), change
     assert trunk_key(MTLConfig(architecture="mmoe").to_dict()) != trunk_key(
-        MTLConfig(architecture="mmoe", experts=7).to_dict())
+        MTLConfig(architecture="mmoe", architecture_args=MMoEConfig(num_experts=7)).to_dict())
 
 
 def test_the_batch_derives_one_equal_joint_baseline_per_trunk_and_task():

@@ -54,3 +54,24 @@ def test_a_kind_without_a_raw_pixel_reference_is_left_out_not_an_error():
     spec = TaskSpec("r", kind="reconstruction", params={"shape": [2]})
     rows = [(torch.randn(2), torch.randn(2), 0) for _ in range(3)]
     assert reference_score(spec, rows, rows) is None
+
+
+def test_a_kind_without_a_declared_reference_needs_no_reference_members(monkeypatch):
+    """The reference is an optional capability: a kind that declares none implements none of its members and gets
+    no reference; one that declares a Vote is voted over the labels its Vote maps the targets to."""
+    from benchmark.registry import KINDS
+    from benchmark.tasks.kind import LabelKind, TaskKind
+    from benchmark.tasks.kinds.binary import BinaryParams
+    from benchmark.tasks.reference import Vote
+    from tests.test_readme_recipes import isolate
+
+    isolate(monkeypatch, KINDS)
+    KINDS.register("plain", config_cls=BinaryParams)(type("Plain", (LabelKind,), {"reference": None}))
+    KINDS.register("flipped", config_cls=BinaryParams)(type("Flipped", (LabelKind,), {
+        "reference": Vote(labels=lambda t: 1 - t.long(), as_target=lambda labels: labels)}))
+    assert TaskKind.reference is None and not hasattr(TaskKind, "labels") and not hasattr(TaskKind, "scores_of_mse")
+    train = [(torch.tensor([float(i)]), torch.tensor(i // 3), 0) for i in range(6)]
+    evaluation = [(torch.tensor([0.0]), torch.tensor(0), 0), (torch.tensor([5.0]), torch.tensor(1), 0)]
+    assert reference_score(TaskSpec("t", kind="plain"), train, evaluation) is None
+    # the vote runs over the labels the Vote maps targets to (flipped here, and not flipped back): all wrong
+    assert reference_score(TaskSpec("t", kind="flipped"), train, evaluation)["score"] == 0.0

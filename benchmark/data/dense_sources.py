@@ -6,6 +6,9 @@
 | detection      | CocoDetection + wrap v2              | CocoDetection + wrap v2, `<root>/coco/{train,val}2017`   |
 | classification | ImageFolder                          | Imagenette 160px, `<root>/imagenette2-160`               |
 
+Each kind is a `DenseKind` registered in `DENSE_KINDS` (benchmark/data/dense_kinds/<kind>.py): where each source keeps
+its images and raw targets, and the target a raw one becomes. Each source is a `DenseSource` in `DENSE_SOURCES`.
+
 Every sample is (image float32 3×S×S in [-1, 1] = (p - 0.5) / 0.5, target): segmentation {"mask": int64 S×S, 255 =
 void} (NEAREST resize), detection {"boxes": float32 K×4 xyxy in S×S pixels, "labels": int64 K, 0-based in sorted
 COCO category-id order, "iscrowd": int64 K, COCO's crowd regions, kept to be ignored as COCO's evaluation does},
@@ -15,29 +18,59 @@ seeded subset of n images (sorted indices).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets import CocoDetection, ImageFolder, Imagenette, VOCSegmentation, wrap_dataset_for_transforms_v2
 from torchvision.transforms.functional import pil_to_tensor
 
 from benchmark.data.fmnist_scenes import ensure_fmnist_scenes
-from benchmark.data.source import network_timeout
-from benchmark.dense import KIND_ORDER
 from benchmark.errors import UserError
+from benchmark.registry import Registry
 
-DENSE_SOURCES = ("fmnist_scenes", "real")
+DENSE_KINDS = Registry("dense task kind", "benchmark.data.dense_kinds")
 SCENE_COUNTS = {"train": 3500, "test": 400}  # generated per task; `n` picks a subset of these
-VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-               "tvmonitor"]
+
+
+@dataclass(frozen=True)
+class RawSplit:
+    """A kind's split as a source holds it: (PIL image, raw target) pairs, before DenseView."""
+
+    dataset: Dataset
+    classes: list[str]  # segmentation: "background" at 0; detection/classification: the object classes, 0-based
+    provenance: dict
+    label_map: dict | None = None  # raw category id → 0-based label (COCO's ids are sparse)
+
+
+class DenseKind:
+    """A dense task kind's data: where each source keeps its split, and what a raw target becomes."""
+
+    short: str  # in task names: t0_seg_miou
+    ignore_index: int | None = None  # the target value that marks void pixels (segmentation's 255)
+
+    def scenes(self, folder: Path, vsplit: str, names: list[str]) -> RawSplit:
+        """The offline scenes' split (`vsplit`: train | val), `names` = the Fashion-MNIST class names."""
+        raise NotImplementedError
+
+    def real(self, root: Path, vsplit: str, download: bool) -> RawSplit:
+        """The real dataset's split under `root`; a missing one is a UserError saying where to put it."""
+        raise NotImplementedError
+
+    def target(self, raw, size: int, scale: tuple[float, float], label_map: dict | None) -> dict:
+        """A raw target → the target dict, for the image resized to size × size (`scale` = (S/W, S/H))."""
+        raise NotImplementedError
+
+    def spec_params(self, classes: list[str], cfg) -> dict:
+        """The TaskSpec parameters of the kind (benchmark/tasks/kinds) from its classes and the stream's config."""
+        raise NotImplementedError
+
+
+def dense_kind(name: str) -> DenseKind:
+    return DENSE_KINDS.get(name).build()
 
 
 @dataclass
@@ -59,7 +92,7 @@ class DenseView(Dataset):
     """A torchvision dataset's (PIL image, raw target) as (normalised S×S tensor, target dict); see module doc."""
 
     def __init__(self, base, kind: str, size: int, indices: np.ndarray, label_map: dict | None = None):
-        self.base, self.kind, self.size, self.indices, self.label_map = base, kind, size, indices, label_map
+        self.base, self.kind, self.size, self.indices, self.label_map = base, dense_kind(kind), size, indices, label_map
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -69,86 +102,38 @@ class DenseView(Dataset):
         w, h = img.size
         x = pil_to_tensor(img.convert("RGB").resize((self.size, self.size), Image.BILINEAR)).float() / 255
         x = (x - 0.5) / 0.5
-        if self.kind == "segmentation":
-            mask = np.array(raw.resize((self.size, self.size), Image.NEAREST))  # dtype=int64 here would read 0/1
-            return x, {"mask": torch.from_numpy(mask.astype(np.int64))}
-        if self.kind == "classification":
-            return x, {"label": int(raw)}
-        boxes = torch.as_tensor(raw.get("boxes", torch.zeros(0, 4))).float().reshape(-1, 4)  # no annotation: 0×4
-        boxes = boxes * torch.tensor([self.size / w, self.size / h] * 2)
-        labels = [self.label_map[int(c)] for c in raw.get("labels", [])]
-        crowd = [int(c) for c in raw.get("iscrowd", [0] * len(labels))]  # kept, to be ignored (COCO's protocol)
-        return x, {"boxes": boxes, "labels": torch.tensor(labels, dtype=torch.int64),
-                   "iscrowd": torch.tensor(crowd, dtype=torch.int64)}
-
-
-def _coco(img_dir: Path, ann: Path):
-    """CocoDetection wrapped for v2 (boxes xyxy), plus {category id: 0-based label} and the class names."""
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints "loading annotations into memory..."
-        coco = CocoDetection(str(img_dir), str(ann))
-    ds = wrap_dataset_for_transforms_v2(coco, target_keys=("boxes", "labels", "iscrowd"))
-    cats = [coco.coco.cats[i] for i in sorted(coco.coco.getCatIds())]  # pycocotools has parsed the file already
-    return ds, {c["id"]: i for i, c in enumerate(cats)}, [c["name"] for c in cats]
+        return x, self.kind.target(raw, self.size, (self.size / w, self.size / h), self.label_map)
 
 
 def _vsplit(split: str) -> str:
     return "train" if split == "train" else "val"  # VOC, COCO and Imagenette call the test split "val"
 
 
-def _scenes(kind: str, root: Path, split: str, size: int, download: bool, apt_install: bool):
+@dataclass(frozen=True)
+class DenseSource:
+    """Where a source keeps a kind's split: read(kind, root, files, image_size, download, apt_install) → RawSplit."""
+
+    read: Callable[..., RawSplit]
+    # generated here and small (fmnist_scenes): the stream decodes it once into tensors, and an error reading it is
+    # one to raise at once, not a dataset to name among the missing ones
+    offline: bool = False
+    counts: dict | None = None  # images per task in each file split ("train", "test"): the most `n` may ask
+
+
+def _read_scenes(kind: DenseKind, root: Path, files: str, size: int, download: bool, apt_install: bool) -> RawSplit:
     folder, prov = ensure_fmnist_scenes(root, canvas=size, n_train=SCENE_COUNTS["train"], n_test=SCENE_COUNTS["test"],
                                         download=download, apt_install=apt_install)
-    vsplit = _vsplit(split)
     names = json.loads((folder / "manifest.json").read_text())["classes"]
-    if kind == "segmentation":
-        ds = VOCSegmentation(str(folder), year="2012", image_set=vsplit, download=False)
-        return ds, None, ["background", *names], {**prov, "loader": "torchvision.datasets.VOCSegmentation"}
-    if kind == "detection":
-        ds, label_map, classes = _coco(folder / "coco" / "images" / vsplit,
-                                       folder / "coco" / "annotations" / f"instances_{vsplit}.json")
-        return ds, label_map, classes, {**prov, "loader": "torchvision.datasets.CocoDetection"}
-    ds = ImageFolder(str(folder / "classification" / vsplit), allow_empty=True)  # folders "00_t-shirt-top".."09_…"
-    return ds, None, names, {**prov, "loader": "torchvision.datasets.ImageFolder"}
+    raw = kind.scenes(folder, _vsplit(files), names)
+    return RawSplit(raw.dataset, raw.classes, {**prov, **raw.provenance}, raw.label_map)
 
 
-def _real(kind: str, root: Path, split: str, download: bool):
-    vsplit = _vsplit(split)
-    if kind == "segmentation":
-        voc = root / "VOCdevkit" / "VOC2012"
-        missing = not (voc / "ImageSets" / "Segmentation" / f"{vsplit}.txt").is_file()
-        fix = (f"VOC2012 not found under {voc}; download VOCtrainval_11-May-2012.tar from "
-               f"http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ and extract it in {root} (or pass --data-root)")
-        try:
-            if missing and not download:
-                raise UserError(fix)
-            with network_timeout(20):  # download only when missing: torchvision would fetch the 2 GB tar again
-                ds = VOCSegmentation(str(root), year="2012", image_set=vsplit, download=missing)
-        except (OSError, RuntimeError) as e:  # URLError is an OSError; torchvision raises RuntimeError on bad md5
-            raise UserError(f"{fix} (download failed: {str(e).splitlines()[0][:120]})") from None
-        return ds, None, VOC_CLASSES, {"source": "voc2012", "loader": "torchvision.datasets.VOCSegmentation",
-                                       "path": str(voc.resolve())}
-    if kind == "detection":
-        coco = root / "coco"
-        img_dir, ann = coco / f"{vsplit}2017", coco / "annotations" / f"instances_{vsplit}2017.json"
-        if not (img_dir.is_dir() and ann.is_file()):
-            raise UserError(f"COCO 2017 not found: put {vsplit}2017.zip's images in {img_dir} and "
-                            f"annotations_trainval2017.zip's instances_{vsplit}2017.json in {ann.parent} "
-                            f"(from https://cocodataset.org/#download; or pass --data-root)")
-        ds, label_map, classes = _coco(img_dir, ann)
-        return ds, label_map, classes, {"source": "coco2017", "loader": "torchvision.datasets.CocoDetection",
-                                        "path": str(img_dir.resolve()), "annotations": str(ann.resolve())}
-    folder = root / "imagenette2-160"
-    fix = (f"Imagenette not found under {folder}; download "
-           f"{Imagenette._ARCHIVES['160px'][0]} and extract it in {root} (or pass --data-root)")
-    try:
-        if not folder.is_dir() and not download:
-            raise UserError(fix)
-        with network_timeout(20):
-            ds = Imagenette(str(root), split=vsplit, size="160px", download=download)
-    except (OSError, RuntimeError) as e:
-        raise UserError(f"{fix} (download failed: {str(e).splitlines()[0][:120]})") from None
-    return ds, None, [names[0] for names in ds.classes], {
-        "source": "imagenette", "loader": "torchvision.datasets.Imagenette", "path": str(folder.resolve())}
+def _read_real(kind: DenseKind, root: Path, files: str, size: int, download: bool, apt_install: bool) -> RawSplit:
+    return kind.real(root, _vsplit(files), download)
+
+
+DENSE_SOURCES = {"fmnist_scenes": DenseSource(_read_scenes, offline=True, counts=SCENE_COUNTS),
+                 "real": DenseSource(_read_real)}
 
 
 def validation_subset(total: int, n_train: int, n: int, seed: int) -> np.ndarray:
@@ -163,26 +148,23 @@ def validation_subset(total: int, n_train: int, n: int, seed: int) -> np.ndarray
 
 def load_dense_task(kind: str, source: str, root: Path, split: str, *, n: int, seed: int, image_size: int,
                     download: bool = True, apt_install: bool = True, n_train: int = 0) -> DenseSplit:
-    """`kind` ∈ KIND_ORDER, `source` ∈ DENSE_SOURCES, `split` ∈ {"train", "val", "test"}; n = 0 keeps all; images
+    """`kind` ∈ DENSE_KINDS, `source` ∈ DENSE_SOURCES, `split` ∈ {"train", "val", "test"}; n = 0 keeps all; images
     are resized to image_size × image_size (the offline scenes are generated at that size). "val" = n images of
     the train split outside the seeded training subset of `n_train` (validation_subset)."""
-    if kind not in KIND_ORDER:
-        raise UserError(f"unknown dense task kind {kind!r}; known: {', '.join(KIND_ORDER)}")
+    if kind not in DENSE_KINDS.names():
+        raise UserError(f"unknown dense task kind {kind!r}; known: {', '.join(DENSE_KINDS.names())}")
     if split not in ("train", "val", "test"):
         raise UserError(f"unknown split {split!r}; known: train, val, test")
     root = Path(root)
     if source not in DENSE_SOURCES:
         raise UserError(f"unknown dense source {source!r}; known: {', '.join(DENSE_SOURCES)}")
-    files = "test" if split == "test" else "train"
-    if source == "fmnist_scenes":
-        if n > SCENE_COUNTS[files]:
-            raise UserError(f"fmnist_scenes has {SCENE_COUNTS[files]} {files} images per task; asked for {n} "
-                            f"(use at most {SCENE_COUNTS[files]}, or 0 for all)")
-        base, label_map, classes, prov = _scenes(kind, root, files, image_size, download, apt_install)
-    else:
-        base, label_map, classes, prov = _real(kind, root, files, download)
+    files, reader, dense = "test" if split == "test" else "train", DENSE_SOURCES[source], dense_kind(kind)
+    if reader.counts is not None and n > reader.counts[files]:
+        raise UserError(f"{source} has {reader.counts[files]} {files} images per task; asked for {n} "
+                        f"(use at most {reader.counts[files]}, or 0 for all)")
+    raw = reader.read(dense, root, files, image_size, download, apt_install)
+    base = raw.dataset
     idx = validation_subset(len(base), n_train, n, seed) if split == "val" else seeded_subset(len(base), n, seed)
-    prov = {**prov, "kind": kind, "split": split, "n": len(idx), "n_total": len(base), "subset_seed": seed,
+    prov = {**raw.provenance, "kind": kind, "split": split, "n": len(idx), "n_total": len(base), "subset_seed": seed,
             "image_size": image_size}
-    return DenseSplit(DenseView(base, kind, image_size, idx, label_map), classes, prov,
-                      255 if kind == "segmentation" else None)
+    return DenseSplit(DenseView(base, kind, image_size, idx, raw.label_map), raw.classes, prov, dense.ignore_index)

@@ -35,7 +35,6 @@ from PIL import Image
 
 from benchmark.data.fashion_mnist import RAW_FILES, ensure_files, raw_folder
 from benchmark.data.source import file_digest
-from benchmark.dense import KIND_ORDER
 from benchmark.registry import SOURCES
 
 FORMAT_VERSION = 1
@@ -44,7 +43,7 @@ ITEMS = (1, 3)  # items per segmentation/detection scene, inclusive
 ITEM_FRAC = (20 / 64, 36 / 64)  # item side as a fraction of the canvas: 20..36 px on the default 64 px canvas
 THRESHOLD = 40  # uint8 intensity; fainter item pixels are ambiguous (void), as VOC's object borders
 PLACE_TRIES = 50
-TASKS = KIND_ORDER
+TASKS = ("segmentation", "detection", "classification")  # the layout's task order: which item pool each task draws
 SPLITS = ("train", "val")  # VOC/COCO name the test split "val"
 
 

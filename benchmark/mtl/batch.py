@@ -24,6 +24,7 @@ from benchmark.config import jsonable
 from benchmark.errors import UserError
 from benchmark.mtl.config import ENTRY_FIELDS as MTL_ENTRIES
 from benchmark.mtl.config import MTLConfig, parse_mtl_config
+from benchmark.mtl.keywords import config_keys
 from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.task_sets.mtl_data import select_names
 from benchmark.mtl.transfer import ENTRY_FIELDS, is_baseline, trunk_config, trunk_flags, trunk_key
@@ -60,10 +61,9 @@ def baseline_name(task: str, trunk: dict, reference: dict) -> str:
         tokens.append(f"drop{trunk['dropout']:g}{trunk['dropout_at']}" if trunk["dropout"] else "nodrop")
     if "task_layers" in diff:
         tokens.append("head" + "-".join(map(str, trunk["task_layers"])))
-    if "experts" in diff:
-        tokens.append(f"{trunk['experts']}experts")
+    tokens += [f"{trunk[k]}{k}" for k in config_keys() if k in diff]  # MMoE's `experts`: 8experts
     for k in sorted(set(diff) - {"shared_layers", "shared_width", "dropout", "dropout_at", "task_layers",
-                                 "experts"}):
+                                 *config_keys()}):
         v = trunk[k]
         tokens.append(k.rsplit(".", 1)[-1] + ("-".join(map(str, v)) if isinstance(v, list | tuple) else str(v)))
     return "-".join(["stl", task, trunk["architecture"], *tokens])
@@ -90,7 +90,8 @@ def _baselines(profile: dict, run_args: list[str], configs) -> list[tuple[str, M
     have = {(trunk_key(c.to_dict()), task_names(c)[0], c.seed) for _, c in configs
             if is_baseline(task_names(c), c.weighting, c.schedule)}
     shared = parse_mtl_config(run_args, defaults=dict(profile.get("config", {})))[0].to_dict()
-    reference = trunk_config(shared) | {"experts": shared["experts"]}  # a name says 8experts only if not the default
+    # a name says 8experts only if not the profile's value
+    reference = trunk_config(shared) | {k: shared[k] for k in config_keys()}
     out, taken = [], {}  # taken: name → trunk key, so two trunks never share a folder
     for _, cfg in configs:
         if len(task_names(cfg)) < 2:

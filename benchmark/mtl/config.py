@@ -2,7 +2,8 @@
 
 The chosen task set, architecture, weighting, schedule and backbone bring their own knobs, namespaced by registry
 name like `hatswap run`'s: `--static.weights 1,0.5,1`, `--curriculum.starts 0,10,20`, `--gradnorm.alpha 1.5`,
-`--mtl_tasks.train-size 3000`, `--small_cnn.channels 16,32`.
+`--mtl_tasks.train-size 3000`, `--small_cnn.channels 16,32`. The toolkit document's `--experts` (and a profile's or
+config.json's "experts") is MMoE's `--mmoe.num-experts`, mapped by benchmark/mtl/keywords.py.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from benchmark.config import CommandParser, TrackedConfig, parse_with_entries, read_config_file
 from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING
 from benchmark.mtl.gradients import parse_relations_text
+from benchmark.mtl.keywords import config_keys, to_config_keys, to_knobs
 from benchmark.mtl.options import task_values
 from benchmark.mtl.registries import ARCHITECTURES, SCHEDULES, TASK_SETS, WEIGHTINGS
 from benchmark.registry import BACKBONES
@@ -41,7 +43,6 @@ class MTLConfig(TrackedConfig):
     shared_layers: int = 2  # number of shared hidden layers (per column for cross-stitch / progressive)
     shared_width: int = 64  # width of each shared hidden layer
     task_layers: tuple[int, ...] = (32,)  # hidden widths of each task head before its output layer
-    experts: int = 4  # MMoE's number of experts
     dropout: float = 0.0
     dropout_at: str = field(default="each", metadata={"choices": DROPOUT_AT})  # none | single | each
     activation: str = field(default="relu", metadata={"choices": tuple(ACTIVATIONS)})  # after every hidden layer
@@ -59,11 +60,16 @@ class MTLConfig(TrackedConfig):
     def __post_init__(self):
         super().__post_init__()
         self.check({"dropout": 0 <= self.dropout < 1, "shared_layers": self.shared_layers >= 1,
-                    "shared_width": self.shared_width >= 1, "experts": self.experts >= 1,
+                    "shared_width": self.shared_width >= 1,
                     "task_layers": all(w >= 1 for w in self.task_layers), "grad_clip": 0 <= self.grad_clip < inf,
                     "name": "/" not in self.name and not self.name.startswith(".")})
         task_values(self.task_lr, "--task-lr")  # its syntax here; its task names when the model is built
         parse_relations_text(self.task_relations)  # likewise
+
+    def to_dict(self) -> dict:
+        """The flat config, with an entry knob that the toolkit document names by a run-level key (MMoE's
+        `num_experts`: `experts`) under that key, as config.json has always held it (benchmark/mtl/keywords.py)."""
+        return to_config_keys(super().to_dict())
 
     @property
     def run_name(self) -> str:
@@ -80,8 +86,15 @@ def parse_mtl_config(argv=None, defaults: dict | None = None, origin: str = "the
     parser.add_argument("--force", action="store_true", help="redo an experiment whose results exist")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
+    run_level = config_keys()  # the toolkit's run-level keys of entry knobs: `--experts` = `--mmoe.num-experts`
+    for key, (knob, kw) in run_level.items():
+        parser.add_argument(f"--{key}", type=type(kw.field.default), default=None,
+                            help=f"= --{knob.replace('_', '-')} (the multi-task toolkit's flag; unused by the others)")
+
     def layers(ns) -> list[tuple[dict, str]]:
-        out = [(dict(defaults or {}), origin)]
-        return out + [(read_config_file(ns.config), str(ns.config))] if ns.config else out
+        out = [(to_knobs(defaults or {}), origin)]
+        out += [(to_knobs(read_config_file(ns.config)), str(ns.config))] if ns.config else []
+        flags = {key: getattr(ns, key) for key in run_level if getattr(ns, key) is not None}
+        return out + [(to_knobs(flags), f"the --{'/--'.join(flags)} flag")] if flags else out
 
     return parse_with_entries(parser, MTLConfig, ENTRY_FIELDS, argv, layers)

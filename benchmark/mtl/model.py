@@ -16,17 +16,20 @@ or 'vit_tiny', with `input_shape=(C, H, W)`); `pooling` = how its feature map be
 ('mean' over positions, or 'flatten' to keep the layout; `TokenBackbone`).
 Layers: `shared_layers` (widths, or a count of 64-wide layers; `num_layers` = the count), `task_layers` (one list
 or {task: list}), `activation` ('relu', 'gelu', 'tanh', ...; after every hidden layer), `dropout`/`dropout_at`;
-MMoE: `num_experts`, `expert_layers` (= its shared layers), `gate_layers`; cross-stitch: `cross_stitch_positions`
-(1-based layers followed by a unit).
-`loss_weights` = static weighting; `loss_weighting` = a registered weighting by name ('equal', 'static',
-'uncertainty' with optional `init_weights`, 'gradnorm' or 'grad-norm', 'dwa', 'pcgrad').
+An architecture's or weighting's own knobs by the toolkit's keywords, which its config declares (benchmark/mtl/
+keywords.py): MMoE `num_experts`, `expert_layers` (= its shared layers), `gate_layers`; cross-stitch
+`cross_stitch_positions` (1-based layers followed by a unit); uncertainty `init_weights`; or all of them at once
+as `architecture_args` / `weighting_args` (the config dataclass, or a dict of its fields).
+`loss_weights` = static weighting; `loss_weighting` = a registered weighting by name or declared alias ('equal',
+'static', 'uncertainty', 'gradnorm' or 'grad-norm', 'dwa', 'pcgrad').
 `compute_loss` is exact for the loss-level weightings; GradNorm's weight update and PCGrad's gradient surgery happen
 in `backward(losses)`, which the trainer calls (for PCGrad, `compute_loss` is the plain sum).
 `task_lrs` = {task: lr} for that task's head (`param_groups(lr)` builds the optimizer's groups); `task_relations` =
 {(task_a, task_b): 'positive' | 'negative' | 'neutral'}: a 'negative' pair's conflicting gradients on the shared
 parameters are projected apart in `backward` (benchmark/mtl/gradients.py); every pair's measured gradient cosine is
 reported beside its declared relation.
-Options of one architecture or weighting given to another are an error naming their owner.
+Options of one architecture or weighting given to another are an error naming their owner (except `num_experts`,
+which, like the document's `--experts`, any architecture takes and only MMoE uses); an unknown keyword is an error.
 """
 
 from __future__ import annotations
@@ -40,35 +43,25 @@ from benchmark.errors import UserError
 from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING, TokenBackbone, mlp
 from benchmark.mtl.architectures.base import ArchSpec
 from benchmark.mtl.gradients import add_flat, relation_correction
-from benchmark.mtl.options import (
-    entry_config,
-    head_widths,
-    int_tuple,
-    per_task_values,
-    relation_pairs,
-    shared_widths,
-    task_specs,
-    weights_text,
-    with_options,
-)
+from benchmark.mtl.keywords import check_known, resolve, shared_layers_of, with_keywords
+from benchmark.mtl.options import entry_config, head_widths, per_task_values, relation_pairs, shared_widths, task_specs
 from benchmark.mtl.registries import ARCHITECTURES, WEIGHTINGS
 from benchmark.registry import BACKBONES
 from benchmark.tasks import kind_of
-
-ALIASES = {"grad-norm": "gradnorm", "shared_bottom": "shared-bottom", "cross_stitch": "cross-stitch"}
 
 
 class MultiTaskModel(nn.Module):
     def __init__(self, tasks: Sequence | None = None, architecture: str = "shared-bottom", shared_layers=None,
                  task_layers: Sequence[int] | Mapping[str, Sequence[int]] = (32,), loss_weights: Mapping | None = None,
-                 loss_weighting: str | None = None, num_experts: int = 4, dropout: float = 0.0,
-                 dropout_at: str = "each", backbone: str | None = None, backbone_args=None,
-                 in_features: int | None = None, input_shape: tuple[int, int, int] | None = None,
-                 architecture_args=None, weighting_args=None, pooling: str = "mean", *, activation: str = "relu",
-                 num_layers: int | None = None, expert_layers=None, gate_layers=None, cross_stitch_positions=None,
-                 init_weights: Mapping | None = None, task_relations: Mapping | None = None,
-                 task_lrs: Mapping | None = None):
+                 loss_weighting: str | None = None, dropout: float = 0.0, dropout_at: str = "each",
+                 backbone: str | None = None, backbone_args=None, in_features: int | None = None,
+                 input_shape: tuple[int, int, int] | None = None, architecture_args=None, weighting_args=None,
+                 pooling: str = "mean", *, activation: str = "relu", num_layers: int | None = None,
+                 task_relations: Mapping | None = None, task_lrs: Mapping | None = None, **keywords):
+        """keywords: the architectures' and weightings' own (num_experts, expert_layers, gate_layers,
+        cross_stitch_positions, init_weights, ...: benchmark/mtl/keywords.py)."""
         super().__init__()
+        check_known(keywords)
         self.tasks = task_specs(tasks, task_layers, loss_weights)
         names = tuple(t.name for t in self.tasks)
         self.task_lrs = per_task_values(task_lrs, names, "task_lrs")
@@ -82,27 +75,40 @@ class MultiTaskModel(nn.Module):
         self.make_backbone, self.backbone_identity = self._backbone_factory(backbone, backbone_args, in_features,
                                                                             input_shape, pooling)
         per_task = head_widths(task_layers, names)
-        arch = ARCHITECTURES.get(ALIASES.get(architecture, architecture))
-        spec = ArchSpec(names, shared_widths(arch.name, shared_layers, num_layers, expert_layers), dropout,
-                        dropout_at, num_experts, activation)
-        positions = int_tuple(cross_stitch_positions, "cross_stitch_positions")
-        if positions == ():
-            raise UserError("cross_stitch_positions needs at least one layer number (1-based); leave it out to mix "
-                            "after every layer")
+        arch = resolve(ARCHITECTURES, architecture)
+        spec = ArchSpec(names, shared_widths(shared_layers_of(arch, shared_layers, keywords), num_layers), dropout,
+                        dropout_at, activation)
         self.architecture_name = arch.name
-        self.arch = arch.build(with_options(arch, architecture_args, {
-            "gate_layers": ("mmoe", "gate_layers", int_tuple(gate_layers, "gate_layers")),
-            "positions": ("cross-stitch", "cross_stitch_positions", positions)}), spec, self.make_backbone)
+        self.arch = arch.build(with_keywords(arch, architecture_args, keywords, names), spec, self.make_backbone)
         # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
             mlp(self.arch.out_dim, per_task[t.name], dropout, "each" if dropout_at == "each" else "none", activation),
             kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
-        self.weighting_name, self.weighting = self._weighting(loss_weights, loss_weighting, weighting_args, names,
-                                                              init_weights)
+        weighting = self._weighting_entry(loss_weights, loss_weighting)
+        self.weighting_name = weighting.name
+        self.weighting = weighting.build(with_keywords(weighting, self._weighting_args(weighting, loss_weights,
+                                                                                       weighting_args),
+                                                       keywords, names), names)
         self.negative_pairs = [pair for pair, relation in self.task_relations.items() if relation == "negative"]
-        if self.negative_pairs and self.weighting_name == "pcgrad":
-            raise UserError("pcgrad already projects every conflicting pair of tasks; a 'negative' task relation "
-                            "adds nothing to it: declare it with another weighting, or drop it")
+        if self.negative_pairs and weighting.meta.projects_conflicts:
+            raise UserError(f"{weighting.name} already projects every conflicting pair of tasks; a 'negative' task "
+                            f"relation adds nothing to it: declare it with another weighting, or drop it")
+
+    @staticmethod
+    def _weighting_entry(loss_weights, loss_weighting):
+        """The toolkit's `loss_weights` dict is the weighting with fixed weights (`fixed_weights`: static)."""
+        if loss_weights is None:
+            return resolve(WEIGHTINGS, loss_weighting or "equal")
+        fixed = [n for n in WEIGHTINGS.names() if WEIGHTINGS.get(n).meta.fixed_weights]
+        if loss_weighting is not None and resolve(WEIGHTINGS, loss_weighting).name not in fixed:
+            raise UserError(f"give loss_weights (static weighting) or loss_weighting={loss_weighting!r}, not both")
+        return resolve(WEIGHTINGS, loss_weighting or fixed[0])
+
+    @staticmethod
+    def _weighting_args(entry, loss_weights, args):
+        if loss_weights is None:
+            return args
+        return {entry.meta.fixed_weights: ",".join(f"{k}={v}" for k, v in loss_weights.items())}
 
     @staticmethod
     def _backbone_factory(name, args, in_features, input_shape, pooling):
@@ -127,20 +133,6 @@ class MultiTaskModel(nn.Module):
             return TokenBackbone(built.module, built.width, n_tokens, pooling)
 
         return make, probe.identity | {"name": name}
-
-    @staticmethod
-    def _weighting(loss_weights, loss_weighting, args, names, init_weights):
-        if loss_weights is not None and loss_weighting not in (None, "static"):
-            raise UserError(f"give loss_weights (static weighting) or loss_weighting={loss_weighting!r}, not both")
-        if loss_weights is not None:
-            name = "static"
-            args = {"weights": ",".join(f"{k}={v}" for k, v in loss_weights.items())}
-        else:
-            name = ALIASES.get(loss_weighting or "equal", loss_weighting or "equal")
-        entry = WEIGHTINGS.get(name)
-        init = weights_text(per_task_values(init_weights, names, "init_weights")) if init_weights is not None else None
-        return name, entry.build(with_options(entry, args, {"init_weights": ("uncertainty", "init_weights", init)}),
-                                 names)
 
     @property
     def compute_dtype(self) -> torch.dtype:

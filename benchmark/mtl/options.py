@@ -1,6 +1,7 @@
 """The multi-task toolkit's keywords of `MultiTaskModel` (docs/multi-task-api.md), checked and turned into what the
-registries take: which tasks, the shared widths, each architecture's and weighting's own config, the per-task
-dictionaries (learning rates, relations). Every bad value is one UserError naming the keyword."""
+registries take: which tasks, the shared widths, an entry's own config, the per-task dictionaries (learning rates,
+relations); the keywords that set an architecture's or weighting's own knobs: benchmark/mtl/keywords.py. Every bad
+value is one UserError naming the keyword."""
 
 from __future__ import annotations
 
@@ -44,18 +45,10 @@ def widths(layers, what: str) -> tuple[int, ...]:
     return out
 
 
-def shared_widths(architecture: str, shared_layers, num_layers, expert_layers) -> tuple[int, ...]:
+def shared_widths(shared_layers, num_layers) -> tuple[int, ...]:
     """The trunk's hidden widths (per column for cross-stitch / progressive, per expert for MMoE) from
-    `shared_layers`, `num_layers` (a count; the toolkit's cross-stitch knob) and `expert_layers` (MMoE's name)."""
-    if expert_layers is not None:
-        if architecture != "mmoe":
-            raise UserError(f"expert_layers sizes MMoE's experts; architecture {architecture!r} has none (use "
-                            f"shared_layers)")
-        experts = widths(expert_layers, "expert_layers")
-        if shared_layers is not None and widths(shared_layers, "shared_layers") != experts:
-            raise UserError(f"MMoE's experts are its shared layers: give expert_layers={list(experts)} or "
-                            f"shared_layers, not both")
-        shared_layers = experts
+    `shared_layers` (or the architecture's own keyword for them, benchmark.mtl.keywords) and `num_layers` (a count;
+    the toolkit's cross-stitch knob)."""
     if num_layers is not None:
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise UserError(f"num_layers must be a positive integer, got {num_layers!r}")
@@ -98,19 +91,6 @@ def entry_config(entry, given):
         return entry.config_cls(**(given or {}))
     except TypeError as e:
         raise UserError(f"bad options for {entry.name}: {e}") from None
-
-
-def with_options(entry, given, options: dict[str, tuple[str, str, object]]):
-    """entry_config(entry, given) with keyword options set on it: config field → (the entry it belongs to, the
-    keyword's name, its value; None = not given). One given to another entry is an error naming its owner."""
-    cfg = entry_config(entry, given)
-    for knob, (owner, keyword, value) in options.items():
-        if value is None:
-            continue
-        if entry.name != owner:
-            raise UserError(f"{keyword} belongs to {owner!r}, not {entry.name!r}")
-        cfg = dataclasses.replace(cfg or entry.config_cls(), **{knob: value})
-    return cfg
 
 
 def per_task_values(values: Mapping | None, names: Sequence[str], what: str) -> dict[str, float]:

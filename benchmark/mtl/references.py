@@ -18,6 +18,7 @@ import torch
 
 from benchmark.references import nearest
 from benchmark.tasks import kind_of
+from benchmark.tasks.reference import MeanTarget, Vote
 
 NEAREST = "1-NN on raw pixels"
 CONSTANT = "majority class / mean training image"
@@ -32,16 +33,18 @@ def trivial_references(data, split: str) -> dict[str, dict[str, dict[str, float]
     x_train, y_train = data.x["train"], data.y["train"]
     x_eval, y_eval = data.x[split], data.y[split]
     kinds = {s.name: kind_of(s) for s in data.tasks}
-    nn_idx = nearest_neighbour(x_train, x_eval) if any(k.reference == "vote" for k in kinds.values()) else None
+    nn_idx = nearest_neighbour(x_train, x_eval) if any(isinstance(k.reference, Vote) for k in kinds.values()) \
+        else None
     refs = {NEAREST: {}, CONSTANT: {}}
     for spec in data.tasks:
         target, train_target = y_eval[spec.name], y_train[spec.name]
-        if kinds[spec.name].reference == "vote":
+        ref = kinds[spec.name].reference
+        if isinstance(ref, Vote):
             refs[NEAREST][spec.name] = {"accuracy": float((train_target[nn_idx] == target).double().mean())}
             majority = torch.bincount(train_target).argmax()
             refs[CONSTANT][spec.name] = {"accuracy": float((target == majority).double().mean())}
-        elif kinds[spec.name].reference == "mean":
+        elif isinstance(ref, MeanTarget):
             mse = float((target.double() - train_target.double().mean(dim=0, keepdim=True)).pow(2).mean())
             loss = mse * len(target) / max(len(target), 1)  # as a split's sum of per-sample losses ÷ its size
-            refs[CONSTANT][spec.name] = {"loss": loss} | kinds[spec.name].scores_of_mse(loss, spec)
+            refs[CONSTANT][spec.name] = {"loss": loss} | ref.scores_of_mse(loss, spec)
     return {name: per_task for name, per_task in refs.items() if per_task}

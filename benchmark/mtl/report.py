@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmark.mtl.pareto import front
 from benchmark.mtl.plots import val_curves
+from benchmark.mtl.registries import SCHEDULES, WEIGHTINGS
 from benchmark.mtl.transfer import DELTA_M_CONVENTION, delta_m, is_baseline, transfer_gain, trunk_key
 from benchmark.results import atomic_write, read_run
 
@@ -95,7 +96,7 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
     return {
         "group": groups.get(s["name"], "stl" if single else ""), "experiment": s["name"],
         "seed": s["seed"], "architecture": s["architecture"], "weighting": s["weighting"],
-        "weights": c.get("static.weights", "") if s["weighting"] == "static" else "",
+        "weights": _fixed_weights(s["weighting"], c),
         "schedule": s["schedule"], "shared_layers": c.get("shared_layers"), "dropout": _dropout(c),
         "tasks": ",".join(s["tasks"]), "baselines": "" if single else _baseline_names(base) or "none",
         "train_loss": s["train_loss"], "val_loss": s["val_loss"],
@@ -107,9 +108,17 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
         "params": s.get("params"), "wall_s": s["total_wall_s"]}
 
 
+def _fixed_weights(weighting: str, config: dict) -> str:
+    """The user-given task weights of a weighting that declares them (`fixed_weights`: static's), as config.json
+    holds them; "" for a weighting that computes its own."""
+    knob = WEIGHTINGS.get(weighting).meta.fixed_weights
+    return config.get(f"{weighting}.{knob}", "") if knob else ""
+
+
 def _sequential(s: dict) -> bool:
-    """Whether run s trained its tasks one after another (one evaluation per task after `init`): ACC is a CL one."""
-    return s["schedule"] == "sequential" and len(s["evaluations"]) == len(s["tasks"]) + 1
+    """Whether run s trained its tasks one after another (a `continual` schedule, one evaluation per task after
+    `init`): ACC is a CL one."""
+    return SCHEDULES.get(s["schedule"]).meta.continual and len(s["evaluations"]) == len(s["tasks"]) + 1
 
 
 def table(runs: list[dict], groups: dict[str, str] | None = None) -> pd.DataFrame:

@@ -60,7 +60,7 @@ def build_model(cfg: MTLConfig, tasks, input_shape, task_set_names=None) -> Mult
             raise UserError(f"{flag} names unknown task(s) {unknown}; tasks are {list(task_set_names or names)}")
     return MultiTaskModel(tasks, architecture=cfg.architecture, shared_layers=[cfg.shared_width] * cfg.shared_layers,
                           task_layers=cfg.task_layers, loss_weighting=cfg.weighting, weighting_args=cfg.weighting_args,
-                          num_experts=cfg.experts, dropout=cfg.dropout, dropout_at=cfg.dropout_at,
+                          dropout=cfg.dropout, dropout_at=cfg.dropout_at,
                           backbone=cfg.backbone, backbone_args=cfg.backbone_args, input_shape=tuple(input_shape),
                           architecture_args=cfg.architecture_args, pooling=cfg.pooling, activation=cfg.activation,
                           task_lrs={t: v for t, v in lrs.items() if t in names},
@@ -113,7 +113,7 @@ def _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device
     rows, epochs, train_s = train_stages(model, data, stages, cfg, device, log)
     primary = {t.name: t.primary for t in tasks}
     score_rows = [(label, [scores[t][primary[t]] for t in names]) for label, scores in rows]
-    sequential = len(score_rows) - 1 == len(names) and cfg.schedule == "sequential"
+    sequential = len(score_rows) - 1 == len(names) and SCHEDULES.get(cfg.schedule).meta.continual
     final = rows[-1][1]
     summary = score_summary(score_rows, sequential) | {
         "name": cfg.run_name, "seed": cfg.seed, "status": "ok", "task_set": cfg.task_set, "tasks": list(names),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 
+from benchmark.mtl.keywords import config_keys
 from benchmark.results import ADDED_LATER
 
 DELTA_M_CONVENTION = ("Δm = (1/T) Σ_t (−1)^l_t (M_t − M_STL,t) / M_STL,t, l_t = 1 if lower is better (Maninis et al. "
@@ -31,9 +32,10 @@ DELTA_M_CONVENTION = ("Δm = (1/T) Σ_t (−1)^l_t (M_t − M_STL,t) / M_STL,t, 
                       "dropout) with equal weighting, joint schedule and the profile's budget; '–' = no such run. "
                       "Positive Δm = better than the single-task baselines on average.")
 
-# MTLConfig fields that define the network a task is trained with (plus each chosen entry's own knobs).
-TRUNK_FIELDS = ("architecture", "backbone", "pooling", "shared_layers", "shared_width", "task_layers", "experts",
-                "dropout", "dropout_at", "activation", "task_set")
+# MTLConfig fields that define the network a task is trained with (plus each chosen entry's own knobs, and the
+# run-level keys of architecture knobs: MMoE's `experts`, benchmark/mtl/keywords.py).
+TRUNK_FIELDS = ("architecture", "backbone", "pooling", "shared_layers", "shared_width", "task_layers", "dropout",
+                "dropout_at", "activation", "task_set")
 ENTRY_FIELDS = ("architecture", "backbone", "task_set")  # their `<name>.<knob>` keys are part of the trunk too
 
 
@@ -56,12 +58,13 @@ def trunk_flags(config: dict) -> dict:
     """The keys of a flat run config (MTLConfig.to_dict(), as in config.json) that define its trunk, as they are:
     what a derived baseline copies from its experiment."""
     prefixes = tuple(f"{config.get(k)}." for k in ENTRY_FIELDS)
-    return {k: config.get(k) for k in TRUNK_FIELDS} | {k: v for k, v in config.items() if k.startswith(prefixes)}
+    return {k: config.get(k) for k in (*TRUNK_FIELDS, *config_keys())} | {
+        k: v for k, v in config.items() if k.startswith(prefixes)}
 
 
 def trunk_config(config: dict) -> dict:
     """trunk_flags(config), normalised so that settings without effect compare equal: no dropout whatever
-    `dropout_at`; `experts` only for MMoE."""
+    `dropout_at`; a run-level key of an architecture's knob (`experts`) only for that architecture."""
     out = trunk_flags(config)
     prefixes = tuple(f"{config.get(k)}." for k in ENTRY_FIELDS)
     for key, value in ADDED_LATER.items():  # runs written before a setting existed had its value (pooling: mean)
@@ -69,8 +72,9 @@ def trunk_config(config: dict) -> dict:
             out[key] = value
     if not out["dropout"] or out["dropout_at"] == "none":
         out["dropout"], out["dropout_at"] = 0.0, "none"
-    if out["architecture"] != "mmoe":
-        out["experts"] = None
+    for key, (_, keyword) in config_keys().items():
+        if out["architecture"] != keyword.entry:
+            out[key] = None
     return out
 
 

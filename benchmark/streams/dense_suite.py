@@ -22,14 +22,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from benchmark.data.dense_sources import DENSE_SOURCES, load_dense_task
-from benchmark.dense import KIND_ORDER
+from benchmark.data.dense_sources import DENSE_SOURCES, dense_kind, load_dense_task
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec, kind_of, task_kind
 
-SHORT = {"segmentation": "seg", "detection": "det", "classification": "cls"}
+KIND_ORDER = ("segmentation", "detection", "classification")  # task ids 0, 1, 2, as the dense suite's document orders
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,9 @@ def _materialize(ds: Dataset) -> TensorDataset:
 
 
 def _spec(kind: str, t: int, split, cfg: DenseSuiteConfig) -> TaskSpec:
-    params = {"segmentation": {"num_classes": len(split.classes), "image_size": cfg.image_size,
-                               "ignore_index": 255 if split.ignore_index is None else split.ignore_index},
-              "detection": {"num_classes": len(split.classes), "image_size": cfg.image_size, "grid": cfg.grid,
-                            "max_boxes": cfg.max_boxes},
-              "classification": {"num_classes": len(split.classes)}}[kind]
-    return TaskSpec(name=f"t{t}_{SHORT[kind]}_{task_kind(kind).primary}", kind=kind, params=params,
+    dense = dense_kind(kind)  # the kind's data (benchmark/data/dense_kinds): its short name, its spec parameters
+    return TaskSpec(name=f"t{t}_{dense.short}_{task_kind(kind).primary}", kind=kind,
+                    params=dense.spec_params(split.classes, cfg),
                     about={"classes": list(split.classes), "source": cfg.source})
 
 
@@ -111,7 +107,7 @@ def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool =
                                                  download=download, apt_install=apt_install,
                                                  n_train=cfg.train_size(t)))
             except UserError as e:  # real data: name every missing dataset at once, not one per attempt
-                if cfg.source != "real":
+                if DENSE_SOURCES[cfg.source].offline:
                     raise
                 if str(e) not in missing:
                     missing.append(str(e))
@@ -122,7 +118,7 @@ def dense_suite(cfg: DenseSuiteConfig, *, seed: int, data_root, download: bool =
     sets, frames = {}, {}
     for split, parts in splits.items():
         packed = [PackedDataset(p.dataset, tasks[t], t, length) for t, p in enumerate(parts)]
-        if cfg.source == "fmnist_scenes":
+        if DENSE_SOURCES[cfg.source].offline:
             packed = [_materialize(p) for p in packed]
         sets[split] = [(p, None) for p in packed]
         # index = the image's index in its source dataset (the seeded subset), per task

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from benchmark.distill import kd_loss
+from benchmark.tasks.reference import TrivialReference, Vote
 
 CERTAIN = 20.0  # a logit that reads as certainty (σ(20) = 1 − 2e-9): encodes a known answer as an output
 
@@ -22,8 +23,8 @@ class TaskKind:
               labels: needed when a batch mixes tasks whose targets differ in shape (Avalanche collates one tensor)
     pad       value of the columns past a task's own width in the model's routed B × max-width output
     transfer  (metric, lower is better) that multi-task transfer gain and Δm compare (benchmark/mtl/transfer.py)
-    reference the trivial reference on raw pixels (benchmark/references.py): "vote" (k-NN vote over `labels`),
-              "copy" (the nearest training image's target), "mean" (the mean training target), None
+    reference the trivial reference on raw pixels, an optional capability (benchmark/tasks/reference.py: Vote,
+              Copy, MeanTarget, each with what it needs); None: the kind has none and implements nothing for it
 
     Methods take the task's spec (its `params` is this kind's parameter dataclass).
     """
@@ -32,7 +33,7 @@ class TaskKind:
     reads: str = "vector"
     packed: bool = False
     pad: float = 0.0
-    reference: str | None = None
+    reference: TrivialReference | None = None
 
     @property
     def transfer(self) -> tuple[str, bool]:
@@ -69,24 +70,9 @@ class TaskKind:
         """A batch's targets as the stream yields them → what `loss` and the metric read."""
         return y
 
-    # What the trivial references need (benchmark/references.py, benchmark/mtl/references.py), by `reference`:
-    # "vote" → labels, as_target, as_output; "copy" → as_output; "mean" → scores_of_mse.
-
-    def labels(self, target: torch.Tensor) -> torch.Tensor:
-        """Targets (as `target_of` gives them) → class labels, the k-NN reference votes over them."""
-        raise NotImplementedError(f"{type(self).__name__} declares no class labels (reference 'vote' needs them)")
-
-    def as_target(self, labels: torch.Tensor) -> torch.Tensor:
-        """Class labels → targets as `target_of` gives them."""
-        raise NotImplementedError(f"{type(self).__name__}: reference 'vote' needs as_target")
-
     def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
         """Targets → the output that predicts exactly them (scored by the kind's own metric)."""
-        raise NotImplementedError(f"{type(self).__name__}: references 'vote' and 'copy' need as_output")
-
-    def scores_of_mse(self, mse: float, spec) -> dict[str, float]:
-        """A split's mean squared error → the kind's metrics (reference 'mean')."""
-        raise NotImplementedError(f"{type(self).__name__}: reference 'mean' needs scores_of_mse")
+        raise NotImplementedError(f"{type(self).__name__} implements no as_output")
 
     def unflatten(self, o: torch.Tensor, spec) -> torch.Tensor:
         """A head's B × output_len output → the tensor the loss compares with a target (multi-task model)."""
@@ -103,7 +89,7 @@ class LabelKind(TaskKind):
     MultiTaskModule pads with 0, which silently changes all three when heads differ in width)."""
 
     pad = float("-inf")
-    reference = "vote"
+    reference = Vote()  # targets are the class labels
 
     def shape(self, spec):
         return (spec.params.num_classes,)
@@ -123,12 +109,6 @@ class LabelKind(TaskKind):
 
     def predict(self, o, spec):
         return o.argmax(dim=-1)
-
-    def labels(self, target: torch.Tensor) -> torch.Tensor:
-        return target.long()
-
-    def as_target(self, labels: torch.Tensor) -> torch.Tensor:
-        return labels
 
     def as_output(self, y: torch.Tensor, spec) -> torch.Tensor:
         """One-hot logits."""

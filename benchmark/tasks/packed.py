@@ -14,13 +14,14 @@ from __future__ import annotations
 import torch
 
 from benchmark.tasks.kind import TaskKind
+from benchmark.tasks.reference import Copy
 
 
 class PackedKind(TaskKind):
     packed = True
     reads = "map"
     pad = 0.0
-    reference = "copy"
+    reference = Copy()
 
     def payload_len(self, spec) -> int:
         raise NotImplementedError

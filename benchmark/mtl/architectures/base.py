@@ -19,7 +19,6 @@ class ArchSpec:
     shared_layers: tuple[int, ...]  # widths of the shared (or per-column) hidden layers
     dropout: float = 0.0
     dropout_at: str = "each"  # none | last | each
-    num_experts: int = 4  # MMoE only
     activation: str = "relu"  # after each hidden layer (benchmark.models.layers.ACTIVATIONS)
 
 

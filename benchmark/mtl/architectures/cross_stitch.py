@@ -19,7 +19,7 @@ reaches all tasks via α.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,7 +33,9 @@ from benchmark.mtl.registries import ARCHITECTURES
 @dataclass(frozen=True)
 class CrossStitchConfig:
     alpha_same: float = 0.9  # initial weight of a column's own activations
-    positions: tuple[int, ...] = ()  # after which layers (1-based) a unit mixes the columns; () = after every one
+    # after which layers (1-based) a unit mixes the columns; () = after every one
+    positions: tuple[int, ...] = field(default=(), metadata={"keyword": "cross_stitch_positions",
+                                                             "nonempty": "a unit after every layer"})
 
     def __post_init__(self):
         if not 0 <= self.alpha_same <= 1:
@@ -89,6 +91,6 @@ class CrossStitch(Architecture):
         return self.backbone.last_parameters() or [self.alphas[-1]]
 
 
-@ARCHITECTURES.register("cross-stitch", config_cls=CrossStitchConfig)
+@ARCHITECTURES.register("cross-stitch", config_cls=CrossStitchConfig, aliases=("cross_stitch",))
 def build(cfg: CrossStitchConfig, spec: ArchSpec, make_backbone: BackboneFactory) -> CrossStitch:
     return CrossStitch(cfg or CrossStitchConfig(), spec, make_backbone)

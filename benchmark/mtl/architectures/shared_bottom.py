@@ -29,6 +29,6 @@ class SharedBottom(Architecture):
         return list(linear_layers(self.trunk)[-1].parameters())
 
 
-@ARCHITECTURES.register("shared-bottom")
+@ARCHITECTURES.register("shared-bottom", aliases=("shared_bottom",))
 def build(cfg, spec: ArchSpec, make_backbone: BackboneFactory) -> SharedBottom:
     return SharedBottom(spec, make_backbone)

@@ -5,6 +5,6 @@ from benchmark.mtl.registries import SCHEDULES
 from benchmark.mtl.schedules.stage import Stage
 
 
-@SCHEDULES.register("sequential")
+@SCHEDULES.register("sequential", continual=True)
 def build(cfg, *, epochs: int, tasks: tuple[str, ...]) -> list[Stage]:
     return [Stage(epochs, (t,), eval_label=f"after_exp{k}") for k, t in enumerate(tasks)]

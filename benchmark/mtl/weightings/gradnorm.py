@@ -68,6 +68,6 @@ class GradNorm(Weighting):
         return {t: float(wt) for wt, t in zip(w.detach(), active, strict=True)}
 
 
-@WEIGHTINGS.register("gradnorm", config_cls=GradNormConfig)
+@WEIGHTINGS.register("gradnorm", config_cls=GradNormConfig, aliases=("grad-norm",))
 def build(cfg: GradNormConfig, tasks: tuple[str, ...]) -> GradNorm:
     return GradNorm(cfg or GradNormConfig(), tasks)

@@ -52,6 +52,6 @@ class PCGrad(Weighting):
         return dict.fromkeys(active, 1.0)
 
 
-@WEIGHTINGS.register("pcgrad")
+@WEIGHTINGS.register("pcgrad", projects_conflicts=True)
 def build(cfg, tasks: tuple[str, ...]) -> PCGrad:
     return PCGrad()

@@ -40,6 +40,6 @@ class Static(Weighting):
         return {t: torch.tensor(self.w[t]) for t in losses}
 
 
-@WEIGHTINGS.register("static", config_cls=StaticConfig)
+@WEIGHTINGS.register("static", config_cls=StaticConfig, fixed_weights="weights")
 def build(cfg: StaticConfig, tasks: tuple[str, ...]) -> Static:
     return Static(parse_weights((cfg or StaticConfig()).weights, tasks))

@@ -17,7 +17,7 @@ task1=1,task2=0.5` (the multi-task toolkit's `init_weights={'task1': 1.0, 'task2
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -29,7 +29,8 @@ from benchmark.mtl.weightings.base import Weighting, per_task_numbers
 
 @dataclass(frozen=True)
 class UncertaintyConfig:
-    init_weights: str = ""  # initial exp(−s_t): name=value pairs (tasks left out: 1) or one value per task; "" = all 1
+    # initial exp(−s_t): name=value pairs (tasks left out: 1) or one value per task; "" = all 1
+    init_weights: str = field(default="", metadata={"keyword": "init_weights"})
 
 
 def initial_weights(text: str, tasks: tuple[str, ...]) -> dict[str, float]:

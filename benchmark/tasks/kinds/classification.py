@@ -20,6 +20,7 @@ from benchmark.distill import kl_t2
 from benchmark.registry import KINDS
 from benchmark.tasks.kind import CERTAIN
 from benchmark.tasks.packed import PackedKind
+from benchmark.tasks.reference import Vote
 
 
 @dataclass(frozen=True)
@@ -39,13 +40,7 @@ class ClsHead(nn.Module):
 @KINDS.register("classification", config_cls=ClassificationParams)
 class Classification(PackedKind):
     primary = "top1"
-    reference = "vote"
-
-    def labels(self, target: torch.Tensor) -> torch.Tensor:
-        return target[:, 0].long()
-
-    def as_target(self, labels: torch.Tensor) -> torch.Tensor:
-        return labels[:, None].float()
+    reference = Vote(labels=lambda target: target[:, 0].long(), as_target=lambda labels: labels[:, None].float())
 
     def make_head(self, spec, width: int) -> nn.Module:
         return ClsHead(width, spec.params.num_classes)

@@ -21,6 +21,7 @@ from torch import nn
 
 from benchmark.registry import KINDS
 from benchmark.tasks.kind import TaskKind
+from benchmark.tasks.reference import MeanTarget
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class _MeanSquaredError:
 @KINDS.register("reconstruction", config_cls=ReconstructionParams)
 class Reconstruction(TaskKind):
     primary = "recon_score"
-    reference = "mean"  # predict the mean training target (benchmark/mtl/references.py)
+    reference = MeanTarget(scores_of_mse=scores)  # predict the mean training target (benchmark/mtl/references.py)
 
     @property
     def transfer(self):
@@ -76,9 +77,6 @@ class Reconstruction(TaskKind):
 
     def metric(self, spec):
         return _MeanSquaredError(self, spec)
-
-    def scores_of_mse(self, mse: float, spec) -> dict[str, float]:
-        return scores(mse, spec)
 
     def unflatten(self, o: torch.Tensor, spec) -> torch.Tensor:
         return o.view(-1, *spec.params.shape)
