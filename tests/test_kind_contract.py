@@ -15,7 +15,8 @@ B, WIDTH, MAP_SIDE = 6, 8, 4
 
 
 def label_targets(kind, spec, gen):
-    return kind.as_target(torch.randint(0, spec.params.num_classes, (B,), generator=gen))
+    """Class labels as the kind's targets (its declared k-NN reference, a `Vote`, maps labels to targets)."""
+    return kind.reference.as_target(torch.randint(0, spec.params.num_classes, (B,), generator=gen))
 
 
 def seg_targets(kind, spec, gen):
