@@ -62,6 +62,26 @@ def register_grid_kind(name: str, kind: GridKind) -> None:
     GRID_KINDS[name] = kind
 
 
+# A profile section that a package built on the core turns into the runs' backbone weights before they are planned
+# ("pretrain": its DINO pretraining, registered by benchmark/pretrain/batch.py). The package registers itself and the
+# composition root (benchmark/cli.py) loads it, so the grid runner never imports the packages built on it.
+WEIGHTS_STEPS: dict[str, Callable[[str, Any], Path]] = {}
+
+
+def register_weights_step(section: str, weights_for: Callable[[str, Any], Path]) -> None:
+    """weights_for(profile name, a planned run's config) → the weights file every run of the profile loads."""
+    if section in WEIGHTS_STEPS:
+        raise KeyError(f"profile section {section!r} already has a weights step")
+    WEIGHTS_STEPS[section] = weights_for
+
+
+def weights_step(section: str) -> Callable[[str, Any], Path]:
+    if section not in WEIGHTS_STEPS:
+        raise UserError(f"the profile's {section!r} section has no step here (run it with `hatswap batch`, which "
+                        f"loads every step)")
+    return WEIGHTS_STEPS[section]
+
+
 def grid_kind(name: str) -> GridKind:
     if name not in GRID_KINDS:
         raise UserError(f"profile kind {name!r} has no batch runner here; known: {', '.join(sorted(GRID_KINDS))} "
@@ -205,9 +225,7 @@ def _plan_runs(profile_name: str, profile: dict, run_args: list[str], seeds, sel
     if "pretrain" in profile and not planned[0][1].backbone_weights:
         # The profile's backbone comes from its own pretraining (benchmark/pretrain/; a cache hit once done);
         # --backbone-weights FILE on the command line uses that file instead.
-        from benchmark.pretrain.pipeline import pretrain_for_run
-
-        weights = pretrain_for_run(profile_name, planned[0][1])
+        weights = weights_step("pretrain")(profile_name, planned[0][1])
         return _plan_runs(profile_name, profile, [*run_args, "--backbone-weights", str(weights)], seeds, selection)
     return planned
 

@@ -260,10 +260,11 @@ def cmd_report(argv) -> int:
 
 
 def _batch_runner():
-    """benchmark.batch, with every kind of batch registered: the core's continual one and the multi-task one (the
-    entry point is the one place that knows both)."""
+    """benchmark.batch, with every kind of batch registered: the core's continual one and the multi-task one, and
+    every profile step: a profile's "pretrain" section (the entry point is the one place that knows them all)."""
     import benchmark.batch
     import benchmark.mtl.batch  # noqa: F401  (registers the `mtl` grid kind)
+    import benchmark.pretrain.batch  # noqa: F401  (registers the "pretrain" weights step)
 
     return benchmark.batch
 

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+import benchmark
 from benchmark.errors import UserError
 from benchmark.metrics import cl_metrics
 from benchmark.run_lock import (
@@ -302,7 +303,7 @@ def lock_folder(folder: Path) -> str:
 
 
 def git_state() -> dict:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(benchmark.__file__).resolve().parent.parent  # the checkout holding the package
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,

@@ -28,6 +28,7 @@ from benchmark.harness_plugins import (
     ProgressBar,
     TaskLoss,
     TrainLog,
+    describe_training,
     schedule_plugins,
     strategy_float_knobs,
 )
@@ -40,7 +41,7 @@ from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.sampling import ClassBalancedSampling
 from benchmark.scenarios import apply_scenario, model_tasks, stream_label
-from benchmark.summary import budget, run_scores, run_summary, task_il_rows
+from benchmark.summary import RunHeader, budget, run_summary, task_il_rows
 from benchmark.tasks import TaskCriterion
 from benchmark.tracking import WandbTracker
 from benchmark.tuning.record import experience_plugins
@@ -120,10 +121,12 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     strategy.scenario = cfg.scenario  # what LwF and replay read (benchmark/scenarios.py)
     try:
         rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
-        scores = run_scores(rows, entry.meta)
-        cost = budget(cfg, model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s))
-        summary = run_summary(cfg, entry.meta, rows, scores, cost, train_log, pixels, bench.column_specs,
-                              backbone_id, t_start, tracker)
+        cost = budget(model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s),
+                      Path(cfg.cache_dir) if cfg.cache_dir else None)
+        header = RunHeader(label, cfg.scenario, cfg.strategy, cfg.seed,
+                           describe_training(cfg, entry.meta, len(pixels.scenario.train_stream)))
+        summary = run_summary(header, entry.meta, rows, cost, train_log, pixels, bench.column_specs, t_start,
+                              tracker.info, backbone_id["weights"])
         write_run(folder, config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device)),
                   matrix_csv(rows.task_names, rows.scores), summary, force=force,
                   fill=lambda d: _fill(d, cfg, rows, train_log, tag))
@@ -132,7 +135,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
         tracker.finish(exit_code=1)
         raise
     tracker.finish()
-    fmt = {k: "n/a" if scores[k] is None else f"{scores[k]:+.3f}" for k in ("acc", "bwt", "forgetting", "fwt")}
+    fmt = {k: "n/a" if summary[k] is None else f"{summary[k]:+.3f}" for k in ("acc", "bwt", "forgetting", "fwt")}
     say(f"budget: {cost['params']:,} params, train {cost['train_wall_s']:.1f}s, inference "
         f"{cost['latency_ms_per_image']:.2f} ms/image (batch 1, {device})")
     say(f"ACC {fmt['acc']}  BWT {fmt['bwt']}  forgetting {fmt['forgetting']}  FWT {fmt['fwt']}  "

@@ -4,16 +4,27 @@ inference latency), and where every number came from."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.device import latency_ms_per_image
 from benchmark.feature_cache import WithBackbone, cached_run_latency, default_cache_dir
-from benchmark.harness_plugins import describe_training
 from benchmark.references import trivial_references
 from benchmark.results import data_source, score_summary
-from benchmark.scenarios import stream_label
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """What summary.json says the run was: its names, and its training as one line (harness_plugins'
+    describe_training); the pieces of the run's config the summary reads, so the whole config never reaches it."""
+
+    stream: str  # the stream's label, with its scenario (benchmark/scenarios.py's stream_label)
+    scenario: str
+    strategy: str
+    seed: int
+    training: str
 
 
 def run_scores(log, meta) -> dict:
@@ -31,22 +42,23 @@ def task_il_rows(log) -> list[tuple[str, list[float]]]:
     return [(label, [e["task_il_accuracy"] for e in row]) for label, row in log.extras]
 
 
-def task_il_view(cfg, meta, log) -> dict:
+def task_il_view(scenario: str, meta, log) -> dict:
     """{} but for a class-IL run; its `task_il`: its masked R and that R's ACC, BWT, forgetting, FWT."""
-    if cfg.scenario != "class-il":
+    if scenario != "class-il":
         return {}
     rows = task_il_rows(log)
     return {"task_il": {"eval_score": dict(rows)} | score_summary(rows, sequential=not meta.one_shot)}
 
 
-def budget(cfg, model, net, probes, device, backbone_id: dict, train_wall_s: float) -> dict:
+def budget(model, net, probes, device, backbone_id: dict, train_wall_s: float, cache_dir: Path | None) -> dict:
     """What the trained network costs as deployed. `model`: the network as built (its backbone); `net`: what
     was trained (a strategy may wrap it; on cached features it has no backbone of its own). A cached run's
-    backbone latency is measured once per machine and input and reused (benchmark/feature_cache.py)."""
+    backbone latency is measured once per machine and input and reused (benchmark/feature_cache.py; `cache_dir`:
+    --cache-dir, None for the default)."""
     latency_how = None
     if "feature_cache" in backbone_id:
         ms, latency_how = cached_run_latency(model.backbone, net, probes, device, backbone_id,
-                                             Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir())
+                                             cache_dir or default_cache_dir())
         net = WithBackbone(model.backbone, net)
     else:
         ms = latency_ms_per_image(net, probes, device)
@@ -58,22 +70,22 @@ def budget(cfg, model, net, probes, device, backbone_id: dict, train_wall_s: flo
             "device": str(device)}
 
 
-def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tasks, backbone_id, t_start: float,
-                tracker) -> dict:
-    """`scores`: run_scores; `pixels`: the stream on images (trivial references are computed on them, not on
-    cached features)."""
-    names, data = [t.name for t in tasks], pixels.provenance["train"]
-    return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | task_il_view(cfg, meta, log) | {
-        "stream": stream_label(cfg.stream, cfg.scenario), "scenario": cfg.scenario, "strategy": cfg.strategy,
-        "seed": cfg.seed, "status": "ok", "tasks": names,
+def run_summary(run: RunHeader, meta, log, cost: dict, train_log, pixels, tasks, t_start: float, wandb: dict | None,
+                backbone_weights: str) -> dict:
+    """`log`: R's rows; `cost`: budget's; `pixels`: the stream on images (trivial references are computed on them, not
+    on cached features); `wandb`: the tracker's info. Its ACC, BWT, forgetting and FWT are run_scores'."""
+    names, data, scores = [t.name for t in tasks], pixels.provenance["train"], run_scores(log, meta)
+    return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | task_il_view(run.scenario, meta, log) | {
+        "stream": run.stream, "scenario": run.scenario, "strategy": run.strategy,
+        "seed": run.seed, "status": "ok", "tasks": names,
         "baseline": meta.baseline, "final": scores["final"], "just_trained": scores["just_trained"],
         "untrained": scores["untrained"], "eval_score": dict(log.scores), "eval_loss": dict(log.losses),
         "exp_wall_s": train_log.exp_wall_s,
         "eval_wall_s": log.wall_s, "train_wall_s": cost["train_wall_s"], "budget": cost,
         "metric_units": {t.name: t.primary for t in tasks},
         "references": trivial_references(pixels) if meta.baseline else None,
-        "training": describe_training(cfg, meta, len(pixels.scenario.train_stream)), "extra_scores": log.extra_scores(),
+        "training": run.training, "extra_scores": log.extra_scores(),
         "total_wall_s": time.perf_counter() - t_start, "epoch_train_loss": train_log.epoch_loss,
-        "backbone_weights": backbone_id["weights"],
+        "backbone_weights": backbone_weights,
         "data_source": data_source(data), "device": cost["device"],
-        "wandb": tracker.info}
+        "wandb": wandb}

@@ -175,14 +175,14 @@ def test_a_subsample_is_materialised_once_per_process_and_the_cache_is_bounded(m
     import torch
     from torch.utils.data import TensorDataset
 
-    from benchmark.streams import binary_tasks
+    from benchmark.data import loading
 
     ds = TensorDataset(torch.arange(40.0).view(10, 4), torch.zeros(10))
-    first = binary_tasks.materialize_images(ds, np.array([1, 3, 5]))
+    first = loading.materialize_images(ds, np.array([1, 3, 5]))
     assert torch.equal(first, torch.arange(40.0).view(10, 4)[[1, 3, 5]])
-    assert binary_tasks.materialize_images(ds, np.array([1, 3, 5])) is first  # the same subsample: reused
-    assert binary_tasks.materialize_images(ds, np.array([1, 3, 6])) is not first
-    monkeypatch.setattr(binary_tasks, "MATERIALIZED_BYTES", 8 * 48)  # room for eight 3×4 float32 subsamples
+    assert loading.materialize_images(ds, np.array([1, 3, 5])) is first  # the same subsample: reused
+    assert loading.materialize_images(ds, np.array([1, 3, 6])) is not first
+    monkeypatch.setattr(loading, "MATERIALIZED_BYTES", 8 * 48)  # room for eight 3×4 float32 subsamples
     for k in range(8):  # eight newer subsamples evict the least recently used one
-        binary_tasks.materialize_images(ds, np.array([0, 2, k + 2]))
-    assert binary_tasks.materialize_images(ds, np.array([1, 3, 5])) is not first
+        loading.materialize_images(ds, np.array([0, 2, k + 2]))
+    assert loading.materialize_images(ds, np.array([1, 3, 5])) is not first

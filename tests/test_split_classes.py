@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.cli import main
+from benchmark.data.loading import load_source
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.streams.binary_tasks import load_source
 from benchmark.streams.split_classes import SplitClassesConfig, class_groups
 
 

@@ -99,8 +99,21 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
 
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                            name=tag, group=cfg.wandb_group or "mtl", job_type=cfg.architecture, config=cfg.to_dict())
+    # What the summary says the run was: the pieces of its config it reads, so the whole config never reaches it.
+    identity = {"name": cfg.run_name, "seed": cfg.seed, "status": "ok", "task_set": cfg.task_set, "tasks": list(names),
+                "architecture": cfg.architecture, "weighting": cfg.weighting, "schedule": cfg.schedule,
+                "backbone": cfg.backbone}
     try:
-        folder = _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log)
+        trained = train_stages(model, data, stages, cfg, device, log)
+        summary, score_rows = _summary(identity, tasks, trained, data, model, t_start, str(device), tracker.info)
+        _write(folder, config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device)), tag,
+               summary, score_rows, force)
+        tracker.log_epochs(summary["epochs"])
+        tracker.log_final(list(names), score_rows, summary)
+        final, primary = summary["final_metrics"], summary["metric_units"]
+        log(" ".join(f"{t} {primary[t]} {final[t][primary[t]]:.3f}" for t in names) +
+            f"; train {summary['train_loss']:.4f} val {summary['val_loss']:.4f} ({summary['total_wall_s']:.1f}s) → "
+            f"{folder}")
     except BaseException:
         tracker.finish(exit_code=1)
         raise
@@ -108,18 +121,17 @@ def _train(cfg: MTLConfig, folder: Path, tag: str, force: bool) -> tuple[Path, s
     return folder, "done"
 
 
-def _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device, t_start, tracker, log) -> Path:
+def _summary(identity: dict, tasks, trained, data, model, t_start: float, device: str, wandb) -> tuple[dict, list]:
+    """→ (summary.json, R's rows). `identity`: the summary's keys naming the run (its config's pieces); `trained`:
+    train_stages' (rows, per-epoch log, training seconds); `wandb`: the tracker's info."""
+    rows, epochs, train_s = trained
     names, n_params = tuple(t.name for t in tasks), sum(p.numel() for p in model.parameters())
-    rows, epochs, train_s = train_stages(model, data, stages, cfg, device, log)
     primary = {t.name: t.primary for t in tasks}
     score_rows = [(label, [scores[t][primary[t]] for t in names]) for label, scores in rows]
-    sequential = len(score_rows) - 1 == len(names) and SCHEDULES.get(cfg.schedule).meta.continual
-    final = rows[-1][1]
-    summary = score_summary(score_rows, sequential) | {
-        "name": cfg.run_name, "seed": cfg.seed, "status": "ok", "task_set": cfg.task_set, "tasks": list(names),
-        "architecture": cfg.architecture, "weighting": cfg.weighting, "schedule": cfg.schedule,
-        "backbone": cfg.backbone, "metric_units": primary,
-        "final_metrics": final,  # every metric of every task after training (`final`: the primary ones)
+    sequential = len(score_rows) - 1 == len(names) and SCHEDULES.get(identity["schedule"]).meta.continual
+    summary = score_summary(score_rows, sequential) | identity | {
+        "metric_units": primary,
+        "final_metrics": rows[-1][1],  # every metric of every task after training (`final`: the primary ones)
         "final_val": epochs[-1]["val"],  # validation scores after the last epoch: what settings are tuned on
         "final_val_primary": {t: v[primary[t]] for t, v in epochs[-1]["val"].items()},
         "transfer_metric": {t.name: dict(zip(("metric", "lower_is_better"), kind_of(t).transfer, strict=True))
@@ -128,15 +140,13 @@ def _train_and_write(cfg, folder, tag, force, model, data, stages, tasks, device
         "train_loss": epochs[-1]["train_total"], "val_loss": epochs[-1]["val_total"],
         "evaluations": {label: scores for label, scores in rows}, "epochs": epochs, "params": n_params,
         "train_wall_s": train_s, "total_wall_s": time.perf_counter() - t_start,
-        "data_source": data_source(data.provenance.get("train", {})), "device": str(device), "wandb": tracker.info,
+        "data_source": data_source(data.provenance.get("train", {})), "device": device, "wandb": wandb,
         "task_relations": measured_relations(epochs, model.task_relations, list(names))}
-    record = config_record(cfg.to_dict(), data.provenance, model.backbone_identity, str(device))
-    write_run(folder, record, matrix_csv(list(names), score_rows), summary, force=force,
-              fill=lambda d: (loss_curves(epochs, list(names), d / "losses.png", title=tag),
+    return summary, score_rows
+
+
+def _write(folder: Path, record: dict, tag: str, summary: dict, score_rows: list, force: bool) -> None:
+    names, epochs = summary["tasks"], summary["epochs"]
+    write_run(folder, record, matrix_csv(names, score_rows), summary, force=force,
+              fill=lambda d: (loss_curves(epochs, names, d / "losses.png", title=tag),
                               gradient_curves(epochs, d / "gradients.png", title=tag)))
-    tracker.log_epochs(epochs)
-    tracker.log_final(list(names), score_rows, summary)
-    log(" ".join(f"{t} {primary[t]} {final[t][primary[t]]:.3f}" for t in names) +
-        f"; train {summary['train_loss']:.4f} val {summary['val_loss']:.4f} ({summary['total_wall_s']:.1f}s) → "
-        f"{folder}")
-    return folder

@@ -8,6 +8,7 @@
     artifact.py    where a recipe's weights live, the cache hit, safetensors + manifest written atomically
     evaluation.py  k-NN and linear-probe accuracy vs random-init features and raw pixels
     pipeline.py    one call: cached weights, or train → export → evaluate → manifest
+    batch.py       a profile's "pretrain" section in `hatswap batch` (registered with the grid runner)
 
 The output is a timm-format state dict that `--backbone vit_tiny --backbone-weights FILE` loads
 (docs/dino-pretraining.md).

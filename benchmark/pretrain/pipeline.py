@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.data.loading import load_source, materialize_images
 from benchmark.device import prepare_runtime
 from benchmark.errors import UserError
 from benchmark.models.vit_tiny import architecture, create_vit_tiny
@@ -28,7 +29,6 @@ from benchmark.pretrain.evaluation import evaluate, table
 from benchmark.pretrain.train import train
 from benchmark.results import ensure_writable, git_state, lock_folder, package_versions, write_error
 from benchmark.run_lock import release_run_folder
-from benchmark.streams.binary_tasks import load_source, materialize_images
 
 METHOD = "DINO (Caron et al. 2021)"
 # Weights committed with the code (results/reference/pretrain/<source>/<backbone>-<key>/): a recipe whose key is

@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmark.data.loading import materialize_images, stratified_subsample
 from benchmark.registry import SOURCES, STREAMS
 from benchmark.streams.binary_tasks import (
     EVAL_SPLITS,
     eval_splits,
     labelled_task,
-    materialize_images,
-    stratified_subsample,
 )
 from benchmark.streams.split_classes import check_sizes
 from benchmark.streams.task_stream import Benchmark

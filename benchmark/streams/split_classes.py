@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.data.loading import materialize_images, stratified_subsample
 from benchmark.errors import UserError
 from benchmark.registry import STREAMS
 from benchmark.streams.binary_tasks import (
@@ -29,9 +30,7 @@ from benchmark.streams.binary_tasks import (
     check_eval_split,
     eval_splits,
     labelled_task,
-    materialize_images,
     slug,
-    stratified_subsample,
 )
 from benchmark.streams.task_stream import Benchmark
 from benchmark.tasks import TaskSpec

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.data.loading import load_source, materialize_images, stratified_subsample
 from benchmark.errors import UserError
 from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.task_sets.mtl_data import MTLData
 from benchmark.registry import SOURCES
-from benchmark.streams.binary_tasks import load_source, materialize_images, stratified_subsample
 from benchmark.tasks import TaskSpec
 
 COARSE = {  # source → (positive classes, what they are)
