@@ -177,7 +177,11 @@ def cmd_tune(argv) -> int:
 
         print(tune_continual(t))
     else:
-        print(tune(t))
+        from benchmark.tuning.search import local_search as search
+
+        if ns.executor == "ray":
+            from benchmark.tuning.ray_search import ray_search as search
+        print(tune(t, search))
     return 0
 
 

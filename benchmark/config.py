@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, read_json_object
 from benchmark.registry import BACKBONES, STRATEGIES, STREAMS, CompositeArgs
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
@@ -218,20 +218,6 @@ def load_profile(name: str) -> dict:
 def read_config_file(path: Path) -> dict:
     """A --config file: a JSON object of flag names to values; anything else is one line naming the file."""
     return read_json_object(Path(path), f"config file {path}", " of flag names to values")
-
-
-def read_json_object(path: Path, what: str, holding: str = "") -> dict:
-    """A profile's or config file's JSON object; unreadable, malformed (which line and column) or not an object is
-    one UserError naming `what`, the file."""
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise UserError(f"cannot read {what}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{what} must hold a JSON object{holding}")
-    return data
 
 
 def build_parser(prog: str = "hatswap run") -> CommandParser:

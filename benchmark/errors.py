@@ -1,6 +1,9 @@
-"""Errors a user can fix. The CLI prints them as one line (no traceback unless --debug) and exits non-zero."""
+"""Errors a user can fix. The CLI prints them as one line (no traceback unless --debug) and exits non-zero. A file a
+user hands in as JSON (a profile, a config file, a tuned record) is read here, so a broken one is such an error."""
 
+import json
 import math
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -24,3 +27,17 @@ def check_finite_losses(losses: dict[str, float], where: str, knobs: tuple[str, 
         fix = (f"lower --lr or a strategy knob that may be too large ({', '.join(knobs)}), or check the data"
                if knobs else "try a lower --lr or check the data")
         raise RunFailed(f"non-finite training loss ({', '.join(f'{k} {v}' for k, v in bad.items())}) {where}; {fix}")
+
+
+def read_json_object(path: Path, what: str, holding: str = "") -> dict:
+    """A profile's, config file's or tuned record's JSON object; unreadable, malformed (which line and column) or not
+    an object is one UserError naming `what`, the file."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise UserError(f"cannot read {what}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} must hold a JSON object{holding}")
+    return data

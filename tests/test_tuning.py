@@ -21,7 +21,7 @@ from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES, STREAMS
 from benchmark.streams.binary_tasks import held_out
 from benchmark.tuning import continual
-from benchmark.tuning.continual import ExperienceKnobs
+from benchmark.tuning.experience_knobs import ExperienceKnobs
 from benchmark.tuning.space import search_space
 from benchmark.tuning.trial import objective_value
 from tests.conftest import tiny_args

@@ -21,13 +21,11 @@ about (3 + tries) prefixes per experience."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-
-from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
 from benchmark.results import git_state
+from benchmark.tuning.experience_knobs import ExperienceKnobs
 from benchmark.tuning.record import record_path, write_record
 from benchmark.tuning.search import Tuning, claim_folder, say, stream_length
 from benchmark.tuning.space import search_space, stability_knob
@@ -37,40 +35,6 @@ LR_FIRST = (1e-2, 2e-3, 1e-3)  # FACIL: 5e-1, 1e-1, 5e-2 (SGD), ×1/50
 LR = (2e-3, 1e-3, 2e-4, 1e-4, 2e-5)  # FACIL: 1e-1, 5e-2, 1e-2, 5e-3, 1e-3, ×1/50
 LR_SEARCHES, ACC_DROP, DECAY, MAX_SEARCHES = 3, 0.2, 0.5, 7  # FACIL's GridSearch defaults
 FACIL_START = {"ewc.ewc_lambda": 1e4, "mas.mas_lambda": 400.0, "si.c": 10.0, "lwf.alpha": 10.0}
-
-
-class ExperienceKnobs(SupervisedPlugin):
-    """Experience i trains with schedule[i]: `lr` (every optimizer group scaled alike) and strategy knobs
-    (`ewc.ewc_lambda`: the plugin holding that config's field gets it)."""
-
-    def __init__(self, schedule: list[dict]):
-        super().__init__()
-        self.schedule, self.trained = schedule, 0
-
-    def before_training_exp(self, strategy, **kwargs):
-        from benchmark.harness_plugins import EpochLR
-        from benchmark.registry import STRATEGIES
-
-        values = self.schedule[min(self.trained, len(self.schedule) - 1)]
-        for key, value in values.items():
-            if key == "lr":  # a schedule's base too (EpochLR re-reads it: its factors apply to this lr)
-                for group in strategy.optimizer.param_groups:
-                    group.setdefault("hatswap_ratio", group["lr"] / strategy.optimizer.defaults["lr"])
-                    group["lr"] = group["initial_lr"] = value * group["hatswap_ratio"]
-                for p in strategy.plugins:
-                    if isinstance(p, EpochLR):
-                        p.base = None
-                continue
-            part, _, knob = key.partition(".")
-            owners = [p for p in strategy.plugins if isinstance(getattr(p, "cfg", None),
-                                                                 STRATEGIES.get(part).config_cls)]
-            if not owners:
-                raise UserError(f"no plugin of this strategy has the knob {key}")
-            for p in owners:
-                p.cfg = dataclasses.replace(p.cfg, **{knob: value})
-
-    def after_training_exp(self, strategy, **kwargs):
-        self.trained += 1
 
 
 def prefix_score(t: Tuning, schedule: list[dict], k: int, horizon: int, tag: str, final: bool = False) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, read_json_object
 
 TUNED_DIR = Path(__file__).resolve().parent.parent / "tuned"
 REPO = TUNED_DIR.parent.parent
@@ -29,8 +29,6 @@ def shown(path: Path) -> str:
 
 def read_record(path: Path, strategy: str | None = None) -> dict:
     """A record file, checked: it parses, holds best arguments, and (given `strategy`) is that strategy's."""
-    from benchmark.config import read_json_object
-
     path = Path(path)
     record = read_json_object(path, f"tuned arguments {path}")
     if not isinstance(record.get("best"), dict) or not isinstance(record["best"].get("params"), dict):
@@ -107,7 +105,7 @@ def experience_plugins(cfg) -> list:
     record = read_record(path if path.is_absolute() else REPO / path, cfg.strategy)  # canonical already
     if not record["best"].get("per_experience"):
         return []
-    from benchmark.tuning.continual import ExperienceKnobs
+    from benchmark.tuning.experience_knobs import ExperienceKnobs
 
     params = record["best"]["params"]
     n = len(next(iter(params.values())))

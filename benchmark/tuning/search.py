@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,9 +125,11 @@ def _short(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def tune(t: Tuning) -> Path:
+def tune(t: Tuning, search: Callable[[Tuning, dict, int], list[dict]]) -> Path:
     """Run (or resume) the search; write its record; → the record's path (`hatswap tune` has checked that Ray Tune
-    and Optuna are installed, for either protocol)."""
+    and Optuna are installed, for either protocol). `search`: local_search (Optuna in this process) or ray_search
+    (Ray Tune), as --executor says; the composition root (benchmark/cli.py) picks it, so that this module, which
+    ray_search builds on, never imports it."""
     check_stream_has_val(t.stream)
     space = search_space(t.strategy)
     claim_folder(t, space)
@@ -140,12 +143,7 @@ def tune(t: Tuning) -> Path:
         f"objective {t.objective}, TPE{' + ASHA' if t.asha else ''}, {t.executor}; space: "
         + ", ".join(f"{k} {_describe(d)}" for k, d in space.items()) + f"; folder {t.folder}")
     t0 = time.perf_counter()
-    if t.executor == "local":
-        trials = local_search(t, space, horizon)
-    else:
-        from benchmark.tuning.ray_search import ray_search
-
-        trials = ray_search(t, space, horizon)
+    trials = search(t, space, horizon)
     wall = time.perf_counter() - t0
     record = make_record(t, space, horizon, trials, wall)
     path = record_path(t.profile, t.strategy, t.record_dir)
