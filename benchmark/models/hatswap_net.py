@@ -27,7 +27,8 @@ from benchmark.registry import BACKBONES
 from benchmark.tasks import kind_of
 
 
-def _common(tasks, attribute: str):
+def common_attribute(tasks, attribute: str):
+    """The one value of the tasks' kinds' `attribute` (one network reads one feature form, pads one way)."""
     values = {getattr(kind_of(t), attribute) for t in tasks}
     if len(values) != 1:
         raise UserError(f"tasks of kinds {sorted({t.kind for t in tasks})} differ in {attribute!r} "
@@ -45,7 +46,8 @@ class HatSwapNet(MultiTaskModule):
                  frozen_backbone: bool = False, heads: nn.ModuleList | None = None):
         super().__init__()
         self.backbone, self.shared, self.frozen_backbone, self.tasks = backbone, shared, frozen_backbone, list(tasks)
-        self.width, self.feature_form, self.pad = width, _common(tasks, "reads"), _common(tasks, "pad")
+        self.width, self.feature_form = width, common_attribute(tasks, "reads")
+        self.pad = common_attribute(tasks, "pad")
         self.heads = heads if heads is not None else nn.ModuleList(kind_of(t).make_head(t, width) for t in tasks)
         self.head_dims = [t.n_outputs for t in tasks]
         if frozen_backbone:
@@ -98,7 +100,7 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
               dropout: float = 0.0, frozen_backbone: bool = False) -> HatSwapNet:
     """The trunk for the tasks' feature form: "vector" reads `feat_dim`-wide features through `hidden` layers;
     "map" reads `backbone.out_channels` maps (`hidden` unused)."""
-    if _common(tasks, "reads") == "map":
+    if common_attribute(tasks, "reads") == "map":
         net = HatSwapNet(backbone, *map_trunk(backbone.out_channels), tasks, frozen_backbone)
         # NHWC weights make every convolution run channels-last (oneDNN on the CPU, tensor cores on a GPU): a
         # training step of the offline dense profile's CNN took 1.15–1.25× less time on 2 idle CPU cores
@@ -112,7 +114,7 @@ def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet,
     entry = BACKBONES.get(cfg.backbone)
     backbone, feat_dim, identity = entry.build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
                                                weights=cfg.backbone_weights)
-    if _common(tasks, "reads") == "map":
+    if common_attribute(tasks, "reads") == "map":
         backbone = as_feature_map(backbone, cfg.backbone)
     model = build_net(backbone, tasks, feat_dim, cfg.hidden, cfg.dropout, frozen_backbone=cfg.backbone_mode == "frozen")
     if cfg.backbone_mode == "last-k":
