@@ -31,12 +31,11 @@ from benchmark.harness_plugins import (
     schedule_plugins,
     strategy_float_knobs,
 )
-from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.plugin_check import check_plugin_hooks
 from benchmark.randomness import PairedRandomness
-from benchmark.registry import STRATEGIES, STREAMS
+from benchmark.registry import MODELS, STRATEGIES, STREAMS
 from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.sampling import ClassBalancedSampling
 from benchmark.scenarios import apply_scenario, model_tasks, stream_label
@@ -71,8 +70,8 @@ def build_stream_and_model(cfg: RunConfig, device, say):
                                               download=cfg.download, apt_install=cfg.apt_install)
     x0 = bench.scenario.test_stream[0].dataset[0][0]
     seed_everything(cfg.seed)
-    model, backbone_id = build_model(cfg, model_tasks(cfg.scenario, bench.tasks, cfg.stream), image_size=x0.shape[-1],
-                                     in_chans=x0.shape[0])
+    model, backbone_id = MODELS.get(cfg.architecture).build(cfg, model_tasks(cfg.scenario, bench.tasks, cfg.stream),
+                                                            image_size=x0.shape[-1], in_chans=x0.shape[0])
     say(f"backbone {cfg.backbone} ({backbone_id['weights']}, {backbone_id['mode']}, {backbone_id['params']:,} "
         f"params); data {bench.provenance['train']['origin']} {bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp and cfg.dtype == "float32")
