@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
-from benchmark.registry import BACKBONES, MODELS, STRATEGIES, STREAMS, CompositeArgs
+from benchmark.registry import BACKBONES, DEFAULT_MODEL, MODELS, STRATEGIES, STREAMS, CompositeArgs
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # The continual run's entries: `<kind>` field → its registry, whose entry's config fills `<kind>_args` (mtl: its own)
@@ -109,7 +109,7 @@ class RunConfig(TrackedConfig):
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls
-    architecture: str = "hatswap"  # the model (MODELS): the Hat Swap network, or a multi-task one (mmoe: --hidden)
+    architecture: str = DEFAULT_MODEL  # the model (MODELS): the Hat Swap network, or a multi-task one (mmoe: --hidden)
     architecture_args: Any = None  # instance of MODELS.get(architecture).config_cls
 
     def __post_init__(self):

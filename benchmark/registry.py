@@ -152,3 +152,4 @@ KINDS = Registry("task kind", "benchmark.tasks.kinds")
 # (run config, task specs, image_size=, in_chans=) → (model, backbone identity): the Hat Swap network here; the
 # multi-task architectures register theirs from benchmark/mtl/continual.py, wired in by the composition root.
 MODELS = Registry("model", "benchmark.models", meta_cls=ModelMeta)
+DEFAULT_MODEL = "hatswap"  # --architecture's default, the value of runs written before it existed

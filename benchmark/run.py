@@ -52,7 +52,7 @@ def log(tag: str, msg: str) -> None:
 def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -> tuple[Path, str]:
     """Train and evaluate; → (run folder, 'done' | 'skipped'). `evaluator`: an Avalanche EvaluationPlugin to attach
     (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
-    folder = run_dir(cfg.out_dir, stream_label(cfg.stream, cfg.scenario), cfg.strategy, cfg.seed)
+    folder = run_dir(cfg.out_dir, stream_label(cfg.stream, cfg.scenario, cfg.architecture), cfg.strategy, cfg.seed)
     def train():
         with compute_dtype(cfg.dtype):
             return _train(cfg, folder, force, extra_plugins, evaluator)
@@ -94,7 +94,7 @@ def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, tr
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
-    label = stream_label(cfg.stream, cfg.scenario)
+    label = stream_label(cfg.stream, cfg.scenario, cfg.architecture)
     tag, device, t_start = f"{label}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
     pixels, model, backbone_id = build_stream_and_model(cfg, device, say)

@@ -64,8 +64,8 @@ def run_summary(cfg, meta, log, scores: dict, cost: dict, train_log, pixels, tas
     cached features)."""
     names, data = [t.name for t in tasks], pixels.provenance["train"]
     return {k: scores[k] for k in ("acc", "bwt", "forgetting", "fwt")} | task_il_view(cfg, meta, log) | {
-        "stream": stream_label(cfg.stream, cfg.scenario), "scenario": cfg.scenario, "strategy": cfg.strategy,
-        "seed": cfg.seed, "status": "ok", "tasks": names,
+        "stream": stream_label(cfg.stream, cfg.scenario, cfg.architecture), "scenario": cfg.scenario,
+        "strategy": cfg.strategy, "seed": cfg.seed, "status": "ok", "tasks": names,
         "baseline": meta.baseline, "final": scores["final"], "just_trained": scores["just_trained"],
         "untrained": scores["untrained"], "eval_score": dict(log.scores), "eval_loss": dict(log.losses),
         "exp_wall_s": train_log.exp_wall_s,

@@ -97,6 +97,10 @@ def test_every_strategy_runs_on_every_architecture_that_declares_what_it_needs(t
         with pytest.raises(UserError, match=f"--strategy {strategy} rebuilds .* use --architecture hatswap"):
             _run(tiny, architecture, strategy)
         return
+    if toolkit_model(architecture).arch.penalty() is not None:  # a term the strategy's loss would leave out
+        with pytest.raises(UserError, match=f"--architecture {architecture} adds a regulariser"):
+            _run(tiny, architecture, strategy)
+        return
     folder, status = _run(tiny, architecture, strategy)
     files, problem = read_run(folder)
     assert status == "done" and problem == ""
@@ -105,6 +109,8 @@ def test_every_strategy_runs_on_every_architecture_that_declares_what_it_needs(t
     assert labels[0] == "init" and len(R) == (1 if STRATEGIES.get(strategy).meta.one_shot else 3)
     assert all(len(r) == 3 and all(0 <= v <= 1 for v in r) for r in R)
     assert files.record["config"]["architecture"] == architecture
+    # the architectures of one stream never share a folder, and each is a table of its own in the report
+    assert folder.parts[-3] == files.summary["stream"] == f"binary_tasks@{architecture}"
 
 
 class PenaltyProbe(SupervisedPlugin):
@@ -143,7 +149,7 @@ def test_a_run_written_before_the_option_matches_its_config_and_another_architec
     cfg = parse_config(tiny("--epochs", "1", "--binary_tasks.train-per-task", "24"))[0]
     folder, _ = run(cfg)
     record = json.loads((folder / "config.json").read_text())
-    assert record["config"]["architecture"] == "hatswap"
+    assert record["config"]["architecture"] == "hatswap" and folder.parts[-3:] == ("binary_tasks", "naive", "seed0")
     del record["config"]["architecture"]  # as config.json was written before --architecture existed
     (folder / "config.json").write_text(json.dumps(record))
     assert existing_status(folder, cfg.to_dict()) == ("same", "")

@@ -23,7 +23,7 @@ from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.feature_maps import as_feature_map
 from benchmark.models.trunk import map_trunk, route, vector_trunk
-from benchmark.registry import BACKBONES, MODELS
+from benchmark.registry import BACKBONES, DEFAULT_MODEL, MODELS
 from benchmark.tasks import kind_of
 
 
@@ -109,7 +109,7 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
     return HatSwapNet(backbone, *vector_trunk(feat_dim, hidden, dropout), tasks, frozen_backbone)
 
 
-@MODELS.register("hatswap", hidden_layers=True)
+@MODELS.register(DEFAULT_MODEL, hidden_layers=True)
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
     """From the run config and the stream's task specs → (model, identity recorded in config.json)."""
     entry = BACKBONES.get(cfg.backbone)

@@ -9,7 +9,8 @@ trains a `MultiTaskModel` (the toolkit's, benchmark/mtl/model.py) through the co
 its heads, `--hidden` its shared layers' widths (per expert for MMoE, per column for cross-stitch), `--dropout` after
 each of them, the heads read the architecture's representation directly (no task layers), equal weighting (the
 strategy's loss replaces the toolkit's). Every strategy runs on it but those that rebuild the Hat Swap network's
-hidden layers (progressive: ModelMeta.hidden_layers), refused in one line.
+hidden layers (progressive: ModelMeta.hidden_layers), refused in one line; so is an architecture whose training
+loss carries a regulariser of its own (group lasso's ℓ2,1), which the strategies' loss would leave out.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ def build_architecture(name: str):
         model = MultiTaskModel(list(tasks), architecture=name, shared_layers=list(cfg.hidden), task_layers=(),
                                dropout=cfg.dropout, backbone=cfg.backbone, backbone_args=cfg.backbone_args,
                                input_shape=(in_chans, image_size, image_size), architecture_args=cfg.architecture_args)
+        if model.arch.penalty() is not None:  # the strategy's loss would silently leave it out
+            raise UserError(f"--architecture {name} adds a regulariser to the training loss, which the continual "
+                            f"strategies' loss does not carry yet; use another architecture")
         if cfg.backbone_mode == "frozen":
             model.freeze_backbone()
         elif cfg.backbone_mode == "last-k":
