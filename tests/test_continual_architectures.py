@@ -163,3 +163,15 @@ def test_a_ray_worker_runs_the_composition_roots_setup_before_its_run():
     outcome = execute_run(lambda cfg, force: calls.append("run") or (Path("."), "done"), SimpleNamespace(threads=1),
                           setup=lambda: calls.append("setup"))
     assert outcome.status == "done" and calls == ["setup", "run"]
+
+
+def test_a_frozen_backbone_gets_no_gradient_and_stays_in_eval_mode():
+    torch.manual_seed(0)
+    model = MultiTaskModel(TASKS, architecture="mmoe", shared_layers=[8], task_layers=(), backbone="small_cnn",
+                           input_shape=(1, 28, 28))
+    model.freeze_backbone()
+    model.train()
+    assert not model.backbone.training and model.arch.experts.training
+    model(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 1, 0])).clamp(min=-1e4).sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters()) and list(model.backbone.parameters())
+    assert model.heads["a"][-1].weight.grad is not None
