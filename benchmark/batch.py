@@ -267,7 +267,7 @@ def _wandb_summary(profile_name: str, configs: list) -> None:
 def _tag(c) -> str:
     from benchmark.scenarios import stream_label
 
-    return f"{stream_label(c.stream, c.scenario)}/{c.strategy}/seed{c.seed}"
+    return f"{stream_label(c.stream, c.scenario, c.architecture)}/{c.strategy}/seed{c.seed}"
 
 
 register_grid_kind("cl", GridKind(plan=_plan_runs, run=run_one, tag=_tag, home=Path, report=_report,

@@ -48,9 +48,19 @@ def _run_one(tag: str, run_fn, cfg, force: bool) -> int:
     return 0
 
 
+def _models():
+    """The multi-task architectures as model families of the continual run (`--architecture mmoe`), registered into
+    the core's MODELS here, the one place that knows both; → the function, a Ray worker's setup."""
+    from benchmark.mtl.continual import register_models
+
+    register_models()
+    return register_models
+
+
 def cmd_run(argv) -> int:
     from benchmark.config import parse_config
 
+    _models()
     cfg, ns = parse_config(argv)
     from benchmark.run import run
 
@@ -89,7 +99,8 @@ def cmd_batch(argv) -> int:
     if ns.executor == "ray":
         from benchmark.executors import RayExecutor
 
-        executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run, join_timeout=ns.ray_timeout)
+        executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run, join_timeout=ns.ray_timeout,
+                               setup=_models())
     return run_batch(ns.profile, rest, streams=_names(ns.streams, "--streams"),
                      strategies=_names(ns.strategies, "--strategies"), seeds=_int_list(ns.seeds),
                      force=ns.force, debug=ns.debug, executor=executor)
@@ -166,6 +177,7 @@ def cmd_tune(argv) -> int:
         raise UserError(f"--stream {ns.stream} is not among profile {ns.profile}'s streams: {', '.join(streams)}")
     from benchmark.tuning.search import Tuning, need_tune_packages, tune
 
+    _models()  # in this process: Ray Tune's trial workers know the Hat Swap network only
     need_tune_packages()
     t = Tuning(ns.profile, ns.strategy, ns.stream or streams[0], trials=ns.trials, seed=ns.seed,
                objective=ns.objective, executor=ns.executor, asha=ns.asha, out_dir=ns.out_dir,
@@ -236,6 +248,11 @@ def cmd_list(argv) -> int:
                        ("strategies", STRATEGIES)):
         print(f"{title}: {', '.join(reg.names())}")
     print(f"strategies that combine with '+' (e.g. lwf+replay): {', '.join(STRATEGIES.composable())}")
+    from benchmark.registry import MODELS
+
+    _models()
+    print(f"architectures (--architecture; every strategy but progressive on the multi-task ones): "
+          f"{', '.join(MODELS.names())}")
     task_il_only = [n for n in STRATEGIES.names() if "class-il" not in STRATEGIES.get(n).meta.scenarios]
     print(f"scenarios (--scenario): task-il (every stream, every strategy); class-il and domain-il (streams of "
           f"class-label tasks: binary_tasks, split_classes, permuted, rotated; every strategy but "
@@ -270,6 +287,7 @@ def _batch_runner():
     import benchmark.mtl.batch  # noqa: F401  (registers the `mtl` grid kind)
     import benchmark.pretrain.batch  # noqa: F401  (registers the "pretrain" weights step)
 
+    _models()
     return benchmark.batch
 
 

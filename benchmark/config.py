@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError, read_json_object
-from benchmark.registry import BACKBONES, STRATEGIES, STREAMS, CompositeArgs
+from benchmark.registry import BACKBONES, DEFAULT_MODEL, MODELS, STRATEGIES, STREAMS, CompositeArgs
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
-# The continual run's entries: each `<kind>` field names an entry of its registry, whose config dataclass fills
-# `<kind>_args` (the multi-task run declares its own: benchmark/mtl/config.py).
-ENTRY_FIELDS = {"stream": STREAMS, "backbone": BACKBONES, "strategy": STRATEGIES}
+# The continual run's entries: `<kind>` field → its registry, whose entry's config fills `<kind>_args` (mtl: its own)
+ENTRY_FIELDS = {"stream": STREAMS, "backbone": BACKBONES, "strategy": STRATEGIES, "architecture": MODELS}
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,8 @@ class RunConfig(TrackedConfig):
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls
     strategy_args: Any = None  # instance of STRATEGIES.get(strategy).config_cls
+    architecture: str = DEFAULT_MODEL  # the model (MODELS): the Hat Swap network, or a multi-task one (mmoe: --hidden)
+    architecture_args: Any = None  # instance of MODELS.get(architecture).config_cls
 
     def __post_init__(self):
         super().__post_init__()
@@ -128,7 +129,7 @@ class RunConfig(TrackedConfig):
             from benchmark.published import load_published
 
             load_published(self.published)
-        STRATEGIES.get(self.strategy).meta.refuse_options(self)
+        STRATEGIES.get(self.strategy).meta.refuse_options(self)  # and what the architecture cannot carry (MODELS)
 
 
 def flat_config(cfg) -> dict:

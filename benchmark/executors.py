@@ -40,13 +40,18 @@ class RunOutcome:
     error: str | None = None  # one line, for the batch's failure list
 
 
-def execute_run(run, cfg, force: bool = False, debug: bool = False, threads: int | None = None) -> RunOutcome:
+def execute_run(run, cfg, force: bool = False, debug: bool = False, threads: int | None = None,
+                setup=None) -> RunOutcome:
     """run(cfg, force=) once, any failure caught and turned into an outcome: one broken run must not cost the
-    others. threads: torch's CPU threads when the config leaves them open (a Ray task: its CPUs)."""
+    others. threads: torch's CPU threads when the config leaves them open (a Ray task: its CPUs). setup: a
+    module-level function a fresh worker calls first (the composition root's registrations, e.g. the multi-task
+    architectures as models: benchmark/mtl/continual.py)."""
     import torch
 
     from benchmark.results import skip_reason
 
+    if setup is not None:
+        setup()
     if threads and not cfg.threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
@@ -129,7 +134,7 @@ class RayExecutor:
     cluster, giving up after join_timeout seconds."""
 
     def __init__(self, address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
-                 num_cpus: int | None = None, join_timeout: float = JOIN_TIMEOUT_S):
+                 num_cpus: int | None = None, join_timeout: float = JOIN_TIMEOUT_S, setup=None):
         if cpus_per_run <= 0 or gpus_per_run < 0 or not math.isfinite(cpus_per_run + gpus_per_run):
             raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {cpus_per_run} and "
                             f"{gpus_per_run}")
@@ -143,7 +148,7 @@ class RayExecutor:
         except ImportError as e:
             raise UserError("--executor ray needs Ray: pip install 'hatswap[ray]' (or drop --executor ray)") from e
         self.ray, self.address, self.num_cpus, self.join_timeout = ray, address, num_cpus, join_timeout
-        self.cpus, self.gpus = cpus_per_run, gpus_per_run
+        self.cpus, self.gpus, self.setup = cpus_per_run, gpus_per_run, setup  # setup: see execute_run
         self.parallel = 1
         self._stop_reaper = None  # set while an embedded Ray this executor started runs
 
@@ -218,7 +223,7 @@ class RayExecutor:
         ray = self.ray  # started by the batch (start)
         task = ray.remote(execute_run).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         threads = max(1, int(self.cpus))
-        pending = {task.remote(run, cfg, force, debug, threads): cfg for cfg in configs}
+        pending = {task.remote(run, cfg, force, debug, threads, self.setup): cfg for cfg in configs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

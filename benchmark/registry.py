@@ -65,7 +65,7 @@ class StrategyMeta:
 
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
-        silently different run."""
+        silently different run (nor a model, `--architecture`, that lacks what it needs: ModelMeta)."""
         if cfg.scenario not in self.scenarios:
             raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(self.scenarios)} only, not "
                             f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
@@ -75,6 +75,9 @@ class StrategyMeta:
         if not cfg.hidden and self.needs_hidden:
             raise UserError(f"--strategy {cfg.strategy} builds on the shared hidden layers and --hidden is empty; "
                             f"pass at least one width (--hidden 128)")
+        if self.needs_hidden and not MODELS.get(cfg.architecture).meta.hidden_layers:
+            raise UserError(f"--strategy {cfg.strategy} rebuilds the Hat Swap network's hidden layers, which "
+                            f"--architecture {cfg.architecture} has not; use --architecture hatswap")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,16 @@ class BackboneMeta:
     hub_id: str | None = None  # pretrained weights on the Hugging Face hub (None: trained from scratch)
     timm_name: str | None = None  # the timm architecture, where the backbone is one
     weights_file: bool = False  # no hub weights, but takes --backbone-weights FILE (e.g. `hatswap pretrain`'s)
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a model family (`--architecture`) offers the strategies beyond the model contract
+    (benchmark/models/contract.py), which each meets; a strategy that needs more declares it (StrategyMeta) and is
+    refused at config time on a model that lacks it."""
+
+    # its shared layers are the `--hidden` Linear stack of the Hat Swap network, which progressive's columns rebuild
+    hidden_layers: bool = False
 
 
 class Registry:
@@ -211,3 +224,7 @@ SOURCES = Registry("source", "benchmark.data", meta_cls=SourceMeta)
 BACKBONES = Registry("backbone", "benchmark.models", meta_cls=BackboneMeta)
 STRATEGIES = StrategyRegistry()
 KINDS = Registry("task kind", "benchmark.tasks.kinds")
+# (run config, task specs, image_size=, in_chans=) → (model, backbone identity): the Hat Swap network here; the
+# multi-task architectures register theirs from benchmark/mtl/continual.py, wired in by the composition root.
+MODELS = Registry("model", "benchmark.models", meta_cls=ModelMeta)
+DEFAULT_MODEL = "hatswap"  # --architecture's default, the value of runs written before it existed

@@ -30,6 +30,7 @@ import numpy as np
 import benchmark
 from benchmark.errors import UserError
 from benchmark.metrics import cl_metrics
+from benchmark.registry import DEFAULT_MODEL
 from benchmark.run_lock import (
     lock_run_folder,
     release_run_folder,
@@ -99,7 +100,7 @@ ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"
                "fresh_optimizer": False, "sampler": "shuffle", "published": "", "binary_tasks.head": "softmax",
                "activation": "relu", "grad_clip": 0.0, "task_lr": "", "mmoe.gate_layers": [],
                "cross-stitch.positions": [], "uncertainty.init_weights": "", "task_relations": "",
-               "dtype": "float32", "scenario": "task-il", "tuned_from": "",
+               "dtype": "float32", "scenario": "task-il", "tuned_from": "", "architecture": DEFAULT_MODEL,
                **{f"{stream}.{k}": v for stream in ("binary_tasks", "split_classes", "permuted", "rotated")
                   for k, v in (("eval_split", "test"), ("val_fraction", 0.1))}}
 RUN_FILES = ("config.json", "matrix.csv", "summary.json")

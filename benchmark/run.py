@@ -32,12 +32,11 @@ from benchmark.harness_plugins import (
     schedule_plugins,
     strategy_float_knobs,
 )
-from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.plots import run_figures
 from benchmark.plugin_check import check_plugin_hooks
 from benchmark.randomness import PairedRandomness
-from benchmark.registry import STRATEGIES, STREAMS
+from benchmark.registry import MODELS, STRATEGIES, STREAMS
 from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.sampling import ClassBalancedSampling
 from benchmark.scenarios import apply_scenario, model_tasks, stream_label
@@ -54,7 +53,7 @@ def log(tag: str, msg: str) -> None:
 def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -> tuple[Path, str]:
     """Train and evaluate; → (run folder, 'done' | 'skipped'). `evaluator`: an Avalanche EvaluationPlugin to attach
     (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
-    folder = run_dir(cfg.out_dir, stream_label(cfg.stream, cfg.scenario), cfg.strategy, cfg.seed)
+    folder = run_dir(cfg.out_dir, stream_label(cfg.stream, cfg.scenario, cfg.architecture), cfg.strategy, cfg.seed)
     def train():
         with compute_dtype(cfg.dtype):
             return _train(cfg, folder, force, extra_plugins, evaluator)
@@ -72,8 +71,8 @@ def build_stream_and_model(cfg: RunConfig, device, say):
                                               download=cfg.download, apt_install=cfg.apt_install)
     x0 = bench.scenario.test_stream[0].dataset[0][0]
     seed_everything(cfg.seed)
-    model, backbone_id = build_model(cfg, model_tasks(cfg.scenario, bench.tasks, cfg.stream), image_size=x0.shape[-1],
-                                     in_chans=x0.shape[0])
+    model, backbone_id = MODELS.get(cfg.architecture).build(cfg, model_tasks(cfg.scenario, bench.tasks, cfg.stream),
+                                                            image_size=x0.shape[-1], in_chans=x0.shape[0])
     say(f"backbone {cfg.backbone} ({backbone_id['weights']}, {backbone_id['mode']}, {backbone_id['params']:,} "
         f"params); data {bench.provenance['train']['origin']} {bench.provenance['train']['files']}; device {device}")
     set_autocast(model, device, cfg.amp and cfg.dtype == "float32")
@@ -96,7 +95,7 @@ def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, tr
 
 
 def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
-    label = stream_label(cfg.stream, cfg.scenario)
+    label = stream_label(cfg.stream, cfg.scenario, cfg.architecture)
     tag, device, t_start = f"{label}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
     pixels, model, backbone_id = build_stream_and_model(cfg, device, say)

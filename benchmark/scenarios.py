@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 
 from benchmark.errors import UserError
 from benchmark.feature_cache import CachedFeatures
+from benchmark.registry import DEFAULT_MODEL
 from benchmark.streams.task_stream import Benchmark, task_stream
 from benchmark.tasks import TaskSpec
 
@@ -41,9 +42,12 @@ def class_counts(tasks: list[TaskSpec], stream: str, scenario: str = "class-il")
     return [t.n_outputs for t in tasks]
 
 
-def stream_label(stream: str, scenario: str) -> str:
-    """The name a run's folder, tables and summary give the stream: its own for task-IL, else `<stream>-<scenario>`."""
-    return stream if scenario == "task-il" else f"{stream}-{scenario}"
+def stream_label(stream: str, scenario: str, architecture: str = DEFAULT_MODEL) -> str:
+    """The name a run's folder, tables and summary give the stream: its own for task-IL, else `<stream>-<scenario>`;
+    `@<architecture>` after it on another model than the Hat Swap network (`--architecture`), so the architectures of
+    one stream never share a folder, and each is a table of its own."""
+    label = stream if scenario == "task-il" else f"{stream}-{scenario}"
+    return label if architecture == DEFAULT_MODEL else f"{label}@{architecture}"
 
 
 def model_tasks(scenario: str, tasks: list[TaskSpec], stream: str) -> list[TaskSpec]:

@@ -77,7 +77,7 @@ def test_the_head_gives_the_declared_outputs_and_the_loss_is_finite(name):
     kind, spec, y, out = case(name)
     assert out.shape == (B, spec.n_outputs) and spec.n_outputs == kind.output_len(spec)
     assert kind.unpack_output(out, spec).shape == (B, *kind.shape(spec))
-    loss = kind.loss(kind.unflatten(out, spec), y, spec)
+    loss = kind.loss(out, y, spec)
     assert loss.dim() == 0 and torch.isfinite(loss) and float(loss) > 0
 
 
@@ -96,8 +96,8 @@ def test_a_perfect_prediction_scores_the_primary_metric_at_its_best(name):
     perfect = perfect_output(kind, y, spec)
     assert perfect.shape == (B, spec.n_outputs)
     best, random = kind.metric(spec), kind.metric(spec)
-    best.update(kind.unflatten(perfect, spec), y)
-    random.update(kind.unflatten(out, spec), y)
+    best.update(perfect, y)
+    random.update(out, y)
     scores = best.compute()
     assert kind.primary in scores and scores[kind.primary] == pytest.approx(1.0)
     assert random.compute()[kind.primary] < 1.0  # the check can fail: an untrained head is not perfect

@@ -1,7 +1,9 @@
 """The model contract: what the harness, the feature cache and every strategy may rely on in a model.
 
-`HatSwapNet` (benchmark/models/hatswap_net.py) implements it; strategies are typed against `MultiHeadModel`, not
-against a class, and a test checks the implementation against this Protocol. A strategy that needs more than this
+Two implementers: `HatSwapNet` (benchmark/models/hatswap_net.py) and the multi-task toolkit's `MultiTaskModel`
+(benchmark/mtl/multi_head.py, every architecture); `--architecture` chooses (the MODELS registry). Strategies are
+typed against `MultiHeadModel`, not against a class, and tests check both implementations against this Protocol.
+A strategy that needs more than this
 (say, a regulariser over `shared`) reads only these names.
 """
 
@@ -17,11 +19,13 @@ from torch import nn
 class MultiHeadModel(Protocol):
     backbone: nn.Module  # images → features (B×D vectors, or B×C×h×w maps when `feature_form` is "map")
     shared: nn.Module  # features → the shared representation every head reads (LwF hooks its output)
-    heads: nn.ModuleList  # one output layer per task, in task-id order, built by the task's kind
+    heads: nn.ModuleList | nn.ModuleDict  # one output layer per task, in task-id order, built by the task's kind
     head_dims: list[int]  # each head's flattened output width
     tasks: list  # the TaskSpecs, in task-id order
     frozen_backbone: bool  # the backbone is not trained (and stays in eval mode)
-    feature_form: str  # "vector" | "map": what the heads read (the tasks' kinds' `reads`)
+    # "vector" | "map": what the heads read (the tasks' kinds' `reads`); "token map": the model reads the backbone's
+    # tokens itself (a multi-task architecture), so only "vector" features are cached (benchmark/feature_cache.py)
+    feature_form: str
     autocast_dtype: torch.dtype | None  # set on CUDA (bf16); every entry point returns the compute dtype
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,11 +22,12 @@ from torch import nn
 from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.trunk import map_trunk, route, vector_trunk
-from benchmark.registry import BACKBONES
+from benchmark.registry import BACKBONES, DEFAULT_MODEL, MODELS
 from benchmark.tasks import kind_of
 
 
-def _common(tasks, attribute: str):
+def common_attribute(tasks, attribute: str):
+    """The one value of the tasks' kinds' `attribute` (one network reads one feature form, pads one way)."""
     values = {getattr(kind_of(t), attribute) for t in tasks}
     if len(values) != 1:
         raise UserError(f"tasks of kinds {sorted({t.kind for t in tasks})} differ in {attribute!r} "
@@ -44,7 +45,8 @@ class HatSwapNet(MultiTaskModule):
                  frozen_backbone: bool = False, heads: nn.ModuleList | None = None):
         super().__init__()
         self.backbone, self.shared, self.frozen_backbone, self.tasks = backbone, shared, frozen_backbone, list(tasks)
-        self.width, self.feature_form, self.pad = width, _common(tasks, "reads"), _common(tasks, "pad")
+        self.width, self.feature_form = width, common_attribute(tasks, "reads")
+        self.pad = common_attribute(tasks, "pad")
         self.heads = heads if heads is not None else nn.ModuleList(kind_of(t).make_head(t, width) for t in tasks)
         self.head_dims = [t.n_outputs for t in tasks]
         if frozen_backbone:
@@ -97,7 +99,7 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
               dropout: float = 0.0, frozen_backbone: bool = False) -> HatSwapNet:
     """The trunk for the tasks' feature form: "vector" reads `feat_dim`-wide features through `hidden` layers;
     "map" reads `backbone.out_channels` maps (`hidden` unused): the backbone's "map" view (BuiltBackbone.view)."""
-    if _common(tasks, "reads") == "map":
+    if common_attribute(tasks, "reads") == "map":
         net = HatSwapNet(backbone, *map_trunk(backbone.out_channels), tasks, frozen_backbone)
         # NHWC weights make every convolution run channels-last (oneDNN on the CPU, tensor cores on a GPU): a
         # training step of the offline dense profile's CNN took 1.15–1.25× less time on 2 idle CPU cores
@@ -106,11 +108,12 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
     return HatSwapNet(backbone, *vector_trunk(feat_dim, hidden, dropout), tasks, frozen_backbone)
 
 
+@MODELS.register(DEFAULT_MODEL, hidden_layers=True)
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
     """From the run config and the stream's task specs → (model, identity recorded in config.json)."""
     built = BACKBONES.get(cfg.backbone).build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
                                               weights=cfg.backbone_weights)
-    model = build_net(built.view(_common(tasks, "reads")), tasks, built.width, cfg.hidden, cfg.dropout,
+    model = build_net(built.view(common_attribute(tasks, "reads")), tasks, built.width, cfg.hidden, cfg.dropout,
                       frozen_backbone=cfg.backbone_mode == "frozen")
     if cfg.backbone_mode == "last-k":
         apply_last_k(built.module, cfg.last_k)

@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+from avalanche.models import MultiTaskModule
 from torch import nn
 
 from benchmark.errors import UserError
@@ -44,13 +45,19 @@ from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING, TokenBackb
 from benchmark.mtl.architectures.base import ArchSpec
 from benchmark.mtl.gradients import add_flat, relation_correction
 from benchmark.mtl.keywords import check_known, resolve, shared_layers_of, with_keywords
+from benchmark.mtl.multi_head import MultiHeadMixin
 from benchmark.mtl.options import entry_config, head_widths, per_task_values, relation_pairs, shared_widths, task_specs
 from benchmark.mtl.registries import ARCHITECTURES, WEIGHTINGS
 from benchmark.registry import BACKBONES
 from benchmark.tasks import kind_of
 
+BY_NAME = object()  # `model(x)`, no task labels: the toolkit's {task name: output}
 
-class MultiTaskModel(nn.Module):
+
+class MultiTaskModel(MultiHeadMixin, MultiTaskModule):
+    """The toolkit's model, and a `MultiHeadModel` (benchmark/mtl/multi_head.py): every continual strategy runs on
+    it (`hatswap run --architecture mmoe`)."""
+
     def __init__(self, tasks: Sequence | None = None, architecture: str = "shared-bottom", shared_layers=None,
                  task_layers: Sequence[int] | Mapping[str, Sequence[int]] = (32,), loss_weights: Mapping | None = None,
                  loss_weighting: str | None = None, dropout: float = 0.0, dropout_at: str = "each",
@@ -84,6 +91,7 @@ class MultiTaskModel(nn.Module):
         self.heads = nn.ModuleDict({t.name: nn.Sequential(
             mlp(self.arch.out_dim, per_task[t.name], dropout, "each" if dropout_at == "each" else "none", activation),
             kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
+        self.contract_view()
         weighting = self._weighting_entry(loss_weights, loss_weighting)
         self.weighting_name = weighting.name
         self.weighting = weighting.build(with_keywords(weighting, self._weighting_args(weighting, loss_weights,
@@ -143,20 +151,21 @@ class MultiTaskModel(nn.Module):
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, task_labels=BY_NAME):
+        """`model(x)` → {task name: output, B × the kind's shape}; `model(x, task_labels)` → the model contract's
+        routed B × max(head_dims) (None: {task id: B × head_dims[t]})."""
+        if task_labels is not BY_NAME:
+            return self.route(x, task_labels)
         reps = self.arch(x.to(self.compute_dtype))  # inputs in the dtype the model was built in (--dtype)
-        out = {}
-        for t in self.tasks:
-            y = self.heads[t.name](reps[t.name])
-            out[t.name] = kind_of(t).unflatten(y, t)
-        return out
+        return {t.name: kind_of(t).unpack_output(self.heads[t.name](reps[t.name]), t) for t in self.tasks}
 
     def task_losses(self, predictions: Mapping, labels: Mapping) -> dict[str, torch.Tensor]:
         """Loss of every task present in `labels` (a schedule's active subset may leave some out)."""
         if unknown := [t for t in labels if t not in self.heads]:
             raise UserError(f"labels for unknown task(s) {unknown}; the model's tasks are {self.task_names}")
         specs = {t.name: t for t in self.tasks}
-        return {t: kind_of(specs[t]).loss(predictions[t], y, specs[t]) for t, y in labels.items()}
+        # a kind reads flattened outputs (B × output_len); the toolkit's predictions carry the kind's shape
+        return {t: kind_of(specs[t]).loss(predictions[t].flatten(1), y, specs[t]) for t, y in labels.items()}
 
     def compute_loss(self, predictions: Mapping, labels: Mapping) -> torch.Tensor:
         """The weighted task losses, plus the architecture's own regulariser if it has one."""
@@ -211,4 +220,4 @@ class MultiTaskModel(nn.Module):
             out = self(x)
         finally:
             self.train(was_training)
-        return {t.name: kind_of(t).predict(out[t.name], t) for t in self.tasks}
+        return {t.name: kind_of(t).predict(out[t.name].flatten(1), t) for t in self.tasks}

@@ -32,9 +32,9 @@ def evaluate(model: MultiTaskModel, x: torch.Tensor, y: dict, batch_size: int, d
         xb = x[start:start + batch_size].to(device)
         preds = model(xb)
         for spec in model.tasks:
-            target = y[spec.name][start:start + batch_size].to(device)
-            sums[spec.name] += float(kind_of(spec).loss(preds[spec.name], target, spec)) * len(xb)
-            metrics[spec.name].update(preds[spec.name], target)
+            target, out = y[spec.name][start:start + batch_size].to(device), preds[spec.name].flatten(1)
+            sums[spec.name] += float(kind_of(spec).loss(out, target, spec)) * len(xb)
+            metrics[spec.name].update(out, target)
     model.train(was_training)
     return {s.name: {"loss": sums[s.name] / max(len(x), 1)} | metrics[s.name].compute() for s in model.tasks}
 

@@ -47,7 +47,9 @@ class TaskKind:
         return math.prod(self.shape(spec))
 
     def unpack_output(self, o: torch.Tensor, spec) -> torch.Tensor:
-        """B × (≥ output_len) flattened outputs → B × shape(spec)."""
+        """B × (≥ output_len) flattened outputs → B × shape(spec): the one output convention. Every model gives a
+        kind flattened outputs (a head's, or a routed row padded past the task's width), and every method here
+        (loss, distill, metric, predict) reads them so; the multi-task toolkit's `model(x)` shows this shape."""
         return o[:, : self.output_len(spec)].reshape(o.shape[0], *self.shape(spec))
 
     def make_head(self, spec, width: int) -> nn.Module:
@@ -74,12 +76,8 @@ class TaskKind:
         """Targets → the output that predicts exactly them (scored by the kind's own metric)."""
         raise NotImplementedError(f"{type(self).__name__} implements no as_output")
 
-    def unflatten(self, o: torch.Tensor, spec) -> torch.Tensor:
-        """A head's B × output_len output → the tensor the loss compares with a target (multi-task model)."""
-        return o
-
     def predict(self, o: torch.Tensor, spec) -> torch.Tensor:
-        """A head's output → the prediction `MultiTaskModel.predict` returns."""
+        """A flattened output → the prediction `MultiTaskModel.predict` returns."""
         return o
 
 

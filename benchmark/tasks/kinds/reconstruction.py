@@ -70,7 +70,7 @@ class Reconstruction(TaskKind):
         return nn.Linear(width, self.output_len(spec))
 
     def loss(self, o, y, spec):
-        return F.mse_loss(o, y)
+        return F.mse_loss(self.unpack_output(o, spec), y)
 
     def distill(self, student, teacher, spec, temperature: float):
         return F.mse_loss(student, teacher)
@@ -78,5 +78,5 @@ class Reconstruction(TaskKind):
     def metric(self, spec):
         return _MeanSquaredError(self, spec)
 
-    def unflatten(self, o: torch.Tensor, spec) -> torch.Tensor:
-        return o.view(-1, *spec.params.shape)
+    def predict(self, o: torch.Tensor, spec) -> torch.Tensor:
+        return self.unpack_output(o, spec)
