@@ -10,7 +10,7 @@ import errno
 import sys
 from pathlib import Path
 
-from benchmark.library_warnings import quiet_library_warnings
+from benchmark.runtime.library_warnings import quiet_library_warnings
 
 quiet_library_warnings()  # before any command imports avalanche
 
@@ -37,7 +37,7 @@ def _int_list(text: str | None) -> list[int] | None:
 
 def _run_one(tag: str, run_fn, cfg, force: bool) -> int:
     """One run (`hatswap run` / `hatswap mtl`): its folder on stdout; a skip and why on stderr."""
-    from benchmark.results import skip_reason
+    from benchmark.outputs.results import skip_reason
 
     folder, status = run_fn(cfg, force=force)
     if status == "skipped":
@@ -62,14 +62,14 @@ def cmd_run(argv) -> int:
 
     _models()
     cfg, ns = parse_config(argv)
-    from benchmark.run import run
+    from benchmark.harness.run import run
 
     return _run_one("run", run, cfg, ns.force)
 
 
 def cmd_batch(argv) -> int:
     from benchmark.config import CommandParser
-    from benchmark.executors import JOIN_TIMEOUT_S
+    from benchmark.grid.executors import JOIN_TIMEOUT_S
 
     p = CommandParser(prog="hatswap batch", description="All runs of a profile; other flags go to every run.")
     p.add_argument("--profile", default="default")
@@ -97,7 +97,7 @@ def cmd_batch(argv) -> int:
     run_batch = _batch_runner().run_batch
     executor = None
     if ns.executor == "ray":
-        from benchmark.executors import RayExecutor
+        from benchmark.grid.executors import RayExecutor
 
         executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run, join_timeout=ns.ray_timeout,
                                setup=_models())
@@ -129,7 +129,7 @@ def cmd_pretrain(argv) -> int:
 
 def tune_parser():
     from benchmark.config import CommandParser
-    from benchmark.executors import JOIN_TIMEOUT_S
+    from benchmark.grid.executors import JOIN_TIMEOUT_S
 
     p = CommandParser(prog="hatswap tune", description="Tune one strategy's arguments on the validation split of a "
                       "profile's stream (Optuna TPE + ASHA, in this process or on Ray Tune); other flags go to "
@@ -281,14 +281,14 @@ def cmd_report(argv) -> int:
 
 
 def _batch_runner():
-    """benchmark.batch, with every kind of batch registered: the core's continual one and the multi-task one, and
+    """benchmark.grid.batch, with every kind of batch registered: the core's continual one and the multi-task one, and
     every profile step: a profile's "pretrain" section (the entry point is the one place that knows them all)."""
-    import benchmark.batch
+    import benchmark.grid.batch
     import benchmark.mtl.batch  # noqa: F401  (registers the `mtl` grid kind)
     import benchmark.pretrain.batch  # noqa: F401  (registers the "pretrain" weights step)
 
     _models()
-    return benchmark.batch
+    return benchmark.grid.batch
 
 
 COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "pretrain": cmd_pretrain, "tune": cmd_tune,

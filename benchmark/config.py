@@ -69,7 +69,7 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class TrackedConfig(RuntimeConfig):
-    """A run that logs to wandb (continual and multi-task runs; benchmark/tracking.py)."""
+    """A run that logs to wandb (continual and multi-task runs; benchmark/outputs/tracking.py)."""
 
     wandb: str = field(default="off", metadata={"choices": ("off", "offline", "online")})
     wandb_project: str = ""  # "" = $WANDB_PROJECT, else "hatswap"
@@ -126,7 +126,7 @@ class RunConfig(TrackedConfig):
 
             object.__setattr__(self, "tuned_from", canonical(self.tuned_from))
         if self.published:
-            from benchmark.published import load_published
+            from benchmark.outputs.published import load_published
 
             load_published(self.published)
         STRATEGIES.get(self.strategy).meta.refuse_options(self)  # and what the architecture cannot carry (MODELS)

@@ -44,7 +44,7 @@ class StrategyMeta:
     one_shot: bool = False  # trains on the whole stream at once (joint training): R gets one row, 'after_joint'
     baseline: bool = False  # one model per task (single-task baselines): only R's diagonal means something
     # trains a fresh model from the initial weights at every experience (single_task, gdumb): each experience is a
-    # training of its own, so `--lr-schedule cosine-stream` restarts with it (benchmark/harness_plugins.py)
+    # training of its own, so `--lr-schedule cosine-stream` restarts with it (benchmark/harness/harness_plugins.py)
     restarts_each_experience: bool = False
     # A strategy that is Avalanche's SupervisedTemplate plus plugins: (its config, the template's keyword arguments)
     # → its plugins, the function `STRATEGIES.register_plugins` decorates. Such strategies combine: `--strategy
@@ -57,10 +57,10 @@ class StrategyMeta:
     # retraining or resetting the model): any other strategy leaves a past head bit-identical (a test checks both).
     trains_past_heads: bool = False
     # Trains for its own epochs and schedule (gdumb): (its config, the run's schedule as described) → (schedule,
-    # epochs) as the training line of tables and summary.json states them (benchmark/harness_plugins.py).
+    # epochs) as the training line of tables and summary.json states them (benchmark/harness/harness_plugins.py).
     own_budget: Callable[..., tuple[str, str]] | None = None
-    # The scenarios it can run in (benchmark/scenarios.py): one that needs the task label at test time (progressive's
-    # columns) or one model per task (single_task) is task-IL only.
+    # The scenarios it can run in (benchmark/harness/scenarios.py): one that needs the task label at test time
+    # (progressive's columns) or one model per task (single_task) is task-IL only.
     scenarios: tuple[str, ...] = ("task-il", "class-il", "domain-il")
 
     def refuse_options(self, cfg) -> None:

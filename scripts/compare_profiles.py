@@ -1,7 +1,7 @@
 """Two batches of the same strategies on the same paired seeds (e.g. `zoo` at defaults and `zoo-tuned`): for every
-strategy both ran, each metric's mean in both and the paired difference B − A seed by seed (benchmark/paired_stats.py:
-95 % t-interval, paired t below 6 seeds, Wilcoxon from 6), Holm-corrected over the strategies. A Markdown table on
-stdout.
+strategy both ran, each metric's mean in both and the paired difference B − A seed by seed
+(benchmark/outputs/paired_stats.py: 95 % t-interval, paired t below 6 seeds, Wilcoxon from 6), Holm-corrected over the
+strategies. A Markdown table on stdout.
 
     .venv/bin/python scripts/compare_profiles.py RESULTS_A RESULTS_B [--labels defaults,tuned] [--metrics acc,bwt]
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark.paired_stats import holm, paired_differences, paired_test  # noqa: E402
-from benchmark.report import collect  # noqa: E402
+from benchmark.outputs.paired_stats import holm, paired_differences, paired_test  # noqa: E402
+from benchmark.outputs.report import collect  # noqa: E402
 
 
 def compare(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str]) -> str:

@@ -20,10 +20,10 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models import avalanche_forward
 
 from benchmark.errors import UserError
-from benchmark.memory import flat_grad, sample_experience, set_flat_grad
-from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
 from benchmark.tuning.space import Choice, searchable
+from strategies.common.memory import flat_grad, sample_experience, set_flat_grad
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class AGEMPlugin(SupervisedPlugin):
     def __init__(self, cfg: AGEMConfig):
         super().__init__()
         self.cfg, self.memory = cfg, None  # (x, y, t) of every past experience, concatenated
-        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        # its own (benchmark/runtime/randomness.py): from the run seed once training starts; torch's seed until then
         self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "agem"))
 
     def before_training(self, strategy, **kwargs):

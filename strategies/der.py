@@ -22,8 +22,8 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models import avalanche_forward
 
 from benchmark.errors import UserError
-from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
 from benchmark.tuning.space import LogUniform, Uniform, searchable
 
 
@@ -50,7 +50,7 @@ class DERPlugin(SupervisedPlugin):
     def __init__(self, cfg: DERConfig):
         super().__init__()
         self.cfg, self.seen, self.size, self.memory = cfg, 0, 0, None  # memory: [x, y, t, z], capacity rows each
-        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        # its own (benchmark/runtime/randomness.py): from the run seed once training starts; torch's seed until then
         self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "der"))
 
     def before_training(self, strategy, **kwargs):

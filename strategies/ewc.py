@@ -21,10 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from benchmark.errors import UserError
-from benchmark.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
-from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.randomness import own_generator
 from benchmark.tuning.space import LogUniform, searchable
+from strategies.common.importance import PenaltyPlugin, anchor, per_sample_importance, snapshot
 
 
 @dataclass(frozen=True)

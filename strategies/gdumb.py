@@ -34,9 +34,9 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.errors import UserError
-from benchmark.harness_plugins import StepLR
-from benchmark.randomness import derived_seed, own_generator
+from benchmark.harness.harness_plugins import StepLR
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.randomness import derived_seed, own_generator
 from benchmark.tuning.space import Choice, searchable
 
 
@@ -77,7 +77,7 @@ class GDumbPlugin(SupervisedPlugin):
         self.factors, self.base_lrs, self.epoch = sgdr_factors(cfg.epochs, cfg.min_lr_ratio), None, 0
         self.groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)  # group → [(experience, index)]
         self.datasets: list = []  # experience id → its training dataset
-        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        # its own (benchmark/runtime/randomness.py): from the run seed once training starts; torch's seed until then
         self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "gdumb"))
 
     def size(self) -> int:
@@ -136,7 +136,8 @@ class GDumbPlugin(SupervisedPlugin):
 
 
 def own_budget(cfg: GDumbConfig, run_schedule: str) -> tuple[str, str]:
-    """The training line's schedule and epochs for a GDumb run (benchmark/harness_plugins.py describe_training)."""
+    """The training line's schedule and epochs for a GDumb run (benchmark/harness/harness_plugins.py
+    describe_training)."""
     schedule = "SGDR from a warm-start epoch, T_0 = 1, T_mult = 2" if cfg.schedule == "sgdr" else run_schedule
     return schedule, f"{cfg.epochs} epochs over its memory per experience"
 

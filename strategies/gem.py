@@ -27,10 +27,10 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models import avalanche_forward
 
 from benchmark.errors import UserError
-from benchmark.memory import flat_grad, sample_experience, set_flat_grad
-from benchmark.randomness import derived_seed, own_generator, own_rng
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
 from benchmark.tuning.space import Uniform, searchable
+from strategies.common.memory import flat_grad, sample_experience, set_flat_grad
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class GEMPlugin(SupervisedPlugin):
     def __init__(self, cfg: GEMConfig):
         super().__init__()
         self.cfg, self.memories = cfg, []
-        # its own (benchmark/randomness.py): from the run seed once training starts; torch's seed until then
+        # its own (benchmark/runtime/randomness.py): from the run seed once training starts; torch's seed until then
         self.generator = torch.Generator().manual_seed(derived_seed(torch.initial_seed(), "strategy", "gem"))
         self.projected = 0  # steps whose gradient was projected, for inspection
 

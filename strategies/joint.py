@@ -10,15 +10,16 @@ from batch to batch (the chunk starts move by B mod T). Avalanche's `TaskBalance
 `JointTraining` uses by default, gives every batch ⌊B/T⌋ + 1 samples of the first B mod T tasks and ⌊B/T⌋ of the
 others, and cycles the tasks that run out first until the last one ends: with equal task sizes the first tasks
 see (⌊B/T⌋ + 1)/⌊B/T⌋ times their data (×1.05 at B = 64, T = 3; ×2 with 33 % more steps at B = 4).
-The batches: benchmark/sampling.py (`--sampler class-balanced`: each task's queue is drawn class-balanced instead).
+The batches: benchmark/harness/sampling.py (`--sampler class-balanced`: each task's queue is drawn class-balanced
+instead).
 """
 
 from __future__ import annotations
 
 from avalanche.training.supervised import JointTraining
 
+from benchmark.harness.sampling import InterleavedTaskBatches, interleaved_loader  # noqa: F401  (the batches; re-exported)
 from benchmark.registry import STRATEGIES
-from benchmark.sampling import InterleavedTaskBatches, interleaved_loader  # noqa: F401  (the batches; re-exported)
 
 
 class BudgetMatchedJointTraining(JointTraining):

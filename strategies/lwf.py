@@ -22,8 +22,8 @@ this one's `before_backward` (DER's memory batches, in `der+lwf`) cannot hand Lw
 a composition means the same whatever its order. λ = 0 adds no term at all, so the old heads get no gradient (not a
 zero one, which Adam would turn into a step on stale moments): LwF at λ = 0 is naive training, bit for bit.
 
-Class-IL (one head over every class, benchmark/scenarios.py): one term, T²·KL on the logits of the classes of the
-past experiences (as Mammoth's LwF distils the seen classes' logits and Avalanche's on an incremental classifier).
+Class-IL (one head over every class, benchmark/harness/scenarios.py): one term, T²·KL on the logits of the classes of
+the past experiences (as Mammoth's LwF distils the seen classes' logits and Avalanche's on an incremental classifier).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 import torch
 from avalanche.core import SupervisedPlugin
 
-from benchmark.distill import kd_loss
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
+from benchmark.tasks.distill import kd_loss
 from benchmark.tuning.space import Choice, LogUniform, searchable
 
 

@@ -3,7 +3,7 @@ task; in class- and domain-IL, where every experience has task label 0, over the
 mini-batch is joined by `batch_size_mem` samples drawn from it. Replayed samples keep their task label, so each is
 routed to — and trains — its own task's head. The exemplars are drawn from replay's own generator (Avalanche's
 RandomExemplarsSelectionStrategy shuffles with Python's global `random`), the memory batches' order from the
-harness's memory-order generator (benchmark/randomness.py)."""
+harness's memory-order generator (benchmark/runtime/randomness.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import ParametricBuffer, RandomExemplarsSelectionStrategy
 
 from benchmark.errors import UserError
-from benchmark.randomness import own_generator
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.randomness import own_generator
 from benchmark.tuning.space import Choice, searchable
 
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import torch
 
 from benchmark.errors import UserError
-from benchmark.importance import PenaltyPlugin, anchor, snapshot, trainable
 from benchmark.registry import STRATEGIES
 from benchmark.tuning.space import LogUniform, searchable
+from strategies.common.importance import PenaltyPlugin, anchor, snapshot, trainable
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 import pytest
 
-from benchmark.batch import run_batch
 from benchmark.config import parse_config
-from benchmark.run import run
+from benchmark.grid.batch import run_batch
+from benchmark.harness.run import run
 from tests.conftest import tiny_args
 
 
@@ -43,8 +43,8 @@ def test_batch_rejects_bad_flags_before_training(tmp_path, fmnist_root):
 
 
 def test_a_strategy_flag_applies_to_its_own_runs_of_a_batch():
-    from benchmark.batch import args_for_run
     from benchmark.errors import UserError
+    from benchmark.grid.batch import args_for_run
 
     todo = [("binary_tasks", s, 0) for s in ("naive", "lwf", "replay")]
     args = ["--epochs", "1", "--lwf.alpha", "2", "--replay.mem-size=50", "--lwf.temperature", "-3"]

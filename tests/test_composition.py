@@ -15,9 +15,9 @@ from avalanche.training.templates.base_sgd import PeriodicEval
 
 from benchmark.cli import main
 from benchmark.config import parse_config
+from benchmark.harness.run import run
+from benchmark.outputs.results import read_matrix
 from benchmark.registry import STRATEGIES, CompositeArgs, StrategyRegistry
-from benchmark.results import read_matrix
-from benchmark.run import run
 from strategies.agem import AGEMPlugin
 from strategies.der import DERPlugin
 from strategies.ewc import EWCPlugin
@@ -64,7 +64,7 @@ def test_an_incompatible_combination_is_one_error_line(name, fragment, tiny, cap
 
 
 def test_a_batch_flag_of_a_part_reaches_the_combination():
-    from benchmark.batch import args_for_run
+    from benchmark.grid.batch import args_for_run
 
     todo = [("binary_tasks", "naive", 0), ("binary_tasks", "lwf+replay", 0)]
     flags = ["--lwf.alpha", "3", "--epochs", "1"]

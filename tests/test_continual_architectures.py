@@ -15,16 +15,16 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
 from benchmark.errors import UserError
-from benchmark.executors import execute_run
-from benchmark.importance import PenaltyPlugin
+from benchmark.grid.executors import execute_run
+from benchmark.harness.run import run
 from benchmark.models.contract import MultiHeadModel
 from benchmark.mtl.continual import register_models
 from benchmark.mtl.model import MultiTaskModel
 from benchmark.mtl.registries import ARCHITECTURES
+from benchmark.outputs.results import existing_status, read_run
 from benchmark.registry import MODELS, STRATEGIES
-from benchmark.results import existing_status, read_run
-from benchmark.run import run
 from benchmark.tasks import TaskSpec, task_kind
+from strategies.common.importance import PenaltyPlugin
 
 register_models()  # what the composition root (benchmark/cli.py) does before parsing a run's flags
 TASKS = [TaskSpec("a", kind="multiclass", params={"num_classes": 3}), TaskSpec("b", kind="binary")]

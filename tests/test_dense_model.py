@@ -12,13 +12,13 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
 from benchmark.errors import UserError
-from benchmark.harness_plugins import CosineLR
+from benchmark.harness.harness_plugins import CosineLR
+from benchmark.harness.run import run
 from benchmark.models.backbone import BackboneView
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.efficientnet_b0_fpn import EfficientNetFPN
 from benchmark.models.hatswap_net import build_net
 from benchmark.registry import BACKBONES
-from benchmark.run import run
 from benchmark.streams.dense_suite import KIND_ORDER
 from benchmark.tasks import TaskSpec, task_kind
 from strategies.single_task import RestartEachExperience

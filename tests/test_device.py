@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.config import parse_config
-from benchmark.device import autocast_dtype
-from benchmark.run import run
+from benchmark.harness.run import run
+from benchmark.runtime.device import autocast_dtype
 from strategies.lwf import LwFConfig, LwFPlugin
 from tests.task_fixtures import vector_net
 
@@ -75,7 +75,7 @@ def test_bf16_run_on_cuda_with_cached_features(tiny, tmp_path):
 def test_gpu_check_script_runs_its_cases_and_reports_each(fmnist_root, capsys):
     """scripts/gpu_check.sh's module, on the CPU: one `ok` line per case, DINO pretraining (fp32, bf16) last;
     without CUDA, `--device cuda` exits 2."""
-    from benchmark import gpu_check
+    from benchmark.diagnostics import gpu_check
 
     assert gpu_check.main(["--device", "cpu", "--strategies", "joint", "--data-root", str(fmnist_root)]) == 0
     out = capsys.readouterr().out

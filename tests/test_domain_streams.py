@@ -8,8 +8,8 @@ from avalanche.benchmarks.classic.cmnist import PixelsPermutation
 
 from benchmark.cli import main
 from benchmark.errors import UserError
+from benchmark.harness.scenarios import apply_scenario, model_tasks
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.scenarios import apply_scenario, model_tasks
 from benchmark.streams.permuted import DomainStreamConfig
 from benchmark.streams.rotated import RotatedConfig
 from benchmark.tasks import TaskSpec

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.batch import run_batch
 from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.errors import UserError
-from benchmark.run import run
+from benchmark.grid.batch import run_batch
+from benchmark.harness.run import run
 from tests.conftest import tiny_args
 
 STRATEGIES = ["naive", "joint", "lwf", "replay"]
@@ -29,7 +29,7 @@ def _matrices(out):
 
 def test_ray_batch_equals_local_lists_a_failure_and_resumes(tmp_path, fmnist_root, capsys):
     pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
-    from benchmark.executors import RayExecutor
+    from benchmark.grid.executors import RayExecutor
 
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     assert run_batch("smoke", tiny_args(local, fmnist_root, "--threads", "1")[2:], strategies=STRATEGIES) == 0
@@ -58,7 +58,7 @@ def test_executor_flags_name_their_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     assert main(["batch", "--profile", "smoke", "--executor", "ray"]) == 2
     assert "pip install 'hatswap[ray]'" in capsys.readouterr().err
-    from benchmark.executors import RayExecutor
+    from benchmark.grid.executors import RayExecutor
 
     with pytest.raises(UserError, match="--cpus-per-run must be > 0"):
         RayExecutor(cpus_per_run=0)
@@ -148,7 +148,7 @@ def _extract_in_parallel(argv, barrier, out_file):
     """A child process: build the run's stream and frozen model, wait for the other child, then ask the cache."""
     import torch
 
-    from benchmark import feature_cache
+    from benchmark.harness import feature_cache
     from benchmark.models.hatswap_net import build_model
     from benchmark.registry import STREAMS
 
@@ -189,7 +189,7 @@ def test_parallel_runs_on_one_cache_key_extract_once(tmp_path, fmnist_root):
 def test_a_multi_task_batch_on_ray_equals_the_local_one(tmp_path, fmnist_root):
     """The one batch runner: an MTL profile's experiments (and derived baselines) run as Ray tasks too."""
     pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
-    from benchmark.executors import RayExecutor
+    from benchmark.grid.executors import RayExecutor
     from benchmark.mtl.batch import run_mtl_batch
     from tests.test_mtl_run import TINY
 

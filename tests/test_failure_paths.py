@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmark.batch import run_batch
 from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.errors import UserError
-from benchmark.report import collect, write_report
-from benchmark.results import read_matrix
-from benchmark.run import run
+from benchmark.grid.batch import run_batch
+from benchmark.harness.run import run
+from benchmark.outputs.report import collect, write_report
+from benchmark.outputs.results import read_matrix
 from tests.conftest import tiny_args
 from tests.test_cli import error_line
 
@@ -168,7 +168,7 @@ def test_a_different_config_names_the_keys_and_both_ways_out(tiny, tmp_path, cap
 HOLD = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from benchmark.results import claim_run_folder
+    from benchmark.outputs.results import claim_run_folder
     claim_run_folder(Path(sys.argv[1]), {}, Path(sys.argv[2]), force=False)
     print("claimed", flush=True)
     time.sleep(120)
@@ -222,7 +222,7 @@ def test_a_stale_lock_of_a_dead_process_does_not_block(tiny, tmp_path):
 
 
 def test_losing_a_race_to_the_same_config_is_success(tiny, tmp_path):
-    from benchmark.results import write_run
+    from benchmark.outputs.results import write_run
 
     folder, _ = run(parse_config(tiny())[0])
     files = {n: (folder / n).read_text() for n in ("config.json", "matrix.csv", "summary.json")}
@@ -284,7 +284,7 @@ def test_temp_folders_of_dead_writers_are_removed(tiny, tmp_path):
 def test_lock_files_of_killed_processes_are_removed_and_a_live_holders_kept(tiny, tmp_path, holder):
     """A kill leaves `.seed<k>.lock` behind (empty if killed before writing its pid, else the pid); the next claim
     in that folder removes each no process holds, and never one a live process holds."""
-    from benchmark.run_lock import lock_run_folder
+    from benchmark.outputs.run_lock import lock_run_folder
 
     folder = naive_folder(tmp_path / "results")
     live = holder(folder.with_name("seed1"))
@@ -304,7 +304,7 @@ def test_a_claim_that_meets_a_stale_lock_being_checked_waits_for_it(tmp_path):
     import fcntl
     import threading
 
-    from benchmark.run_lock import lock_run_folder, release_run_folder
+    from benchmark.outputs.run_lock import lock_run_folder, release_run_folder
 
     folder = tmp_path / "runs" / "seed0"
     folder.parent.mkdir(parents=True)
@@ -445,7 +445,7 @@ def test_a_run_on_a_full_disk_stops_before_training_and_leaves_nothing(tiny, tmp
 
 
 def test_a_disk_that_fills_after_the_check_leaves_no_lock_behind(tmp_path, monkeypatch):
-    from benchmark.results import claim_run_folder
+    from benchmark.outputs.results import claim_run_folder
 
     out = tmp_path / "results"
     folder = naive_folder(out)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from benchmark.config import parse_config
+from benchmark.harness.run import run
+from benchmark.outputs.results import read_matrix
 from benchmark.registry import STRATEGIES
-from benchmark.results import read_matrix
-from benchmark.run import run
 
 # Default-width vit_tiny, frozen, and a learning rate high enough that R moves off the trivial 0.667.
 FROZEN = ("--backbone-mode", "frozen", "--vit_tiny.embed-dim", "32", "--vit_tiny.depth", "2", "--hidden", "32",
@@ -79,7 +79,8 @@ def test_cache_key_changes_with_the_data_subset(tiny, tmp_path):
 
 
 def test_backbone_latency_is_measured_once_per_machine_and_reused(tiny, tmp_path, monkeypatch):
-    from benchmark import device, feature_cache
+    from benchmark.harness import feature_cache
+    from benchmark.runtime import device
 
     measured = []
     real = device.latency_ms_per_image
@@ -107,7 +108,7 @@ def test_backbone_latency_is_measured_once_per_machine_and_reused(tiny, tmp_path
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_fast_cached_batches_are_bit_identical_to_avalanches_fetching(strategy, tiny, tmp_path, monkeypatch):
-    from benchmark import fast_batches
+    from benchmark.harness import fast_batches
 
     gathered = []
     batch = fast_batches._Gathered.batch

@@ -5,7 +5,7 @@ the learning rate; HATSWAP_WRITE_GOLDEN=1 rewrites, HATSWAP_GOLDEN_DUMP=DIR keep
 import pytest
 
 from benchmark.config import parse_config
-from benchmark.run import run
+from benchmark.harness.run import run
 from tests import golden_files
 from tests.golden_files import FLOAT64, GOLDEN, RTOL, continual_record, deterministic, largest_difference
 
@@ -78,10 +78,10 @@ def test_float64_runs_compute_in_float64_and_say_so(tiny):
 
     import torch
 
-    from benchmark.run import build_stream_and_model
+    from benchmark.harness.run import build_stream_and_model
 
     cfg, _ = parse_config(tiny(*FLOAT64))
-    from benchmark.device import compute_dtype
+    from benchmark.runtime.device import compute_dtype
 
     with compute_dtype(cfg.dtype):
         bench, model, _ = build_stream_and_model(cfg, torch.device("cpu"), lambda *_: None)

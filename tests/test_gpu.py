@@ -3,7 +3,7 @@ import json
 import pytest
 
 from benchmark.config import parse_config
-from benchmark.run import run
+from benchmark.harness.run import run
 
 
 @pytest.mark.gpu
@@ -17,7 +17,7 @@ def test_tiny_run_on_cuda(tiny):
 @pytest.mark.parametrize("strategy", ["joint", "replay"])
 def test_fast_cached_batches_on_cuda_equal_avalanches_fetching(strategy, tiny, tmp_path, monkeypatch):
     """Features kept on the GPU and gathered there give the batches Avalanche's per-sample fetching gives."""
-    from benchmark.results import read_matrix
+    from benchmark.outputs.results import read_matrix
 
     args = ("--strategy", strategy, "--device", "cuda", "--backbone-mode", "frozen", "--cache-dir",
             str(tmp_path / "cache"))

@@ -7,8 +7,8 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from benchmark.config import parse_config
 from benchmark.errors import RunFailed, UserError
-from benchmark.results import read_matrix
-from benchmark.run import run
+from benchmark.harness.run import run
+from benchmark.outputs.results import read_matrix
 
 
 def test_same_seed_twice_gives_identical_matrix(tiny, tmp_path):

@@ -18,11 +18,11 @@ from timm.layers import resample_abs_pos_embed
 from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.errors import UserError
-from benchmark.harness_plugins import FreshOptimizer, StepLR, schedule_plugins
+from benchmark.harness.harness_plugins import FreshOptimizer, StepLR, schedule_plugins
+from benchmark.harness.run import run
+from benchmark.harness.sampling import InterleavedTaskBatches
 from benchmark.models import build_model
 from benchmark.registry import StrategyMeta
-from benchmark.run import run
-from benchmark.sampling import InterleavedTaskBatches
 from benchmark.tasks import TaskCriterion, TaskSpec, kind_of
 from tests.test_data import cifar_tarball_root
 

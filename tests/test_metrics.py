@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmark.metrics import cl_metrics, task_forgetting
+from benchmark.outputs.metrics import cl_metrics, task_forgetting
 
 # Hand-computed 3×3 case. Rows: after experience i; columns: task j.
 R = [[0.90, 0.20, 0.10],

@@ -9,9 +9,9 @@ import itertools
 import pytest
 import torch
 
-from benchmark.device import compute_dtype
 from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
 from benchmark.mtl.train import train_stages
+from benchmark.runtime.device import compute_dtype
 from tests.golden_files import assert_golden_lines, deterministic
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data
 

@@ -13,7 +13,7 @@ from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.report import write_mtl_report
 from benchmark.mtl.run import build_model
 from benchmark.mtl.task_sets.mtl_tasks import MtlTasksConfig
-from benchmark.results import SUMMARY_KEYS, read_matrix
+from benchmark.outputs.results import SUMMARY_KEYS, read_matrix
 
 TINY = ["--mtl_tasks.train-size", "60", "--mtl_tasks.val-size", "20", "--mtl_tasks.test-size", "40",
         "--small_cnn.channels", "4", "--shared-width", "8", "--task-layers", "8", "--epochs", "2",

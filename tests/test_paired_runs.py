@@ -1,6 +1,6 @@
-"""Runs of different strategies at one seed are paired (benchmark/randomness.py): the same initial weights, training
-data order and evaluation data, each strategy's own randomness on its own generator; past heads stay frozen unless
-the method trains them; a composition of strategies means the same in either order."""
+"""Runs of different strategies at one seed are paired (benchmark/runtime/randomness.py): the same initial weights,
+training data order and evaluation data, each strategy's own randomness on its own generator; past heads stay frozen
+unless the method trains them; a composition of strategies means the same in either order."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
-from benchmark.randomness import derived_seed, own_generator, own_rng
+from benchmark.harness.run import run
 from benchmark.registry import STRATEGIES
-from benchmark.run import run
+from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
 from strategies.lwf import LwFPlugin
 from tests.golden_files import continual_record
 

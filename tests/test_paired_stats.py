@@ -1,4 +1,5 @@
-"""benchmark/paired_stats.py: every statistic against a hand computation (and scipy where it is the reference)."""
+"""benchmark/outputs/paired_stats.py: every statistic against a hand computation (and scipy where it is the
+reference)."""
 
 import math
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark import paired_stats as ps
+from benchmark.outputs import paired_stats as ps
 
 
 def _runs(values: dict, stream="s", baseline=()):

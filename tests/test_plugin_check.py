@@ -1,5 +1,5 @@
-"""The misspelt-hook guard (benchmark/plugin_check.py): a callable named like an Avalanche hook that is none is one
-error line naming it, its plugin and the real hook, on the class and on the instance; real hooks and declared
+"""The misspelt-hook guard (benchmark/harness/plugin_check.py): a callable named like an Avalanche hook that is none is
+one error line naming it, its plugin and the real hook, on the class and on the instance; real hooks and declared
 helpers pass."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
-from benchmark.plugin_check import check_plugin_hooks, not_a_hook
+from benchmark.harness.plugin_check import check_plugin_hooks, not_a_hook
 
 NEAR_MISSES = [  # (name, the hook it is taken for)
     ("befor_backward", "before_backward"),

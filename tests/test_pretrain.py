@@ -14,6 +14,7 @@ from torch import nn
 from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.errors import UserError
+from benchmark.harness.run import run
 from benchmark.models import build_model
 from benchmark.pretrain import artifact, pipeline
 from benchmark.pretrain.config import parse_pretrain_config
@@ -29,7 +30,6 @@ from benchmark.pretrain.objective import (
     update_center,
 )
 from benchmark.pretrain.pipeline import pretrain
-from benchmark.run import run
 from benchmark.tasks import TaskSpec
 
 LN = math.log

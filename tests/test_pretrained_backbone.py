@@ -13,13 +13,13 @@ import torch
 from benchmark.cli import main
 from benchmark.config import parse_config
 from benchmark.errors import UserError
+from benchmark.harness.run import run
 from benchmark.models import build_model
 from benchmark.models.backbone_training import build_optimizer
 from benchmark.models.dino import BackboneInput, DinoConfig
 from benchmark.models.efficientnet_b0_fpn import EfficientNetFPNConfig
 from benchmark.models.vit_tiny import VitTinyConfig, create_vit_tiny, vit_tiny
 from benchmark.registry import BACKBONES
-from benchmark.run import run
 from benchmark.tasks import TaskSpec
 
 TINY = {"img_size": 32, "embed_dim": 32, "depth": 2, "num_heads": 2}  # a vit_small_patch16_224 of test size

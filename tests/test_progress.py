@@ -10,7 +10,7 @@ import termios
 from pathlib import Path
 
 from benchmark.config import parse_config
-from benchmark.run import run
+from benchmark.harness.run import run
 from tests.conftest import tiny_args
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,13 +17,13 @@ import torch
 
 from benchmark.cli import main
 from benchmark.config import parse_config
+from benchmark.harness.run import run
 from benchmark.models.hatswap_net import build_net
 from benchmark.mtl import ARCHITECTURES, SCHEDULES, WEIGHTINGS, MultiTaskModel
 from benchmark.mtl.task_sets.mtl_data import MTLData
 from benchmark.mtl.train import train_stages
+from benchmark.outputs.results import read_matrix
 from benchmark.registry import BACKBONES, KINDS, STRATEGIES, STREAMS
-from benchmark.results import read_matrix
-from benchmark.run import run
 from benchmark.tasks import TaskCriterion, TaskSpec
 from strategies.lwf import LwFPlugin
 from tests.mtl_fixtures import N_FEATURES, tiny_cfg, tiny_data

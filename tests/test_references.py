@@ -1,10 +1,10 @@
-"""benchmark/references.py: raw-pixel nearest-neighbour references, hand-computed."""
+"""benchmark/outputs/references.py: raw-pixel nearest-neighbour references, hand-computed."""
 
 
 import pytest
 import torch
 
-from benchmark.references import nearest, reference_score, vote
+from benchmark.outputs.references import nearest, reference_score, vote
 from benchmark.tasks import TaskSpec, task_kind
 
 

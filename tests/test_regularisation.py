@@ -10,9 +10,9 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.config import parse_config
 from benchmark.errors import UserError
-from benchmark.importance import per_sample_importance, quadratic_penalty
-from benchmark.plugin_check import check_plugin_hooks
-from benchmark.run import run
+from benchmark.harness.plugin_check import check_plugin_hooks
+from benchmark.harness.run import run
+from strategies.common.importance import per_sample_importance, quadratic_penalty
 from strategies.ewc import EWCConfig, EWCPlugin
 from strategies.mas import MASConfig, MASPlugin
 from strategies.si import SIConfig, SIPlugin
@@ -197,7 +197,7 @@ class AddsATerm(SupervisedPlugin):
 def test_si_path_integral_uses_the_tasks_own_gradient_whatever_else_adds_to_the_loss(si_first):
     """ω's g is the gradient of the task's loss alone (Zenke et al.'s 'unreg_grads'): not SI's own penalty, not a
     composed strategy's term, whichever runs first; the step itself uses the total gradient."""
-    from benchmark.harness_plugins import TaskLoss
+    from benchmark.harness.harness_plugins import TaskLoss
 
     theta = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     m = torch.nn.Module()

@@ -14,7 +14,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models import MultiTaskModule
 
 from benchmark.config import parse_config
-from benchmark.run import run
+from benchmark.harness.run import run
 from strategies.agem import agem_project
 from strategies.der import DERConfig, DERPlugin, finite
 from strategies.gem import GEMConfig, GEMPlugin, project

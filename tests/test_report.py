@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.report import per_task, task_table, tex_escape
-from benchmark.results import SUMMARY_KEYS
+from benchmark.outputs.report import per_task, task_table, tex_escape
+from benchmark.outputs.results import SUMMARY_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,8 @@ def test_fwt_is_reported_but_never_ranked(results):
 
 
 def test_confidence_intervals_are_t_based():
-    from benchmark.metrics import ci95_halfwidth
-    from benchmark.report import intervals
+    from benchmark.outputs.metrics import ci95_halfwidth
+    from benchmark.outputs.report import intervals
 
     # t_{0.975, 2} = 4.303, t_{0.975, 4} = 2.776 (tables); one run has no interval
     assert ci95_halfwidth([1.0, 1.0, 1.0], [3, 5, 1]) == pytest.approx([4.3027 / 3**0.5, 2.7764 / 5**0.5, np.nan],
@@ -98,7 +98,7 @@ def test_confidence_intervals_are_t_based():
 
 
 def test_the_dense_suites_latency_objective_is_judged_where_the_stream_has_baselines():
-    from benchmark.report import COLUMNS, main_table
+    from benchmark.outputs.report import COLUMNS, main_table
 
     def agg(baseline):
         rows = {"stream": ["s", "s"], "strategy": ["fast", "slow"], "n_seeds": [3, 3], "baseline": [baseline, False]}

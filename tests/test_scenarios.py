@@ -1,5 +1,5 @@
-"""Scenarios (benchmark/scenarios.py): class-IL's one head, its two R matrices from one run, and what each strategy
-declares."""
+"""Scenarios (benchmark/harness/scenarios.py): class-IL's one head, its two R matrices from one run, and what each
+strategy declares."""
 
 import copy
 import json
@@ -14,14 +14,14 @@ from torch import nn
 
 from benchmark.cli import main
 from benchmark.config import RunConfig, parse_config
-from benchmark.distill import kd_loss
 from benchmark.errors import UserError
+from benchmark.harness.run import run
+from benchmark.harness.scenarios import ClassILAccuracy, apply_scenario, class_ranges, model_tasks
 from benchmark.models.hatswap_net import build_net
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.run import run
-from benchmark.scenarios import ClassILAccuracy, apply_scenario, class_ranges, model_tasks
 from benchmark.streams.split_classes import SplitClassesConfig
 from benchmark.tasks import TaskSpec
+from benchmark.tasks.distill import kd_loss
 from strategies.lwf import LwFConfig, LwFPlugin
 from strategies.replay import ReplayConfig, make_replay_plugin
 from tests.conftest import tiny_args
@@ -187,8 +187,8 @@ def test_the_report_shows_both_scenarios_of_class_il_runs(tmp_path, fmnist_root)
 
 
 def test_the_zoo_split_profile_holds_every_class_il_strategy():
-    from benchmark.batch import plan
     from benchmark.config import load_profile
+    from benchmark.grid.batch import plan
 
     profile = load_profile("zoo-split")
     class_il = {s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios}

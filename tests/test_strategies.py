@@ -11,9 +11,9 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import ReplayPlugin
 
 from benchmark.config import parse_config
+from benchmark.harness.run import run
+from benchmark.outputs.results import read_matrix
 from benchmark.registry import STRATEGIES
-from benchmark.results import read_matrix
-from benchmark.run import run
 from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
 from tests.golden_files import FLOAT64, assert_golden, continual_record, deterministic
 from tests.task_fixtures import vector_net
@@ -317,8 +317,8 @@ def test_progressive_keeps_each_parameter_groups_settings(kind):
 
 
 def test_the_zoo_profile_holds_every_strategy_and_a_combination():
-    from benchmark.batch import plan
     from benchmark.config import load_profile
+    from benchmark.grid.batch import plan
 
     profile = load_profile("zoo")
     assert set(STRATEGIES.names()) <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from benchmark.config import parse_config
-from benchmark.results import read_matrix
-from benchmark.run import run
+from benchmark.harness.run import run
+from benchmark.outputs.results import read_matrix
 from tests.wandb_records import read_run
 
 

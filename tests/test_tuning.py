@@ -193,9 +193,9 @@ def test_a_per_experience_record_refuses_a_flag_for_its_knobs_and_another_stream
 
 
 def test_results_written_before_the_new_options_are_the_same_config(tiny):
-    from benchmark.results import existing_status
+    from benchmark.outputs.results import existing_status
 
-    folder, _ = __import__("benchmark.run", fromlist=["run"]).run(parse_config(tiny("--strategy", "naive"))[0])
+    folder, _ = __import__("benchmark.harness.run", fromlist=["run"]).run(parse_config(tiny("--strategy", "naive"))[0])
     record = json.loads((folder / "config.json").read_text())
     for key in ("binary_tasks.eval_split", "binary_tasks.val_fraction", "tuned_from", "wandb_group"):
         del record["config"][key]  # as a run written before them has it
@@ -262,7 +262,7 @@ class _Plugin:
 
 
 def test_experience_knobs_set_each_experiences_lr_and_stability_knob():
-    from benchmark.harness_plugins import CosineLR
+    from benchmark.harness.harness_plugins import CosineLR
     from strategies.ewc import EWCConfig
     from strategies.mas import MASConfig
 
@@ -388,7 +388,7 @@ def test_the_tuned_zoo_profiles_apply_a_record_to_every_strategy(profile):
 
 
 def test_compare_profiles_pairs_two_batches_by_seed(tmp_path, fmnist_root):
-    from benchmark.report import collect
+    from benchmark.outputs.report import collect
     from scripts.compare_profiles import compare
 
     for name, lr in (("a", "0.005"), ("b", "0.02")):

@@ -3,7 +3,7 @@
 Modes (`--backbone-mode`):
   finetune  every backbone parameter trains;
   frozen    none does, and the backbone stays in eval mode (so its output is a fixed function of the input and
-            can be cached: see benchmark/feature_cache.py);
+            can be cached: see benchmark/harness/feature_cache.py);
   last-k    only the last `--last-k` transformer blocks and the final norm after them train (the norm maps those
             blocks' output to the features, so it belongs to them); the patch embedding and earlier blocks are
             frozen.

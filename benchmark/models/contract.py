@@ -24,7 +24,8 @@ class MultiHeadModel(Protocol):
     tasks: list  # the TaskSpecs, in task-id order
     frozen_backbone: bool  # the backbone is not trained (and stays in eval mode)
     # "vector" | "map": what the heads read (the tasks' kinds' `reads`); "token map": the model reads the backbone's
-    # tokens itself (a multi-task architecture), so only "vector" features are cached (benchmark/feature_cache.py)
+    # tokens itself (a multi-task architecture), so only "vector" features are cached
+    # (benchmark/harness/feature_cache.py)
     feature_form: str
     autocast_dtype: torch.dtype | None  # set on CUDA (bf16); every entry point returns the compute dtype
 

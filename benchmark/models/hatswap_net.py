@@ -36,7 +36,7 @@ def common_attribute(tasks, attribute: str):
 
 
 class HatSwapNet(MultiTaskModule):
-    # Set by benchmark.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
+    # Set by benchmark.runtime.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
     # returns the compute dtype (torch's default when the net was built: float32, or float64 under --dtype float64),
     # so callers (losses, LwF's hook on `shared`) never mix dtypes; inputs (images, cached features) are cast to it.
     autocast_dtype: torch.dtype | None = None

@@ -7,7 +7,7 @@ listed: for every multi-task experiment, each of its tasks and seeds, one run of
 for everything else (its budget), deduplicated across experiments and named
 `stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with equal
 weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
-core's batch runner (benchmark/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
+core's batch runner (benchmark/grid/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
 skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is rebuilt
 (results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's groups and order for `hatswap
 report`) and failures exit 1.
@@ -19,16 +19,16 @@ import hashlib
 import json
 from pathlib import Path
 
-from benchmark.batch import GridKind, register_grid_kind, run_grid
 from benchmark.config import jsonable
 from benchmark.errors import UserError
+from benchmark.grid.batch import GridKind, register_grid_kind, run_grid
 from benchmark.mtl.config import ENTRY_FIELDS as MTL_ENTRIES
 from benchmark.mtl.config import MTLConfig, parse_mtl_config
 from benchmark.mtl.keywords import config_keys
 from benchmark.mtl.registries import TASK_SETS
 from benchmark.mtl.task_sets.mtl_data import select_names
 from benchmark.mtl.transfer import ENTRY_FIELDS, is_baseline, trunk_config, trunk_flags, trunk_key
-from benchmark.results import atomic_write
+from benchmark.outputs.results import atomic_write
 
 META_KEYS = ("group",)  # experiment keys that describe, not configure
 BASELINE_GROUP = "single-task baselines (stl: one per trunk × task, equal weighting, joint)"

@@ -144,7 +144,8 @@ class MultiTaskModel(MultiHeadMixin, MultiTaskModule):
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """The dtype of the parameters (float64 under --dtype float64, benchmark.device): inputs are cast to it."""
+        """The dtype of the parameters (float64 under --dtype float64, benchmark.runtime.device): inputs are cast to
+        it."""
         return next(self.heads.parameters()).dtype
 
     @property

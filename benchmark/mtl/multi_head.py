@@ -48,7 +48,8 @@ def token_backbones(arch: nn.Module) -> list[tuple[str, TokenBackbone]]:
 class MultiHeadMixin:
     """The model contract on top of `MultiTaskModel`'s `arch`, `heads` and `tasks` (a TaskSpec list)."""
 
-    # Set by benchmark.device on CUDA (bf16); every contract entry point returns the compute dtype (as HatSwapNet).
+    # Set by benchmark.runtime.device on CUDA (bf16); every contract entry point returns the compute dtype (as
+    # HatSwapNet).
     autocast_dtype: torch.dtype | None = None
     frozen_backbone: bool = False
     feature_form = "token map"

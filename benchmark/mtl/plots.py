@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.plots import plt, save_figure
+from benchmark.outputs.plots import plt, save_figure
 
 
 def loss_curves(epochs: list[dict], tasks: list[str], path: Path, title: str = "") -> Path:

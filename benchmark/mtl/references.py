@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.references import nearest
+from benchmark.outputs.references import nearest
 from benchmark.tasks import kind_of
 from benchmark.tasks.reference import MeanTarget, Vote
 

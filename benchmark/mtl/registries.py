@@ -36,7 +36,7 @@ class WeightingMeta:
 @dataclass(frozen=True)
 class ScheduleMeta:
     # Trains the tasks one after another with an evaluation after each (a continual stream): R is T×T, so BWT,
-    # forgetting, FWT and a continual-learning ACC are defined (benchmark.results.score_summary).
+    # forgetting, FWT and a continual-learning ACC are defined (benchmark.outputs.results.score_summary).
     continual: bool = False
 
 

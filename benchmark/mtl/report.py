@@ -17,7 +17,7 @@ from benchmark.mtl.pareto import front
 from benchmark.mtl.plots import val_curves
 from benchmark.mtl.registries import SCHEDULES, WEIGHTINGS
 from benchmark.mtl.transfer import DELTA_M_CONVENTION, delta_m, is_baseline, transfer_gain, trunk_key
-from benchmark.results import atomic_write, read_run
+from benchmark.outputs.results import atomic_write, read_run
 
 
 def collect(out_dir: Path) -> list[dict]:
@@ -34,8 +34,8 @@ def collect(out_dir: Path) -> list[dict]:
 
 
 def current_schema(s: dict) -> dict:
-    """A summary.json written before the one schema (benchmark.results.SUMMARY_KEYS): its CL metrics nested under
-    "cl", "final" a dict of every metric, "primary" where "metric_units" is now → today's keys."""
+    """A summary.json written before the one schema (benchmark.outputs.results.SUMMARY_KEYS): its CL metrics nested
+    under "cl", "final" a dict of every metric, "primary" where "metric_units" is now → today's keys."""
     if "cl" not in s:
         return s
     old = {k: v for k, v in s.items() if k not in ("cl", "final", "primary", "final_primary")}

@@ -2,7 +2,7 @@
 
 results/mtl/runs/<experiment>/seed<k>/  config.json (config, seed, versions, git, data), matrix.csv (primary score
 per task at each evaluation point: init, after_joint or after_exp0..), summary.json (the keys every run's summary
-holds, benchmark.results.SUMMARY_KEYS: ACC/BWT/forgetting/FWT (BWT, forgetting, FWT for the sequential schedule
+holds, benchmark.outputs.results.SUMMARY_KEYS: ACC/BWT/forgetting/FWT (BWT, forgetting, FWT for the sequential schedule
 only), final scores, ...; beside them every test metric per task, final validation scores, losses and validation
 scores per epoch, weights, per-task gradient norms and cosines per epoch, the metric Δm compares per task, the
 trivial references of the data), losses.png, gradients.png (benchmark/mtl/gradients.py).
@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from benchmark.device import compute_dtype, prepare_runtime, seed_everything
 from benchmark.errors import UserError
 from benchmark.mtl.config import MTLConfig
 from benchmark.mtl.gradients import measured_relations, parse_relations_text
@@ -24,7 +23,7 @@ from benchmark.mtl.options import task_values
 from benchmark.mtl.plots import gradient_curves, loss_curves
 from benchmark.mtl.registries import SCHEDULES, TASK_SETS
 from benchmark.mtl.train import train_stages
-from benchmark.results import (
+from benchmark.outputs.results import (
     config_record,
     data_source,
     in_claimed_folder,
@@ -32,8 +31,9 @@ from benchmark.results import (
     score_summary,
     write_run,
 )
+from benchmark.outputs.tracking import WandbTracker
+from benchmark.runtime.device import compute_dtype, prepare_runtime, seed_everything
 from benchmark.tasks import kind_of
-from benchmark.tracking import WandbTracker
 
 
 def mtl_run_dir(out_dir: Path, name: str, seed: int) -> Path:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 
 from benchmark.mtl.keywords import config_keys
-from benchmark.results import ADDED_LATER
+from benchmark.outputs.results import ADDED_LATER
 
 DELTA_M_CONVENTION = ("Δm = (1/T) Σ_t (−1)^l_t (M_t − M_STL,t) / M_STL,t, l_t = 1 if lower is better (Maninis et al. "
                       "2019; LibMTL): M = accuracy for classification, test MSE (l = 1) for reconstruction; "

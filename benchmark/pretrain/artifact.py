@@ -23,7 +23,7 @@ import safetensors.torch
 import torch
 
 from benchmark.models.pretrained_weights import manifest_path, sha256_file
-from benchmark.results import atomic_write, write_error
+from benchmark.outputs.results import atomic_write, write_error
 
 FORMAT_VERSION = 1
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.batch import register_weights_step
+from benchmark.grid.batch import register_weights_step
 
 
 def pretrained_weights(profile_name: str, run_cfg) -> Path:

@@ -20,15 +20,15 @@ import numpy as np
 import torch
 
 from benchmark.data.loading import load_source, materialize_images
-from benchmark.device import prepare_runtime
 from benchmark.errors import UserError
 from benchmark.models.vit_tiny import architecture, create_vit_tiny
+from benchmark.outputs.results import ensure_writable, git_state, lock_folder, package_versions, write_error
+from benchmark.outputs.run_lock import release_run_folder
 from benchmark.pretrain import artifact
 from benchmark.pretrain.config import PretrainConfig, parse_pretrain_config
 from benchmark.pretrain.evaluation import evaluate, table
 from benchmark.pretrain.train import train
-from benchmark.results import ensure_writable, git_state, lock_folder, package_versions, write_error
-from benchmark.run_lock import release_run_folder
+from benchmark.runtime.device import prepare_runtime
 
 METHOD = "DINO (Caron et al. 2021)"
 # Weights committed with the code (results/reference/pretrain/<source>/<backbone>-<key>/): a recipe whose key is

@@ -4,8 +4,9 @@ fixed pixel permutation. Task t's permutation is the t-th `permutation(H·W)` of
 Avalanche's draw, applied to every channel alike; task 0 is permuted too, as there. Each task's images are a
 seeded, class-stratified subsample of the source (`train_per_task`, `test_per_task`; 0 = all).
 
-Meant for `--scenario domain-il` (one head shared by every task, no task label: benchmark/scenarios.py); in task-IL
-each task gets its own head. `rotated` (benchmark/streams/rotated.py) builds the same way with a rotation instead.
+Meant for `--scenario domain-il` (one head shared by every task, no task label: benchmark/harness/scenarios.py); in
+task-IL each task gets its own head. `rotated` (benchmark/streams/rotated.py) builds the same way with a rotation
+instead.
 """
 
 from __future__ import annotations

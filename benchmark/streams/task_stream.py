@@ -28,7 +28,7 @@ class Benchmark:
 
     @classmethod
     def of(cls, train_sets, test_sets, tasks, frames, provenance) -> Benchmark:
-        """task_stream over the sets, which the benchmark keeps (benchmark/scenarios.py rebuilds from them)."""
+        """task_stream over the sets, which the benchmark keeps (benchmark/harness/scenarios.py rebuilds from them)."""
         return cls(task_stream(train_sets, test_sets), tasks, frames, provenance,
                    sets={"train": list(train_sets), "test": list(test_sets)})
 

@@ -8,7 +8,7 @@ import math
 import torch
 from torch import nn
 
-from benchmark.distill import kd_loss
+from benchmark.tasks.distill import kd_loss
 from benchmark.tasks.reference import TrivialReference, Vote
 
 CERTAIN = 20.0  # a logit that reads as certainty (σ(20) = 1 − 2e-9): encodes a known answer as an output
@@ -99,7 +99,7 @@ class LabelKind(TaskKind):
         return torch.nn.functional.cross_entropy(o, y)
 
     def distill(self, student, teacher, spec, temperature: float):
-        """T²·KL on the task's logits, batch mean (benchmark.distill.kd_loss)."""
+        """T²·KL on the task's logits, batch mean (benchmark.tasks.distill.kd_loss)."""
         return kd_loss(student, teacher, temperature)
 
     def metric(self, spec):

@@ -1,5 +1,5 @@
 """The trivial reference a task kind may declare (`reference = Vote()`): an optional capability, read only by the
-reference code (benchmark/references.py for streams, benchmark/mtl/references.py for task sets). A kind without
+reference code (benchmark/outputs/references.py for streams, benchmark/mtl/references.py for task sets). A kind without
 one (`reference = None`, TaskKind's default) needs none of these members; a reference also uses the kind's
 `as_output` (targets → the output that predicts exactly them) to score its prediction with the kind's own metric.
 

@@ -4,6 +4,6 @@ with asynchronous successive halving in this process or on Ray Tune (search.py),
 et al. 2021 (continual.py; its per-experience values applied by experience_knobs.py), and the record that `--tuned`
 applies (record.py)."""
 
-from benchmark.library_warnings import quiet_library_warnings
+from benchmark.runtime.library_warnings import quiet_library_warnings
 
 quiet_library_warnings()  # a Ray worker imports this package first (to unpickle a trial): before avalanche loads

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 
 from benchmark.errors import UserError
-from benchmark.results import git_state
+from benchmark.outputs.results import git_state
 from benchmark.tuning.experience_knobs import ExperienceKnobs
 from benchmark.tuning.record import record_path, write_record
 from benchmark.tuning.search import Tuning, claim_folder, say, stream_length

@@ -20,7 +20,7 @@ class ExperienceKnobs(SupervisedPlugin):
         self.schedule, self.trained = schedule, 0
 
     def before_training_exp(self, strategy, **kwargs):
-        from benchmark.harness_plugins import EpochLR
+        from benchmark.harness.harness_plugins import EpochLR
         from benchmark.registry import STRATEGIES
 
         values = self.schedule[min(self.trained, len(self.schedule) - 1)]

@@ -1,7 +1,7 @@
 """The search on Ray Tune (`hatswap tune --executor ray`): OptunaSearch (TPE, the local search's sampler) and
 ASHAScheduler over experiences, each trial a Ray Tune function trainable with `--cpus-per-trial` CPUs. Ray starts
-on this machine (and is stopped and reaped with the command: benchmark/ray_reaper.py) or joins `--ray-address`,
-exactly as `hatswap batch --executor ray` does (benchmark/executors.py). The experiment lives under the tuning
+on this machine (and is stopped and reaped with the command: benchmark/grid/ray_reaper.py) or joins `--ray-address`,
+exactly as `hatswap batch --executor ray` does (benchmark/grid/executors.py). The experiment lives under the tuning
 folder (`ray/`); the same command after a kill restores it (Tuner.restore), resuming unfinished trials."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def ray_search(t: Tuning, space: dict[str, Dist], horizon: int) -> list[dict]:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    from benchmark.executors import RayExecutor
+    from benchmark.grid.executors import RayExecutor
 
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials keep the command's working directory
     # the experiment's state (trial statuses, searcher) saved at every step, not every 10 s or more: a trial that

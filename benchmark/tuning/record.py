@@ -113,6 +113,6 @@ def experience_plugins(cfg) -> list:
 
 
 def write_record(path: Path, record: dict) -> None:
-    from benchmark.results import atomic_write
+    from benchmark.outputs.results import atomic_write
 
     atomic_write(Path(path), json.dumps(record, indent=2, sort_keys=False) + "\n")

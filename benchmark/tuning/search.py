@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmark.errors import UserError
-from benchmark.results import git_state
+from benchmark.outputs.results import git_state
 from benchmark.tuning.record import record_path, write_record
 from benchmark.tuning.space import Dist, search_space
 from benchmark.tuning.trial import StopTrial, check_stream_has_val, run_trial, trial_argv
@@ -104,7 +104,7 @@ def claim_folder(t: Tuning, space: dict[str, Dist], protocol: str = "joint") -> 
             raise UserError(f"{t.folder} holds another search of {t.strategy} (it differs in {', '.join(differ)}); "
                             f"pass another --out-dir, or delete that folder to start over")
         return
-    from benchmark.results import atomic_write
+    from benchmark.outputs.results import atomic_write
 
     atomic_write(path, json.dumps(identity, indent=2) + "\n")
 
@@ -159,7 +159,7 @@ def tune(t: Tuning, search: Callable[[Tuning, dict, int], list[dict]]) -> Path:
 def log_tuning_summary(t: Tuning, record: dict) -> None:
     """One wandb run per tuning (group tune-<profile>-<strategy>, beside its trials' runs, job_type "tune-summary"):
     the trials table and the best arguments; offline-safe and failure-proof like every run's logging."""
-    from benchmark.tracking import WandbTracker
+    from benchmark.outputs.tracking import WandbTracker
 
     keys = list(record["space"])
     tracker = WandbTracker(t.wandb, out_dir=t.folder, name=f"{t.group} summary", group=t.group,

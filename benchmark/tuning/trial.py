@@ -18,7 +18,7 @@ import numpy as np
 from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
-from benchmark.harness_plugins import PrimaryScoreCollector
+from benchmark.harness.harness_plugins import PrimaryScoreCollector
 
 
 def objective_value(rows: list[list[float]], objective: str, seen: list[int], baseline: bool = False) -> float:
@@ -94,8 +94,8 @@ def run_trial(argv: list[str], report: Callable[[int, float, list[float]], None]
     lines go to trial.log in its --out-dir. A run folder that already holds this trial's results (a search resumed
     after a kill) is read back, its rows reported."""
     from benchmark.config import parse_config
+    from benchmark.harness.run import run
     from benchmark.registry import STRATEGIES
-    from benchmark.run import run
 
     cfg, _ = parse_config(argv)
     if getattr(cfg.stream_args, "eval_split", "test") != "val":

@@ -1,5 +1,5 @@
 """Sequential: the continual stream — task 0 alone for `epochs`, then task 1 alone, ...; every task is evaluated
-after each, giving the T×T matrix R and ACC / BWT / forgetting / FWT (`benchmark.metrics.cl_metrics`)."""
+after each, giving the T×T matrix R and ACC / BWT / forgetting / FWT (`benchmark.outputs.metrics.cl_metrics`)."""
 
 from benchmark.mtl.registries import SCHEDULES
 from benchmark.mtl.schedules.stage import Stage

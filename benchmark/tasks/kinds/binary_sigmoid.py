@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.distill import kd_loss
 from benchmark.registry import KINDS
+from benchmark.tasks.distill import kd_loss
 from benchmark.tasks.kind import CERTAIN, LabelKind
 from benchmark.tasks.kinds.binary import BinaryParams
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from benchmark.distill import kl_t2
 from benchmark.registry import KINDS
+from benchmark.tasks.distill import kl_t2
 from benchmark.tasks.kind import CERTAIN
 from benchmark.tasks.packed import PackedKind
 from benchmark.tasks.reference import Vote
@@ -65,7 +65,7 @@ class Classification(PackedKind):
         return F.cross_entropy(self.unpack_output(o, spec), y[:, 0].long())
 
     def distill(self, student, teacher, spec, temperature: float):
-        """Equal to benchmark.distill.kd_loss (batchmean), as on the binary stream."""
+        """Equal to benchmark.tasks.distill.kd_loss (batchmean), as on the binary stream."""
         return kl_t2(self.unpack_output(student, spec), self.unpack_output(teacher, spec), temperature).mean()
 
     def metric(self, spec):

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
-from benchmark.distill import kl_t2
 from benchmark.registry import KINDS
+from benchmark.tasks.distill import kl_t2
 from benchmark.tasks.kind import CERTAIN
 from benchmark.tasks.packed import PackedKind
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from benchmark.distill import kl_t2
 from benchmark.registry import KINDS
+from benchmark.tasks.distill import kl_t2
 from benchmark.tasks.kind import CERTAIN
 from benchmark.tasks.packed import PackedKind
 

@@ -7,7 +7,7 @@ Per run (written into the run folder):
                      evaluation point
 Per report: a strategy comparison per stream (ACC and BWT, mean ± sample std over seeds as error bars) and the
 seed-mean R heatmap per (stream, strategy); where a report has two or more streams, a critical-difference
-diagram of the strategies' average ranks (benchmark/paired_stats.py).
+diagram of the strategies' average ranks (benchmark/outputs/paired_stats.py).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Per epoch, each task t of the dataset gives a queue of N_t indices (N_t = its sa
 and the queues are taken round-robin (task 0, 1, …, T−1, 0, 1, …; a task whose queue has run out leaves the
 rotation); batches are consecutive chunks of B of that sequence. With one task (an experience of a sequential
 run) the sequence is the task's queue. Randomness comes from the sampler's `generator`, drawn once per epoch: the
-run's data-order generator, which the harness installs (benchmark/randomness.py), so the run seed fixes the order
-and every strategy at that seed gets the same one.
+run's data-order generator, which the harness installs (benchmark/runtime/randomness.py), so the run seed fixes the
+order and every strategy at that seed gets the same one.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.device import latency_ms_per_image
-from benchmark.feature_cache import WithBackbone, cached_run_latency, default_cache_dir
-from benchmark.references import trivial_references
-from benchmark.results import data_source, score_summary
+from benchmark.harness.feature_cache import WithBackbone, cached_run_latency, default_cache_dir
+from benchmark.outputs.references import trivial_references
+from benchmark.outputs.results import data_source, score_summary
+from benchmark.runtime.device import latency_ms_per_image
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class RunHeader:
     """What summary.json says the run was: its names, and its training as one line (harness_plugins'
     describe_training); the pieces of the run's config the summary reads, so the whole config never reaches it."""
 
-    stream: str  # the stream's label, with its scenario (benchmark/scenarios.py's stream_label)
+    stream: str  # the stream's label, with its scenario (benchmark/harness/scenarios.py's stream_label)
     scenario: str
     strategy: str
     seed: int
@@ -28,7 +28,7 @@ class RunHeader:
 
 
 def run_scores(log, meta) -> dict:
-    """The score keys every summary holds (benchmark.results.score_summary: ACC, BWT, forgetting, FWT, final,
+    """The score keys every summary holds (benchmark.outputs.results.score_summary: ACC, BWT, forgetting, FWT, final,
     just trained, untrained); a single-task baseline's rows are separate models, so only R's diagonal means
     something: ACC = its mean, the rest undefined."""
     scores = score_summary(log.scores, sequential=not meta.one_shot)
@@ -53,7 +53,7 @@ def task_il_view(scenario: str, meta, log) -> dict:
 def budget(model, net, probes, device, backbone_id: dict, train_wall_s: float, cache_dir: Path | None) -> dict:
     """What the trained network costs as deployed. `model`: the network as built (its backbone); `net`: what
     was trained (a strategy may wrap it; on cached features it has no backbone of its own). A cached run's
-    backbone latency is measured once per machine and input and reused (benchmark/feature_cache.py; `cache_dir`:
+    backbone latency is measured once per machine and input and reused (benchmark/harness/feature_cache.py; `cache_dir`:
     --cache-dir, None for the default)."""
     latency_how = None
     if "feature_cache" in backbone_id:

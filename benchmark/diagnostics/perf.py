@@ -1,16 +1,17 @@
-"""Performance benchmark: `python -m benchmark.perf` prints one table (a few minutes on 2 CPU cores).
+"""Performance benchmark: `python -m benchmark.diagnostics.perf` prints one table (a few minutes on 2 CPU cores).
 
 (a) harness overhead: seconds per training step of our naive strategy (Avalanche SupervisedTemplate + the harness's
     plugins) ÷ a bare PyTorch loop (zero_grad, forward, cross-entropy, backward, Adam step) on the same model, the
     same tensors and the same batch size. Target ≤ 1.10.
 (b) feature cache: wall time of a full run (data, model, training, evaluation) with a frozen dino_vits16, cache
     cold ÷ cache warm. Target ≥ 10. The weights are a random init saved to a file: speed does not depend on them.
-    The warm run reuses the backbone's latency measured by the cold one (benchmark.feature_cache.cached_run_latency).
+    The warm run reuses the backbone's latency measured by the cold one
+    (benchmark.harness.feature_cache.cached_run_latency).
 (c) feature extraction throughput in images/s per backbone on CUDA when present (batch 256, bf16 autocast), else on
     the CPU (batch 8); random init, resize to the backbone's own input size included.
 
 (e) training samples/s on cached features (frozen vit_tiny, naive), Avalanche's per-sample fetching vs batches
-    gathered by index (benchmark/fast_batches.py; bit-identical).
+    gathered by index (benchmark/harness/fast_batches.py; bit-identical).
 (d) with `--grid PROFILE` (instead of a–c): the profile's whole batch run locally (one run at a time, `--threads
     1`) and on Ray (`--executor ray --cpus-per-run C`, each run 1 thread per CPU), side by side in one script, each
     into a fresh results folder; prints both wall times, their ratio (target ≤ 0.65 on 2 CPU cores) and whether
@@ -76,7 +77,7 @@ def _cfg(args: list[str]):
 
 def step_overhead(data_root: Path, epochs: int, repeats: int) -> dict:
     """(a): the default profile's model and batch size on one experience."""
-    from benchmark.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, TrainLog
+    from benchmark.harness.harness_plugins import FiniteLossGuard, PrimaryScoreCollector, TrainLog
     from benchmark.models import build_model
     from benchmark.models.backbone_training import build_optimizer
     from benchmark.registry import STRATEGIES, STREAMS
@@ -132,7 +133,7 @@ def cache_cold_warm(data_root: Path, work: Path) -> dict:
     import io
     import json
 
-    from benchmark.run import run
+    from benchmark.harness.run import run
 
     torch.manual_seed(0)
     weights = work / "dino_vits16_random.safetensors"
@@ -153,13 +154,13 @@ def cache_cold_warm(data_root: Path, work: Path) -> dict:
 
 def cached_training(data_root: Path, work: Path, epochs: int = 15) -> dict:
     """(e): training samples/s of a naive run on cached features (frozen vit_tiny, every training image), fetching
-    through Avalanche's dataset layers (HATSWAP_SLOW_BATCHES=1) vs gathered by index (benchmark/fast_batches.py),
-    interleaved after one run that fills the cache; the best of three each."""
+    through Avalanche's dataset layers (HATSWAP_SLOW_BATCHES=1) vs gathered by index
+    (benchmark/harness/fast_batches.py), interleaved after one run that fills the cache; the best of three each."""
     import contextlib
     import io
     import json
 
-    from benchmark.run import run
+    from benchmark.harness.run import run
 
     rates: dict[str, list[float]] = {"slow": [], "fast": []}
     for k, which in enumerate(["fill", "slow", "fast", "slow", "fast", "slow", "fast"]):
@@ -256,7 +257,7 @@ def grid_comparison(profile: str, cpus_per_run: float, extra: list[str], work: P
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.perf", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmark.diagnostics.perf", description=__doc__.splitlines()[0])
     p.add_argument("--data-root", type=Path, help="holds FashionMNIST/raw; default: generated IDX files")
     p.add_argument("--epochs", type=int, default=2, help="(a) epochs per timing")
     p.add_argument("--repeats", type=int, default=3, help="(a) interleaved repetitions; the best of each counts")

@@ -29,15 +29,15 @@ import numpy as np
 
 import benchmark
 from benchmark.errors import UserError
-from benchmark.metrics import cl_metrics
-from benchmark.registry import DEFAULT_MODEL
-from benchmark.run_lock import (
+from benchmark.outputs.metrics import cl_metrics
+from benchmark.outputs.run_lock import (
     lock_run_folder,
     release_run_folder,
     remove_empty_folders,
     remove_stale_locks,
     remove_stale_temps,
 )
+from benchmark.registry import DEFAULT_MODEL
 
 PACKAGES = ("torch", "torchvision", "avalanche-lib", "timm", "numpy", "pandas", "torchmetrics", "wandb", "hatswap")
 
@@ -104,9 +104,9 @@ ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"
                **{f"{stream}.{k}": v for stream in ("binary_tasks", "split_classes", "permuted", "rotated")
                   for k, v in (("eval_split", "test"), ("val_fraction", 0.1))}}
 RUN_FILES = ("config.json", "matrix.csv", "summary.json")
-# What every summary.json holds, whichever kind of run wrote it (continual: benchmark/run.py; multi-task:
+# What every summary.json holds, whichever kind of run wrote it (continual: benchmark/harness/run.py; multi-task:
 # benchmark/mtl/run.py, its own keys beside these). A score is a task's primary metric (named in `metric_units`);
-# R = matrix.csv's rows after `init`; acc, bwt, forgetting, fwt: benchmark/metrics.py (None where undefined).
+# R = matrix.csv's rows after `init`; acc, bwt, forgetting, fwt: benchmark/outputs/metrics.py (None where undefined).
 SUMMARY_KEYS = ("seed", "status", "tasks", "metric_units", "acc", "bwt", "forgetting", "fwt", "final", "just_trained",
                 "untrained", "train_wall_s", "total_wall_s", "data_source", "device")
 # The protocol a run's numbers were computed under, recorded in config.json. A run of an older protocol is not
@@ -116,9 +116,9 @@ SUMMARY_KEYS = ("seed", "status", "tasks", "metric_units", "acc", "bwt", "forget
 # (1: one cosine over all); COCO crowd regions are ignored (1: dropped); multi-task Δm uses the reconstruction MSE
 # and single-task runs of the same trunk.
 # 3 (2026-12-06): paired randomness (the data order, the global generator reseeded per experience and each
-# strategy's own generator: benchmark/randomness.py); past heads frozen under EWC, SI and MAS (no zero gradients);
-# SI's ω from the task's own gradient and Ω clipped at 0; LwF distils the training batch in any composition; GDumb
-# trains its memory for its own epochs with SGDR; the dense suite's shared conv has no bias before its BatchNorm.
+# strategy's own generator: benchmark/runtime/randomness.py); past heads frozen under EWC, SI and MAS (no zero
+# gradients); SI's ω from the task's own gradient and Ω clipped at 0; LwF distils the training batch in any composition;
+# GDumb trains its memory for its own epochs with SGDR; the dense suite's shared conv has no bias before its BatchNorm.
 PROTOCOL = 3
 
 
@@ -173,7 +173,7 @@ def _disagreement(files: RunFiles) -> str:
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         return "config.json holds no config"
     if (protocol := record.get("protocol", 1)) != PROTOCOL:
-        return f"computed under protocol {protocol}, not {PROTOCOL} (benchmark/results.py says what changed)"
+        return f"computed under protocol {protocol}, not {PROTOCOL} (benchmark/outputs/results.py says what changed)"
     if not isinstance(summary, dict):
         return "summary.json holds no object"
     if summary.get("tasks") != tasks:

@@ -3,7 +3,7 @@ a difference between two strategies' R at seed k measures the methods, not which
 draw. At a given run seed every strategy gets
 
     initial weights      torch's global generator seeded with the run seed just before the model is built
-                         (benchmark/run.py)
+                         (benchmark/harness/run.py)
     training data order  the harness's data-order generator, seeded from (run seed, training k) at the start of
                          the k-th training call (an experience; joint training's single call), installed on the
                          training loader's sampler of the experience's own data (`PairedRandomness`)
@@ -81,7 +81,7 @@ def seed_loader(loader, order: torch.Generator, memory: torch.Generator) -> bool
     """Make `loader` draw its order from `order` (its own data) and `memory` (any memory it mixes in). → False
     when it is a kind of loader this does not know (it then draws from the global generator, reseeded per
     experience: still reproducible, but not paired)."""
-    loader = getattr(loader, "loader", loader)  # benchmark/fast_batches.py's wrappers keep the original
+    loader = getattr(loader, "loader", loader)  # benchmark/harness/fast_batches.py's wrappers keep the original
     if isinstance(loader, avalanche_loaders.MultiDatasetDataLoader):
         loader.loader_kwargs["generator"] = order  # the torch DataLoader's seed draw, once per epoch
         loader._create_samplers = _seeded_samplers(order, memory)

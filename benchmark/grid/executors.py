@@ -2,9 +2,9 @@
 
 Both call `execute_run` with the batch's run function (`run(config, force=) → (folder, status)`: a continual or a
 multi-task run) for every config, so a run does exactly the same work either way: it claims its folder (a live
-claim by another process is a skip), trains, and writes the folder atomically (benchmark/results.py). They differ
-only in where and how many at once. `map` yields (config, RunOutcome) as runs finish: in the configs' order
-locally, in completion order on Ray. The batch (benchmark/batch.py) turns outcomes into progress lines, the
+claim by another process is a skip), trains, and writes the folder atomically (benchmark/outputs/results.py). They
+differ only in where and how many at once. `map` yields (config, RunOutcome) as runs finish: in the configs' order
+locally, in completion order on Ray. The batch (benchmark/grid/batch.py) turns outcomes into progress lines, the
 failure list and one report at the end.
 
 Ray: `ray.init()` starts a Ray instance embedded on this machine (or joins `--ray-address`); each run is one
@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from benchmark.errors import RunFailed, UserError
-from benchmark.library_warnings import quiet_library_warnings
-from benchmark.ray_reaper import start_reaper
+from benchmark.grid.ray_reaper import start_reaper
+from benchmark.runtime.library_warnings import quiet_library_warnings
 
 quiet_library_warnings()  # a Ray worker imports this module first (to unpickle its task): before avalanche loads
 
@@ -48,7 +48,7 @@ def execute_run(run, cfg, force: bool = False, debug: bool = False, threads: int
     architectures as models: benchmark/mtl/continual.py)."""
     import torch
 
-    from benchmark.results import skip_reason
+    from benchmark.outputs.results import skip_reason
 
     if setup is not None:
         setup()
@@ -130,7 +130,7 @@ def held_stderr():
 
 class RayExecutor:
     """Each run a Ray task. address: None = a Ray instance embedded on this machine (stopped at the end, and killed
-    with the batch: benchmark/ray_reaper.py); an address (`auto`, `ray://host:10001`, `host:6379`) joins a running
+    with the batch: benchmark/grid/ray_reaper.py); an address (`auto`, `ray://host:10001`, `host:6379`) joins a running
     cluster, giving up after join_timeout seconds."""
 
     def __init__(self, address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from benchmark.errors import UserError
 from benchmark.models.pretrained_weights import sha256_file
-from benchmark.results import write_error
+from benchmark.outputs.results import write_error
 from benchmark.streams.task_stream import Benchmark
 
 FORMAT_VERSION = 1
@@ -232,7 +232,7 @@ def cached_run_latency(backbone: nn.Module, net: nn.Module, probes: list, device
     `<cache_dir>/latency/<key>.json`. → (ms per task, how the backbone's part was obtained)."""
     import platform
 
-    from benchmark.device import latency_ms_per_image
+    from benchmark.runtime.device import latency_ms_per_image
 
     backbone = backbone.to(device)
     features = _BackboneOnly(backbone, net)

@@ -35,7 +35,7 @@ class EvaluationLog:
 
 def evaluate(strategy, test_stream, collector, label: str, log: EvaluationLog, tracker) -> None:
     """One row: `strategy.eval` over every task's test experience; `collector` is the run's
-    PrimaryScoreCollector (benchmark/harness_plugins.py)."""
+    PrimaryScoreCollector (benchmark/harness/harness_plugins.py)."""
     t0 = time.perf_counter()
     strategy.eval(test_stream)
     log.wall_s.append(time.perf_counter() - t0)

@@ -1,9 +1,9 @@
 """One run: stream × strategy × seed → R matrix → results folder. Wiring only; each piece lives in its own module:
 
     stream (benchmark/streams) → model (benchmark/models/hatswap_net.py, heads from benchmark/tasks)
-    → feature cache (benchmark/feature_cache.py) → strategy (strategies/, an Avalanche template + the harness's
-    plugins, benchmark/harness_plugins.py) → R, row by row (benchmark/evaluation.py) → metrics and budget
-    (benchmark/summary.py) → run folder, written atomically (benchmark/results.py)
+    → feature cache (benchmark/harness/feature_cache.py) → strategy (strategies/, an Avalanche template + the harness's
+    plugins, benchmark/harness/harness_plugins.py) → R, row by row (benchmark/harness/evaluation.py) → metrics and
+    budget (benchmark/harness/summary.py) → run folder, written atomically (benchmark/outputs/results.py)
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
-from benchmark.device import compute_dtype, maybe_compile, prepare_runtime, seed_everything, set_autocast
-from benchmark.evaluation import train_and_evaluate
-from benchmark.fast_batches import FastCachedBatches
-from benchmark.feature_cache import use_feature_cache
-from benchmark.harness_plugins import (
+from benchmark.harness.evaluation import train_and_evaluate
+from benchmark.harness.fast_batches import FastCachedBatches
+from benchmark.harness.feature_cache import use_feature_cache
+from benchmark.harness.harness_plugins import (
     FiniteLossGuard,
     PrimaryScoreCollector,
     ProgressBar,
@@ -32,17 +31,18 @@ from benchmark.harness_plugins import (
     schedule_plugins,
     strategy_float_knobs,
 )
+from benchmark.harness.plugin_check import check_plugin_hooks
+from benchmark.harness.sampling import ClassBalancedSampling
+from benchmark.harness.scenarios import apply_scenario, model_tasks, stream_label
+from benchmark.harness.summary import RunHeader, budget, run_summary, task_il_rows
 from benchmark.models.backbone_training import build_optimizer
-from benchmark.plots import run_figures
-from benchmark.plugin_check import check_plugin_hooks
-from benchmark.randomness import PairedRandomness
+from benchmark.outputs.plots import run_figures
+from benchmark.outputs.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
+from benchmark.outputs.tracking import WandbTracker
 from benchmark.registry import MODELS, STRATEGIES, STREAMS
-from benchmark.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
-from benchmark.sampling import ClassBalancedSampling
-from benchmark.scenarios import apply_scenario, model_tasks, stream_label
-from benchmark.summary import RunHeader, budget, run_summary, task_il_rows
+from benchmark.runtime.device import compute_dtype, maybe_compile, prepare_runtime, seed_everything, set_autocast
+from benchmark.runtime.randomness import PairedRandomness
 from benchmark.tasks import TaskCriterion
-from benchmark.tracking import WandbTracker
 from benchmark.tuning.record import experience_plugins
 
 
@@ -81,8 +81,8 @@ def build_stream_and_model(cfg: RunConfig, device, say):
 
 def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, train_log, cached: bool, tracker,
                     tag: str, say) -> list:
-    """What every strategy gets: first the paired randomness (benchmark/randomness.py) and the task loss's record,
-    then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the
+    """What every strategy gets: first the paired randomness (benchmark/runtime/randomness.py) and the task loss's
+    record, then R's collector (the evaluation reads it), the training log, the loss guard, wandb, a progress bar, the
     learning-rate schedule and optimizer restarts (`meta`: the strategy's, `stream_experiences`: the train stream's
     length, which a stream-long schedule spans), per-experience tuned values (benchmark/tuning/); the class-balanced
     sampler when asked; on cached features, batches gathered by index (bit-identical; HATSWAP_SLOW_BATCHES=1 keeps
@@ -117,7 +117,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)
     check_plugin_hooks(strategy)
-    strategy.scenario = cfg.scenario  # what LwF and replay read (benchmark/scenarios.py)
+    strategy.scenario = cfg.scenario  # what LwF and replay read (benchmark/harness/scenarios.py)
     try:
         rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
         cost = budget(model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s),

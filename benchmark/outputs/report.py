@@ -21,10 +21,11 @@ Files written into the output folder (default: the results folder itself):
     per_task.csv / .md / .tex    the per-task table
     figures/<stream>_strategies.png, figures/<stream>_<strategy>_R.png (seed-mean R with ± std)
     paired.csv                   every strategy minus naive and minus the best, paired by seed: mean, 95 %
-                                 interval, p and Holm's p (benchmark/paired_stats.py)
+                                 interval, p and Holm's p (benchmark/outputs/paired_stats.py)
     figures/ranks_cd.png         with two or more streams: the average ranks' critical-difference diagram
     REPORT.md                    both tables and links to every figure and file; where runs name published
-                                 numbers (`--published`), those beside the measured ones (benchmark/published.py)
+                                 numbers (`--published`), those beside the measured ones
+                                 (benchmark/outputs/published.py)
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark import paired_stats, plots
-from benchmark.metrics import ci95_halfwidth, task_forgetting
-from benchmark.published import comparison
-from benchmark.results import atomic_write, read_run
-from benchmark.run_lock import remove_stale_report_temps, report_temp_prefix
+from benchmark.outputs import paired_stats, plots
+from benchmark.outputs.metrics import ci95_halfwidth, task_forgetting
+from benchmark.outputs.published import comparison
+from benchmark.outputs.results import atomic_write, read_run
+from benchmark.outputs.run_lock import remove_stale_report_temps, report_temp_prefix
 
 METRICS = ("acc", "bwt", "forgetting", "fwt")
 COLUMNS = (*METRICS, "train_wall_s", "latency_ms")
@@ -51,7 +52,7 @@ LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "Forgetting", "fwt": "FWT", 
           "latency_ms": "ms/image"}
 # FWT is not ranked: with one head per task, R[j−1][j] is an untrained head's score, so FWT measures its noise.
 BEST = {"acc": "max", "bwt": "max", "forgetting": "min", "train_wall_s": "min", "latency_ms": "min"}
-# A class-IL run (benchmark/scenarios.py) is two rows: its stream `<stream>-class-il` and this view of it, the
+# A class-IL run (benchmark/harness/scenarios.py) is two rows: its stream `<stream>-class-il` and this view of it, the
 # task-IL scores of the same run (each task's logits masked to its own classes), so both get tables and heatmaps.
 TASK_IL_VIEW = ".task-il"
 BASELINE = "single_task"  # runs written before summaries said "baseline": this strategy's were the baselines

@@ -11,7 +11,8 @@ def sample_experience(dataset, n: int, generator: torch.Generator) -> tuple[torc
     """n random samples (all, if fewer) of an Avalanche dataset, in its eval form → (x, y, t) tensors."""
     dataset = dataset.eval()
     order = torch.randperm(len(dataset), generator=generator)[:n].tolist()
-    # the generator: a torch DataLoader draws a seed from the global generator otherwise (benchmark/randomness.py)
+    # the generator: a torch DataLoader draws a seed from the global generator otherwise
+    # (benchmark/runtime/randomness.py)
     xs, ys, ts = zip(*DataLoader(Subset(dataset, order), batch_size=256, shuffle=False, generator=generator),
                      strict=True)
     return torch.cat(xs), torch.cat(ys), torch.cat(ts)

@@ -12,7 +12,7 @@ from avalanche.core import SupervisedPlugin
 from tqdm import tqdm
 
 from benchmark.errors import check_finite_losses
-from benchmark.scenarios import ClassILAccuracy
+from benchmark.harness.scenarios import ClassILAccuracy
 from benchmark.tasks import kind_of
 
 
@@ -25,7 +25,7 @@ class PrimaryScoreCollector(SupervisedPlugin):
     eval call. The loss is the template's criterion on the same batch (`strategy.loss`, a batch mean), averaged
     over samples.
 
-    Class-IL (`class_ranges`: each experience's classes in the one head, benchmark/scenarios.py): the metric is
+    Class-IL (`class_ranges`: each experience's classes in the one head, benchmark/harness/scenarios.py): the metric is
     `ClassILAccuracy` over the classes of the experiences trained so far (`trained_upto`, set by the evaluation
     before each row: None = all classes), its task-IL accuracy landing in `extras`.
     """

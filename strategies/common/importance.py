@@ -67,7 +67,8 @@ def per_sample_importance(strategy, n_samples: int, score, generator: torch.Gene
     was_training = model.training
     model.eval()
     n = 0
-    # the generator: a torch DataLoader draws a seed from the global generator otherwise (benchmark/randomness.py)
+    # the generator: a torch DataLoader draws a seed from the global generator otherwise
+    # (benchmark/runtime/randomness.py)
     for x, y, t in DataLoader(dataset, batch_size=1, shuffle=False, generator=generator):
         x, y, t = x.to(strategy.device), y.to(strategy.device), t.to(strategy.device)
         model.zero_grad(set_to_none=True)

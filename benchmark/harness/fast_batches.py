@@ -24,7 +24,7 @@ from avalanche.benchmarks.utils.flat_data import FlatData
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
-from benchmark.feature_cache import CachedFeatures
+from benchmark.harness.feature_cache import CachedFeatures
 
 
 class _Unsupported(Exception):
@@ -163,7 +163,7 @@ def fast(loader, device=None):
 
 
 class FastCachedBatches(SupervisedPlugin):
-    """Installs the fast loaders for a run on cached features (benchmark/run.py adds it only then)."""
+    """Installs the fast loaders for a run on cached features (benchmark/harness/run.py adds it only then)."""
 
     def __init__(self, log=print):
         super().__init__()

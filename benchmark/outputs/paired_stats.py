@@ -1,6 +1,6 @@
 """Paired statistics for a report: which differences between strategies are real.
 
-Runs of different strategies at the same seed are paired (benchmark/randomness.py: the same initial weights, the
+Runs of different strategies at the same seed are paired (benchmark/runtime/randomness.py: the same initial weights, the
 same order of each experience's samples, the same test sets; each strategy's own draws on its own generator), so a
 difference of two strategies is measured seed by seed, d_s = metric(strategy, s) − metric(reference, s), over the
 seeds both have. Pairing removes what a seed does to both (an easy or hard initialisation) from the comparison.
@@ -204,7 +204,7 @@ def report_section(stream: str, table: pd.DataFrame) -> list[str]:
 def ranks_section(runs: pd.DataFrame, out) -> list[str]:
     """REPORT.md's lines on average ranks over the report's streams, and the critical-difference diagram in
     out/figures/ranks_cd.png: only where there are two or more streams and three or more strategies on all."""
-    from benchmark import plots
+    from benchmark.outputs import plots
 
     scores = rank_scores(runs)
     if scores.shape[0] < 2 or scores.shape[1] < 3:

@@ -84,4 +84,4 @@ def check_plugin_hooks(strategy) -> None:
                      for name, where, hook in bad]
             raise UserError(f"plugin {type(plugin).__name__} defines {', '.join(hints)}, which Avalanche never "
                             f"calls; rename it to a hook of avalanche.core.SupervisedPlugin, or mark a helper "
-                            f"@not_a_hook (benchmark/plugin_check.py)")
+                            f"@not_a_hook (benchmark/harness/plugin_check.py)")

@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from benchmark.errors import UserError
-from benchmark.feature_cache import CachedFeatures
+from benchmark.harness.feature_cache import CachedFeatures
 from benchmark.registry import DEFAULT_MODEL
 from benchmark.streams.task_stream import Benchmark, task_stream
 from benchmark.tasks import TaskSpec

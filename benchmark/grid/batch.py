@@ -1,5 +1,5 @@
 """Batch benchmarking: every run of a profile, one after another in one process (imports and data load once) or as
-Ray tasks (benchmark/executors.py).
+Ray tasks (benchmark/grid/executors.py).
 
 One runner for every kind of batch: plan (every config parsed first: a bad flag stops the batch before any
 training) → execute, skipping completed runs (their files complete and agreeing, same config), so a rerun resumes,
@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from benchmark.config import knob_owner, load_profile, parse_config, profile_path
 from benchmark.errors import UserError
-from benchmark.executors import LocalExecutor
+from benchmark.grid.executors import LocalExecutor
+from benchmark.outputs.report import write_report
+from benchmark.outputs.results import atomic_write, ensure_writable
 from benchmark.registry import STRATEGIES, STREAMS
-from benchmark.report import write_report
-from benchmark.results import atomic_write, ensure_writable
 
 
 def _no_check(configs: list) -> None:
@@ -238,8 +238,8 @@ def _check_weights(configs: list) -> None:
 
 
 def run_one(cfg, force: bool = False) -> tuple[Path, str]:
-    """One continual run (benchmark.run.run), imported when a run starts: planning a batch needs no torch."""
-    from benchmark.run import run
+    """One continual run (benchmark.harness.run.run), imported when a run starts: planning a batch needs no torch."""
+    from benchmark.harness.run import run
 
     return run(cfg, force=force)
 
@@ -253,11 +253,11 @@ def _report(out_dir: Path, failed: list[str], planned, report_dir: Path | None =
 
 
 def _wandb_summary(profile_name: str, configs: list) -> None:
-    """With --wandb offline/online: one summary run for the batch (benchmark.tracking.log_batch_summary)."""
+    """With --wandb offline/online: one summary run for the batch (benchmark.outputs.tracking.log_batch_summary)."""
     cfg = configs[0]
     if cfg.wandb == "off" or not (Path(cfg.out_dir) / "summary.csv").is_file():
         return
-    from benchmark.tracking import log_batch_summary
+    from benchmark.outputs.tracking import log_batch_summary
 
     info = log_batch_summary(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                              profile=profile_name, report_dir=cfg.out_dir)
@@ -265,7 +265,7 @@ def _wandb_summary(profile_name: str, configs: list) -> None:
 
 
 def _tag(c) -> str:
-    from benchmark.scenarios import stream_label
+    from benchmark.harness.scenarios import stream_label
 
     return f"{stream_label(c.stream, c.scenario, c.architecture)}/{c.strategy}/seed{c.seed}"
 

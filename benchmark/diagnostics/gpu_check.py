@@ -1,4 +1,5 @@
-"""`python -m benchmark.gpu_check` (scripts/gpu_check.sh): every registered strategy on tiny configs on CUDA.
+"""`python -m benchmark.diagnostics.gpu_check` (scripts/gpu_check.sh): every registered strategy on tiny configs on
+CUDA.
 
 Cases per strategy: the binary tasks with the backbone fine-tuned (no cache), the binary tasks with a frozen backbone
 trained on cached features, and the dense suite; then DINO pretraining (`hatswap pretrain`, tiny), in fp32 and in
@@ -18,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmark.library_warnings import quiet_library_warnings
+from benchmark.runtime.library_warnings import quiet_library_warnings
 
 quiet_library_warnings()
 
@@ -48,7 +49,7 @@ class DevicesSeen(SupervisedPlugin):
 
 def check(strategy: str, extra: list[str], device: str, data_root: Path, out: Path) -> str:
     from benchmark.config import parse_config
-    from benchmark.run import run
+    from benchmark.harness.run import run
 
     argv = ["--profile", "smoke", "--strategy", strategy, "--device", device, "--data-root", str(data_root),
             "--out-dir", str(out), "--no-download", "--no-apt-install", "--cache-dir", str(out / "cache"),
@@ -91,7 +92,7 @@ def check_pretraining(device: str, data_root: Path, out: Path, precision: str) -
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmark.gpu_check", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmark.diagnostics.gpu_check", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (to check this script)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="holds FashionMNIST/raw (default: data)")
     p.add_argument("--strategies", help="comma-separated subset (default: every registered strategy)")

@@ -1,0 +1,1 @@
+"""Checks of the harness itself: its performance tables (perf.py) and the GPU check."""

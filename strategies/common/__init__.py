@@ -1,0 +1,1 @@
+"""What several strategies share: importance estimates (EWC, SI, MAS), an episodic memory."""
