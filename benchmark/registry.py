@@ -77,7 +77,7 @@ class StrategyMeta:
                             f"pass at least one width (--hidden 128)")
         if self.needs_hidden and not MODELS.get(cfg.architecture).meta.hidden_layers:
             raise UserError(f"--strategy {cfg.strategy} rebuilds the Hat Swap network's hidden layers, which "
-                            f"--architecture {cfg.architecture} has not; use --architecture hatswap")
+                            f"--architecture {cfg.architecture} has not; use --architecture hatswap_net")
 
 
 @dataclass(frozen=True)
@@ -227,4 +227,4 @@ KINDS = Registry("task kind", "benchmark.tasks.kinds")
 # (run config, task specs, image_size=, in_chans=) → (model, backbone identity): the Hat Swap network here; the
 # multi-task architectures register theirs from benchmark/mtl/continual.py, wired in by the composition root.
 MODELS = Registry("model", "benchmark.models", meta_cls=ModelMeta)
-DEFAULT_MODEL = "hatswap"  # --architecture's default, the value of runs written before it existed
+DEFAULT_MODEL = "hatswap_net"  # --architecture's default, the value of runs written before it existed

@@ -25,15 +25,14 @@ TOP_LEVEL = {
     "cli": "the composition root: every command, and the one module that wires the core to mtl/, pretrain/, tuning/",
     "config": "RunConfig, profiles and the shared parsers: what every layer reads",
     "errors": "UserError and RunFailed, raised from every layer",
-    "registry": "the registries (streams, sources, backbones, strategies, task kinds) every axis registers into",
-    "composition": "`--strategy a+b`: the strategy registry's composite entries",
+    "registry": "the registries (streams, sources, backbones, models, strategies with their composition `a+b`, task "
+                "kinds) every axis registers into",
 }
 LAYERS = {  # subpackage of benchmark/ → what it holds
     "runtime": "the machine a run computes on: device and dtype, paired randomness, library warnings",
     "data": "image sources (registry SOURCES) and the data API: load_source, materialize_images",
     "tasks": "task kinds (registry KINDS): heads' sizes, losses, metrics, distillation terms",
     "streams": "continual streams (registry STREAMS): a source's tasks as Avalanche experiences",
-    "dense": "the dense suite's task order, shared by its sources and its stream",
     "models": "backbones (registry BACKBONES) and the multi-head network",
     "harness": "the path of one run: its loop, plugins, evaluation (R), scenarios, feature cache, summary.json",
     "outputs": "what runs leave on disk: run folders and their lock, metrics of R, the report, figures, tracking",
@@ -47,15 +46,13 @@ LAYERS = {  # subpackage of benchmark/ → what it holds
 FAMILIES = {
     "benchmark/models/dino.py": "the four DINO ViTs (dino_vits16, dino_vitb16, dinov2_vits14, dinov2_vitb14) differ "
                                 "only in their timm architecture and hub weights: one builder, registered per name",
+    "benchmark/mtl/continual.py": "every multi-task architecture (each registered in its own file under "
+                                  "mtl/architectures/) offered to `hatswap run --architecture`: one loop over them",
 }
-# Known breaks of a rule, each fixed on another branch of issue 33: listed so that this branch's test passes, and
-# checked to still be there, so that the entry goes once the fix is merged (test_structure says which to remove).
-PENDING_CYCLE_EDGES = {
-    ("benchmark.registry", "benchmark.composition"): "issue 33: registry.py ↔ composition.py, fixed by its own part",
-}
-PENDING_ENTRIES = {
-    "benchmark/models/feature_maps.py": "issue 33 part 2 gives efficientnet_b0_fpn a file of its own",
-}
+# Known breaks of a rule, listed so that a test passes while their fix is under way, and checked to still be there,
+# so that an entry goes once the fix lands (test_structure says which to remove). None today.
+PENDING_CYCLE_EDGES: dict = {}
+PENDING_ENTRIES: dict = {}
 
 
 def modules(root: Path, tops=("benchmark", "strategies")) -> dict[str, Path]:
@@ -161,9 +158,10 @@ def unowned(root: Path, top_level=None, layers=None) -> list[str]:
 
 
 def registrations(path: Path) -> list[ast.Call]:
-    """The `X.register(…)` calls of a module (X a registry constant: an upper-case name), decorators or not."""
+    """The `X.register(…)` and `X.register_plugins(…)` calls of a module (X a registry constant: an upper-case
+    name), decorators or not."""
     return [node for node in ast.walk(ast.parse(path.read_text(), str(path))) if isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute) and node.func.attr == "register"
+            and isinstance(node.func, ast.Attribute) and node.func.attr in ("register", "register_plugins")
             and isinstance(node.func.value, ast.Name) and node.func.value.id.isupper()]
 
 

@@ -94,7 +94,7 @@ STRATEGY_X_ARCHITECTURE = [(s, a) for s in STRATEGIES.names() for a in ("mmoe", 
 @pytest.mark.parametrize(("strategy", "architecture"), STRATEGY_X_ARCHITECTURE)
 def test_every_strategy_runs_on_every_architecture_that_declares_what_it_needs(tiny, strategy, architecture):
     if STRATEGIES.get(strategy).meta.needs_hidden and not MODELS.get(architecture).meta.hidden_layers:
-        with pytest.raises(UserError, match=f"--strategy {strategy} rebuilds .* use --architecture hatswap"):
+        with pytest.raises(UserError, match=f"--strategy {strategy} rebuilds .* use --architecture hatswap_net"):
             _run(tiny, architecture, strategy)
         return
     if toolkit_model(architecture).arch.penalty() is not None:  # a term the strategy's loss would leave out
@@ -149,13 +149,13 @@ def test_a_run_written_before_the_option_matches_its_config_and_another_architec
     cfg = parse_config(tiny("--epochs", "1", "--binary_tasks.train-per-task", "24"))[0]
     folder, _ = run(cfg)
     record = json.loads((folder / "config.json").read_text())
-    assert record["config"]["architecture"] == "hatswap" and folder.parts[-3:] == ("binary_tasks", "naive", "seed0")
+    assert record["config"]["architecture"] == "hatswap_net" and folder.parts[-3:] == ("binary_tasks", "naive", "seed0")
     del record["config"]["architecture"]  # as config.json was written before --architecture existed
     (folder / "config.json").write_text(json.dumps(record))
     assert existing_status(folder, cfg.to_dict()) == ("same", "")
     other = parse_config(tiny("--epochs", "1", "--binary_tasks.train-per-task", "24", "--architecture", "mmoe"))[0]
     status, detail = existing_status(folder, other.to_dict())
-    assert status == "different" and 'architecture: "hatswap" → "mmoe"' in detail
+    assert status == "different" and 'architecture: "hatswap_net" → "mmoe"' in detail
 
 
 def test_a_ray_worker_runs_the_composition_roots_setup_before_its_run():

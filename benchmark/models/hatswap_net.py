@@ -22,7 +22,7 @@ from torch import nn
 from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.trunk import map_trunk, route, vector_trunk
-from benchmark.registry import BACKBONES, DEFAULT_MODEL, MODELS
+from benchmark.registry import BACKBONES, MODELS
 from benchmark.tasks import kind_of
 
 
@@ -108,7 +108,7 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
     return HatSwapNet(backbone, *vector_trunk(feat_dim, hidden, dropout), tasks, frozen_backbone)
 
 
-@MODELS.register(DEFAULT_MODEL, hidden_layers=True)
+@MODELS.register("hatswap_net", hidden_layers=True)  # DEFAULT_MODEL, the Hat Swap network
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
     """From the run config and the stream's task specs → (model, identity recorded in config.json)."""
     built = BACKBONES.get(cfg.backbone).build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,

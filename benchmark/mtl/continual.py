@@ -32,10 +32,10 @@ def build_architecture(name: str):
             raise UserError(f"--architecture {name} needs --hidden: the widths of its shared layers (--hidden 128)")
         if maps := sorted({t.kind for t in tasks if kind_of(t).reads != "vector"}):
             raise UserError(f"--architecture {name} heads read vectors; tasks of kind {', '.join(maps)} read feature "
-                            f"maps: use --architecture hatswap for this stream")
+                            f"maps: use --architecture hatswap_net for this stream")
         if cfg.backbone_weights:
-            raise UserError(f"--backbone-weights applies to --architecture hatswap; {name} builds its backbone from "
-                            f"the registry's weights (drop --backbone-weights)")
+            raise UserError(f"--backbone-weights applies to --architecture hatswap_net; {name} builds its backbone "
+                            f"from the registry's weights (drop --backbone-weights)")
         model = MultiTaskModel(list(tasks), architecture=name, shared_layers=list(cfg.hidden), task_layers=(),
                                dropout=cfg.dropout, backbone=cfg.backbone, backbone_args=cfg.backbone_args,
                                input_shape=(in_chans, image_size, image_size), architecture_args=cfg.architecture_args)
