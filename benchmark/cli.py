@@ -177,7 +177,7 @@ def cmd_tune(argv) -> int:
         raise UserError(f"--stream {ns.stream} is not among profile {ns.profile}'s streams: {', '.join(streams)}")
     from benchmark.tuning.search import Tuning, need_tune_packages, tune
 
-    _models()  # in this process: Ray Tune's trial workers know the Hat Swap network only
+    _models()  # the tuned run's flags are parsed here; `hatswap tune` refuses another --architecture
     need_tune_packages()
     t = Tuning(ns.profile, ns.strategy, ns.stream or streams[0], trials=ns.trials, seed=ns.seed,
                objective=ns.objective, executor=ns.executor, asha=ns.asha, out_dir=ns.out_dir,

@@ -175,3 +175,16 @@ def test_a_frozen_backbone_gets_no_gradient_and_stays_in_eval_mode():
     model(torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 1, 0])).clamp(min=-1e4).sum().backward()
     assert all(p.grad is None for p in model.backbone.parameters()) and list(model.backbone.parameters())
     assert model.heads["a"][-1].weight.grad is not None
+
+
+def test_last_k_trains_the_last_blocks_of_every_columns_backbone(tiny):
+    """progressive gives each task a column with a backbone of its own: `--backbone-mode last-k` applies to each."""
+    cfg = parse_config(tiny("--architecture", "progressive", "--backbone-mode", "last-k", "--last-k", "1"))[0]
+    model, identity = MODELS.get("progressive").build(cfg, TASKS, image_size=28, in_chans=1)
+    columns = [column.body for column in model.backbone]  # an nn.ModuleList: one backbone per column
+    assert len(columns) == len(TASKS) and identity["mode"] == "last-1"
+    for body in columns:
+        assert [any(p.requires_grad for p in b.parameters()) for b in body.blocks] == \
+               [False] * (len(body.blocks) - 1) + [True]
+        assert all(p.requires_grad for p in body.norm.parameters())
+        assert not any(p.requires_grad for p in body.patch_embed.parameters())

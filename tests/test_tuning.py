@@ -401,3 +401,12 @@ def test_compare_profiles_pairs_two_batches_by_seed(tmp_path, fmnist_root):
     cells = [c.strip() for c in row.split("|")]
     assert cells[3:6] == [f"{a.acc.mean():+.3f}", f"{b.acc.mean():+.3f}", cells[5]]
     assert cells[5].startswith(f"{diff:+.3f} [") and "paired t (n=2)" in cells[6]
+
+
+def test_a_tuning_on_another_architecture_is_refused_before_its_folder_is_claimed(tmp_path, fmnist_root, capsys):
+    """A record is per profile and strategy and applies to the Hat Swap network (`--tuned`): a search on an MMoE model
+    would overwrite it with arguments tuned for another model."""
+    assert main(_tune(tmp_path, fmnist_root, "--trials", "1", "--no-asha", "--architecture", "mmoe", "--hidden",
+                      "8")) == 2
+    assert "has no tuning records yet: drop --architecture" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("search*.json")) and not list(tmp_path.rglob("*.db"))

@@ -15,6 +15,8 @@ loss carries a regulariser of its own (group lasso's ℓ2,1), which the strategi
 
 from __future__ import annotations
 
+from torch import nn
+
 from benchmark.errors import UserError
 from benchmark.mtl.registries import ARCHITECTURES
 from benchmark.registry import MODELS
@@ -44,8 +46,9 @@ def build_architecture(name: str):
                             f"strategies' loss does not carry yet; use another architecture")
         if cfg.backbone_mode == "frozen":
             model.freeze_backbone()
-        elif cfg.backbone_mode == "last-k":
-            apply_last_k(model.backbone.body, cfg.last_k)
+        elif cfg.backbone_mode == "last-k":  # each column's backbone where the architecture has several
+            for column in model.backbone if isinstance(model.backbone, nn.ModuleList) else [model.backbone]:
+                apply_last_k(column.body, cfg.last_k)
         identity = dict(model.backbone_identity)
         if identity["weights"] == "random init":
             identity["weights"] = f"random init (torch seed {cfg.seed})"

@@ -87,8 +87,8 @@ def tune_continual(t: Tuning):
     if knob and knob not in FACIL_START:
         raise UserError(f"--protocol continual needs a stability knob whose 0 is fine-tuning (EWC's, SI's, MAS's, "
                         f"LwF's); {knob} is not: tune --strategy {t.strategy} with --protocol joint")
+    horizon, _ = stream_length(t)  # bad flags fail before the folder is claimed
     claim_folder(t, space, protocol="continual")
-    horizon, _ = stream_length(t)
     say(f"{t.strategy} on profile {t.profile} ({t.stream}, validation split, seed {t.seed}): continual protocol "
         f"(Delange et al. 2021, FACIL), stability knob {knob or 'none (learning rate only)'}; folder {t.folder}")
     t0, chosen, log = time.perf_counter(), [], []

@@ -77,9 +77,12 @@ def stream_length(t: Tuning) -> tuple[int, object]:
     """(experiences of the tuned stream: ASHA's horizon, a trial's config), from the stream as a trial builds it;
     bad flags or missing data fail here, before any trial."""
     from benchmark.config import parse_config
-    from benchmark.registry import STREAMS
+    from benchmark.registry import DEFAULT_MODEL, STREAMS
 
     cfg, _ = parse_config(t.argv({}, t.folder / "probe"))
+    if cfg.architecture != DEFAULT_MODEL:  # a record is per profile and strategy: it would pass for the network's
+        raise UserError(f"hatswap tune searches a strategy on the Hat Swap network; --architecture "
+                        f"{cfg.architecture} has no tuning records yet: drop --architecture")
     if cfg.tuned_from:
         raise UserError(f"profile {t.profile} applies tuned arguments ({cfg.tuned_from}); tune the profile they come "
                         f"from, without --tuned")
@@ -132,8 +135,8 @@ def tune(t: Tuning, search: Callable[[Tuning, dict, int], list[dict]]) -> Path:
     ray_search builds on, never imports it."""
     check_stream_has_val(t.stream)
     space = search_space(t.strategy)
+    horizon, cfg = stream_length(t)  # bad flags fail before the folder is claimed
     claim_folder(t, space)
-    horizon, cfg = stream_length(t)
     t.wandb = cfg.wandb
     from benchmark.registry import STRATEGIES
 
