@@ -9,6 +9,7 @@ A strategy that needs more than this
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -48,3 +49,20 @@ class MultiHeadModel(Protocol):
     def with_backbone(self, backbone: nn.Module) -> MultiHeadModel:
         """The same shared layers and heads (the very modules, not copies) behind another backbone: the feature
         cache trains `with_backbone(nn.Identity())` on cached features; the budget counts the original."""
+
+
+class BackboneModes:
+    """What both implementers do alike (mixed in before their nn.Module base): a frozen backbone stays in eval mode
+    (its dropout and norm statistics fixed) whatever `train()` is called with; `_autocast(x)` is the CUDA bf16
+    context when `autocast_dtype` is set, else nothing."""
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
+
+    def _autocast(self, x: torch.Tensor):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.autocast_dtype)

@@ -13,14 +13,13 @@ benchmark/models/contract.py.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from avalanche.models import MultiTaskModule
 from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
+from benchmark.models.contract import BackboneModes
 from benchmark.models.trunk import map_trunk, route, vector_trunk
 from benchmark.registry import BACKBONES, MODELS
 from benchmark.tasks import kind_of
@@ -35,7 +34,7 @@ def common_attribute(tasks, attribute: str):
     return values.pop()
 
 
-class HatSwapNet(MultiTaskModule):
+class HatSwapNet(BackboneModes, MultiTaskModule):
     # Set by benchmark.runtime.device on CUDA (bf16). Every public entry point (forward, features, head) autocasts and
     # returns the compute dtype (torch's default when the net was built: float32, or float64 under --dtype float64),
     # so callers (losses, LwF's hook on `shared`) never mix dtypes; inputs (images, cached features) are cast to it.
@@ -61,17 +60,6 @@ class HatSwapNet(MultiTaskModule):
     def compute_dtype(self) -> torch.dtype:
         """The dtype of the network's parameters (float32; float64 under --dtype float64)."""
         return next(self.heads.parameters()).dtype
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen_backbone:  # a frozen backbone also keeps its dropout/norm statistics fixed
-            self.backbone.eval()
-        return self
-
-    def _autocast(self, x: torch.Tensor):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(x.device.type, dtype=self.autocast_dtype)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         with self._autocast(x):

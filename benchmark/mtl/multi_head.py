@@ -15,13 +15,13 @@ step (the feature cache holds pooled vectors only).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
 from torch import nn
 
 from benchmark.errors import UserError
+from benchmark.models.contract import BackboneModes
 from benchmark.models.hatswap_net import common_attribute
 from benchmark.models.layers import TokenBackbone
 from benchmark.models.trunk import route
@@ -45,7 +45,7 @@ def token_backbones(arch: nn.Module) -> list[tuple[str, TokenBackbone]]:
     return [(n, m) for n, m in arch.named_children() if isinstance(m, TokenBackbone)]
 
 
-class MultiHeadMixin:
+class MultiHeadMixin(BackboneModes):
     """The model contract on top of `MultiTaskModel`'s `arch`, `heads` and `tasks` (a TaskSpec list)."""
 
     # Set by benchmark.runtime.device on CUDA (bf16); every contract entry point returns the compute dtype (as
@@ -77,17 +77,6 @@ class MultiHeadMixin:
         self.frozen_backbone = True
         self.backbone.requires_grad_(False)
         self.backbone.eval()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.frozen_backbone:  # a frozen backbone also keeps its dropout/norm statistics fixed
-            self.backbone.eval()
-        return self
-
-    def _autocast(self, x: torch.Tensor):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(x.device.type, dtype=self.autocast_dtype)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """B×T×w: every task's representation (the backbone runs inside the architecture)."""
