@@ -122,7 +122,7 @@ AVERAGES_NOTE = ("avg = (1/T) Σ_t M_t over the experiment's T tasks' primary te
                  "all higher-is-better scores in [0, 1]); weighted avg = Σ_t w_t M_t / Σ_t w_t with w_t the "
                  "experiment's fixed task weights, the loss weights it was given (the weights column: static's "
                  "--static.weights), and w_t = 1 where its weighting computes its own (equal, uncertainty, DWA, "
-                 "GradNorm, ...: weights that track loss scales, not the tasks' importance), where it equals avg.")
+                 "GradNorm, ...: weights that track loss scales, not the tasks' importance), so there the two agree.")
 
 
 def task_weights(weighting: str, config: dict, tasks: list[str]) -> dict[str, float]:
@@ -276,23 +276,39 @@ def gains_markdown(df: pd.DataFrame) -> str:
 
 
 
-def pareto_markdown(df: pd.DataFrame) -> str:
-    """The multi-task experiments on the Pareto front of their tasks' primary test metrics (all higher-is-better:
-    accuracy, recon score; means over seeds) first, then the dominated ones with what dominates them
-    (benchmark/mtl/pareto.py)."""
+def _pareto(df: pd.DataFrame) -> tuple[list[str], dict[str, dict], dict[str, list[str]], list[str]]:
+    """→ (task columns, experiment → {task: primary test metric}, experiment → what dominates it, the experiments
+    on the front first, then the dominated, each by name) over the multi-task experiments of df."""
     part = df[df["tasks"].str.contains(",") & ~df["experiment"].str.startswith(REFERENCE_PREFIX)]
     tasks = [t for t in TASK_COLS if t in df.columns and t not in ("mse", "psnr")]
     points = {r["experiment"]: {t: r[t] for t in r["tasks"].split(",") if r.get(t) == r.get(t)}
               for _, r in part.iterrows()}
     dominated_by = front(points, {})
+    return tasks, points, dominated_by, sorted(points, key=lambda n: (bool(dominated_by[n]), n))
+
+
+def pareto_markdown(df: pd.DataFrame) -> str:
+    """The multi-task experiments on the Pareto front of their tasks' primary test metrics (all higher-is-better:
+    accuracy, recon score; means over seeds) first, then the dominated ones with what dominates them
+    (benchmark/mtl/pareto.py)."""
+    tasks, points, dominated_by, order = _pareto(df)
     lines = ["| experiment | " + " | ".join(TASK_COLS[t] for t in tasks) + " | dominated by |",
              "|" + "---|" * (len(tasks) + 2)]
-    for name in sorted(points, key=lambda n: (bool(dominated_by[n]), n)):
+    for name in order:
         by = dominated_by[name]
         which = ", ".join(by[:3]) + (f" (+{len(by) - 3})" if len(by) > 3 else "") if by else "front"
         lines.append(f"| {name if by else f'**{name}**'} | " + " | ".join(_fmt(points[name].get(t)) for t in tasks) +
                      f" | {which} |")
     return "\n".join(lines) + "\n"
+
+
+def pareto_table(df: pd.DataFrame) -> tuple[list[str], list[list]]:
+    """pareto_markdown's table as (columns, rows) of plain values (wandb's summary run): a task an experiment
+    was not scored on is None, `dominated_by` every dominating experiment, comma-separated."""
+    tasks, points, dominated_by, order = _pareto(df)
+    rows = [[name, *(None if points[name].get(t) is None else float(points[name][t]) for t in tasks),
+             not dominated_by[name], ", ".join(dominated_by[name])] for name in order]
+    return ["experiment", *tasks, "on_front", "dominated_by"], rows
 
 
 def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed=(), report_dir=None) -> str:
