@@ -30,10 +30,10 @@ def test_a_weighting_that_declares_fixed_weights_shows_them_in_the_report(monkey
     runs = []
     for weighting in ("shares", "computed"):
         run = fake_run(weighting, ["classes"], acc=0.5, weighting=weighting)
-        run["config"][f"{weighting}.shares"] = "1,0.5"
+        run["config"][f"{weighting}.shares"] = "classes=0.5"  # as a completed run holds them: one per task
         runs.append(run)
     df = table(runs).set_index("experiment")
-    assert df.loc["shares", "weights"] == "1,0.5" and df.loc["computed", "weights"] == ""
+    assert df.loc["shares", "weights"] == "classes=0.5" and df.loc["computed", "weights"] == ""
 
 
 def test_a_schedule_that_declares_itself_continual_gets_a_continual_acc(monkeypatch):

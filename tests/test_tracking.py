@@ -1,5 +1,6 @@
 """wandb logging, read back from the files wandb itself writes (no mocks of wandb)."""
 
+import csv
 import json
 import sys
 
@@ -130,3 +131,27 @@ def test_a_multi_task_run_logs_its_epochs_gradients_and_final_scores(no_wandb_en
         assert h.keys() >= {f"epoch/grad_cos_shared/{pair}" for pair in e["gradients"]["shared_cosine"]}
     assert logged["summary"]["acc"] == pytest.approx(summary["acc"])
     assert logged["summary"]["R/_type"] == "table-file"
+
+
+def test_a_multi_task_batch_logs_one_summary_run_with_the_leaderboard_and_the_pareto_front(no_wandb_env, tmp_path,
+                                                                                          fmnist_root):
+    from benchmark.mtl.batch import run_mtl_batch
+    from tests.test_mtl_run import TINY
+
+    profile = {"kind": "mtl", "seeds": [0], "experiments": [
+        {"name": "equal", "tasks": "classes,coarse"},
+        {"name": "static", "tasks": "classes,coarse", "weighting": "static", "static.weights": "2,1"}]}
+    run_args = ["--data-root", str(fmnist_root), "--out-dir", str(tmp_path), *TINY, "--wandb", "offline"]
+    assert run_mtl_batch("tiny-mtl", profile, run_args) == 0
+    runs = [read_run(d) for d in (tmp_path / "wandb").glob("offline-run-*")]
+    (summary,) = [r for r in runs if r["config"].get("profile") == "tiny-mtl"]
+    assert len(runs) == 5  # the two experiments, their two derived single-task baselines, the batch's summary
+    with open(tmp_path / "mtl" / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert summary["summary"]["leaderboard/_type"] == "table-file"
+    assert summary["summary"]["leaderboard/nrows"] == len(rows) > 4  # experiments, baselines, trivial references
+    assert summary["summary"]["pareto/_type"] == "table-file" and summary["summary"]["pareto/nrows"] == 2
+    md = (tmp_path / "mtl" / "summary.md").read_text()
+    front = [name for name in ("equal", "static") if f"| **{name}** |" in md]  # bold = on the report's front
+    assert front and summary["summary"]["pareto_front"] == front
+    assert summary["summary"]["val_curves/_type"] == "image-file"

@@ -10,13 +10,16 @@ weighting and the joint schedule serves instead when its trunk matches. The expe
 core's batch runner (benchmark/grid/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
 skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is rebuilt
 (results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's groups and order for `hatswap
-report`) and failures exit 1.
+report`) and failures exit 1. With --wandb offline/online, a summary run for the batch: the leaderboard and the
+Pareto front (`_wandb_summary`).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 from benchmark.config import jsonable
@@ -149,6 +152,32 @@ def _report(out_dir: Path, failed: list[str], planned, report_dir: Path | None =
     return text, str(Path(report_dir or out_dir) / "mtl" / "summary.md")
 
 
+def _wandb_summary(profile_name: str, configs: list) -> None:
+    """With --wandb offline/online: one summary run for the batch, as a continual batch has
+    (benchmark.outputs.tracking.log_summary_run): the leaderboard (mtl/summary.csv) and the Pareto front as tables,
+    the front's experiments as the summary value `pareto_front`, and val_curves.png."""
+    cfg = configs[0]
+    home = Path(cfg.out_dir) / "mtl"
+    if cfg.wandb == "off" or not (home / "summary.csv").is_file():
+        return
+    import pandas as pd
+
+    from benchmark.mtl.report import pareto_table
+    from benchmark.outputs.tracking import log_summary_run
+
+    def content():
+        with open(home / "summary.csv", newline="") as f:
+            header, *rows = list(csv.reader(f))
+        columns, front_rows = pareto_table(pd.read_csv(home / "summary.csv"))
+        images = {"val_curves": home / "val_curves.png"} if (home / "val_curves.png").is_file() else {}
+        front = [r[0] for r in front_rows if r[columns.index("on_front")]]
+        return {"leaderboard": (header, rows), "pareto": (columns, front_rows)}, images, {"pareto_front": front}
+
+    info = log_summary_run(cfg.wandb, content, project=cfg.wandb_project, entity=cfg.wandb_entity,
+                           out_dir=cfg.out_dir, profile=profile_name)
+    print(f"[batch] wandb summary run: {info.get('id', info.get('error', info['mode']))}", file=sys.stderr)
+
+
 def _check_weights(configs: list) -> None:
     from benchmark.models.pretrained_weights import check_weights_available
 
@@ -158,4 +187,5 @@ def _check_weights(configs: list) -> None:
 
 register_grid_kind("mtl", GridKind(plan=_plan_grid, run=run_one, tag=lambda c: f"{c.run_name}/seed{c.seed}",
                                    home=lambda out_dir: Path(out_dir) / "mtl", report=_report, noun="experiment",
-                                   label="mtl ", check=_check_weights))
+                                   label="mtl ", check=_check_weights,
+                                   after_report=_wandb_summary))

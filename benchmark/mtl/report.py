@@ -1,7 +1,8 @@
 """The multi-task report: one row per experiment (mean over seeds) — train/val loss, every task's primary test
 metric (and the reconstruction MSE), Δm and transfer gains vs the single-task baselines of the same trunk, the
 network's parameter count (summary.json's `params`: sum(p.numel()) over the whole model), the trivial references of
-the data — as Markdown and CSV (which also holds each task's final validation score and the baselines each run was
+the data, the average of the tasks' primary metrics, unweighted and weighted by the experiment's fixed task weights
+(`averages`) — as Markdown and CSV (which also holds each task's final validation score and the baselines each run was
 compared with), the Pareto front over the multi-task experiments, plus the val-loss curves figure."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from benchmark.mtl.pareto import front
 from benchmark.mtl.plots import val_curves
 from benchmark.mtl.registries import SCHEDULES, WEIGHTINGS
 from benchmark.mtl.transfer import DELTA_M_CONVENTION, delta_m, is_baseline, transfer_gain, trunk_key
+from benchmark.mtl.weightings.base import per_task_numbers
 from benchmark.outputs.results import atomic_write, read_run
 
 
@@ -101,6 +103,7 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
         "tasks": ",".join(s["tasks"]), "baselines": "" if single else _baseline_names(base) or "none",
         "train_loss": s["train_loss"], "val_loss": s["val_loss"],
         **dict(zip(s["tasks"], s["final"], strict=True)),
+        **averages(dict(zip(s["tasks"], s["final"], strict=True)), task_weights(s["weighting"], c, s["tasks"])),
         "mse": final.get("reconstruction", {}).get("mse"), "psnr": final.get("reconstruction", {}).get("psnr"),
         **{f"gain_{t}": g for t, g in gains.items()}, "delta_m": dm,
         **{f"val_{t}": v.get(primary[t]) for t, v in (s.get("final_val") or {}).items()},
@@ -113,6 +116,33 @@ def _fixed_weights(weighting: str, config: dict) -> str:
     holds them; "" for a weighting that computes its own."""
     knob = WEIGHTINGS.get(weighting).meta.fixed_weights
     return config.get(f"{weighting}.{knob}", "") if knob else ""
+
+
+AVERAGES_NOTE = ("avg = (1/T) Σ_t M_t over the experiment's T tasks' primary test metrics M_t (the task columns, "
+                 "all higher-is-better scores in [0, 1]); weighted avg = Σ_t w_t M_t / Σ_t w_t with w_t the "
+                 "experiment's fixed task weights, the loss weights it was given (the weights column: static's "
+                 "--static.weights), and w_t = 1 where its weighting computes its own (equal, uncertainty, DWA, "
+                 "GradNorm, ...: weights that track loss scales, not the tasks' importance), so there the two agree.")
+
+
+def task_weights(weighting: str, config: dict, tasks: list[str]) -> dict[str, float]:
+    """w_t of the weighted average (AVERAGES_NOTE): the fixed weights a weighting declares (`fixed_weights`), in
+    task order or name=value pairs as its flag takes them, a task left out (or an empty text) at 1; else all 1."""
+    knob = WEIGHTINGS.get(weighting).meta.fixed_weights
+    text = str(config.get(f"{weighting}.{knob}") or "") if knob else ""
+    given = per_task_numbers(text, tuple(tasks), f"--{weighting}.{knob}", "1,0.5,1") if text.strip() else {}
+    return {t: float(given.get(t, 1.0)) for t in tasks}
+
+
+def averages(scores: dict[str, float | None], weights: dict[str, float] | None) -> dict[str, float | None]:
+    """→ {"avg": (1/T) Σ_t M_t, "weighted_avg": Σ_t w_t M_t / Σ_t w_t} over scores (task → M_t); None where a
+    score is missing, the weights are None (no run: a trivial reference) or sum to 0."""
+    values = list(scores.values())
+    if not values or any(v is None for v in values):
+        return {"avg": None, "weighted_avg": None}
+    total = sum(weights.values()) if weights is not None else 0.0
+    return {"avg": float(np.mean(values)),
+            "weighted_avg": sum(weights[t] * v for t, v in scores.items()) / total if total > 0 else None}
 
 
 def _sequential(s: dict) -> bool:
@@ -176,6 +206,7 @@ def _reference_rows(runs: list[dict]) -> list[dict]:
                          "seed": seed, "architecture": "", "weighting": "", "weights": "", "schedule": "",
                          "shared_layers": None, "dropout": "", "tasks": ",".join(per_task), "baselines": "",
                          **{t: v.get(primary[t]) for t, v in per_task.items()},
+                         **averages({t: v.get(primary[t]) for t, v in per_task.items()}, None),
                          "mse": rec.get("mse"), "psnr": rec.get("psnr")})
     return rows
 
@@ -198,8 +229,10 @@ def _delta_m_cell(r) -> str:
 
 def markdown(df: pd.DataFrame) -> str:
     cols = ["experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
-            "train_loss", "val_loss", *[c for c in TASK_COLS if c in df.columns], "delta_m", "params", "wall_s"]
+            "train_loss", "val_loss", *[c for c in TASK_COLS if c in df.columns], "avg", "weighted_avg", "delta_m",
+            "params", "wall_s"]
     head = {"shared_layers": "shared", "train_loss": "train loss", "val_loss": "val loss", "delta_m": "Δm",
+            "weighted_avg": "weighted avg",
             "wall_s": "s"} | TASK_COLS
     lines = []
     for group, part in df.groupby("group", sort=False):
@@ -243,23 +276,39 @@ def gains_markdown(df: pd.DataFrame) -> str:
 
 
 
-def pareto_markdown(df: pd.DataFrame) -> str:
-    """The multi-task experiments on the Pareto front of their tasks' primary test metrics (all higher-is-better:
-    accuracy, recon score; means over seeds) first, then the dominated ones with what dominates them
-    (benchmark/mtl/pareto.py)."""
+def _pareto(df: pd.DataFrame) -> tuple[list[str], dict[str, dict], dict[str, list[str]], list[str]]:
+    """→ (task columns, experiment → {task: primary test metric}, experiment → what dominates it, the experiments
+    on the front first, then the dominated, each by name) over the multi-task experiments of df."""
     part = df[df["tasks"].str.contains(",") & ~df["experiment"].str.startswith(REFERENCE_PREFIX)]
     tasks = [t for t in TASK_COLS if t in df.columns and t not in ("mse", "psnr")]
     points = {r["experiment"]: {t: r[t] for t in r["tasks"].split(",") if r.get(t) == r.get(t)}
               for _, r in part.iterrows()}
     dominated_by = front(points, {})
+    return tasks, points, dominated_by, sorted(points, key=lambda n: (bool(dominated_by[n]), n))
+
+
+def pareto_markdown(df: pd.DataFrame) -> str:
+    """The multi-task experiments on the Pareto front of their tasks' primary test metrics (all higher-is-better:
+    accuracy, recon score; means over seeds) first, then the dominated ones with what dominates them
+    (benchmark/mtl/pareto.py)."""
+    tasks, points, dominated_by, order = _pareto(df)
     lines = ["| experiment | " + " | ".join(TASK_COLS[t] for t in tasks) + " | dominated by |",
              "|" + "---|" * (len(tasks) + 2)]
-    for name in sorted(points, key=lambda n: (bool(dominated_by[n]), n)):
+    for name in order:
         by = dominated_by[name]
         which = ", ".join(by[:3]) + (f" (+{len(by) - 3})" if len(by) > 3 else "") if by else "front"
         lines.append(f"| {name if by else f'**{name}**'} | " + " | ".join(_fmt(points[name].get(t)) for t in tasks) +
                      f" | {which} |")
     return "\n".join(lines) + "\n"
+
+
+def pareto_table(df: pd.DataFrame) -> tuple[list[str], list[list]]:
+    """pareto_markdown's table as (columns, rows) of plain values (wandb's summary run): a task an experiment
+    was not scored on is None, `dominated_by` every dominating experiment, comma-separated."""
+    tasks, points, dominated_by, order = _pareto(df)
+    rows = [[name, *(None if points[name].get(t) is None else float(points[name][t]) for t in tasks),
+             not dominated_by[name], ", ".join(dominated_by[name])] for name in order]
+    return ["experiment", *tasks, "on_front", "dominated_by"], rows
 
 
 def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed=(), report_dir=None) -> str:
@@ -274,7 +323,8 @@ def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed
             "train/val loss = the weighted objective Σ w_t L_t of the last epoch (val with the same weights); Δm "
             "vs the single-task (stl) runs of the same trunk; rows over several seeds show their mean, and Δm ± its "
             "sample standard deviation over the seeds.\n"
-            f"{DELTA_M_CONVENTION}\n\n" + markdown(df) + "\n**transfer gain per task vs single-task**\n\n" +
+            f"{AVERAGES_NOTE}\n{DELTA_M_CONVENTION}\n\n" + markdown(df) +
+            "\n**transfer gain per task vs single-task**\n\n" +
             gains_markdown(df) + "\n**Pareto front** (no other experiment is at least as good on every shared task "
             "and better on one; bold = on the front)\n\n" + pareto_markdown(df))
     if failed:

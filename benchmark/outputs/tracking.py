@@ -11,6 +11,9 @@ Avalanche's `WandBLogger` is not used: it breaks on current wandb (`wandb.viz`).
     R, R_heatmap         the performance matrix as a wandb.Table and as the run's heatmap image
     summary              acc, bwt, forgetting, fwt (None where undefined), train_wall_s
 
+and one summary run per batch (log_summary_run): a continual batch's leaderboard and mean-R heatmaps, a multi-task
+batch's leaderboard, Pareto front and validation curves (benchmark/mtl/batch.py).
+
 wandb must never fail or slow a run: every wandb call is guarded; the first failure prints one warning line and
 turns the tracker off, and local results are written regardless. `online` checks the server and the API key
 before starting (a few seconds at most); when either is missing it logs offline instead (`wandb sync` uploads it
@@ -24,6 +27,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -196,28 +200,42 @@ class WandbTracker(SupervisedPlugin):
         self.run = None
 
 
-def log_batch_summary(mode: str, *, project: str = "", entity: str = "", out_dir=".", profile: str = "",
-                      report_dir=".") -> dict:
-    """One wandb run per batch (group = the profile, job_type "summary"), after its report: the leaderboard
-    (`summary.csv`) as a table and every stream × strategy's mean-R heatmap (`figures/*_R.png`); offline-safe and
-    failure-proof like the per-run logging. → its info (mode, id, dir; or the error)."""
+def log_summary_run(mode: str, content: Callable[[], tuple[dict, dict, dict]], *, project: str = "",
+                    entity: str = "", out_dir=".", profile: str = "") -> dict:
+    """One wandb run per batch (group = the profile, job_type "summary"), after its report. content() → (tables
+    {key: (columns, rows)}, images {key: png path}, summary values {key: value}), read inside the guard, so a
+    missing or unreadable report file costs only this run; offline-safe and failure-proof like the per-run logging.
+    → its info (mode, id, dir; or the error)."""
     tracker = WandbTracker(mode, project=project, entity=entity, out_dir=out_dir, name=f"{profile} summary",
                            group=profile, job_type="summary", config={"profile": profile})
 
     def log():
-        import csv
-
         import wandb
 
-        with open(Path(report_dir) / "summary.csv", newline="") as f:
-            header, *rows = list(csv.reader(f))
-        media = {"leaderboard": wandb.Table(columns=header, data=rows)}
-        for png in sorted((Path(report_dir) / "figures").glob("*_R.png")):
-            media[f"R_mean/{png.stem.removesuffix('_R')}"] = wandb.Image(str(png))
-        tracker.run.log(media)
+        tables, images, values = content()
+        media = {key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])
+                 for key, (columns, rows) in tables.items()}
+        tracker.run.log(media | {key: wandb.Image(str(png)) for key, png in images.items()})
+        for key, value in values.items():
+            tracker.run.summary[key] = value
 
     tracker._guard(log)
     info = tracker.info
     tracker.finish()
     return info
 
+
+def log_batch_summary(mode: str, *, project: str = "", entity: str = "", out_dir=".", profile: str = "",
+                      report_dir=".") -> dict:
+    """A continual batch's summary run (log_summary_run): the leaderboard (`summary.csv`) as a table and every
+    stream × strategy's mean-R heatmap (`figures/*_R.png`). → its info."""
+    def content():
+        import csv
+
+        with open(Path(report_dir) / "summary.csv", newline="") as f:
+            header, *rows = list(csv.reader(f))
+        images = {f"R_mean/{png.stem.removesuffix('_R')}": png
+                  for png in sorted((Path(report_dir) / "figures").glob("*_R.png"))}
+        return {"leaderboard": (header, rows)}, images, {}
+
+    return log_summary_run(mode, content, project=project, entity=entity, out_dir=out_dir, profile=profile)
