@@ -251,7 +251,7 @@ def cmd_list(argv) -> int:
     from benchmark.registry import MODELS
 
     _models()
-    print(f"architectures (--architecture; every strategy but progressive on the multi-task ones): "
+    print(f"architectures (--architecture; on a multi-task one, every strategy but progressive; group-lasso refused): "
           f"{', '.join(MODELS.names())}")
     task_il_only = [n for n in STRATEGIES.names() if "class-il" not in STRATEGIES.get(n).meta.scenarios]
     print(f"scenarios (--scenario): task-il (every stream, every strategy); class-il and domain-il (streams of "
