@@ -15,6 +15,9 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from benchmark.models.trunk import route
+from benchmark.tasks import kind_of
+
 
 @runtime_checkable
 class MultiHeadModel(Protocol):
@@ -54,7 +57,22 @@ class MultiHeadModel(Protocol):
 class BackboneModes:
     """What both implementers do alike (mixed in before their nn.Module base): a frozen backbone stays in eval mode
     (its dropout and norm statistics fixed) whatever `train()` is called with; `_autocast(x)` is the CUDA bf16
-    context when `autocast_dtype` is set, else nothing."""
+    context when `autocast_dtype` is set, else nothing; the contract's routed forward, single-task forward and
+    LwF term, from each implementer's `features` and `head`."""
+
+    def routed(self, x: torch.Tensor, task_labels, pad: float) -> torch.Tensor | dict[int, torch.Tensor]:
+        """B × max(head_dims), each row through its own task's head, padded with `pad`; {task: output} for None."""
+        feats = self.features(x)
+        if task_labels is None:
+            return {t: self.head(t, feats) for t in range(len(self.head_dims))}
+        return route(task_labels, feats, self.head_dims, pad, lambda t, mask: self.head(t, feats[mask]))
+
+    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
+        return self.head(task_label, self.features(x))
+
+    def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        spec = self.tasks[task]
+        return kind_of(spec).distill(student, teacher, spec, temperature)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -20,7 +20,7 @@ from torch import nn
 from benchmark.errors import UserError
 from benchmark.models.backbone_training import apply_last_k
 from benchmark.models.contract import BackboneModes
-from benchmark.models.trunk import map_trunk, route, vector_trunk
+from benchmark.models.trunk import map_trunk, vector_trunk
 from benchmark.registry import BACKBONES, MODELS
 from benchmark.tasks import kind_of
 
@@ -70,17 +70,7 @@ class HatSwapNet(BackboneModes, MultiTaskModule):
             return self.heads[task](feats).to(self.compute_dtype).flatten(1)
 
     def forward(self, x: torch.Tensor, task_labels) -> torch.Tensor | dict[int, torch.Tensor]:
-        feats = self.features(x)
-        if task_labels is None:
-            return {t: self.head(t, feats) for t in range(len(self.heads))}
-        return route(task_labels, feats, self.head_dims, self.pad, lambda t, mask: self.head(t, feats[mask]))
-
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.head(task_label, self.features(x))
-
-    def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-        spec = self.tasks[task]
-        return kind_of(spec).distill(student, teacher, spec, temperature)
+        return self.routed(x, task_labels, self.pad)
 
 
 def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hidden: tuple[int, ...] = (),

@@ -24,8 +24,6 @@ from benchmark.errors import UserError
 from benchmark.models.contract import BackboneModes
 from benchmark.models.hatswap_net import common_attribute
 from benchmark.models.layers import TokenBackbone
-from benchmark.models.trunk import route
-from benchmark.tasks import kind_of
 
 
 class Representations(nn.Module):
@@ -89,18 +87,7 @@ class MultiHeadMixin(BackboneModes):
 
     def route(self, x: torch.Tensor, task_labels) -> torch.Tensor | dict[int, torch.Tensor]:
         """The contract's forward: B × max(head_dims) routed by task label, or {task id: output} for None."""
-        feats = self.features(x)
-        if task_labels is None:
-            return {t: self.head(t, feats) for t in range(len(self.tasks))}
-        pad = common_attribute(self.tasks, "pad")
-        return route(task_labels, feats, self.head_dims, pad, lambda t, mask: self.head(t, feats[mask]))
-
-    def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
-        return self.head(task_label, self.features(x))
-
-    def distill(self, task: int, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-        spec = self.tasks[task]
-        return kind_of(spec).distill(student, teacher, spec, temperature)
+        return self.routed(x, task_labels, common_attribute(self.tasks, "pad"))
 
     def with_backbone(self, backbone: nn.Module):
         """The same architecture layers and heads (the very modules) behind `backbone`, which takes the token
