@@ -240,7 +240,18 @@ def cmd_list(argv) -> int:
                       "and profile by name.")
     p.add_argument("--flags", metavar="NAME", help="list the flags of the entry NAME (e.g. ewc, lwf+replay, "
                    "binary_tasks) instead, with their defaults")
+    p.add_argument("--figure", metavar="DIR", type=Path, nargs="?", const=Path("figures"),
+                   help="draw the models instead (default DIR: figures): the Hat Swap network as `hatswap run` "
+                        "builds it (default profile) and every multi-task architecture as `hatswap mtl` builds it "
+                        "(mtl profile), each traced by torchview: DIR/NAME.gv, and DIR/NAME.svg where Graphviz's "
+                        "`dot` is installed")
+    p.add_argument("--architecture", metavar="NAMES", help="with --figure: only these (comma-separated; "
+                   "hatswap_net or a multi-task architecture)")
     ns = p.parse_args(argv)
+    if ns.architecture is not None and ns.figure is None:
+        raise UserError("--architecture applies to --figure: add --figure [DIR], or drop --architecture")
+    if ns.figure is not None:
+        return _figures(ns.figure, _names(ns.architecture, "--architecture"))
     if ns.flags:
         print(entry_flags_help(ns.flags))
         return 0
@@ -264,6 +275,32 @@ def cmd_list(argv) -> int:
                        ("mtl weightings", WEIGHTINGS), ("mtl schedules", SCHEDULES)):
         print(f"{title}: {', '.join(reg.names())}")
     print(f"profiles: {', '.join(sorted(p.stem for p in PROFILE_DIR.glob('*.json')))}")
+    return 0
+
+
+def _figures(out_dir: Path, names: list[str] | None) -> int:
+    """`hatswap list --figure`: the model figures (benchmark/diagnostics/model_figure.py), the multi-task ones built
+    by benchmark/mtl/figure.py (wired here: the core never imports mtl/); the files on stdout."""
+    from difflib import get_close_matches
+
+    from benchmark.config import parse_config
+    from benchmark.diagnostics.model_figure import hatswap_drawing, render_hint, write_figure
+    from benchmark.mtl.figure import architecture_drawing, architecture_names
+    from benchmark.registry import DEFAULT_MODEL
+
+    known = [DEFAULT_MODEL, *architecture_names()]
+    for name in names or []:
+        if name not in known:
+            close = get_close_matches(name, known)
+            raise UserError(f"--architecture {name!r} has no figure{'; close: ' + ', '.join(close) if close else ''}"
+                            f" (known: {', '.join(known)})")
+    for name in names or known:
+        drawing = hatswap_drawing(parse_config(["--profile", "default"])[0]) if name == DEFAULT_MODEL \
+            else architecture_drawing(name)
+        for path in write_figure(drawing, out_dir):
+            print(path)
+    if hint := render_hint(out_dir):
+        print(f"hatswap list: {hint}", file=sys.stderr)
     return 0
 
 
