@@ -6,12 +6,13 @@ listed: for every multi-task experiment, each of its tasks and seeds, one run of
 (`transfer.trunk_key`) on that task alone, with equal weighting, the joint schedule and the profile's shared config
 for everything else (its budget), deduplicated across experiments and named
 `stl-<task>-<architecture>[-<what differs from the profile's trunk>]`; a listed single-task experiment with equal
-weighting and the joint schedule serves instead when its trunk matches. The experiments run through the
-core's batch runner (benchmark/grid/batch.py, grid kind `mtl`, registered here): completed experiments (same config) are
-skipped, so a rerun resumes; a failed one is listed and the batch goes on; at the end the report is rebuilt
-(results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's groups and order for `hatswap
-report`) and failures exit 1. With --wandb offline/online, a summary run for the batch: the leaderboard and the
-Pareto front (`_wandb_summary`).
+weighting and the joint schedule serves instead when its trunk matches; `"baselines": false` in the profile derives
+none (a reading that needs no Δm: the `mtl-conv` profile compares losses between its own experiments). The
+experiments run through the core's batch runner (benchmark/grid/batch.py, grid kind `mtl`, registered here):
+completed experiments (same config) are skipped, so a rerun resumes; a failed one is listed and the batch goes on;
+at the end the report is rebuilt (results/mtl/summary.{md,csv}, val_curves.png; groups.json keeps the profile's
+groups and order for `hatswap report`) and failures exit 1. With --wandb offline/online, a summary run for the
+batch: the leaderboard and the Pareto front (`_wandb_summary`).
 """
 
 from __future__ import annotations
@@ -86,7 +87,10 @@ def plan(profile: dict, run_args: list[str], seeds=None) -> list[tuple[str, MTLC
             cfg, _ = parse_mtl_config(run_args, defaults=defaults | {"seed": seed},
                                       origin=f"the profile's experiment {exp['name']!r} or its \"config\"")
             configs.append((exp.get("group", ""), cfg))
-    return _baselines(profile, run_args, configs) + configs
+    if not isinstance(derive := profile.get("baselines", True), bool):
+        raise UserError(f"an mtl profile's \"baselines\" is true (derive the single-task baselines: the default) or "
+                        f"false, got {derive!r}")
+    return (_baselines(profile, run_args, configs) if derive else []) + configs
 
 
 def _baselines(profile: dict, run_args: list[str], configs) -> list[tuple[str, MTLConfig]]:

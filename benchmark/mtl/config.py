@@ -40,7 +40,9 @@ class MTLConfig(TrackedConfig):
     backbone: str = "small_cnn"
     # how the backbone's feature map becomes the trunk's input: mean over positions, or flattened (layout kept)
     pooling: str = field(default="mean", metadata={"choices": POOLING})
-    shared_layers: int = 2  # number of shared hidden layers (per column for cross-stitch / progressive)
+    # number of shared hidden layers (per column for cross-stitch / progressive); 0 (shared-bottom): none, the
+    # backbone is the shared network and the heads read its pooled map (the multi-task experiments' conv trunk)
+    shared_layers: int = 2
     shared_width: int = 64  # width of each shared hidden layer
     task_layers: tuple[int, ...] = (32,)  # hidden widths of each task head before its output layer
     dropout: float = 0.0
@@ -59,7 +61,7 @@ class MTLConfig(TrackedConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.check({"dropout": 0 <= self.dropout < 1, "shared_layers": self.shared_layers >= 1,
+        self.check({"dropout": 0 <= self.dropout < 1, "shared_layers": self.shared_layers >= 0,
                     "shared_width": self.shared_width >= 1,
                     "task_layers": all(w >= 1 for w in self.task_layers), "grad_clip": 0 <= self.grad_clip < inf,
                     "name": "/" not in self.name and not self.name.startswith(".")})

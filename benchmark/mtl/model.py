@@ -14,7 +14,8 @@ nor `backbone` is given (the first layers are nn.LazyLinear: an optimizer built 
 `materialize(x)` sizes them without training); or an image through a registered backbone (`backbone='small_cnn'`
 or 'vit_tiny', with `input_shape=(C, H, W)`); `pooling` = how its feature map becomes the trunk's input vector
 ('mean' over positions, or 'flatten' to keep the layout; `TokenBackbone`).
-Layers: `shared_layers` (widths, or a count of 64-wide layers; `num_layers` = the count), `task_layers` (one list
+Layers: `shared_layers` (widths, or a count of 64-wide layers; `num_layers` = the count; 0 = none, shared-bottom
+only: the heads read the backbone's pooled features, e.g. a conv stack's flattened map), `task_layers` (one list
 or {task: list}), `activation` ('relu', 'gelu', 'tanh', ...; after every hidden layer), `dropout`/`dropout_at`;
 An architecture's or weighting's own knobs by the toolkit's keywords, which its config declares (benchmark/mtl/
 keywords.py): MMoE `num_experts`, `expert_layers` (= its shared layers), `gate_layers`; cross-stitch
@@ -85,6 +86,10 @@ class MultiTaskModel(MultiHeadMixin, MultiTaskModule):
         arch = resolve(ARCHITECTURES, architecture)
         spec = ArchSpec(names, shared_widths(shared_layers_of(arch, shared_layers, keywords), num_layers), dropout,
                         dropout_at, activation)
+        if not spec.shared_layers and not arch.meta.no_shared_layers:
+            takes = [n for n in ARCHITECTURES.names() if ARCHITECTURES.get(n).meta.no_shared_layers]
+            raise UserError(f"shared_layers=0 (no shared layer: the backbone is the shared network) is for {takes}; "
+                            f"architecture {arch.name!r} needs at least one shared layer")
         self.architecture_name = arch.name
         self.arch = arch.build(with_keywords(arch, architecture_args, keywords, names), spec, self.make_backbone)
         # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.

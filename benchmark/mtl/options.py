@@ -48,15 +48,26 @@ def widths(layers, what: str) -> tuple[int, ...]:
 def shared_widths(shared_layers, num_layers) -> tuple[int, ...]:
     """The trunk's hidden widths (per column for cross-stitch / progressive, per expert for MMoE) from
     `shared_layers` (or the architecture's own keyword for them, benchmark.mtl.keywords) and `num_layers` (a count;
-    the toolkit's cross-stitch knob)."""
+    the toolkit's cross-stitch knob). `shared_layers=0` (or []) → (): no shared layer, the backbone is the shared
+    network (only an architecture declaring `no_shared_layers` takes it; MultiTaskModel checks)."""
+    given = None if shared_layers is None else () if _no_layers(shared_layers) else widths(shared_layers,
+                                                                                             "shared_layers")
     if num_layers is not None:
         if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
             raise UserError(f"num_layers must be a positive integer, got {num_layers!r}")
-        if shared_layers is None:
+        if given is None:
             return widths(num_layers, "num_layers")
-        if len(given := widths(shared_layers, "shared_layers")) != num_layers:
+        if len(given) != num_layers:
             raise UserError(f"num_layers={num_layers} but shared_layers has {len(given)} widths {list(given)}")
-    return widths(DEFAULT_SHARED if shared_layers is None else shared_layers, "shared_layers")
+    return widths(DEFAULT_SHARED, "shared_layers") if given is None else given
+
+
+def _no_layers(shared_layers) -> bool:
+    if isinstance(shared_layers, bool):
+        return False
+    if isinstance(shared_layers, int):
+        return shared_layers == 0
+    return isinstance(shared_layers, Sequence) and not isinstance(shared_layers, str) and len(shared_layers) == 0
 
 
 def int_tuple(values, what: str) -> tuple[int, ...] | None:

@@ -20,6 +20,9 @@ class ArchitectureMeta:
     lazy_input: bool = True  # False: needs in_features (or a backbone) up front; no nn.LazyLinear first layers
     # The toolkit document's keyword that names this architecture's shared layers (MMoE's `expert_layers`).
     layers_keyword: str = ""
+    # Runs with no shared layer (`shared_layers=0`): the backbone is the whole shared network and every task head
+    # reads its pooled features (the multi-task experiments' conv trunk, the `mtl-conv` profile).
+    no_shared_layers: bool = False
 
 
 @dataclass(frozen=True)

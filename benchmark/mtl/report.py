@@ -1,6 +1,7 @@
 """The multi-task report: one row per experiment (mean over seeds) — train/val loss, every task's primary test
 metric (and the reconstruction MSE), Δm and transfer gains vs the single-task baselines of the same trunk, the
-network's parameter count (summary.json's `params`: sum(p.numel()) over the whole model), the trivial references of
+network's parameter count (summary.json's `params`: sum(p.numel()) over the whole model), each task's unweighted
+validation loss after the last epoch (CSV only: `val_loss_<task>`), the trivial references of
 the data, the average of the tasks' primary metrics, unweighted and weighted by the experiment's fixed task weights
 (`averages`) — as Markdown and CSV (which also holds each task's final validation score and the baselines each run was
 compared with), the Pareto front over the multi-task experiments, plus the val-loss curves figure."""
@@ -76,9 +77,13 @@ def _baseline_names(base: dict[str, dict | None]) -> str:
 
 
 def _dropout(c: dict) -> str:
-    if not c.get("dropout") or c.get("dropout_at") == "none":
-        return "none"
-    return f"{c['dropout']:g} {'single' if c.get('dropout_at') == 'last' else 'each'}"
+    """The MLP's dropout ('0.2 single', '0.2 each') and the backbone's own (the conv trunk's: 'small_cnn 0.2
+    each'), or 'none'."""
+    backbone = c.get("backbone")
+    parts = [(label + f"{c[p + 'dropout']:g} {'single' if c.get(p + 'dropout_at') == 'last' else 'each'}")
+             for p, label in (("", ""), (f"{backbone}.", f"{backbone} ")) if c.get(p + "dropout")
+             and c.get(p + "dropout_at") != "none"]
+    return ", ".join(parts) or "none"
 
 
 def _gains(s: dict, base: dict[str, dict | None]) -> tuple[dict[str, float | None], float | None]:
@@ -107,6 +112,8 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
         "mse": final.get("reconstruction", {}).get("mse"), "psnr": final.get("reconstruction", {}).get("psnr"),
         **{f"gain_{t}": g for t, g in gains.items()}, "delta_m": dm,
         **{f"val_{t}": v.get(primary[t]) for t, v in (s.get("final_val") or {}).items()},
+        # each task's own validation loss after the last epoch, unweighted: what the weighted val_loss mixes
+        **{f"val_loss_{t}": v for t, v in (s["epochs"][-1]["val_loss"] if s.get("epochs") else {}).items()},
         "acc_cl": s["acc"] if _sequential(s) else None, "bwt": s["bwt"],
         "params": s.get("params"), "wall_s": s["total_wall_s"]}
 

@@ -64,14 +64,16 @@ def trunk_flags(config: dict) -> dict:
 
 def trunk_config(config: dict) -> dict:
     """trunk_flags(config), normalised so that settings without effect compare equal: no dropout whatever
-    `dropout_at`; a run-level key of an architecture's knob (`experts`) only for that architecture."""
+    `dropout_at` (the MLP's, or an entry's own: `small_cnn.dropout`); a run-level key of an architecture's knob
+    (`experts`) only for that architecture."""
     out = trunk_flags(config)
     prefixes = tuple(f"{config.get(k)}." for k in ENTRY_FIELDS)
     for key, value in ADDED_LATER.items():  # runs written before a setting existed had its value (pooling: mean)
         if key in TRUNK_FIELDS and out[key] is None or key.startswith(prefixes) and key not in out:
             out[key] = value
-    if not out["dropout"] or out["dropout_at"] == "none":
-        out["dropout"], out["dropout_at"] = 0.0, "none"
+    for prefix in ("", *prefixes):  # the MLP's dropout, and an entry's own (the conv trunk's small_cnn.dropout)
+        if f"{prefix}dropout_at" in out and (not out.get(f"{prefix}dropout") or out[f"{prefix}dropout_at"] == "none"):
+            out[f"{prefix}dropout"], out[f"{prefix}dropout_at"] = 0.0, "none"
     for key, (_, keyword) in config_keys().items():
         if out["architecture"] != keyword.entry:
             out[key] = None
