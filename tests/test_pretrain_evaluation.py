@@ -49,7 +49,8 @@ def test_the_supervised_bound_learns_from_the_labels(tiny_pretrain):
     assert record["epoch_losses"][-1] < 0.5 * record["epoch_losses"][0]
     assert not backbone.training
     other, _ = train_supervised(cfg, images, labels[torch.randperm(64, generator=g)], 2, torch.device("cpu"))
-    assert any(not torch.equal(a, b) for a, b in zip(backbone.state_dict().values(), other.state_dict().values(), strict=True))
+    pairs = zip(backbone.state_dict().values(), other.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)
 
 
 def test_the_headline_uses_every_train_image_and_the_quick_check_a_subsample(tiny_pretrain):
