@@ -122,7 +122,7 @@ def cmd_pretrain(argv) -> int:
     cfg, ns = parse_pretrain_config(argv)
     from benchmark.pretrain.pipeline import pretrain
 
-    weights, _ = pretrain(cfg, force=ns.force)
+    weights, _ = pretrain(cfg, force=ns.force, reevaluate=ns.reevaluate)
     print(weights)
     return 0
 

@@ -182,3 +182,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(slow)
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(gpu)
+
+
+TINY_VIT = ["--vit_tiny.embed-dim", "16", "--vit_tiny.depth", "1", "--vit_tiny.num-heads", "2"]
+
+
+@pytest.fixture
+def tiny_pretrain(tmp_path, fmnist_root):
+    """`hatswap pretrain` flags for a pretraining in seconds: a 16-wide one-block ViT on the fixture data."""
+    def make(*extra: str, out="pt"):
+        return ["--data-root", str(fmnist_root), "--out-dir", str(tmp_path / out), "--no-download",
+                "--no-apt-install", "--batch-size", "64", "--out-dim", "32", "--head-hidden", "16",
+                "--head-bottleneck", "8", "--local-crops", "2", "--device", "cpu", *TINY_VIT, *extra]
+
+    return make

@@ -31,6 +31,7 @@ from benchmark.pretrain.objective import (
 )
 from benchmark.pretrain.pipeline import pretrain
 from benchmark.tasks import TaskSpec
+from tests.conftest import TINY_VIT
 
 LN = math.log
 
@@ -236,19 +237,6 @@ def test_multicrop_gives_two_global_and_n_local_views_in_the_stream_range(channe
     assert all(v.min() >= -1 - 1e-6 and v.max() <= 1 + 1e-6 for v in views)
     again = multicrop(x, recipe, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(views, again, strict=True))  # one generator: replayable
-
-
-TINY_VIT = ["--vit_tiny.embed-dim", "16", "--vit_tiny.depth", "1", "--vit_tiny.num-heads", "2"]
-
-
-@pytest.fixture
-def tiny_pretrain(tmp_path, fmnist_root):
-    def make(*extra: str, out="pt"):
-        return ["--data-root", str(fmnist_root), "--out-dir", str(tmp_path / out), "--no-download",
-                "--no-apt-install", "--batch-size", "64", "--out-dim", "32", "--head-hidden", "16",
-                "--head-bottleneck", "8", "--local-crops", "2", "--device", "cpu", *TINY_VIT, *extra]
-
-    return make
 
 
 def test_pretrained_file_loads_through_the_run_weights_path_and_is_recorded(tiny_pretrain, tiny, capsys, tmp_path,

@@ -27,7 +27,8 @@ PRETRAINABLE = ("vit_tiny",)  # backbones built from scratch here, whose weights
 # Fields that say where things are or how fast they go, not what is learnt: outside the cache key.
 PLUMBING = ("device", "threads", "data_root", "download", "apt_install", "out_dir", "eval_batch_size")
 # How the weights are scored, not what they are: also outside the key (a new evaluation reuses the weights).
-EVALUATION = ("evaluate", "eval_train_images", "eval_test_images", "knn_k", "knn_temperature")
+EVALUATION = ("evaluate", "eval_train_images", "eval_test_images", "eval_quick_images", "eval_supervised", "knn_k",
+              "knn_temperature")
 # Recipe fields added after weights were keyed: at these values they are left out of the recipe, so the weights
 # trained before they existed (which used exactly these values) keep their key.
 ADDED_LATER = {"head_bn": False, "precision": "fp32"}
@@ -68,8 +69,10 @@ class PretrainConfig(RuntimeConfig):
     # numbers, so it is part of the recipe.
     precision: str = field(default="fp32", metadata={"choices": ("fp32", "bf16")})
     evaluate: bool = True  # k-NN and linear probe on the source's labelled splits after training
-    eval_train_images: int = 10000  # labelled train images the k-NN and probe learn from; 0 = all
+    eval_train_images: int = 0  # labelled train images the k-NN and probe learn from; 0 = all (the headline)
     eval_test_images: int = 0  # test images scored; 0 = all
+    eval_quick_images: int = 10000  # a quick check beside the headline: the probes on a seeded subsample; 0 = none
+    eval_supervised: bool = False  # an upper bound: the same ViT trained on the labels with the same budget
     knn_k: int = 20
     knn_temperature: float = 0.07
     backbone_args: object = None  # instance of BACKBONES.get(backbone).config_cls
@@ -88,7 +91,8 @@ class PretrainConfig(RuntimeConfig):
             "local_size": self.local_size >= 0, "global_scale_min": 0 < self.global_scale_min <= 1,
             "local_scale_min": 0 < self.local_scale_min <= self.global_scale_min, "clip_grad": self.clip_grad >= 0,
             "freeze_last_layer": self.freeze_last_layer >= 0, "eval_train_images": self.eval_train_images >= 0,
-            "eval_test_images": self.eval_test_images >= 0, "knn_k": self.knn_k >= 1,
+            "eval_test_images": self.eval_test_images >= 0, "eval_quick_images": self.eval_quick_images >= 0,
+            "knn_k": self.knn_k >= 1,
             "knn_temperature": self.knn_temperature > 0,
         })
 
@@ -111,6 +115,8 @@ def parse_pretrain_config(argv=None):
                         "the defaults")
     parser.add_argument("--config", type=Path, help="JSON file of flag names to values (overrides the profile)")
     parser.add_argument("--force", action="store_true", help="train again even when the weights exist")
+    parser.add_argument("--reevaluate", action="store_true", help="score existing weights (committed or cached) "
+                        "again under this command's evaluation settings and rewrite their manifest's evaluation")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
     def layers(ns) -> list[tuple[dict, str]]:

@@ -71,16 +71,19 @@ def accuracies(train_f, train_y, test_f, test_y, n_classes: int, k: int, tempera
 
 
 def evaluate(backbones: dict[str, nn.Module], train: tuple, test: tuple, n_classes: int, k: int,
-             temperature: float, batch: int, device: torch.device) -> dict:
-    """backbones: name → module; train/test: (images N×C×H×W, labels N). → {name: accuracies}, plus "raw pixels"
-    (the flattened images)."""
+             temperature: float, batch: int, device: torch.device, subsets: dict | None = None) -> tuple[dict, dict]:
+    """backbones: name → module; train/test: (images N×C×H×W, labels N); subsets: label → train row indices.
+    → ({name: accuracies}, {label: {name: accuracies}}): the probes trained on every train row, and on each subset's
+    rows only (the same features: a subset's scores equal those of a run given only its images), "raw pixels" (the
+    flattened images) beside the backbones."""
     (train_x, train_y), (test_x, test_y) = train, test
-    rows = {}
-    for name, backbone in backbones.items():
-        rows[name] = accuracies(extract(backbone, train_x, batch, device), train_y,
-                                extract(backbone, test_x, batch, device), test_y, n_classes, k, temperature)
-    rows["raw pixels"] = accuracies(train_x.flatten(1), train_y, test_x.flatten(1), test_y, n_classes, k, temperature)
-    return rows
+    features = {name: (extract(backbone, train_x, batch, device), extract(backbone, test_x, batch, device))
+                for name, backbone in backbones.items()}
+    features["raw pixels"] = (train_x.flatten(1), test_x.flatten(1))
+    rows = {name: accuracies(f, train_y, g, test_y, n_classes, k, temperature) for name, (f, g) in features.items()}
+    subset_rows = {label: {name: accuracies(f[idx], train_y[idx], g, test_y, n_classes, k, temperature)
+                           for name, (f, g) in features.items()} for label, idx in (subsets or {}).items()}
+    return rows, subset_rows
 
 
 def table(rows: dict) -> str:

@@ -102,3 +102,11 @@ def multicrop(x: torch.Tensor, recipe: CropRecipe, gen: torch.Generator) -> list
         crop = resized_crops(p, random_boxes(n, height, width, scale, gen), size)
         views.append((photometric(crop, recipe.colour, 0.2 if k == 1 else 0.0, gen) - 0.5) / 0.5)
     return views
+
+
+def global_view(x: torch.Tensor, recipe: CropRecipe, gen: torch.Generator) -> torch.Tensor:
+    """B×C×H×W stream images → one global view (as multicrop's first), B×C×s×s: the supervised bound's input."""
+    p = x * 0.5 + 0.5
+    crop = resized_crops(p, random_boxes(len(p), p.shape[-2], p.shape[-1], recipe.global_scale, gen),
+                         recipe.global_size)
+    return (photometric(crop, recipe.colour, 0.0, gen) - 0.5) / 0.5

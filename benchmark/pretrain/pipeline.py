@@ -4,7 +4,9 @@
     the same key committed under results/reference/pretrain/ (sha256 checked)  →  those weights, nothing trained
     a complete result there (manifest naming the weights file's sha256)  →  cache hit, nothing trained
     else: train (resuming from the folder's checkpoint) → the teacher's backbone as safetensors → manifest
-    then, unless --no-evaluate: k-NN and linear probe vs random init and raw pixels, stored in the manifest
+    then, unless --no-evaluate: k-NN and linear probe vs random init and raw pixels (and, with --eval-supervised,
+    the same ViT trained on the labels), on all the train images, with a quick check on a subsample beside them,
+    stored in the manifest; --reevaluate scores existing weights again (the committed ones too)
 
 The evaluation loads the file through the run's own path (`create_vit_tiny(..., weights_file)`), so what it scores
 is what `--backbone-weights` gives a run. One process trains a folder at a time (a lock, as for run folders).
@@ -27,21 +29,27 @@ from benchmark.outputs.run_lock import release_run_folder
 from benchmark.pretrain import artifact
 from benchmark.pretrain.config import PretrainConfig, parse_pretrain_config
 from benchmark.pretrain.evaluation import evaluate, table
+from benchmark.pretrain.supervised import train_supervised
 from benchmark.pretrain.train import train
 from benchmark.runtime.device import prepare_runtime
 
 METHOD = "DINO (Caron et al. 2021)"
+SUPERVISED = "supervised (labels, same budget)"
 # Weights committed with the code (results/reference/pretrain/<source>/<backbone>-<key>/): a recipe whose key is
 # there needs no pretraining on a fresh clone.
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "results" / "reference"
 
 
+def subsample(total: int, n: int, seed: int) -> np.ndarray:
+    """Row indices: all `total`, or n of them drawn with the seed (sorted)."""
+    rng = np.random.default_rng(seed)
+    return np.arange(total) if n == 0 or n >= total else np.sort(rng.choice(total, n, replace=False))
+
+
 def source_split(cfg: PretrainConfig, train: bool, n: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(images N×C×H×W in [-1, 1], labels N, provenance): all of the split, or n of it drawn with the seed."""
     src = load_source(cfg.source, str(cfg.data_root), train, cfg.image_size, cfg.download, cfg.apt_install)
-    total = len(src.targets)
-    rng = np.random.default_rng(cfg.seed + (0 if train else 1))
-    idx = np.arange(total) if n == 0 or n >= total else np.sort(rng.choice(total, n, replace=False))
+    idx = subsample(len(src.targets), n, cfg.seed + (0 if train else 1))
     labels = torch.as_tensor(np.asarray(src.targets)[idx], dtype=torch.long)
     return materialize_images(src.dataset, idx), labels, src.provenance
 
@@ -52,8 +60,8 @@ def use_flags(cfg: PretrainConfig) -> str:
     return f"--backbone vit_tiny --backbone-weights <this folder>/vit_tiny.safetensors {sizes}"
 
 
-def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
-    """→ (weights file, "cached" | "done")."""
+def pretrain(cfg: PretrainConfig, force: bool = False, reevaluate: bool = False) -> tuple[Path, str]:
+    """→ (weights file, "cached" | "done"); `reevaluate`: existing weights are scored again (see `rescore`)."""
     device = prepare_runtime(cfg)
     provenance = load_source(cfg.source, str(cfg.data_root), True, cfg.image_size, cfg.download,
                              cfg.apt_install).provenance
@@ -66,6 +74,8 @@ def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
     if not force and (manifest := artifact.cached_manifest(reference)):
         print(f"[pretrain] using the committed weights of this recipe and data: {reference} ({manifest['epochs']} "
               f"epochs, seed {manifest['seed']}, sha256 checked); --force trains them here", file=sys.stderr)
+        if reevaluate:
+            rescore(cfg, reference, manifest, device)
         show_stored_evaluation(manifest)
         return reference, "cached"
     folder = artifact.pretrain_folder(cfg.out_dir, cfg.source, cfg.backbone, key)
@@ -77,17 +87,18 @@ def pretrain(cfg: PretrainConfig, force: bool = False) -> tuple[Path, str]:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise write_error(folder, e) from e
-        return _pretrain_locked(cfg, force, device, key, folder, provenance)
+        return _pretrain_locked(cfg, force, device, key, folder, provenance, reevaluate)
     finally:
         with contextlib.suppress(OSError):  # empty only when it failed before its first checkpoint: nothing to keep
             folder.rmdir()
         release_run_folder(folder)
 
 
-def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path, str]:
+def _pretrain_locked(cfg, force, device, key, folder, provenance, reevaluate) -> tuple[Path, str]:
     weights = artifact.weights_file(folder, cfg.backbone)
     manifest = None if force else artifact.cached_manifest(weights)
-    if manifest and (not cfg.evaluate or manifest.get("evaluation", {}).get("settings") == cfg.evaluation()):
+    scored = manifest and manifest.get("evaluation", {}).get("settings") == cfg.evaluation() and not reevaluate
+    if manifest and (not cfg.evaluate or scored):
         print(f"[pretrain] cache hit: {weights} (key {key[:16]}, {manifest['epochs']} epochs, seed "
               f"{manifest['seed']}); --force trains again", file=sys.stderr)
         show_stored_evaluation(manifest)
@@ -110,20 +121,37 @@ def _pretrain_locked(cfg, force, device, key, folder, provenance) -> tuple[Path,
         checkpoint.unlink(missing_ok=True)
         print(f"[pretrain] wrote {weights} (sha256 {digest[:16]}…, {state.seconds:.0f}s)", file=sys.stderr)
     if cfg.evaluate:
-        manifest["evaluation"] = evaluation(cfg, weights, manifest, device)
-        artifact.write_manifest(weights, manifest)
-        print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
+        rescore(cfg, weights, manifest, device)
+        show_stored_evaluation(manifest)
     return weights, "done"
 
 
+def rescore(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.device) -> None:
+    """The manifest's evaluation, made again under `cfg`'s settings and written back (atomically). The weights and
+    their key are untouched: how they are scored is not part of what they are."""
+    if not cfg.evaluate:
+        raise UserError("--reevaluate with --no-evaluate scores nothing; drop one of them")
+    ensure_writable(weights.parent)
+    manifest["evaluation"] = evaluation(cfg, weights, manifest, device)
+    artifact.write_manifest(weights, manifest)
+
+
 def show_stored_evaluation(manifest: dict) -> None:
-    if "evaluation" in manifest:
-        print(table(manifest["evaluation"]["rows"]), file=sys.stderr)
+    ev = manifest.get("evaluation")
+    if not ev:
+        return
+    print(f"[pretrain] probes trained on {ev.get('train_images')} train images, scored on {ev.get('test_images')} "
+          f"test images:\n{table(ev['rows'])}", file=sys.stderr)
+    if quick := ev.get("quick_check"):
+        print(f"[pretrain] quick check (probes on a {quick['train_images']}-image subsample, not the headline):\n"
+              f"{table(quick['rows'])}", file=sys.stderr)
 
 
 def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.device) -> dict:
     """The pretrained file (loaded as a run loads it), the same architecture at its random init (the student's
-    starting point: same seed) and raw pixels, on the source's labelled train subsample → its test split."""
+    starting point: same seed), raw pixels and, with --eval-supervised, the same ViT trained on the labels of the
+    pretraining's images (benchmark/pretrain/supervised.py): probes on the source's labelled train split (all of it
+    unless --eval-train-images) → its test split; beside them the quick check, the probes on a seeded subsample."""
     arch = manifest["architecture"]
     size, channels = arch["image_size"], arch["in_chans"]
     train_split, test_split = source_split(cfg, True, cfg.eval_train_images), source_split(cfg, False,
@@ -133,12 +161,25 @@ def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch
                  "DINO pretrained": create_vit_tiny(cfg.backbone_args, size, channels, weights)}
     n_classes = len(load_source(cfg.source, str(cfg.data_root), False, cfg.image_size, cfg.download,
                                 cfg.apt_install).classes)
-    rows = evaluate(backbones, train_split[:2], test_split[:2], n_classes, cfg.knn_k, cfg.knn_temperature,
-                    cfg.eval_batch_size, device)
-    return {"settings": cfg.evaluation(), "train_images": len(train_split[1]), "test_images": len(test_split[1]),
-            "protocol": "features of the source's labelled train subsample → its test split; k-NN: cosine, "
-                        "exp(s/T) votes; linear: L-BFGS logistic regression on standardised features",
-            "rows": {k: rows[k] for k in ("DINO pretrained", "random init", "raw pixels")}}
+    extra = {}
+    if cfg.eval_supervised:
+        images, labels, _ = source_split(cfg, True, cfg.train_images)
+        backbones[SUPERVISED], extra["supervised"] = train_supervised(cfg, images, labels, n_classes, device)
+    n_train = len(train_split[1])
+    quick = cfg.eval_quick_images if 0 < cfg.eval_quick_images < n_train else 0
+    subsets = {"quick": torch.as_tensor(subsample(n_train, quick, cfg.seed))} if quick else {}
+    rows, subset_rows = evaluate(backbones, train_split[:2], test_split[:2], n_classes, cfg.knn_k,
+                                 cfg.knn_temperature, cfg.eval_batch_size, device, subsets)
+    order = ["DINO pretrained", "random init", "raw pixels", *([SUPERVISED] if cfg.eval_supervised else [])]
+    out = {"settings": cfg.evaluation(), "train_images": n_train, "test_images": len(test_split[1]),
+           "protocol": "features of the source's labelled train images → its test split; k-NN: cosine, exp(s/T) "
+                       "votes; linear: L-BFGS logistic regression on standardised features",
+           "rows": {k: rows[k] for k in order}, **extra}
+    if quick:
+        out["quick_check"] = {"train_images": quick, "rows": {k: subset_rows["quick"][k] for k in order},
+                              "protocol": "the same probes trained on a seeded subsample of those train images: a "
+                                          "quick check, not the headline"}
+    return out
 
 
 def pretrain_for_run(profile_name: str, run_cfg) -> Path:
