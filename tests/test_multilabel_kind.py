@@ -111,3 +111,18 @@ def test_predict_thresholds_each_label_at_one_half_and_targets_pack_and_unpack()
     assert KIND.unpack_target(row, spec())["tags"].tolist() == [0, 1, 1]
     with pytest.raises(ValueError, match="2 tags, expected 3"):
         KIND.pack_target({"tags": [0, 1]}, spec())
+
+
+def test_the_trivial_reference_copies_the_nearest_training_images_tags():
+    from benchmark.outputs.references import reference_score
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=gen)
+    rows = torch.cat([torch.zeros(6, 1), torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0],
+                                                         [0, 1, 1]]).float()], 1)  # [task id, tags]
+    train = [(x[i], rows[i], 0) for i in range(6)]
+    shuffled = [train[i] for i in (3, 0, 5, 1, 4, 2)]
+    assert reference_score(spec(), train, shuffled) == {"name": "1-NN on raw pixels (its target copied)", "score": 1.0}
+    # an evaluation image nearest to another's: its tags are that image's, scored by the kind's own mAP
+    swapped = [(x[1], rows[0], 0), (x[0], rows[1], 0), *train[2:]]
+    assert reference_score(spec(), train, swapped)["score"] < 1.0

@@ -50,6 +50,7 @@ class DenseKind:
     """A dense task kind's data: where each source keeps its split, and what a raw target becomes."""
 
     short: str  # in task names: t0_seg_miou
+    task_kind: str = ""  # the task kind (benchmark/tasks/kinds) that trains and scores it; "" = the one of its own name
     ignore_index: int | None = None  # the target value that marks void pixels (segmentation's 255)
 
     def scenes(self, folder: Path, vsplit: str, names: list[str]) -> RawSplit:
