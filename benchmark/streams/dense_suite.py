@@ -7,7 +7,9 @@ Sources (`--dense_suite.source`):
                  (benchmark/data/fmnist_scenes.py);
   real           VOC2012 segmentation (21 classes), COCO 2017 detection (80 categories), Imagenette-160
                  classification (10 classes), each a seeded "mini" subset of `train_per_task` / `test_per_task`.
-Both are read by the same torchvision dataset classes (benchmark/data/dense_sources.py).
+Both are read by the same torchvision dataset classes (benchmark/data/dense_sources.py). `--dense_suite.tasks`
+picks other dense kinds or another order (task ids in that order), e.g. `segmentation,detection,tagging`: tagging
+is a multi-label task (which categories a detection image holds, kind `multilabel`).
 
 Every sample's target is packed into one fixed-length vector (task id, then its kind's payload:
 benchmark/tasks/packed.py), so Avalanche's default collate, its replay buffer and the joint loader handle batches
