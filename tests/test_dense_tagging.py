@@ -13,6 +13,7 @@ from benchmark.data import dense_sources
 from benchmark.data.dense_sources import load_dense_task
 from benchmark.errors import UserError
 from benchmark.harness.run import run
+from benchmark.outputs.results import existing_status
 from benchmark.streams.dense_suite import DenseSuiteConfig
 
 OFFLINE = {"download": False, "apt_install": False}
@@ -53,3 +54,18 @@ def test_a_short_run_trains_tagging_and_reports_its_map(tiny_dense):
     untrained, trained = summary["untrained"][1], summary["just_trained"][1]
     assert 0 < untrained < 1 and 0 < trained <= 1 and trained != untrained
     assert json.loads((folder / "config.json").read_text())["config"]["dense_suite.tasks"] == "classification,tagging"
+
+
+def test_runs_written_before_the_option_match_the_default_tasks(tiny_dense):
+    """A run folder of before --dense_suite.tasks (no such key) is the same config as today's default run, and not
+    the same as a run of other tasks: resume keeps it, and the report keeps comparing it."""
+    cfg, _ = parse_config(tiny_dense("--strategy", "naive", "--dense_suite.train-per-task", "8",
+                                     "--dense_suite.test-per-task", "4"))
+    folder, _ = run(cfg)
+    record = json.loads((folder / "config.json").read_text())
+    assert record["config"].pop("dense_suite.tasks") == "segmentation,detection,classification"
+    (folder / "config.json").write_text(json.dumps(record))
+    assert existing_status(folder, cfg.to_dict()) == ("same", "")
+    other, _ = parse_config(tiny_dense("--strategy", "naive", "--dense_suite.train-per-task", "8",
+                                       "--dense_suite.test-per-task", "4", "--dense_suite.tasks", "tagging"))
+    assert existing_status(folder, other.to_dict())[0] == "different"
