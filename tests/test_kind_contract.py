@@ -41,6 +41,13 @@ def det_targets(kind, spec, gen):
     return torch.stack(rows)
 
 
+def tag_targets(kind, spec, gen):
+    """Multi-hot rows, every label positive in one sample and negative in another (each label has an AP)."""
+    tags = torch.randint(0, 2, (B, spec.params.num_labels), generator=gen)
+    tags[0], tags[1] = 1, 0
+    return torch.stack([kind.pack_target({"tags": t}, spec) for t in tags])
+
+
 def image_targets(kind, spec, gen):
     return torch.rand(B, *spec.params.shape, generator=gen) * 2 - 1
 
@@ -53,6 +60,7 @@ CASES = {
     "classification": ({"num_classes": 6}, label_targets),
     "segmentation": ({"num_classes": 3, "image_size": 8}, seg_targets),
     "detection": ({"num_classes": 3, "image_size": 32, "grid": 4, "max_boxes": 3}, det_targets),
+    "multilabel": ({"num_labels": 4}, tag_targets),
     "reconstruction": ({"shape": (1, 4, 4), "mse_of_mean_image": 0.5}, image_targets),
 }
 NAMES = KINDS.names()

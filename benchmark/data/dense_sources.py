@@ -5,6 +5,7 @@
 | segmentation   | VOCSegmentation on the scene folder  | VOCSegmentation, `<root>/VOCdevkit/VOC2012`             |
 | detection      | CocoDetection + wrap v2              | CocoDetection + wrap v2, `<root>/coco/{train,val}2017`   |
 | classification | ImageFolder                          | Imagenette 160px, `<root>/imagenette2-160`               |
+| tagging        | CocoDetection + wrap v2 (the labels) | CocoDetection + wrap v2, `<root>/coco/{train,val}2017`   |
 
 Each kind is a `DenseKind` registered in `DENSE_KINDS` (benchmark/data/dense_kinds/<kind>.py): where each source keeps
 its images and raw targets, and the target a raw one becomes. Each source is a `DenseSource` in `DENSE_SOURCES`.
@@ -12,8 +13,9 @@ its images and raw targets, and the target a raw one becomes. Each source is a `
 Every sample is (image float32 3×S×S in [-1, 1] = (p - 0.5) / 0.5, target): segmentation {"mask": int64 S×S, 255 =
 void} (NEAREST resize), detection {"boxes": float32 K×4 xyxy in S×S pixels, "labels": int64 K, 0-based in sorted
 COCO category-id order, "iscrowd": int64 K, COCO's crowd regions, kept to be ignored as COCO's evaluation does},
-classification {"label": int}. Images are squashed to S×S (no crop), boxes scaled by S/W and S/H. `n` > 0 keeps a
-seeded subset of n images (sorted indices).
+classification {"label": int}, tagging {"tags": float32 L, 1 for each category the detection annotations hold}.
+Images are squashed to S×S (no crop), boxes scaled by S/W and S/H. `n` > 0 keeps a seeded subset of n images (sorted
+indices).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class DenseKind:
     """A dense task kind's data: where each source keeps its split, and what a raw target becomes."""
 
     short: str  # in task names: t0_seg_miou
+    task_kind: str = ""  # the task kind (benchmark/tasks/kinds) that trains and scores it; "" = the one of its own name
     ignore_index: int | None = None  # the target value that marks void pixels (segmentation's 255)
 
     def scenes(self, folder: Path, vsplit: str, names: list[str]) -> RawSplit:

@@ -102,6 +102,7 @@ ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"
                "cross-stitch.positions": [], "uncertainty.init_weights": "", "task_relations": "",
                "dtype": "float32", "scenario": "task-il", "tuned_from": "", "architecture": DEFAULT_MODEL,
                "small_cnn.dropout": 0.0, "small_cnn.dropout_at": "each",
+               "dense_suite.tasks": "segmentation,detection,classification",
                **{f"{stream}.{k}": v for stream in ("binary_tasks", "split_classes", "permuted", "rotated")
                   for k, v in (("eval_split", "test"), ("val_fraction", 0.1))}}
 RUN_FILES = ("config.json", "matrix.csv", "summary.json")

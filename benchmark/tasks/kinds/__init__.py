@@ -10,6 +10,7 @@ from benchmark.tasks.kinds import (  # noqa: F401  (registration)
     classification,
     detection,
     multiclass,
+    multilabel,
     reconstruction,
     segmentation,
 )
