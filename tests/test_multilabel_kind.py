@@ -126,3 +126,30 @@ def test_the_trivial_reference_copies_the_nearest_training_images_tags():
     # an evaluation image nearest to another's: its tags are that image's, scored by the kind's own mAP
     swapped = [(x[1], rows[0], 0), (x[0], rows[1], 0), *train[2:]]
     assert reference_score(spec(), train, swapped)["score"] < 1.0
+
+
+def test_a_multi_task_model_learns_a_multilabel_task_beside_a_multiclass_one():
+    """`MultiTaskModel` builds the kind's head on its vector trunk: tags that are the signs of 4 inputs are learnt."""
+    from benchmark.mtl.model import MultiTaskModel
+
+    g = torch.Generator().manual_seed(0)
+    tasks = [TaskSpec("cls", kind="multiclass", params={"num_classes": 3}),
+             TaskSpec("tags", kind="multilabel", params={"num_labels": 4})]
+    torch.manual_seed(0)
+    model = MultiTaskModel(tasks=tasks, in_features=8, shared_layers=[32])
+    x = torch.randn(256, 8, generator=g)
+    y = {"cls": x[:, 4:7].argmax(1), "tags": (x[:, :4] > 0).float()}
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(150):
+        loss = model.compute_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    kind = task_kind("multilabel")
+    metric = kind.metric(tasks[1])
+    with torch.no_grad():
+        metric.update(model(x)["tags"], y["tags"])
+    scores = metric.compute()
+    assert losses[-1] < 0.3 * losses[0] and scores["map"] > 0.95 and scores["f1_micro"] > 0.85
