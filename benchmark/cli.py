@@ -1,4 +1,4 @@
-"""`hatswap` / `python -m benchmark`: run | batch | mtl | pretrain | tune | list | report.
+"""`hatswap` / `python -m benchmark`: run | batch | mtl | pretrain | tune | list | report | evaluate.
 
 User errors print one line naming the fix and exit non-zero (2: bad input, 3: failed run); --debug shows the
 traceback instead.
@@ -317,6 +317,14 @@ def cmd_report(argv) -> int:
     return 0
 
 
+def cmd_evaluate(argv) -> int:
+    """A saved model's R row again (benchmark/harness/reevaluate.py)."""
+    from benchmark.harness.reevaluate import cmd_evaluate as evaluate
+
+    _models()  # a run of a multi-task architecture (`--architecture mmoe`) rebuilds through MODELS
+    return evaluate(argv)
+
+
 def _batch_runner():
     """benchmark.grid.batch, with every kind of batch registered: the core's continual one and the multi-task one, and
     every profile step: a profile's "pretrain" section (the entry point is the one place that knows them all)."""
@@ -329,7 +337,7 @@ def _batch_runner():
 
 
 COMMANDS = {"run": cmd_run, "batch": cmd_batch, "mtl": cmd_mtl, "pretrain": cmd_pretrain, "tune": cmd_tune,
-            "list": cmd_list, "report": cmd_report}
+            "list": cmd_list, "report": cmd_report, "evaluate": cmd_evaluate}
 
 
 def main(argv=None) -> int:
@@ -339,7 +347,7 @@ def main(argv=None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"hatswap: error: unknown command {argv[0]!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
             return 2
-        print("usage: hatswap {run,batch,mtl,pretrain,tune,list,report} ...  (`hatswap COMMAND --help` for its flags)")
+        print(f"usage: hatswap {{{','.join(COMMANDS)}}} ...  (`hatswap COMMAND --help` for its flags)")
         return 0 if argv else 2
     try:
         return COMMANDS[argv[0]](argv[1:])

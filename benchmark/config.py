@@ -105,6 +105,7 @@ class RunConfig(TrackedConfig):
     # class-balanced: each epoch draws every task's N samples with replacement, weights 1/(its class's count)
     sampler: str = field(default="shuffle", metadata={"choices": ("shuffle", "class-balanced")})
     published: str = ""  # benchmark/published/<name>.json: published numbers the report shows beside these runs'
+    save_model: bool = False  # write the final model: model.safetensors, model.json (benchmark/harness/model_export.py)
     tuned_from: str = ""  # the tuned-arguments record (benchmark/tuned/; --tuned: the profile's) these knobs are from
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls

@@ -14,7 +14,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-from avalanche.training.plugins import EvaluationPlugin
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
@@ -31,18 +30,17 @@ from benchmark.harness.harness_plugins import (
     schedule_plugins,
     strategy_float_knobs,
 )
+from benchmark.harness.model_export import build_strategy, deployed, save_model
 from benchmark.harness.plugin_check import check_plugin_hooks
 from benchmark.harness.sampling import ClassBalancedSampling
 from benchmark.harness.scenarios import apply_scenario, model_tasks, stream_label
 from benchmark.harness.summary import RunHeader, budget, run_summary, task_il_rows
-from benchmark.models.backbone_training import build_optimizer
 from benchmark.outputs.plots import run_figures
 from benchmark.outputs.results import config_record, in_claimed_folder, matrix_csv, run_dir, write_run
 from benchmark.outputs.tracking import WandbTracker
 from benchmark.registry import MODELS, STRATEGIES, STREAMS
 from benchmark.runtime.device import compute_dtype, maybe_compile, prepare_runtime, seed_everything, set_autocast
 from benchmark.runtime.randomness import PairedRandomness
-from benchmark.tasks import TaskCriterion
 from benchmark.tuning.record import experience_plugins
 
 
@@ -110,15 +108,11 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     train_log = TrainLog(on_exp_end=lambda i, s: say(f"experience {i} trained in {s:.1f}s"))
     plugins = harness_plugins(cfg, entry.meta, len(bench.scenario.train_stream), collector, train_log,
                               "feature_cache" in backbone_id, tracker, tag, say)
-    strategy = entry.build(
-        cfg.strategy_args, plugins=[*plugins, *extra_plugins], model=net,
-        optimizer=build_optimizer(net, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.optimizer),
-        criterion=TaskCriterion(bench.tasks), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
-        eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
-        eval_every=-1)
+    strategy = build_strategy(cfg, net, [*plugins, *extra_plugins], bench.tasks, device, evaluator)
     check_plugin_hooks(strategy)
     strategy.scenario = cfg.scenario  # what LwF and replay read (benchmark/harness/scenarios.py)
     try:
+        export = model_export(cfg, pixels, model, strategy, backbone_id)
         rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
         cost = budget(model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s),
                       Path(cfg.cache_dir) if cfg.cache_dir else None)
@@ -128,7 +122,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
                               tracker.info, backbone_id["weights"])
         write_run(folder, config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device)),
                   matrix_csv(rows.task_names, rows.scores), summary, force=force,
-                  fill=lambda d: _fill(d, cfg, rows, train_log, tag))
+                  fill=lambda d: _fill(d, cfg, rows, train_log, tag, export))
         tracker.log_final(rows.task_names, rows.scores, summary, heatmap_png=folder / "heatmap.png")
     except BaseException:
         tracker.finish(exit_code=1)
@@ -142,8 +136,22 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     return folder, "done"
 
 
-def _fill(folder: Path, cfg: RunConfig, rows, train_log, tag: str) -> None:
-    """The run folder's files besides config, matrix and summary: figures; a class-IL run's task-IL matrix."""
+def model_export(cfg: RunConfig, pixels, model, strategy, backbone_id: dict):
+    """With --save-model: → fill(folder) writing the final model (benchmark/harness/model_export.py); else None.
+    The strategy's model is read when the run folder is filled, after the last experience."""
+    if not cfg.save_model:
+        return None
+    x0, cached = pixels.scenario.test_stream[0].dataset[0][0], "feature_cache" in backbone_id
+    heads = model_tasks(cfg.scenario, pixels.tasks, cfg.stream)
+    return lambda folder: save_model(folder, deployed(model, strategy.model, cached), cfg.to_dict(), pixels.tasks,
+                                     heads, (x0.shape[-1], x0.shape[0]), cached, backbone_id)
+
+
+def _fill(folder: Path, cfg: RunConfig, rows, train_log, tag: str, export=None) -> None:
+    """The run folder's files besides config, matrix and summary: figures; a class-IL run's task-IL matrix; the model
+    (--save-model)."""
     run_figures(folder, rows.scores, rows.losses, train_log.epoch_loss, rows.task_names, tag)
+    if export is not None:
+        export(folder)
     if cfg.scenario == "class-il":
         (folder / "matrix_task_il.csv").write_text(matrix_csv(rows.task_names, task_il_rows(rows)))

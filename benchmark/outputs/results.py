@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-import benchmark
 from benchmark.errors import UserError
 from benchmark.outputs.metrics import cl_metrics
 from benchmark.outputs.run_lock import (
@@ -101,7 +100,7 @@ ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean"
                "activation": "relu", "grad_clip": 0.0, "task_lr": "", "mmoe.gate_layers": [],
                "cross-stitch.positions": [], "uncertainty.init_weights": "", "task_relations": "",
                "dtype": "float32", "scenario": "task-il", "tuned_from": "", "architecture": DEFAULT_MODEL,
-               "small_cnn.dropout": 0.0, "small_cnn.dropout_at": "each",
+               "save_model": False, "small_cnn.dropout": 0.0, "small_cnn.dropout_at": "each",
                "dense_suite.tasks": "segmentation,detection,classification",
                **{f"{stream}.{k}": v for stream in ("binary_tasks", "split_classes", "permuted", "rotated")
                   for k, v in (("eval_split", "test"), ("val_fraction", 0.1))}}
@@ -306,7 +305,7 @@ def lock_folder(folder: Path) -> str:
 
 
 def git_state() -> dict:
-    root = Path(benchmark.__file__).resolve().parent.parent  # the checkout holding the package
+    root = Path(__file__).resolve().parents[2]  # the checkout holding the package (benchmark/outputs/results.py)
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
