@@ -73,6 +73,8 @@ def test_saved_model_round_trips_and_load_run_predicts_as_the_trained_model(tiny
     (),
     ("--strategy", "progressive"),  # the strategy wraps the network in its columns
     ("--backbone-mode", "frozen"),  # trained on cached features: saved behind its backbone again
+    ("--scenario", "class-il", "--strategy", "lwf"),  # one head over every class, scored on the classes trained
+    ("--strategy", "joint", "--dtype", "float64"),  # one evaluation after the whole stream; float64 weights
 ])
 def test_hatswap_evaluate_prints_the_runs_final_row(extra, tiny, tmp_path, capsys):
     assert main(["run", *tiny("--save-model", "--cache-dir", str(tmp_path / "cache"), *extra)]) == 0
