@@ -1,0 +1,62 @@
+"""`MultiTaskModel`'s task heads: every architecture gives each task a vector (B×w); a task's head turns it into the
+task kind's output, flattened (B × output_len, the one output convention of benchmark/tasks/kind.py).
+
+    reads "vector"  rep → MLP(task_layers) → kind.make_head(spec, w')
+    reads "map"     rep → MLP(task_layers) → MapDecoder: Linear(w', c·g·g), activation, reshape B×c×g×g
+                        → kind.make_head(spec, c) → flatten
+
+A kind that reads a feature map (the dense suite's segmentation, detection and classification: `TaskKind.reads`)
+keeps its own head, unchanged (segmentation: 1×1 conv + bilinear upsampling to S×S; detection: 1×1 conv on the
+G×G grid; classification: global average pooling + linear); the task-specific decoder in front of it gives it a map
+with c = MAP_CHANNELS channels on g×g cells, g = the kind's own grid where its parameters declare one (detection's G:
+one cell per grid cell, no pooling) and MAP_GRID otherwise (the small CNN's stride-8 map of a 64 px image, the map the
+continual suite's heads read). So every architecture and weighting runs unchanged on dense tasks: they share and
+weight vectors, and the layout a decoder needs must pass through the trunk's vector (use `--pooling flatten`: the
+mean over positions discards where things are).
+
+Cost per map-reading task: w'·c·g² + c·g² parameters and multiply-adds per image (w' = 32, c = 16, g = 8: 33.8 k),
+beside the kind's head. Why not decode from the backbone's map directly: then the architectures (which share, gate,
+stitch and attend over vectors) would not stand between the backbone and the dense heads, and there would be nothing
+multi-task to compare.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from benchmark.models.layers import activation_layer, mlp
+from benchmark.tasks import kind_of
+
+MAP_CHANNELS = 16
+MAP_GRID = 8
+
+
+class MapDecoder(nn.Module):
+    """B×w → B×c×g×g: one linear layer and the activation (a feature map as a backbone's, non-negative with ReLU)."""
+
+    def __init__(self, width: int, channels: int, grid: int, activation: str = "relu"):
+        super().__init__()
+        self.channels, self.grid = channels, grid
+        self.linear, self.act = nn.Linear(width, channels * grid * grid), activation_layer(activation)
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.act(self.linear(v)).reshape(v.shape[0], self.channels, self.grid, self.grid)
+
+
+def map_grid(spec) -> int:
+    """The decoded map's side: the kind's grid where its parameters declare one, else MAP_GRID."""
+    return int(getattr(spec.params, "grid", MAP_GRID))
+
+
+def task_head(spec, in_width: int, hidden: tuple[int, ...], dropout: float, dropout_at: str,
+              activation: str) -> nn.Sequential:
+    """The head of task `spec` on the architecture's B×in_width vector. Heads get dropout only in 'each' mode
+    ("after each layer"); 'last' means one dropout layer, the trunk's."""
+    body = mlp(in_width, hidden, dropout, "each" if dropout_at == "each" else "none", activation)
+    width = ([in_width, *hidden])[-1]
+    kind = kind_of(spec)
+    if kind.reads == "vector":
+        return nn.Sequential(body, kind.make_head(spec, width))
+    return nn.Sequential(body, MapDecoder(width, MAP_CHANNELS, map_grid(spec), activation),
+                         kind.make_head(spec, MAP_CHANNELS), nn.Flatten(1))
