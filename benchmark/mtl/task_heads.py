@@ -9,15 +9,18 @@ A kind that reads a feature map (the dense suite's segmentation, detection and c
 keeps its own head, unchanged (segmentation: 1×1 conv + bilinear upsampling to S×S; detection: 1×1 conv on the
 G×G grid; classification: global average pooling + linear); the task-specific decoder in front of it gives it a map
 with c = MAP_CHANNELS channels on g×g cells, g = the kind's own grid where its parameters declare one (detection's G:
-one cell per grid cell, no pooling) and MAP_GRID otherwise (the small CNN's stride-8 map of a 64 px image, the map the
-continual suite's heads read). So every architecture and weighting runs unchanged on dense tasks: they share and
+one cell per grid cell, no pooling), 1 where its output has no positions (classification) and MAP_GRID otherwise
+(segmentation: the small CNN's stride-8 map of a 64 px image, the map the continual suite's heads read, upsampled by
+the head). So every architecture and weighting runs unchanged on dense tasks: they share and
 weight vectors, and the layout a decoder needs must pass through the trunk's vector (use `--pooling flatten`: the
 mean over positions discards where things are).
 
-Cost per map-reading task: w'·c·g² + c·g² parameters and multiply-adds per image (w' = 32, c = 16, g = 8: 33.8 k),
-beside the kind's head. Why not decode from the backbone's map directly: then the architectures (which share, gate,
-stitch and attend over vectors) would not stand between the backbone and the dense heads, and there would be nothing
-multi-task to compare.
+Cost per map-reading task: w'·c·g² + c·g² parameters and multiply-adds per image beside the kind's head (w' = 32,
+c = 16: 33.8 k for g = 8, segmentation and detection on 64 px; 528 for classification's g = 1). Why not decode from
+the backbone's map directly: then the architectures (which share, gate, stitch and attend over vectors) would not
+stand between the backbone and the dense heads, and there would be nothing multi-task to compare. The price: where
+things are must pass through each task's vector, which a small trunk trained from scratch learns slowly
+(docs/multi-task.md, dense multi-task).
 """
 
 from __future__ import annotations
@@ -45,8 +48,13 @@ class MapDecoder(nn.Module):
 
 
 def map_grid(spec) -> int:
-    """The decoded map's side: the kind's grid where its parameters declare one, else MAP_GRID."""
-    return int(getattr(spec.params, "grid", MAP_GRID))
+    """The decoded map's side: the kind's grid where its parameters declare one; 1 for an output without positions
+    (classification: its head's global average pooling then reads one cell, so the decoder is one more hidden layer,
+    not 64 positions averaged, which shrinks the logits and their gradients 8-fold at initialisation); else
+    MAP_GRID."""
+    if hasattr(spec.params, "grid"):
+        return int(spec.params.grid)
+    return 1 if len(kind_of(spec).shape(spec)) == 1 else MAP_GRID
 
 
 def task_head(spec, in_width: int, hidden: tuple[int, ...], dropout: float, dropout_at: str,
