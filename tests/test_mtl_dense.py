@@ -79,6 +79,27 @@ def test_the_segmentation_loss_alone_trains_the_shared_trunk_and_only_its_own_he
         assert all(p.grad is None for p in model.heads[t].parameters())
 
 
+def test_classification_alone_learns_with_the_profiles_trunk_and_optimiser(fmnist_root):
+    """The profile's trunk (2 blocks flattened into 2 × 128, heads of 64), lr and batch on 32 px scenes,
+    classification alone: minibatch Adam must bring the training loss well below the labels' entropy (≈ ln 10 = 2.30,
+    what a model predicting the class prior scores). The committed profile once had every classifier stuck there:
+    at lr 0.005 Adam's first steps killed most ReLU units of the trunk and head (logits then constant), and the head's
+    default initialisation left logits barely dependent on the input (docs/multi-task.md, dense multi-task)."""
+    cfg = json.loads(PROFILE.read_text())["config"]
+    data = dense_data(fmnist_root, image_size=32, grid=4, train_size=160)
+    torch.manual_seed(0)
+    model = MultiTaskModel([t for t in data.tasks if t.name == "cls"], backbone="small_cnn",
+                           backbone_args={"channels": cfg["small_cnn.channels"]}, input_shape=(3, 32, 32),
+                           pooling=cfg["pooling"], shared_layers=[cfg["shared_width"]] * cfg["shared_layers"],
+                           task_layers=cfg["task_layers"])
+    stages = SCHEDULES.get("joint").build(None, epochs=15, tasks=("cls",))
+    _, epochs, _ = train_stages(model, data, stages, tiny_cfg(lr=cfg["lr"], batch_size=cfg["batch_size"]), "cpu")
+    labels = data.y["train"]["cls"][:, 0].long()
+    prior = labels.bincount(minlength=10).float() / len(labels)
+    entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+    assert epochs[-1]["train_loss"]["cls"] < 0.5 * entropy
+
+
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())
 @pytest.mark.parametrize("weighting", ["equal", "uncertainty", "pcgrad"])
 def test_every_architecture_trains_the_dense_set(architecture, weighting, fmnist_root):

@@ -2,8 +2,16 @@
 task kind's output, flattened (B × output_len, the one output convention of benchmark/tasks/kind.py).
 
     reads "vector"  rep → MLP(task_layers) → kind.make_head(spec, w')
-    reads "map"     rep → MLP(task_layers) → MapDecoder: Linear(w', c·g·g), activation, reshape B×c×g×g
-                        → kind.make_head(spec, c) → flatten
+    reads "map"     rep → LayerNorm(w) → MLP(task_layers) → MapDecoder: Linear(w', c·g·g), activation (none
+                        when g = 1), reshape B×c×g×g → kind.make_head(spec, c) → flatten
+
+A map-reading head is deeper than a vector one (MLP, decoder, the kind's own layer), so it normalises its input
+(LayerNorm) and starts its MLP and decoder at He initialisation (zero biases): with torch's default init the
+input-dependent part of the signal shrank about 70-fold from the backbone's map to the logits (per-sample std 0.33 →
+0.005 on the mtl-dense profile's trunk), so classification sat at the class prior for epochs; and at the profile's
+former lr 0.005 Adam's first steps killed most ReLU units of the trunk and head for good (logits then constant).
+Classification's one-cell map is linear: its 16-unit ReLU bottleneck in front of the linear head was among the first to die
+(docs/multi-task.md, dense multi-task: the diagnosis).
 
 A kind that reads a feature map (the dense suite's segmentation, detection and classification: `TaskKind.reads`)
 keeps its own head, unchanged (segmentation: 1×1 conv + bilinear upsampling to S×S; detection: 1×1 conv on the
@@ -28,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from benchmark.models.layers import activation_layer, mlp
+from benchmark.models.layers import activation_layer, linear_layers, mlp
 from benchmark.tasks import kind_of
 
 MAP_CHANNELS = 16
@@ -36,12 +44,14 @@ MAP_GRID = 8
 
 
 class MapDecoder(nn.Module):
-    """B×w → B×c×g×g: one linear layer and the activation (a feature map as a backbone's, non-negative with ReLU)."""
+    """B×w → B×c×g×g: one linear layer and the activation (a feature map as a backbone's, non-negative with ReLU);
+    activation None: linear (a one-cell map, which the kind's head reads as a vector: no ReLU bottleneck to die)."""
 
-    def __init__(self, width: int, channels: int, grid: int, activation: str = "relu"):
+    def __init__(self, width: int, channels: int, grid: int, activation: str | None = "relu"):
         super().__init__()
         self.channels, self.grid = channels, grid
-        self.linear, self.act = nn.Linear(width, channels * grid * grid), activation_layer(activation)
+        self.linear = nn.Linear(width, channels * grid * grid)
+        self.act = nn.Identity() if activation is None else activation_layer(activation)
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         return self.act(self.linear(v)).reshape(v.shape[0], self.channels, self.grid, self.grid)
@@ -60,11 +70,16 @@ def map_grid(spec) -> int:
 def task_head(spec, in_width: int, hidden: tuple[int, ...], dropout: float, dropout_at: str,
               activation: str) -> nn.Sequential:
     """The head of task `spec` on the architecture's B×in_width vector. Heads get dropout only in 'each' mode
-    ("after each layer"); 'last' means one dropout layer, the trunk's."""
+    ("after each layer"); 'last' means one dropout layer, the trunk's. A map-reading head: LayerNorm on its input,
+    He init of its MLP and decoder, a linear decoder for a one-cell map (the module docstring says why)."""
     body = mlp(in_width, hidden, dropout, "each" if dropout_at == "each" else "none", activation)
     width = ([in_width, *hidden])[-1]
     kind = kind_of(spec)
     if kind.reads == "vector":
         return nn.Sequential(body, kind.make_head(spec, width))
-    return nn.Sequential(body, MapDecoder(width, MAP_CHANNELS, map_grid(spec), activation),
-                         kind.make_head(spec, MAP_CHANNELS), nn.Flatten(1))
+    grid = map_grid(spec)
+    decoder = MapDecoder(width, MAP_CHANNELS, grid, activation if grid > 1 else None)
+    for layer in [*linear_layers(body), decoder.linear]:  # He init: the signal keeps its scale through the head
+        nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+    return nn.Sequential(nn.LayerNorm(in_width), body, decoder, kind.make_head(spec, MAP_CHANNELS), nn.Flatten(1))
