@@ -10,8 +10,8 @@ A map-reading head is deeper than a vector one (MLP, decoder, the kind's own lay
 input-dependent part of the signal shrank about 70-fold from the backbone's map to the logits (per-sample std 0.33 →
 0.005 on the mtl-dense profile's trunk), so classification sat at the class prior for epochs; and at the profile's
 former lr 0.005 Adam's first steps killed most ReLU units of the trunk and head for good (logits then constant).
-Classification's one-cell map is linear: its 16-unit ReLU bottleneck in front of the linear head was among the first to die
-(docs/multi-task.md, dense multi-task: the diagnosis).
+Classification's one-cell map is linear: its 16-unit ReLU bottleneck in front of the linear head was among the
+first to die (docs/multi-task.md, the mtl-dense profile: the diagnosis, and MTAN, which these heads do not suit).
 
 A kind that reads a feature map (the dense suite's segmentation, detection and classification: `TaskKind.reads`)
 keeps its own head, unchanged (segmentation: 1×1 conv + bilinear upsampling to S×S; detection: 1×1 conv on the
