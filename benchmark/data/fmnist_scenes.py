@@ -109,6 +109,16 @@ def _scene(images, labels, items: _Items, canvas: int, rng, n_items: int):
     return img, mask, objects
 
 
+def compose_scenes(images, labels, pool: np.ndarray, canvas: int, count: int, rng: np.random.Generator) -> list:
+    """`count` scenes drawn as the segmentation and detection tasks draw theirs (items of `pool` in a seeded order,
+    ITEMS items per scene): [(uint8 image H×W, uint8 mask H×W, [(class, [x1, y1, x2, y2], item index)])], every
+    target of one scene at once (the multi-task set of benchmark/mtl/task_sets/dense_tasks.py labels one image for
+    every task)."""
+    items = _Items(pool, rng)
+    return [_scene(images, labels, items, canvas, rng, int(rng.integers(ITEMS[0], ITEMS[1] + 1)))
+            for _ in range(count)]
+
+
 def _save_jpg(gray: np.ndarray, path: Path) -> None:
     Image.fromarray(gray).convert("RGB").save(path, quality=95)
 

@@ -3,12 +3,13 @@
     model = MultiTaskModel(tasks=["task1", "task2", "task3"], architecture="shared-bottom",
                            shared_layers=[128, 64], task_layers=[32, 16],
                            loss_weights={"task1": 1.0, "task2": 1.0, "task3": 0.5})
-    predictions = model(x)                          # {task: B×n_outputs logits, or B×C×H×W for reconstruction}
+    predictions = model(x)                          # {task: B × the kind's output shape (reconstruction, dense: maps)}
     loss = model.compute_loss(predictions, labels)  # labels = {task: targets}; the weighted scalar
     model.predict(x)                                # {task: class indices, or reconstructed images}
 
-Tasks are names (binary classification, 2 outputs) or `TaskSpec`s (kind, n_outputs, loss, primary metric); left out,
-they are the names of a `task_layers` or `loss_weights` dict, else the toolkit document's task1, task2, task3.
+Tasks are names (binary classification, 2 outputs) or `TaskSpec`s (kind, n_outputs, loss, primary metric; a dense
+kind's head decodes its vector into a map first: benchmark/mtl/task_heads.py); left out, they are the names of a
+`task_layers` or `loss_weights` dict, else the toolkit document's task1, task2, task3.
 Input: a feature vector of width `in_features`, or of the width the first forward sees when neither `in_features`
 nor `backbone` is given (the first layers are nn.LazyLinear: an optimizer built before that forward trains them,
 `materialize(x)` sizes them without training); or an image through a registered backbone (`backbone='small_cnn'`
@@ -42,13 +43,14 @@ from avalanche.models import MultiTaskModule
 from torch import nn
 
 from benchmark.errors import UserError
-from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING, TokenBackbone, mlp
+from benchmark.models.layers import ACTIVATIONS, DROPOUT_AT, POOLING, TokenBackbone
 from benchmark.mtl.architectures.base import ArchSpec
 from benchmark.mtl.gradients import add_flat, relation_correction
 from benchmark.mtl.keywords import check_known, resolve, shared_layers_of, with_keywords
 from benchmark.mtl.multi_head import MultiHeadMixin
 from benchmark.mtl.options import entry_config, head_widths, per_task_values, relation_pairs, shared_widths, task_specs
 from benchmark.mtl.registries import ARCHITECTURES, WEIGHTINGS
+from benchmark.mtl.task_heads import task_head
 from benchmark.registry import BACKBONES
 from benchmark.tasks import kind_of
 
@@ -92,10 +94,9 @@ class MultiTaskModel(MultiHeadMixin, MultiTaskModule):
                             f"architecture {arch.name!r} needs at least one shared layer")
         self.architecture_name = arch.name
         self.arch = arch.build(with_keywords(arch, architecture_args, keywords, names), spec, self.make_backbone)
-        # Heads get dropout only in 'each' mode ("after each layer"); 'last' means one dropout layer, the trunk's.
-        self.heads = nn.ModuleDict({t.name: nn.Sequential(
-            mlp(self.arch.out_dim, per_task[t.name], dropout, "each" if dropout_at == "each" else "none", activation),
-            kind_of(t).make_head(t, ([self.arch.out_dim, *per_task[t.name]])[-1])) for t in self.tasks})
+        # a map-reading kind's head decodes the vector into a map first (benchmark/mtl/task_heads.py)
+        self.heads = nn.ModuleDict({t.name: task_head(t, self.arch.out_dim, per_task[t.name], dropout, dropout_at,
+                                                      activation) for t in self.tasks})
         self.contract_view()
         weighting = self._weighting_entry(loss_weights, loss_weighting)
         self.weighting_name = weighting.name

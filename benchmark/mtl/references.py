@@ -3,13 +3,15 @@ beat before its numbers mean anything.
 
 - "1-NN on raw pixels": each classification task predicts the label of the nearest training image, Euclidean
   distance on the flattened inputs as loaded (images normalised to [−1, 1]: an affine map of the raw pixels, so the
-  same neighbours). Train N×F, evaluated M×F → M labels.
+  same neighbours). Train N×F, evaluated M×F → M labels. A dense kind (segmentation, detection) copies that
+  training image's target (its mask, its boxes with score 1).
 - "majority class / mean training image": classification → the most frequent training label (chance level for a
   balanced task); reconstruction → the mean training target, whose MSE is MSE_mean, so recon_score = 0 on the test
   split by definition (MSE_mean is measured there).
 
-→ {reference: {task: {metric: value}}} with the metric names of the
-task kinds' metrics (accuracy; mse, recon_score, psnr).
+Each prediction is scored by the task kind's own metric (encoded as the output that predicts exactly it, `as_output`)
+→ {reference: {task: {metric: value}}} with the metric names of the task kinds' metrics (accuracy; top1, top5; miou;
+map_50, map, map_75; mse, recon_score, psnr).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from benchmark.outputs.references import nearest
 from benchmark.tasks import kind_of
-from benchmark.tasks.reference import MeanTarget, Vote
+from benchmark.tasks.reference import Copy, MeanTarget, Vote
 
 NEAREST = "1-NN on raw pixels"
 CONSTANT = "majority class / mean training image"
@@ -29,20 +31,31 @@ def nearest_neighbour(x_train: torch.Tensor, x_eval: torch.Tensor) -> torch.Tens
     return nearest(x_train.flatten(1).float(), x_eval.flatten(1).float(), k=1)[:, 0]
 
 
+def scored(spec, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+    """Predicted targets scored by the kind's own metric (encoded as the output that predicts exactly them)."""
+    kind = kind_of(spec)
+    metric = kind.metric(spec)
+    metric.update(kind.as_output(predicted, spec), target)
+    return metric.compute()
+
+
 def trivial_references(data, split: str) -> dict[str, dict[str, dict[str, float]]]:
     x_train, y_train = data.x["train"], data.y["train"]
     x_eval, y_eval = data.x[split], data.y[split]
     kinds = {s.name: kind_of(s) for s in data.tasks}
-    nn_idx = nearest_neighbour(x_train, x_eval) if any(isinstance(k.reference, Vote) for k in kinds.values()) \
-        else None
+    nn_idx = nearest_neighbour(x_train, x_eval) if any(isinstance(k.reference, Vote | Copy)
+                                                       for k in kinds.values()) else None
     refs = {NEAREST: {}, CONSTANT: {}}
     for spec in data.tasks:
         target, train_target = y_eval[spec.name], y_train[spec.name]
         ref = kinds[spec.name].reference
         if isinstance(ref, Vote):
-            refs[NEAREST][spec.name] = {"accuracy": float((train_target[nn_idx] == target).double().mean())}
-            majority = torch.bincount(train_target).argmax()
-            refs[CONSTANT][spec.name] = {"accuracy": float((target == majority).double().mean())}
+            train_labels = ref.labels(train_target)  # a packed kind's payload rows → class labels
+            majority = ref.as_target(torch.bincount(train_labels).argmax().expand(len(target)))
+            refs[NEAREST][spec.name] = scored(spec, ref.as_target(train_labels[nn_idx]), target)
+            refs[CONSTANT][spec.name] = scored(spec, majority, target)
+        elif isinstance(ref, Copy):
+            refs[NEAREST][spec.name] = scored(spec, train_target[nn_idx], target)
         elif isinstance(ref, MeanTarget):
             mse = float((target.double() - train_target.double().mean(dim=0, keepdim=True)).pow(2).mean())
             loss = mse * len(target) / max(len(target), 1)  # as a split's sum of per-sample losses ÷ its size

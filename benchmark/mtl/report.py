@@ -222,6 +222,20 @@ TASK_COLS = {"classes": "classes acc", "coarse": "coarse acc", "reconstruction":
              "psnr": "PSNR dB", "random": "random acc"}
 
 
+def task_columns(df: pd.DataFrame) -> list[str]:
+    """The score columns: the multi-task set's named ones (TASK_COLS) in their order, then any other task set's tasks
+    (dense_tasks: seg, det, cls) in the order the runs list them; headed by the task name."""
+    others = dict.fromkeys(t for tasks in df["tasks"] for t in str(tasks).split(",") if t and t not in TASK_COLS)
+    return [c for c in TASK_COLS if c in df.columns] + [t for t in others if t in df.columns]
+
+
+def metric_note(runs: list[dict]) -> str:
+    """'' for the multi-task set's tasks (TASK_COLS say their metric); else which metric each other task column is."""
+    units = {t: m for s in runs for t, m in s.get("metric_units", {}).items() if t not in TASK_COLS}
+    return f"Task columns: {', '.join(f'{t} = {m}' for t, m in units.items())} (each kind's primary metric).\n" \
+        if units else ""
+
+
 def _fmt(v, pct=False) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "–"
@@ -236,7 +250,7 @@ def _delta_m_cell(r) -> str:
 
 def markdown(df: pd.DataFrame) -> str:
     cols = ["experiment", "architecture", "weighting", "weights", "schedule", "shared_layers", "dropout",
-            "train_loss", "val_loss", *[c for c in TASK_COLS if c in df.columns], "avg", "weighted_avg", "delta_m",
+            "train_loss", "val_loss", *task_columns(df), "avg", "weighted_avg", "delta_m",
             "params", "wall_s"]
     head = {"shared_layers": "shared", "train_loss": "train loss", "val_loss": "val loss", "delta_m": "Δm",
             "weighted_avg": "weighted avg",
@@ -287,7 +301,7 @@ def _pareto(df: pd.DataFrame) -> tuple[list[str], dict[str, dict], dict[str, lis
     """→ (task columns, experiment → {task: primary test metric}, experiment → what dominates it, the experiments
     on the front first, then the dominated, each by name) over the multi-task experiments of df."""
     part = df[df["tasks"].str.contains(",") & ~df["experiment"].str.startswith(REFERENCE_PREFIX)]
-    tasks = [t for t in TASK_COLS if t in df.columns and t not in ("mse", "psnr")]
+    tasks = [t for t in task_columns(df) if t not in ("mse", "psnr")]
     points = {r["experiment"]: {t: r[t] for t in r["tasks"].split(",") if r.get(t) == r.get(t)}
               for _, r in part.iterrows()}
     dominated_by = front(points, {})
@@ -299,7 +313,7 @@ def pareto_markdown(df: pd.DataFrame) -> str:
     accuracy, recon score; means over seeds) first, then the dominated ones with what dominates them
     (benchmark/mtl/pareto.py)."""
     tasks, points, dominated_by, order = _pareto(df)
-    lines = ["| experiment | " + " | ".join(TASK_COLS[t] for t in tasks) + " | dominated by |",
+    lines = ["| experiment | " + " | ".join(TASK_COLS.get(t, t) for t in tasks) + " | dominated by |",
              "|" + "---|" * (len(tasks) + 2)]
     for name in order:
         by = dominated_by[name]
@@ -330,7 +344,7 @@ def write_mtl_report(out_dir: Path, groups: dict[str, str] | None = None, failed
             "train/val loss = the weighted objective Σ w_t L_t of the last epoch (val with the same weights); Δm "
             "vs the single-task (stl) runs of the same trunk; rows over several seeds show their mean, and Δm ± its "
             "sample standard deviation over the seeds.\n"
-            f"{AVERAGES_NOTE}\n{DELTA_M_CONVENTION}\n\n" + markdown(df) +
+            f"{metric_note(runs)}{AVERAGES_NOTE}\n{DELTA_M_CONVENTION}\n\n" + markdown(df) +
             "\n**transfer gain per task vs single-task**\n\n" +
             gains_markdown(df) + "\n**Pareto front** (no other experiment is at least as good on every shared task "
             "and better on one; bold = on the front)\n\n" + pareto_markdown(df))
