@@ -12,7 +12,7 @@ from benchmark.mtl import ARCHITECTURES, SCHEDULES, MultiTaskModel
 from benchmark.mtl.batch import plan
 from benchmark.mtl.references import CONSTANT, NEAREST
 from benchmark.mtl.registries import TASK_SETS
-from benchmark.mtl.task_heads import MapDecoder
+from benchmark.mtl.task_heads import FanInScale, MapDecoder
 from benchmark.mtl.task_sets.dense_tasks import TASK_NAMES, DenseTasksConfig
 from benchmark.mtl.task_sets.mtl_data import MTLData
 from benchmark.mtl.train import train_stages
@@ -79,25 +79,58 @@ def test_the_segmentation_loss_alone_trains_the_shared_trunk_and_only_its_own_he
         assert all(p.grad is None for p in model.heads[t].parameters())
 
 
-def test_classification_alone_learns_with_the_profiles_trunk_and_optimiser(fmnist_root):
-    """The profile's trunk (2 blocks flattened into 2 × 128, heads of 64), lr and batch on 32 px scenes,
-    classification alone: minibatch Adam must bring the training loss well below the labels' entropy (≈ ln 10 = 2.30,
-    what a model predicting the class prior scores). The committed profile once had every classifier stuck there:
-    at lr 0.005 Adam's first steps killed most ReLU units of the trunk and head (logits then constant), and the head's
-    default initialisation left logits barely dependent on the input (docs/multi-task.md, dense multi-task)."""
+def profile_classifier_loss(root, architecture: str) -> tuple[float, float]:
+    """Classification alone on 160 32 px scenes with the profile's trunk (2 blocks → 2 × 128, heads of 64), lr and
+    batch, 15 epochs → (final training loss, the labels' entropy ≈ ln 10 = 2.30: what the class prior scores)."""
     cfg = json.loads(PROFILE.read_text())["config"]
-    data = dense_data(fmnist_root, image_size=32, grid=4, train_size=160)
+    data = dense_data(root, image_size=32, grid=4, train_size=160)
     torch.manual_seed(0)
-    model = MultiTaskModel([t for t in data.tasks if t.name == "cls"], backbone="small_cnn",
-                           backbone_args={"channels": cfg["small_cnn.channels"]}, input_shape=(3, 32, 32),
-                           pooling=cfg["pooling"], shared_layers=[cfg["shared_width"]] * cfg["shared_layers"],
-                           task_layers=cfg["task_layers"])
+    model = MultiTaskModel([t for t in data.tasks if t.name == "cls"], architecture=architecture,
+                           backbone="small_cnn", backbone_args={"channels": cfg["small_cnn.channels"]},
+                           input_shape=(3, 32, 32), pooling=cfg["pooling"],
+                           shared_layers=[cfg["shared_width"]] * cfg["shared_layers"], task_layers=cfg["task_layers"])
     stages = SCHEDULES.get("joint").build(None, epochs=15, tasks=("cls",))
     _, epochs, _ = train_stages(model, data, stages, tiny_cfg(lr=cfg["lr"], batch_size=cfg["batch_size"]), "cpu")
     labels = data.y["train"]["cls"][:, 0].long()
     prior = labels.bincount(minlength=10).float() / len(labels)
-    entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
-    assert epochs[-1]["train_loss"]["cls"] < 0.5 * entropy
+    return epochs[-1]["train_loss"]["cls"], float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+
+
+def test_classification_alone_learns_with_the_profiles_trunk_and_optimiser(fmnist_root):
+    """Minibatch Adam must bring the training loss well below the labels' entropy. The committed profile once had
+    every classifier stuck there: at lr 0.005 Adam's first steps killed most ReLU units of the trunk and head (logits
+    then constant), and the head's default initialisation left logits barely dependent on the input
+    (docs/multi-task.md, dense multi-task)."""
+    loss, entropy = profile_classifier_loss(fmnist_root, "shared-bottom")
+    assert loss < 0.5 * entropy
+
+
+def test_mtan_classification_alone_learns_at_the_profiles_lr(fmnist_root):
+    """MTAN flattens its 8 × 8 attended map into each task's vector (64 × 128 wide, not 128): without the head's
+    FanInScale, Adam's steps on that wide first layer (each pre-activation moved 64 times as far per step as on the
+    other trunks' vectors) drove every ReLU of the head below zero within a few hundred steps, and the loss stayed
+    at the labels' entropy (benchmark/mtl/task_heads.py, FanInScale)."""
+    loss, entropy = profile_classifier_loss(fmnist_root, "mtan")
+    assert loss < 0.5 * entropy
+
+
+def test_only_a_head_on_flattened_tokens_scales_its_first_layers_step(fmnist_root):
+    """The scale sits in MTAN's map-reading heads on a flattened map alone: its vector heads, its heads with mean
+    pooling and every other architecture's heads are the modules they were (their numbers cannot move)."""
+    data = dense_data(fmnist_root)
+
+    def scales(architecture, pooling="flatten", tasks=None):
+        model = MultiTaskModel(tasks or data.tasks, architecture=architecture, backbone="small_cnn",
+                               backbone_args={"channels": [4]}, input_shape=(3, SIZE, SIZE), pooling=pooling,
+                               shared_layers=[8], task_layers=[8])
+        return {t: [m.tokens for m in h if isinstance(m, FanInScale)] for t, h in model.heads.items()}, model
+
+    flat, model = scales("mtan")
+    assert model.arch.out_dim == 8 * model.arch.backbone.n_tokens > 8  # every position's 8 attended features
+    assert flat == dict.fromkeys(TASK_NAMES, [model.arch.backbone.n_tokens])
+    assert scales("mtan", "mean")[0] == dict.fromkeys(TASK_NAMES, [])
+    assert all(scales(a)[0] == dict.fromkeys(TASK_NAMES, []) for a in ARCHITECTURES.names() if a != "mtan")
+    assert scales("mtan", tasks=["v"])[0] == {"v": []}
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES.names())

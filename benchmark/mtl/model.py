@@ -94,9 +94,11 @@ class MultiTaskModel(MultiHeadMixin, MultiTaskModule):
                             f"architecture {arch.name!r} needs at least one shared layer")
         self.architecture_name = arch.name
         self.arch = arch.build(with_keywords(arch, architecture_args, keywords, names), spec, self.make_backbone)
-        # a map-reading kind's head decodes the vector into a map first (benchmark/mtl/task_heads.py)
+        # a map-reading kind's head decodes the vector into a map first (benchmark/mtl/task_heads.py); out_tokens:
+        # how many token vectors the architecture flattens into each task's vector (MTAN: its attended map)
+        tokens = getattr(self.arch, "out_tokens", 1)
         self.heads = nn.ModuleDict({t.name: task_head(t, self.arch.out_dim, per_task[t.name], dropout, dropout_at,
-                                                      activation) for t in self.tasks})
+                                                      activation, tokens) for t in self.tasks})
         self.contract_view()
         weighting = self._weighting_entry(loss_weights, loss_weighting)
         self.weighting_name = weighting.name

@@ -67,11 +67,30 @@ def map_grid(spec) -> int:
     return 1 if len(kind_of(spec).shape(spec)) == 1 else MAP_GRID
 
 
+class FanInScale(nn.Module):
+    """x / tokens, a constant: in front of a map-reading head's first layer when its input is `tokens` token vectors
+    flattened (MTAN's attended map, --pooling flatten), that layer's weights starting `tokens` times larger, so its
+    output at initialisation is unchanged. What changes is Adam's step: it moves each weight by about lr whatever
+    the gradient's scale, so a pre-activation moves by up to lr·Σ|x_i|, which grows with the fan-in; after the
+    LayerNorm (|x_i| ≈ 0.8) a 64 × 128 = 8192-wide input moved it 64 times as far per step as the other trunks'
+    128-wide vector, and Adam at 2e-3 drove every ReLU of MTAN's head below zero for good within ~300 steps
+    (classification stayed at the class prior). Dividing the input by `tokens` gives that layer the step of a
+    one-token (trunk-width) input: Adam's lr scaled by 1/fan-in, as muP prescribes for a wider hidden layer."""
+
+    def __init__(self, tokens: int):
+        super().__init__()
+        self.tokens = tokens
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x / self.tokens
+
+
 def task_head(spec, in_width: int, hidden: tuple[int, ...], dropout: float, dropout_at: str,
-              activation: str) -> nn.Sequential:
+              activation: str, tokens: int = 1) -> nn.Sequential:
     """The head of task `spec` on the architecture's B×in_width vector. Heads get dropout only in 'each' mode
     ("after each layer"); 'last' means one dropout layer, the trunk's. A map-reading head: LayerNorm on its input,
-    He init of its MLP and decoder, a linear decoder for a one-cell map (the module docstring says why)."""
+    He init of its MLP and decoder, a linear decoder for a one-cell map (the module docstring says why); on an input
+    of `tokens` > 1 flattened token vectors (MTAN's), a FanInScale after the LayerNorm (its docstring says why)."""
     body = mlp(in_width, hidden, dropout, "each" if dropout_at == "each" else "none", activation)
     width = ([in_width, *hidden])[-1]
     kind = kind_of(spec)
@@ -82,4 +101,9 @@ def task_head(spec, in_width: int, hidden: tuple[int, ...], dropout: float, drop
     for layer in [*linear_layers(body), decoder.linear]:  # He init: the signal keeps its scale through the head
         nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
         nn.init.zeros_(layer.bias)
-    return nn.Sequential(nn.LayerNorm(in_width), body, decoder, kind.make_head(spec, MAP_CHANNELS), nn.Flatten(1))
+    if tokens == 1:
+        return nn.Sequential(nn.LayerNorm(in_width), body, decoder, kind.make_head(spec, MAP_CHANNELS), nn.Flatten(1))
+    with torch.no_grad():
+        [*linear_layers(body), decoder.linear][0].weight.mul_(tokens)
+    return nn.Sequential(nn.LayerNorm(in_width), FanInScale(tokens), body, decoder, kind.make_head(spec, MAP_CHANNELS),
+                         nn.Flatten(1))

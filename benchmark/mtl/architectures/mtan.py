@@ -40,6 +40,9 @@ class MTAN(Architecture):
         self.projections = nn.ModuleList(
             nn.ModuleList(nn.Linear(widths[j - 1], w) for j, w in enumerate(widths) if j > 0) for _ in spec.tasks)
         self.out_dim = self.backbone.pooled_width(widths[-1])
+        # token vectors flattened into each task's vector: a map-reading head scales its first layer's step by it
+        # (benchmark/mtl/task_heads.py, FanInScale)
+        self.out_tokens = self.backbone.n_tokens if self.backbone.pooling == "flatten" else 1
 
     def attention_masks(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
         """Every task's masks a_t^j (B×N×w_j), for inspection."""
