@@ -90,23 +90,21 @@ def photometric(p: torch.Tensor, colour: bool, solarize: float, gen: torch.Gener
     return p
 
 
+def _view(p: torch.Tensor, scale: tuple[float, float], size: int, colour: bool, solarize: float,
+          gen: torch.Generator) -> torch.Tensor:
+    """Pixels in [0, 1] → one random resized crop with its photometric jitter, in the stream's [-1, 1]."""
+    crop = resized_crops(p, random_boxes(len(p), p.shape[-2], p.shape[-1], scale, gen), size)
+    return (photometric(crop, colour, solarize, gen) - 0.5) / 0.5
+
+
 def multicrop(x: torch.Tensor, recipe: CropRecipe, gen: torch.Generator) -> list[torch.Tensor]:
     """B×C×H×W stream images → [global 1, global 2, local 1..N], each B×C×s×s in the stream's convention."""
     p = x * 0.5 + 0.5
-    n, _, height, width = p.shape
-    views = []
-    for k in range(2 + recipe.local_crops):
-        is_global = k < 2
-        scale = recipe.global_scale if is_global else recipe.local_scale
-        size = recipe.global_size if is_global else recipe.local_size
-        crop = resized_crops(p, random_boxes(n, height, width, scale, gen), size)
-        views.append((photometric(crop, recipe.colour, 0.2 if k == 1 else 0.0, gen) - 0.5) / 0.5)
-    return views
+    return [_view(p, recipe.global_scale, recipe.global_size, recipe.colour, 0.2 if k == 1 else 0.0, gen) if k < 2
+            else _view(p, recipe.local_scale, recipe.local_size, recipe.colour, 0.0, gen)
+            for k in range(2 + recipe.local_crops)]
 
 
 def global_view(x: torch.Tensor, recipe: CropRecipe, gen: torch.Generator) -> torch.Tensor:
     """B×C×H×W stream images → one global view (as multicrop's first), B×C×s×s: the supervised bound's input."""
-    p = x * 0.5 + 0.5
-    crop = resized_crops(p, random_boxes(len(p), p.shape[-2], p.shape[-1], recipe.global_scale, gen),
-                         recipe.global_size)
-    return (photometric(crop, recipe.colour, 0.0, gen) - 0.5) / 0.5
+    return _view(x * 0.5 + 0.5, recipe.global_scale, recipe.global_size, recipe.colour, 0.0, gen)

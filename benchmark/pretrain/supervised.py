@@ -19,7 +19,7 @@ from torch import nn
 from benchmark.models.vit_tiny import create_vit_tiny
 from benchmark.pretrain.config import PretrainConfig
 from benchmark.pretrain.multicrop import global_view
-from benchmark.pretrain.train import check_precision, crop_recipe, schedules, unfuse_attention
+from benchmark.pretrain.train import adamw, check_precision, crop_recipe, schedules, set_step, unfuse_attention
 
 
 def train_supervised(cfg: PretrainConfig, images: torch.Tensor, labels: torch.Tensor, n_classes: int,
@@ -34,18 +34,13 @@ def train_supervised(cfg: PretrainConfig, images: torch.Tensor, labels: torch.Te
     net = nn.Sequential(backbone, nn.Linear(backbone.num_features, n_classes)).to(device).train()
     if device.type == "cpu":
         unfuse_attention(net)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1]},
-                                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=0.0)
+    optimizer = adamw(net)
     sched, recipe = schedules(cfg, steps), crop_recipe(cfg, size, channels)
     gen, losses, t0 = torch.Generator().manual_seed(cfg.seed), [], time.perf_counter()
     for epoch in range(cfg.epochs):
         order, total = torch.randperm(n, generator=gen), 0.0
         for it in range(steps):
-            step = epoch * steps + it
-            for i, group in enumerate(optimizer.param_groups):
-                group["lr"] = float(sched["lr"][step])
-                group["weight_decay"] = float(sched["wd"][step]) if i == 0 else 0.0
+            set_step(optimizer, sched, epoch * steps + it)
             idx = order[it * batch:(it + 1) * batch]
             x = global_view(images[idx], recipe, gen).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):

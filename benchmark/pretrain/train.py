@@ -64,12 +64,24 @@ def build_state(cfg: PretrainConfig, image_size: int, channels: int) -> DinoStat
     head = DinoHead(backbone.num_features, cfg.out_dim, cfg.head_hidden, cfg.head_bottleneck, cfg.head_bn)
     student = DinoNet(backbone, head)
     teacher = copy.deepcopy(student).requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim > 1]},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=0.0)
+    optimizer = adamw(student)
     center = torch.zeros(1, cfg.out_dim)
     return DinoState(student, teacher, optimizer, center, torch.Generator().manual_seed(cfg.seed), 0, [])
+
+
+def adamw(net: nn.Module) -> torch.optim.AdamW:
+    """AdamW with DINO's param groups: biases and norm weights (1-d) get no weight decay; lr and decay are set per
+    step by `set_step`."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in params if p.ndim > 1]},
+                              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=0.0)
+
+
+def set_step(optimizer: torch.optim.Optimizer, sched: dict, step: int) -> None:
+    """The schedules' lr and weight decay of this step (the 1-d group's decay stays 0)."""
+    for i, group in enumerate(optimizer.param_groups):
+        group["lr"] = float(sched["lr"][step])  # a Python float: numpy scalars would not pass torch.load's check
+        group["weight_decay"] = float(sched["wd"][step]) if i == 0 else 0.0
 
 
 def state_dict(state: DinoState, key: str) -> dict:
@@ -99,9 +111,7 @@ def schedules(cfg: PretrainConfig, steps: int) -> dict[str, np.ndarray]:
 
 
 def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig, sched: dict, step: int) -> float:
-    for i, group in enumerate(state.optimizer.param_groups):
-        group["lr"] = float(sched["lr"][step])  # a Python float: numpy scalars would not pass torch.load's check
-        group["weight_decay"] = float(sched["wd"][step]) if i == 0 else 0.0
+    set_step(state.optimizer, sched, step)
     with torch.autocast(views[0].device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         teacher_out = state.teacher(views[:2])
         student_out = state.student(views)
