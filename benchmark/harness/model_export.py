@@ -15,7 +15,6 @@ sha256: a missing, partial or edited file is one line naming the fix, never a ha
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from benchmark.config import ENTRY_FIELDS, RunConfig, build_parser, parse_with_e
 from benchmark.errors import UserError
 from benchmark.harness.feature_cache import WithBackbone
 from benchmark.models.backbone_training import build_optimizer
+from benchmark.models.pretrained_weights import sha256_file
 from benchmark.registry import MODELS, STRATEGIES
 from benchmark.runtime.device import compute_dtype
 from benchmark.tasks import TaskCriterion, TaskSpec
@@ -39,14 +39,6 @@ def deployed(model: nn.Module, trained: nn.Module, cached: bool) -> nn.Module:
     """The network that classifies images: what the strategy trained, behind `model`'s backbone when it trained on
     cached features (it then has none of its own)."""
     return WithBackbone(model.backbone, trained) if cached else trained
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def plain_state(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -65,7 +57,7 @@ def save_model(folder: Path, net: nn.Module, cfg_dict: dict, tasks, heads, image
     TaskSpecs; `heads`: the model's (harness.scenarios.model_tasks); `image`: (size, channels) of its input."""
     state = plain_state(net)
     save_file(state, str(folder / MODEL_FILE), metadata={"format": "hatswap-run-model", "version": str(FORMAT_VERSION)})
-    manifest = {"format_version": FORMAT_VERSION, "file": MODEL_FILE, "sha256": file_sha256(folder / MODEL_FILE),
+    manifest = {"format_version": FORMAT_VERSION, "file": MODEL_FILE, "sha256": sha256_file(folder / MODEL_FILE),
                 "config": "config.json", "architecture": cfg_dict["architecture"], "strategy": cfg_dict["strategy"],
                 "scenario": cfg_dict["scenario"], "tasks": [spec_dict(t) for t in tasks],
                 "head_tasks": [spec_dict(t) for t in heads],
@@ -97,7 +89,7 @@ def read_saved(folder: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{folder / MANIFEST_FILE} has format version {manifest.get('format_version')}, this hatswap "
                         f"reads {FORMAT_VERSION}; {redo}")
-    if (found := file_sha256(folder / MODEL_FILE)) != manifest.get("sha256"):
+    if (found := sha256_file(folder / MODEL_FILE)) != manifest.get("sha256"):
         raise UserError(f"{folder / MODEL_FILE} does not match {MANIFEST_FILE} (sha256 {found[:12]}, recorded "
                         f"{str(manifest.get('sha256'))[:12]}): the file was changed or is incomplete; {redo}")
     return record, manifest, load_file(str(folder / MODEL_FILE))

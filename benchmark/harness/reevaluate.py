@@ -6,7 +6,6 @@ final row of R (matrix.csv) exactly; `--split val` scores it on the validation s
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from benchmark.harness.harness_plugins import PrimaryScoreCollector, TrainLog
 from benchmark.harness.model_export import build_strategy, deployed, load_strictly, read_saved, run_config
 from benchmark.harness.run import build_stream_and_model, harness_plugins, log
 from benchmark.harness.scenarios import apply_scenario, stream_label
-from benchmark.outputs.results import matrix_csv
+from benchmark.outputs.results import matrix_csv, read_run
 from benchmark.outputs.tracking import WandbTracker
 from benchmark.registry import STRATEGIES
 from benchmark.runtime.device import compute_dtype, prepare_runtime
@@ -42,8 +41,10 @@ def reevaluate(folder, split: str = "test") -> tuple[list[str], str, list[float]
     folder = Path(folder)
     record, manifest, state = read_saved(folder)
     cfg = on_split(run_config(record["config"], str(folder / "config.json")), split)
-    label = json.loads((folder / "summary.json").read_text()).get("eval_score", {})
-    label = list(label)[-1] if label else "final"
+    files, problem = read_run(folder)
+    if problem:
+        raise UserError(f"{folder} is not a complete run ({problem}); rerun it: `hatswap run ... --save-model`")
+    label = files.matrix[1][-1]  # the final row's label, as matrix.csv names it
     device, entry = prepare_runtime(cfg), STRATEGIES.get(cfg.strategy)
     tag = f"evaluate {stream_label(cfg.stream, cfg.scenario, cfg.architecture)}/{cfg.strategy}/seed{cfg.seed}"
     say = partial(log, tag)

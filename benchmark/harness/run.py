@@ -142,9 +142,8 @@ def model_export(cfg: RunConfig, pixels, model, strategy, backbone_id: dict):
     if not cfg.save_model:
         return None
     x0, cached = pixels.scenario.test_stream[0].dataset[0][0], "feature_cache" in backbone_id
-    heads = model_tasks(cfg.scenario, pixels.tasks, cfg.stream)
     return lambda folder: save_model(folder, deployed(model, strategy.model, cached), cfg.to_dict(), pixels.tasks,
-                                     heads, (x0.shape[-1], x0.shape[0]), cached, backbone_id)
+                                     model.tasks, (x0.shape[-1], x0.shape[0]), cached, backbone_id)
 
 
 def _fill(folder: Path, cfg: RunConfig, rows, train_log, tag: str, export=None) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.outputs.references import nearest
+from benchmark.outputs.references import nearest, scored
 from benchmark.tasks import kind_of
 from benchmark.tasks.reference import Copy, MeanTarget, Vote
 
@@ -29,14 +29,6 @@ CONSTANT = "majority class / mean training image"
 def nearest_neighbour(x_train: torch.Tensor, x_eval: torch.Tensor) -> torch.Tensor:
     """Index into x_train of each x_eval row's nearest neighbour (Euclidean, on the flattened inputs)."""
     return nearest(x_train.flatten(1).float(), x_eval.flatten(1).float(), k=1)[:, 0]
-
-
-def scored(spec, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """Predicted targets scored by the kind's own metric (encoded as the output that predicts exactly them)."""
-    kind = kind_of(spec)
-    metric = kind.metric(spec)
-    metric.update(kind.as_output(predicted, spec), target)
-    return metric.compute()
 
 
 def trivial_references(data, split: str) -> dict[str, dict[str, dict[str, float]]]:

@@ -100,6 +100,7 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
     base = {t: None if single else stl.get((trunk_key(c), t, s["seed"])) for t in s["tasks"]}
     gains, dm = _gains(s, base) if not single else (dict.fromkeys(s["tasks"]), None)
     final, primary = s["final_metrics"], s["metric_units"]
+    scores = dict(zip(s["tasks"], s["final"], strict=True))
     return {
         "group": groups.get(s["name"], "stl" if single else ""), "experiment": s["name"],
         "seed": s["seed"], "architecture": s["architecture"], "weighting": s["weighting"],
@@ -107,8 +108,7 @@ def _row(s: dict, stl: dict, groups: dict) -> dict:
         "schedule": s["schedule"], "shared_layers": c.get("shared_layers"), "dropout": _dropout(c),
         "tasks": ",".join(s["tasks"]), "baselines": "" if single else _baseline_names(base) or "none",
         "train_loss": s["train_loss"], "val_loss": s["val_loss"],
-        **dict(zip(s["tasks"], s["final"], strict=True)),
-        **averages(dict(zip(s["tasks"], s["final"], strict=True)), task_weights(s["weighting"], c, s["tasks"])),
+        **scores, **averages(scores, task_weights(s["weighting"], c, s["tasks"])),
         "mse": final.get("reconstruction", {}).get("mse"), "psnr": final.get("reconstruction", {}).get("psnr"),
         **{f"gain_{t}": g for t, g in gains.items()}, "delta_m": dm,
         **{f"val_{t}": v.get(primary[t]) for t, v in (s.get("final_val") or {}).items()},
@@ -136,7 +136,7 @@ def task_weights(weighting: str, config: dict, tasks: list[str]) -> dict[str, fl
     """w_t of the weighted average (AVERAGES_NOTE): the fixed weights a weighting declares (`fixed_weights`), in
     task order or name=value pairs as its flag takes them, a task left out (or an empty text) at 1; else all 1."""
     knob = WEIGHTINGS.get(weighting).meta.fixed_weights
-    text = str(config.get(f"{weighting}.{knob}") or "") if knob else ""
+    text = str(_fixed_weights(weighting, config) or "")
     given = per_task_numbers(text, tuple(tasks), f"--{weighting}.{knob}", "1,0.5,1") if text.strip() else {}
     return {t: float(given.get(t, 1.0)) for t in tasks}
 

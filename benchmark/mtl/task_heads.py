@@ -98,12 +98,13 @@ def task_head(spec, in_width: int, hidden: tuple[int, ...], dropout: float, drop
         return nn.Sequential(body, kind.make_head(spec, width))
     grid = map_grid(spec)
     decoder = MapDecoder(width, MAP_CHANNELS, grid, activation if grid > 1 else None)
-    for layer in [*linear_layers(body), decoder.linear]:  # He init: the signal keeps its scale through the head
+    layers = [*linear_layers(body), decoder.linear]
+    for layer in layers:  # He init: the signal keeps its scale through the head
         nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
         nn.init.zeros_(layer.bias)
-    if tokens == 1:
-        return nn.Sequential(nn.LayerNorm(in_width), body, decoder, kind.make_head(spec, MAP_CHANNELS), nn.Flatten(1))
-    with torch.no_grad():
-        [*linear_layers(body), decoder.linear][0].weight.mul_(tokens)
-    return nn.Sequential(nn.LayerNorm(in_width), FanInScale(tokens), body, decoder, kind.make_head(spec, MAP_CHANNELS),
+    scale = [FanInScale(tokens)] if tokens > 1 else []
+    if scale:
+        with torch.no_grad():
+            layers[0].weight.mul_(tokens)
+    return nn.Sequential(nn.LayerNorm(in_width), *scale, body, decoder, kind.make_head(spec, MAP_CHANNELS),
                          nn.Flatten(1))
