@@ -35,7 +35,7 @@ def test_a_prefix_is_the_extra_tokens_keys_and_values(vit):
     prefixed = block_with_prefix(block, x, keys_values(block.attn, block.norm1(extra)))
     assert prefixed.shape == x.shape
     assert torch.allclose(prefixed, plain, atol=1e-5)
-    assert (block(x) - plain).abs().max() > 1e-1  # the prefix changes the output
+    assert (block(x) - plain).abs().max() > 1e-2  # the prefix changes the output
 
 
 def test_no_prefix_is_the_backbone_and_a_shared_prefix_is_broadcast(vit):
