@@ -94,3 +94,29 @@ def test_reevaluate_rescores_the_weights_and_leaves_them_and_their_key_alone(tin
     assert committed["evaluation"]["quick_check"]["train_images"] == 40
     err = capsys.readouterr().err
     assert "probes trained on 300 train images" in err and "quick check (probes on a 40-image subsample" in err
+
+
+def test_the_validation_split_holds_out_train_images_and_never_reads_the_test_split(tiny_pretrain, monkeypatch):
+    """--eval-split val: the probes learn from the train split minus a seeded hold-out and are scored on it, stored
+    beside the test headline (which stays), and the test split is never loaded."""
+    cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1", "--eval-quick-images", "0"))
+    weights, _ = pretrain(cfg)
+    path = weights.with_name("vit_tiny.manifest.json")
+    headline = json.loads(path.read_text())["evaluation"]
+    assert "eval_split" not in headline["settings"]  # the test split's settings as before the field existed
+    loads = []
+    real = pipeline.source_split
+    monkeypatch.setattr(pipeline, "source_split", lambda c, train, n: loads.append(train) or real(c, train, n))
+    cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1", "--eval-quick-images", "0", "--eval-split", "val",
+                                                 "--eval-val-images", "50", "--eval-supervised"))
+    pretrain(cfg)
+    assert loads and all(loads), "the test split was read for a validation evaluation"
+    manifest = json.loads(path.read_text())
+    val = manifest["validation"]
+    assert val["train_images"] == 250 and val["val_images"] == 50 and "held-out" in val["protocol"]
+    assert val["supervised"]["train_images"] == 250  # the bound never sees the held-out labels
+    assert val["settings"]["eval_split"] == "val" and manifest["evaluation"] == headline
+    train, held = pipeline.probe_splits(cfg)
+    assert len(train[1]) + len(held[1]) == 300 and len(held[1]) == 50
+    again = pipeline.probe_splits(cfg)[1][0]
+    assert torch.equal(held[0], again)  # seeded: the same hold-out each time

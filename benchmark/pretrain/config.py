@@ -28,7 +28,10 @@ PRETRAINABLE = ("vit_tiny",)  # backbones built from scratch here, whose weights
 PLUMBING = ("device", "threads", "data_root", "download", "apt_install", "out_dir", "eval_batch_size")
 # How the weights are scored, not what they are: also outside the key (a new evaluation reuses the weights).
 EVALUATION = ("evaluate", "eval_train_images", "eval_test_images", "eval_quick_images", "eval_supervised", "knn_k",
-              "knn_temperature")
+              "knn_temperature", "eval_split", "eval_val_images")
+# Evaluation fields added after manifests were scored: at these values they are left out of the settings, so an
+# evaluation stored before they existed (the test split, which used exactly these) still matches.
+EVAL_ADDED_LATER = {"eval_split": "test"}
 # Recipe fields added after weights were keyed: at these values they are left out of the recipe, so the weights
 # trained before they existed (which used exactly these values) keep their key.
 ADDED_LATER = {"head_bn": False, "precision": "fp32"}
@@ -75,6 +78,11 @@ class PretrainConfig(RuntimeConfig):
     eval_supervised: bool = False  # an upper bound: the same ViT trained on the labels with the same budget
     knn_k: int = 20
     knn_temperature: float = 0.07
+    # Which split the probes are scored on. test: the source's test split (the headline, stored under the manifest's
+    # "evaluation"). val: a seeded hold-out of `eval_val_images` labelled train images, the probes learning from the
+    # rest (stored under "validation"): what a recipe is chosen on, so the test split is never read to choose one.
+    eval_split: str = field(default="test", metadata={"choices": ("test", "val")})
+    eval_val_images: int = 5000
     backbone_args: object = None  # instance of BACKBONES.get(backbone).config_cls
 
     def __post_init__(self):
@@ -92,7 +100,7 @@ class PretrainConfig(RuntimeConfig):
             "local_scale_min": 0 < self.local_scale_min <= self.global_scale_min, "clip_grad": self.clip_grad >= 0,
             "freeze_last_layer": self.freeze_last_layer >= 0, "eval_train_images": self.eval_train_images >= 0,
             "eval_test_images": self.eval_test_images >= 0, "eval_quick_images": self.eval_quick_images >= 0,
-            "knn_k": self.knn_k >= 1,
+            "knn_k": self.knn_k >= 1, "eval_val_images": self.eval_val_images >= 1,
             "knn_temperature": self.knn_temperature > 0,
         })
 
@@ -103,7 +111,15 @@ class PretrainConfig(RuntimeConfig):
                 if k not in PLUMBING + EVALUATION and not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
     def evaluation(self) -> dict:
-        return {k: getattr(self, k) for k in EVALUATION}
+        """The evaluation's settings; on the test split, without the validation split's own (irrelevant there)."""
+        out = {k: getattr(self, k) for k in EVALUATION}
+        if self.eval_split == EVAL_ADDED_LATER["eval_split"]:
+            del out["eval_split"], out["eval_val_images"]
+        return out
+
+    def evaluation_key(self) -> str:
+        """Where a manifest stores this evaluation: "evaluation" (the test split, the headline) or "validation"."""
+        return "evaluation" if self.eval_split == "test" else "validation"
 
 
 def parse_pretrain_config(argv=None):

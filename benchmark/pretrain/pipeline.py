@@ -97,7 +97,7 @@ def pretrain(cfg: PretrainConfig, force: bool = False, reevaluate: bool = False)
 def _pretrain_locked(cfg, force, device, key, folder, provenance, reevaluate) -> tuple[Path, str]:
     weights = artifact.weights_file(folder, cfg.backbone)
     manifest = None if force else artifact.cached_manifest(weights)
-    scored = manifest and manifest.get("evaluation", {}).get("settings") == cfg.evaluation() and not reevaluate
+    scored = manifest and manifest.get(cfg.evaluation_key(), {}).get("settings") == cfg.evaluation() and not reevaluate
     if manifest and (not cfg.evaluate or scored):
         print(f"[pretrain] cache hit: {weights} (key {key[:16]}, {manifest['epochs']} epochs, seed "
               f"{manifest['seed']}); --force trains again", file=sys.stderr)
@@ -132,11 +132,14 @@ def rescore(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.de
     if not cfg.evaluate:
         raise UserError("--reevaluate with --no-evaluate scores nothing; drop one of them")
     ensure_writable(weights.parent)
-    manifest["evaluation"] = evaluation(cfg, weights, manifest, device)
+    manifest[cfg.evaluation_key()] = evaluation(cfg, weights, manifest, device)
     artifact.write_manifest(weights, manifest)
 
 
 def show_stored_evaluation(manifest: dict) -> None:
+    if val := manifest.get("validation"):
+        print(f"[pretrain] validation (choosing a recipe): probes trained on {val['train_images']} train images, "
+              f"scored on {val['val_images']} held-out train images:\n{table(val['rows'])}", file=sys.stderr)
     ev = manifest.get("evaluation")
     if not ev:
         return
@@ -147,6 +150,22 @@ def show_stored_evaluation(manifest: dict) -> None:
               f"{table(quick['rows'])}", file=sys.stderr)
 
 
+def probe_splits(cfg: PretrainConfig) -> tuple[tuple, tuple]:
+    """(what the probes learn from, what they are scored on), each (images, labels, provenance): the train split (all
+    of it unless --eval-train-images) and the test split; with --eval-split val, the train split without a seeded
+    hold-out of --eval-val-images rows, and that hold-out (the test split never read)."""
+    train = source_split(cfg, True, cfg.eval_train_images)
+    if cfg.eval_split == "test":
+        return train, source_split(cfg, False, cfg.eval_test_images)
+    images, labels, provenance = train
+    if cfg.eval_val_images >= len(labels):
+        raise UserError(f"--eval-val-images {cfg.eval_val_images} leaves no train image for the probes (the split "
+                        f"has {len(labels)}); hold out fewer")
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    held[torch.as_tensor(subsample(len(labels), cfg.eval_val_images, cfg.seed + 2))] = True
+    return (images[~held], labels[~held], provenance), (images[held], labels[held], provenance)
+
+
 def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.device) -> dict:
     """The pretrained file (loaded as a run loads it), the same architecture at its random init (the student's
     starting point: same seed), raw pixels and, with --eval-supervised, the same ViT trained on the labels of the
@@ -154,8 +173,7 @@ def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch
     unless --eval-train-images) → its test split; beside them the quick check, the probes on a seeded subsample."""
     arch = manifest["architecture"]
     size, channels = arch["image_size"], arch["in_chans"]
-    train_split, test_split = source_split(cfg, True, cfg.eval_train_images), source_split(cfg, False,
-                                                                                           cfg.eval_test_images)
+    train_split, test_split = probe_splits(cfg)
     torch.manual_seed(cfg.seed)
     backbones = {"random init": create_vit_tiny(cfg.backbone_args, size, channels),
                  "DINO pretrained": create_vit_tiny(cfg.backbone_args, size, channels, weights)}
@@ -163,7 +181,8 @@ def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch
                                 cfg.apt_install).classes)
     extra = {}
     if cfg.eval_supervised:
-        images, labels, _ = source_split(cfg, True, cfg.train_images)
+        # on validation, the labels of the probes' own rows only (the held-out ones are what it is scored on)
+        images, labels, _ = source_split(cfg, True, cfg.train_images) if cfg.eval_split == "test" else train_split
         backbones[SUPERVISED], extra["supervised"] = train_supervised(cfg, images, labels, n_classes, device)
     n_train = len(train_split[1])
     quick = cfg.eval_quick_images if 0 < cfg.eval_quick_images < n_train else 0
@@ -171,8 +190,9 @@ def evaluation(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch
     rows, subset_rows = evaluate(backbones, train_split[:2], test_split[:2], n_classes, cfg.knn_k,
                                  cfg.knn_temperature, cfg.eval_batch_size, device, subsets)
     order = ["DINO pretrained", "random init", "raw pixels", *([SUPERVISED] if cfg.eval_supervised else [])]
-    out = {"settings": cfg.evaluation(), "train_images": n_train, "test_images": len(test_split[1]),
-           "protocol": "features of the source's labelled train images → its test split; k-NN: cosine, exp(s/T) "
+    scored = "the held-out train images (validation)" if cfg.eval_split == "val" else "its test split"
+    out = {"settings": cfg.evaluation(), "train_images": n_train, f"{cfg.eval_split}_images": len(test_split[1]),
+           "protocol": f"features of the source's labelled train images → {scored}; k-NN: cosine, exp(s/T) "
                        "votes; linear: L-BFGS logistic regression on standardised features",
            "rows": {k: rows[k] for k in order}, **extra}
     if quick:
