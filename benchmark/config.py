@@ -245,7 +245,12 @@ def parse_config(argv=None) -> tuple[RunConfig, argparse.Namespace]:
         if profile.get("kind") == "mtl":
             raise UserError(f"profile {ns.profile!r} is a multi-task profile: run it with `hatswap batch --profile "
                             f"{ns.profile}`, or one experiment with `hatswap mtl`")
-        out = [(profile.get("config", {}), f"profile {ns.profile} ({profile_path(str(ns.profile))})")]
+        where = f"profile {ns.profile} ({profile_path(str(ns.profile))})"
+        out = [(profile.get("config", {}), where)]
+        # a profile's "strategy_config": {strategy: {key: value}}, over its "config" for that strategy's runs only
+        # (the `ptm` profile fine-tunes slca's backbone and keeps the others' frozen)
+        if own := profile.get("strategy_config", {}).get(ns.strategy):
+            out.append((own, f"{where}, \"strategy_config\" of {ns.strategy}"))
         out += tuned_layers(ns, profile, argv)
         return out + [(read_config_file(ns.config), str(ns.config))] if ns.config else out
 

@@ -279,3 +279,17 @@ def test_an_unknown_entry_set_by_a_profile_names_the_profile_not_the_flag(profil
     with pytest.raises(UserError) as e:
         parse_config(["--profile", "odd", "--strategy=nope"])  # now the flag's value is the unknown one
     assert "'nope'" in str(e.value) and "profile odd" not in str(e.value)
+
+
+def test_a_profiles_strategy_config_applies_to_that_strategys_runs_only(profiles):
+    profiles("mixed", json.dumps({"config": {"epochs": 2, "backbone_mode": "frozen"},
+                                  "strategy_config": {"lwf": {"backbone_mode": "finetune", "lwf.alpha": 3}}}))
+    lwf, _ = parse_config(["--profile", "mixed", "--strategy", "lwf"])
+    naive, _ = parse_config(["--profile", "mixed", "--strategy", "naive"])
+    assert (lwf.backbone_mode, lwf.strategy_args.alpha, lwf.epochs) == ("finetune", 3.0, 2)
+    assert (naive.backbone_mode, naive.epochs) == ("frozen", 2)
+    flag, _ = parse_config(["--profile", "mixed", "--strategy", "lwf", "--backbone-mode", "frozen"])
+    assert flag.backbone_mode == "frozen"  # flags still beat the profile
+    profiles("typo", json.dumps({"strategy_config": {"lwf": {"epochz": 1}}}))
+    with pytest.raises(UserError, match="strategy_config"):
+        parse_config(["--profile", "typo", "--strategy", "lwf"])
