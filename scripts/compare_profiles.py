@@ -3,7 +3,13 @@ strategy both ran, each metric's mean in both and the paired difference B − A 
 (benchmark/outputs/paired_stats.py: 95 % t-interval, paired t below 6 seeds, Wilcoxon from 6), Holm-corrected over the
 strategies. A Markdown table on stdout.
 
+`--cross`: every strategy of B against every strategy of A on the same stream (e.g. the methods on a pretrained
+backbone, `ptm`, against every method trained from scratch, `zoo-split`), Holm-corrected over all the pairs, and per
+B strategy whether it beats every A strategy (each paired interval above 0, each Holm p < 0.05).
+
     .venv/bin/python scripts/compare_profiles.py RESULTS_A RESULTS_B [--labels defaults,tuned] [--metrics acc,bwt]
+    .venv/bin/python scripts/compare_profiles.py results/reference/zoo-split results/reference/ptm --cross \
+        --labels scratch,pretrained --metrics acc
 """
 
 from __future__ import annotations
@@ -46,14 +52,48 @@ def compare(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str
     return "\n".join(lines)
 
 
+def seed_values(group, metric: str) -> dict:
+    return dict(zip(group.seed, group[metric].astype(float), strict=True))
+
+
+def cross(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str]) -> str:
+    """Every (stream, B strategy, A strategy) paired by seed; Holm over every pair of a metric."""
+    a, b = collect(a_dir), collect(b_dir)
+    lines = []
+    for metric in metrics:
+        rows = []
+        for (stream, strat_b), group_b in b.groupby(["stream", "strategy"]):
+            vb = seed_values(group_b, metric)
+            for strat_a, group_a in a[a.stream == stream].groupby("strategy"):
+                va = seed_values(group_a, metric)
+                if set(va) & set(vb) and not group_a[metric].isna().all():
+                    rows.append((stream, strat_b, strat_a, paired_test(paired_differences(vb, va))))
+        if not rows:
+            continue
+        corrected = holm([r[3]["p"] for r in rows])
+        lines += [f"**{metric.upper()}**: {labels[1]} strategy − {labels[0]} strategy, paired by seed, Holm over all "
+                  f"{len(rows)} pairs", "",
+                  f"| stream | {labels[1]} | {labels[0]} | difference [95 % CI] | p | Holm p |",
+                  "|---|---|---|---|---|---|"]
+        wins: dict = {}
+        for (stream, sb, sa, t), p_holm in zip(rows, corrected, strict=True):
+            ci = "" if math.isnan(t["ci_low"]) else f" [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+            lines.append(f"| {stream} | {sb} | {sa} | {t['mean_diff']:+.3f}{ci} | {t['p']:.3f} | {p_holm:.3f} |")
+            wins.setdefault((stream, sb), []).append(t["ci_low"] > 0 and p_holm < 0.05)
+        lines += ["", f"{labels[1]} strategies that beat every {labels[0]} strategy (interval above 0, Holm p < "
+                      f"0.05): " + (", ".join(f"{sb} on {st}" for (st, sb), w in wins.items() if all(w)) or "none"), ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
     p.add_argument("--labels", default="A,B")
     p.add_argument("--metrics", default="acc,bwt")
+    p.add_argument("--cross", action="store_true", help="every B strategy against every A strategy (module doc)")
     ns = p.parse_args()
-    print(compare(ns.a, ns.b, tuple(ns.labels.split(",")), ns.metrics.split(",")))
+    print((cross if ns.cross else compare)(ns.a, ns.b, tuple(ns.labels.split(",")), ns.metrics.split(",")))
     return 0
 
 
