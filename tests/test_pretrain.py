@@ -361,6 +361,23 @@ def test_the_dino_offline_profile_parses_for_pretraining_and_for_its_runs():
     assert pre.backbone_args == run_cfg.backbone_args and run_cfg.backbone_mode == "frozen"
 
 
+def test_a_profile_may_name_another_profiles_pretraining(tmp_path, monkeypatch):
+    """"pretrain": "dino-offline" is that profile's section: the same recipe, so the same committed weights."""
+    import benchmark.config
+
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    shutil.copy(benchmark.config.PROFILE_DIR / "dino-offline.json", folder)
+    (folder / "borrows.json").write_text(json.dumps({"streams": ["binary_tasks"], "strategies": ["naive"],
+                                                     "seeds": [0], "pretrain": "dino-offline", "config": {}}))
+    (folder / "names-nothing.json").write_text(json.dumps({"pretrain": "borrows"}))
+    monkeypatch.setattr(benchmark.config, "PROFILE_DIR", folder)
+    borrowed = parse_pretrain_config(["--profile", "borrows"])[0]
+    assert borrowed.recipe() == parse_pretrain_config(["--profile", "dino-offline"])[0].recipe()
+    with pytest.raises(UserError, match="no \"pretrain\" section"):
+        parse_pretrain_config(["--profile", "names-nothing"])  # one level: a name must lead to a section
+
+
 def test_committed_reference_weights_match_their_manifest_and_the_profile():
     """results/reference/pretrain/ ships the dino-offline recipe's weights: intact, and under the profile's key."""
     from benchmark.models.vit_tiny import create_vit_tiny

@@ -139,7 +139,9 @@ def parse_pretrain_config(argv=None):
         out = []
         if ns.profile:
             section = load_profile(ns.profile).get("pretrain")
-            if section is None:
+            if isinstance(section, str):  # "pretrain": "dino-offline": that profile's section, the same weights
+                section = load_profile(section).get("pretrain")
+            if not isinstance(section, dict):
                 raise UserError(f"profile {ns.profile!r} has no \"pretrain\" section; pass flags, or a profile "
                                 f"that has one (e.g. dino-offline)")
             out.append((section, f"profile {ns.profile} ({PROFILE_DIR / ns.profile}.json, \"pretrain\")"))
