@@ -62,6 +62,27 @@ class StrategyMeta:
     # The scenarios it can run in (benchmark/harness/scenarios.py): one that needs the task label at test time
     # (progressive's columns) or one model per task (single_task) is task-IL only.
     scenarios: tuple[str, ...] = ("task-il", "class-il", "domain-il")
+    # Trains the backbone slower than the rest (slca's slow learner): (its config) → the factor of --lr the backbone
+    # trains at, in the optimizer's backbone group (`backbone_lr`); --backbone-lr is then refused.
+    slow_backbone: Callable[..., float] | None = None
+    # The task kinds (benchmark/tasks/kinds) whose heads it can train (empty: every kind); a run whose heads are of
+    # another kind is one UserError when the strategy is built (`refuse_tasks`).
+    task_kinds: tuple[str, ...] = ()
+    # A method for a pretrained backbone (issue 32: simplecil, ranpac, the prompt methods, slca): the `ptm` profile
+    # compares them; the zoo profiles, of methods for networks trained from scratch, need not hold them.
+    ptm: bool = False
+
+    def backbone_lr(self, cfg) -> float:
+        """The learning rate of the backbone's parameter group for run config `cfg`: --backbone-lr (0: --lr), or the
+        strategy's factor of --lr (`slow_backbone`)."""
+        return cfg.backbone_lr if self.slow_backbone is None else self.slow_backbone(cfg.strategy_args) * cfg.lr
+
+    def refuse_tasks(self, strategy: str, tasks) -> None:
+        """Heads (TaskSpecs) of a kind this strategy cannot train are one UserError, never a head left untrained."""
+        if self.task_kinds and (bad := sorted({t.kind for t in tasks} - set(self.task_kinds))):
+            raise UserError(f"--strategy {strategy} trains heads of kind {' or '.join(self.task_kinds)} only; this "
+                            f"run's heads are {', '.join(bad)}: use a stream of class-label tasks (binary_tasks, "
+                            f"split_classes) or another strategy")
 
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
@@ -78,6 +99,10 @@ class StrategyMeta:
         if self.needs_hidden and not MODELS.get(cfg.architecture).meta.hidden_layers:
             raise UserError(f"--strategy {cfg.strategy} rebuilds the Hat Swap network's hidden layers, which "
                             f"--architecture {cfg.architecture} has not; use --architecture hatswap_net")
+        if self.slow_backbone is not None and cfg.backbone_lr:
+            raise UserError(f"--backbone-lr {cfg.backbone_lr:g} cannot apply to --strategy {cfg.strategy}: it sets "
+                            f"the backbone's learning rate as its own factor of --lr "
+                            f"(--{cfg.strategy}.backbone-lr-ratio); leave --backbone-lr at 0")
 
 
 @dataclass(frozen=True)

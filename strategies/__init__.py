@@ -23,4 +23,5 @@ from strategies import (  # noqa: F401  (registration)
     replay,
     si,
     single_task,
+    slca,
 )

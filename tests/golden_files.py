@@ -126,6 +126,19 @@ def assert_golden_lines(name: str, key: str, lines: list[str]) -> None:
 FLOAT64 = ("--dtype", "float64")
 
 
+# The kinds of the fixture streams' heads (task-IL): what a strategy declaring its task kinds is checked against.
+STREAM_KINDS = {"binary_tasks": ("binary",), "dense_suite": ("segmentation", "detection", "classification")}
+
+
+def refuses(strategy: str, stream: str) -> bool:
+    """The strategy declares task kinds (StrategyMeta.task_kinds) that leave out one of the fixture stream's: its run
+    is one error line, with no golden file."""
+    from benchmark.registry import STRATEGIES
+
+    kinds = STRATEGIES.get(strategy).meta.task_kinds
+    return bool(kinds) and not set(STREAM_KINDS[stream]) <= set(kinds)
+
+
 @contextlib.contextmanager
 def deterministic():
     """torch.use_deterministic_algorithms while a golden fixture runs (restored after)."""

@@ -102,13 +102,14 @@ def test_own_rng_draws_from_its_generator_and_restores_the_global_one():
 
 
 class HeadSnapshots(SupervisedPlugin):
-    """Every head's weights after every experience."""
+    """Every head's weights after every experience, as the evaluation sees them: once every plugin's
+    after_training_exp has run (SLCA aligns its heads there, after this probe's turn)."""
 
     def __init__(self):
         super().__init__()
         self.after = []
 
-    def after_training_exp(self, strategy, **kwargs):
+    def after_training(self, strategy, **kwargs):
         self.after.append([[p.detach().clone() for p in head.parameters()] for head in strategy.model.heads])
 
 

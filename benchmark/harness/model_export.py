@@ -108,9 +108,11 @@ def rebuild(cfg: RunConfig, manifest: dict, model_tasks=None, image: tuple[int, 
 
 def build_strategy(cfg: RunConfig, net: nn.Module, plugins: list, tasks, device, evaluator=None):
     """The run's strategy (an Avalanche template) over `net`, as `hatswap run` builds it; `tasks`: the stream's."""
-    return STRATEGIES.get(cfg.strategy).build(
+    entry = STRATEGIES.get(cfg.strategy)
+    entry.meta.refuse_tasks(cfg.strategy, net.tasks)  # the heads' kinds, as the scenario built them
+    return entry.build(
         cfg.strategy_args, plugins=plugins, model=net,
-        optimizer=build_optimizer(net, cfg.lr, cfg.backbone_lr, cfg.weight_decay, cfg.optimizer),
+        optimizer=build_optimizer(net, cfg.lr, entry.meta.backbone_lr(cfg), cfg.weight_decay, cfg.optimizer),
         criterion=TaskCriterion(tasks), train_mb_size=cfg.batch_size, train_epochs=cfg.epochs,
         eval_mb_size=cfg.eval_batch_size, device=device, evaluator=evaluator or EvaluationPlugin(loggers=[]),
         eval_every=-1)
