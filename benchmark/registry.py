@@ -62,6 +62,10 @@ class StrategyMeta:
     # The scenarios it can run in (benchmark/harness/scenarios.py): one that needs the task label at test time
     # (progressive's columns) or one model per task (single_task) is task-IL only.
     scenarios: tuple[str, ...] = ("task-il", "class-il", "domain-il")
+    # Learns prompts that enter a frozen ViT's token sequence (l2p, dualprompt, coda_prompt; strategies/common/
+    # prompting.py): --backbone-mode frozen only, the backbone runs on images every step (the feature cache is not
+    # used), and the heads read a feature vector (not the dense suite's maps: refused when the network is built).
+    prompts_backbone: bool = False
 
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
@@ -69,6 +73,9 @@ class StrategyMeta:
         if cfg.scenario not in self.scenarios:
             raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(self.scenarios)} only, not "
                             f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
+        if self.prompts_backbone and cfg.backbone_mode != "frozen":
+            raise UserError(f"--strategy {cfg.strategy} learns prompts for a frozen pretrained backbone; pass "
+                            f"--backbone-mode frozen (not {cfg.backbone_mode})")
         if cfg.sampler != "shuffle" and self.draws_own_batches:
             raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
                             f"training batches (replay's memory loader); use --sampler shuffle or another strategy")
