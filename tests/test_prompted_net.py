@@ -10,9 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from benchmark.config import parse_config
 from benchmark.errors import UserError
+from benchmark.harness.feature_cache import use_feature_cache
 from benchmark.models.backbone import forward_with_prompts
 from benchmark.models.vit_tiny import VitTinyConfig, create_vit_tiny
+from benchmark.registry import STRATEGIES
 from strategies.common.prompting import PromptedNet, Prompter, PromptPlugin, prompt_optimizer
 from tests.task_fixtures import vector_net
 
@@ -108,3 +111,16 @@ def test_a_backbone_without_tokens_or_cached_features_or_map_heads_are_refused(n
         PromptedNet(types.SimpleNamespace(feature_form="map", backbone=net.backbone), OnePrompt(16), "--strategy t")
     with pytest.raises(UserError, match="--no-feature-cache"):
         net.with_backbone(nn.Identity())
+
+
+@pytest.mark.parametrize("name", [n for n in STRATEGIES.names() if STRATEGIES.get(n).meta.prompts_backbone])
+def test_a_prompt_strategy_refuses_a_trained_backbone_and_skips_the_feature_cache(name, net):
+    with pytest.raises(UserError, match=f"--strategy {name} learns prompts .* pass --backbone-mode frozen"):
+        parse_config(["--strategy", name, "--backbone-mode", "last-k"])
+    cfg, _ = parse_config(["--strategy", name, "--backbone-mode", "frozen"])
+    assert cfg.feature_cache  # the default, which a prompt strategy cannot use
+    said = []
+    bench, model, identity = use_feature_cache(cfg, "the images", net, {"weights": "w"}, torch.device("cpu"),
+                                               log=said.append)
+    assert (bench, model, identity) == ("the images", net, {"weights": "w"})
+    assert said and "feature cache: not used" in said[0] and name in said[0]
