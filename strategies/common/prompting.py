@@ -13,8 +13,9 @@ prompts chosen by that query and inserted into the same ViT's token sequence, an
 and evaluates it as any other model: the routed forward, class-IL's one head, task-IL by masking, the budget. What
 trains: the prompter's parameters (prompts, keys, attention vectors), the shared layers and the heads. The backbone
 is frozen (requires_grad False, eval mode, no .grad ever) whatever the run said; a prompt strategy declares
-`prompts_backbone=True` (StrategyMeta), so `--backbone-mode` other than frozen is refused at config time and the
-feature cache is not used (benchmark/harness/feature_cache.py): prompts need the images every step. The shared
+`prompts_backbone=True` (StrategyMeta), so `--backbone-mode` other than frozen, and an `--architecture` without the
+Hat Swap network's shared layers, are refused at config time, and the feature cache is not used
+(benchmark/harness/feature_cache.py): prompts need the images every step. The shared
 layers train with the heads, as part of the classifier: the papers' classifier is one linear layer on f(x), which
 is `--hidden` empty here (`--hidden` given no width); with the default `--hidden 128` the classifier is that MLP.
 
