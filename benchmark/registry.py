@@ -83,6 +83,14 @@ class StrategyMeta:
             raise UserError(f"--strategy {strategy} trains heads of kind {' or '.join(self.task_kinds)} only; this "
                             f"run's heads are {', '.join(bad)}: use a stream of class-label tasks (binary_tasks, "
                             f"split_classes) or another strategy")
+    # Learns prompts that enter a frozen ViT's token sequence (l2p, dualprompt, coda_prompt; strategies/common/
+    # prompting.py): --backbone-mode frozen only, the backbone runs on images every step (the feature cache is not
+    # used), and the heads read a feature vector (not the dense suite's maps: refused when the network is built).
+    prompts_backbone: bool = False
+
+    def run_flags(self) -> tuple[str, ...]:
+        """The flags every run of this strategy needs beyond the defaults (prompt methods: a frozen backbone)."""
+        return ("--backbone-mode", "frozen") if self.prompts_backbone else ()
 
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
@@ -90,6 +98,12 @@ class StrategyMeta:
         if cfg.scenario not in self.scenarios:
             raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(self.scenarios)} only, not "
                             f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
+        if self.prompts_backbone and cfg.backbone_mode != "frozen":
+            raise UserError(f"--strategy {cfg.strategy} learns prompts for a frozen pretrained backbone; pass "
+                            f"--backbone-mode frozen (not {cfg.backbone_mode})")
+        if self.prompts_backbone and not MODELS.get(cfg.architecture).meta.hidden_layers:
+            raise UserError(f"--strategy {cfg.strategy} feeds its prompted features to the Hat Swap network's shared "
+                            f"layers, which --architecture {cfg.architecture} has not; use --architecture hatswap_net")
         if cfg.sampler != "shuffle" and self.draws_own_batches:
             raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
                             f"training batches (replay's memory loader); use --sampler shuffle or another strategy")

@@ -12,10 +12,12 @@ files (tests/golden/binary_tasks-<name>.txt, dense_suite-<name>.txt) are written
 from strategies import (  # noqa: F401  (registration)
     agem,
     der,
+    dualprompt,
     ewc,
     gdumb,
     gem,
     joint,
+    l2p,
     lwf,
     mas,
     naive,

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from benchmark.errors import UserError
 from benchmark.models.pretrained_weights import sha256_file
 from benchmark.outputs.results import write_error
+from benchmark.registry import STRATEGIES
 from benchmark.streams.task_stream import Benchmark
 
 FORMAT_VERSION = 1
@@ -289,6 +290,10 @@ def use_feature_cache(cfg, bench: Benchmark, model, backbone_id: dict, device: t
     the network is `model.with_backbone(nn.Identity())` (the same shared layers and heads); else all as given.
     `model` itself is never changed."""
     if cfg.backbone_mode != "frozen" or not cfg.feature_cache:
+        return bench, model, backbone_id
+    if STRATEGIES.get(cfg.strategy).meta.prompts_backbone:
+        log(f"feature cache: not used: --strategy {cfg.strategy} runs the frozen backbone on images with its prompts "
+            f"every step")
         return bench, model, backbone_id
     if model.feature_form != "vector":
         log(f"feature cache: not used for heads that read {model.feature_form}s (the cache holds pooled "
