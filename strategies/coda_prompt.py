@@ -22,14 +22,22 @@ slice is orthogonal to them, as the authors' is at the start. Evaluation after t
 
 the authors' `ortho_penalty` ("ortho_mu", the third prompt parameter), in the training forward only.
 
-Defaults, from the authors' repository (GT-RIPL/CODA-Prompt at 6417d4f, `experiments/*.sh`, `--prompt_param 100 8
+Defaults, from the authors' repository (GT-RIPL/CODA-Prompt at 6417d4f, `experiments/*.sh`: `--prompt_param 100 8
 0.0` for CIFAR-100, ImageNet-R short/long and DomainNet alike; PILOT's exps/coda_prompt.json the same): length
-L_p = 8 and μ = 0 (their README: with the Gram–Schmidt init the penalty can be 0; the beta release used 0.1 on
-CIFAR-100). The pool: M = 100 on ViT-B (D = 768); Gram–Schmidt fits at most D orthogonal keys, so on vit_tiny
-(D = 64) M must be ≤ 64: the default is 60, which splits evenly into 2, 3, 4, 5 or 6 tasks (12 components a task
-on the 5 experiences of Split Fashion-MNIST, against the authors' 10 a task on 10-task CIFAR-100). Layers: the
-authors prompt blocks 0–4 of ViT-B's 12; here block i of 12 maps to ⌊i·depth/12⌋ — blocks 0 and 1 of the depth-4
-vit_tiny, 0–4 of a 12-block DINO ViT-S.
+L_p = 8 and μ = 0 (their README: with the Gram–Schmidt init the penalty can be 0; their beta release used 0.1 on
+CIFAR-100). The pool: M = 100 on ViT-B (D = 768), but Gram–Schmidt fits at most D orthogonal keys, so the default
+(`pool_size` 0) is M = min(100, D): 64 on vit_tiny (12 a task on the 5 experiences of Split Fashion-MNIST, against
+the authors' 10 a task on 10-task CIFAR-100), 100 on a DINO ViT-S. Layers: the authors prompt blocks 0–4 of ViT-B's
+12; block i of 12 maps to ⌊i·d/12 + ½⌋ of a d-block ViT, as DualPrompt's layers do: blocks 0 and 1 of the 4-block
+vit_tiny, 0–4 of a 12-block ViT.
+
+Harness choices, stated: T is the stream's number of experiences, read before the first trains (the authors pass
+their split's task count); each row of P, K and A is its own parameter, so that a finished task's rows can stop
+requiring gradients; before the first experience no task has started and the features are the backbone's own (the
+authors' evaluation would use the first slice's random components); the classifier is the network's shared layers
+and heads (`--hidden ""`: the authors' one linear layer), trained with the run's optimizer (theirs: Adam, lr 1e-3,
+cosine); class-IL trains with the shared network's mask (only the current experience's classes compete: the
+authors' −inf on past logits, future ones cut).
 """
 
 from __future__ import annotations
