@@ -97,10 +97,6 @@ def test_every_strategy_runs_on_every_architecture_that_declares_what_it_needs(t
         with pytest.raises(UserError, match=f"--strategy {strategy} rebuilds .* use --architecture hatswap_net"):
             _run(tiny, architecture, strategy)
         return
-    if STRATEGIES.get(strategy).meta.prompts_backbone:  # its prompted vector replaces a vector backbone's output
-        with pytest.raises(UserError, match=f"--strategy {strategy} gives its heads a feature vector"):
-            _run(tiny, architecture, strategy, "--backbone-mode", "frozen")
-        return
     if toolkit_model(architecture).arch.penalty() is not None:  # a term the strategy's loss would leave out
         with pytest.raises(UserError, match=f"--architecture {architecture} adds a regulariser"):
             _run(tiny, architecture, strategy)

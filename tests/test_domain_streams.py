@@ -14,7 +14,6 @@ from benchmark.streams.permuted import DomainStreamConfig
 from benchmark.streams.rotated import RotatedConfig
 from benchmark.tasks import TaskSpec
 from tests.conftest import tiny_args
-from tests.test_strategies import prompt_flags
 
 
 def _build(name, cfg, seed=0, root=None):
@@ -67,7 +66,7 @@ def test_domain_il_shares_one_head_and_keeps_the_labels(fmnist_root):
 def test_every_strategy_that_declares_domain_il_runs_in_it(tmp_path, fmnist_root, strategy):
     args = tiny_args(tmp_path, fmnist_root, "--stream", "rotated", "--rotated.tasks", "3", "--rotated.train-per-task",
                      "30", "--rotated.test-per-task", "20", "--epochs", "1", "--scenario", "domain-il",
-                     "--strategy", strategy, *prompt_flags(STRATEGIES.get(strategy).meta))
+                     "--strategy", strategy)
     assert main(["run", *args]) == 0
     folder = tmp_path / "runs" / "rotated-domain-il" / strategy / "seed0"
     scores = pd.read_csv(folder / "matrix.csv", index_col=0).to_numpy()

@@ -11,8 +11,6 @@ from benchmark.harness.run import run
 from benchmark.outputs.results import read_matrix
 from benchmark.registry import STRATEGIES
 
-# A strategy that prompts the backbone runs it on images every step (the cache skipped: tests/test_prompted_net.py).
-CACHEABLE = [s for s in STRATEGIES.names() if not STRATEGIES.get(s).meta.prompts_backbone]
 # Default-width vit_tiny, frozen, and a learning rate high enough that R moves off the trivial 0.667.
 FROZEN = ("--backbone-mode", "frozen", "--vit_tiny.embed-dim", "32", "--vit_tiny.depth", "2", "--hidden", "32",
           "--lr", "0.02", "--epochs", "4")
@@ -26,7 +24,7 @@ def _run(tiny, tmp_path, name, *extra):
     return np.array(read_matrix(folder / "matrix.csv")[2]), summary, json.loads((folder / "config.json").read_text())
 
 
-@pytest.mark.parametrize("strategy", CACHEABLE)
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_every_strategy_gives_the_same_R_on_cached_features(strategy, tiny, tmp_path):
     R_plain, s_plain, rec_plain = _run(tiny, tmp_path, "plain", "--strategy", strategy, "--no-feature-cache")
     R_cold, s_cold, rec_cold = _run(tiny, tmp_path, "cold", "--strategy", strategy)
@@ -108,7 +106,7 @@ def test_backbone_latency_is_measured_once_per_machine_and_reused(tiny, tmp_path
         "backbone_ms_source"]
 
 
-@pytest.mark.parametrize("strategy", CACHEABLE)
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_fast_cached_batches_are_bit_identical_to_avalanches_fetching(strategy, tiny, tmp_path, monkeypatch):
     from benchmark.harness import fast_batches
 

@@ -79,11 +79,9 @@ def test_every_strategy_runs_on_a_split_stream(tmp_path, fmnist_root, strategy):
     """Task-incremental Split Fashion-MNIST (5 tasks × 2 classes, tiny): every strategy runs, and its R holds a
     score in [0, 1] for every task at every evaluation point."""
     from tests.conftest import tiny_args
-    from tests.test_strategies import prompt_flags
 
     args = tiny_args(tmp_path, fmnist_root, "--stream", "split_classes", "--split_classes.train-per-task", "24",
-                     "--split_classes.test-per-task", "12", "--epochs", "1", "--strategy", strategy,
-                     *prompt_flags(STRATEGIES.get(strategy).meta))
+                     "--split_classes.test-per-task", "12", "--epochs", "1", "--strategy", strategy)
     assert main(["run", *args]) == 0
     rows = (tmp_path / "runs" / "split_classes" / strategy / "seed0" / "matrix.csv").read_text().splitlines()
     assert len(rows[0].split(",")) == 6

@@ -25,7 +25,6 @@ from benchmark.tuning.experience_knobs import ExperienceKnobs
 from benchmark.tuning.space import search_space
 from benchmark.tuning.trial import objective_value
 from tests.conftest import tiny_args
-from tests.test_strategies import prompt_flags
 from tests.test_tracking import no_wandb_env  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,8 +101,7 @@ def test_every_declared_range_is_sourced_and_parses_as_its_flag():
         for key, dist in search_space(name).items():
             assert dist.source and (dist.choices or 0 < dist.low < dist.high or dist.kind == "uniform"), key
             value = dist.top()
-            flags = prompt_flags(STRATEGIES.get(name).meta)
-            cfg, _ = parse_config(["--strategy", name, f"--{key}", str(value), *flags])
+            cfg, _ = parse_config(["--strategy", name, f"--{key}", str(value)])
             got = cfg.lr if key == "lr" else getattr(cfg.strategy_args, key.partition(".")[2])
             assert got == value
     assert set(search_space("ewc")) == {"lr", "ewc.ewc_lambda"}
