@@ -67,6 +67,10 @@ class StrategyMeta:
     # used), and the heads read a feature vector (not the dense suite's maps: refused when the network is built).
     prompts_backbone: bool = False
 
+    def run_flags(self) -> tuple[str, ...]:
+        """The flags every run of this strategy needs beyond the defaults (prompt methods: a frozen backbone)."""
+        return ("--backbone-mode", "frozen") if self.prompts_backbone else ()
+
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
         silently different run (nor a model, `--architecture`, that lacks what it needs: ModelMeta)."""
@@ -76,6 +80,9 @@ class StrategyMeta:
         if self.prompts_backbone and cfg.backbone_mode != "frozen":
             raise UserError(f"--strategy {cfg.strategy} learns prompts for a frozen pretrained backbone; pass "
                             f"--backbone-mode frozen (not {cfg.backbone_mode})")
+        if self.prompts_backbone and not MODELS.get(cfg.architecture).meta.hidden_layers:
+            raise UserError(f"--strategy {cfg.strategy} feeds its prompted features to the Hat Swap network's shared "
+                            f"layers, which --architecture {cfg.architecture} has not; use --architecture hatswap_net")
         if cfg.sampler != "shuffle" and self.draws_own_batches:
             raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
                             f"training batches (replay's memory loader); use --sampler shuffle or another strategy")

@@ -93,6 +93,10 @@ STRATEGY_X_ARCHITECTURE = [(s, a) for s in STRATEGIES.names() for a in ("mmoe", 
 
 @pytest.mark.parametrize(("strategy", "architecture"), STRATEGY_X_ARCHITECTURE)
 def test_every_strategy_runs_on_every_architecture_that_declares_what_it_needs(tiny, strategy, architecture):
+    if STRATEGIES.get(strategy).meta.prompts_backbone and not MODELS.get(architecture).meta.hidden_layers:
+        with pytest.raises(UserError, match=f"--strategy {strategy} feeds .* use --architecture hatswap_net"):
+            _run(tiny, architecture, strategy, *STRATEGIES.get(strategy).meta.run_flags())
+        return
     if STRATEGIES.get(strategy).meta.needs_hidden and not MODELS.get(architecture).meta.hidden_layers:
         with pytest.raises(UserError, match=f"--strategy {strategy} rebuilds .* use --architecture hatswap_net"):
             _run(tiny, architecture, strategy)

@@ -20,11 +20,6 @@ from tests.golden_files import FLOAT64, assert_golden, continual_record, determi
 from tests.task_fixtures import vector_net
 
 
-def prompt_flags(meta) -> tuple[str, ...]:
-    """What a run of a strategy that prompts a frozen backbone needs (StrategyMeta.prompts_backbone)."""
-    return ("--backbone-mode", "frozen") if meta.prompts_backbone else ()
-
-
 class DevicePlacementProbe(SupervisedPlugin):
     """Records, for every eval, whether the strategy put its model on the strategy's device before evaluating.
 
@@ -57,7 +52,7 @@ class DevicePlacementProbe(SupervisedPlugin):
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dense):
     make, meta = tiny if stream == "binary_tasks" else tiny_dense, STRATEGIES.get(name).meta
-    cfg, _ = parse_config(make("--strategy", name, *FLOAT64, *prompt_flags(meta)))
+    cfg, _ = parse_config(make("--strategy", name, *FLOAT64, *meta.run_flags()))
     if meta.prompts_backbone and stream == "dense_suite":  # its heads read the prompted vector, never maps
         with pytest.raises(UserError, match="use a classification stream"):
             run(cfg)
