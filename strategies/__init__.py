@@ -11,6 +11,7 @@ files (tests/golden/binary_tasks-<name>.txt, dense_suite-<name>.txt) are written
 
 from strategies import (  # noqa: F401  (registration)
     agem,
+    coda_prompt,
     der,
     dualprompt,
     ewc,

@@ -120,7 +120,7 @@ def test_a_strategy_outside_its_scenarios_is_one_error_line(tmp_path, fmnist_roo
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios])
 def test_every_strategy_that_declares_class_il_runs_in_it(tmp_path, fmnist_root, strategy):
     assert main(["run", *tiny_args(tmp_path, fmnist_root, *SPLIT, "--scenario", "class-il",
-                                   "--strategy", strategy)]) == 0
+                                   "--strategy", strategy, *STRATEGIES.get(strategy).meta.run_flags())]) == 0
     folder = tmp_path / "runs" / "split_classes-class-il" / strategy / "seed0"
     for name in ("matrix.csv", "matrix_task_il.csv"):
         scores = pd.read_csv(folder / name, index_col=0).to_numpy()
