@@ -229,7 +229,7 @@ class StreamLength(SupervisedPlugin):
             prompter.n_tasks = len(strategy.experience.origin_stream)
 
 
-@STRATEGIES.register("coda_prompt", config_cls=CodaPromptConfig, prompts_backbone=True)
+@STRATEGIES.register("coda_prompt", config_cls=CodaPromptConfig, prompts_backbone=True, ptm=True)
 def build_coda_prompt(cfg: CodaPromptConfig | None = None, plugins=(), *, model, optimizer, **template_kwargs):
     cfg = cfg or CodaPromptConfig()
     vit = prompt_backbone(model, "--strategy coda_prompt")
