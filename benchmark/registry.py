@@ -62,6 +62,28 @@ class StrategyMeta:
     # The scenarios it can run in (benchmark/harness/scenarios.py): one that needs the task label at test time
     # (progressive's columns) or one model per task (single_task) is task-IL only.
     scenarios: tuple[str, ...] = ("task-il", "class-il", "domain-il")
+    # Fits its classifier in closed form on the backbone's pooled features (simplecil, ranpac): one pass over each
+    # experience's data, no gradient step, no optimizer. It needs a frozen backbone (--backbone-mode frozen; a run
+    # on cached features takes seconds) and a model whose backbone gives those features (ModelMeta); its network is
+    # the backbone and its own classifier (the shared layers and the model's heads are not used).
+    training_free: bool = False
+    # The task kinds it can classify (benchmark/tasks/kinds); () = every kind. Checked when the strategy is built,
+    # where the stream's tasks are known.
+    task_kinds: tuple[str, ...] = ()
+
+    @property
+    def backbone_modes(self) -> tuple[str, ...]:
+        """The --backbone-mode values it runs with."""
+        return ("frozen",) if self.training_free else ("finetune", "frozen", "last-k")
+
+    def required_flags(self) -> list[str]:
+        """The flags a run of this strategy must add to the defaults (`--backbone-mode frozen`): what a test or a
+        profile that runs every strategy passes."""
+        return [] if "finetune" in self.backbone_modes else ["--backbone-mode", self.backbone_modes[0]]
+
+    def runs_on(self, kinds) -> bool:
+        """Whether it can classify tasks of these kinds."""
+        return not self.task_kinds or set(kinds) <= set(self.task_kinds)
 
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
@@ -78,6 +100,13 @@ class StrategyMeta:
         if self.needs_hidden and not MODELS.get(cfg.architecture).meta.hidden_layers:
             raise UserError(f"--strategy {cfg.strategy} rebuilds the Hat Swap network's hidden layers, which "
                             f"--architecture {cfg.architecture} has not; use --architecture hatswap_net")
+        if cfg.backbone_mode not in self.backbone_modes:
+            raise UserError(f"--strategy {cfg.strategy} is training-free (a closed-form classifier on the frozen "
+                            f"backbone's features, no gradient step), so --backbone-mode {cfg.backbone_mode} has "
+                            f"nothing to train; pass --backbone-mode frozen")
+        if self.training_free and not MODELS.get(cfg.architecture).meta.backbone_features:
+            raise UserError(f"--strategy {cfg.strategy} classifies the backbone's pooled features, which "
+                            f"--architecture {cfg.architecture} does not expose; use --architecture hatswap_net")
 
 
 @dataclass(frozen=True)
@@ -103,6 +132,9 @@ class ModelMeta:
 
     # its shared layers are the `--hidden` Linear stack of the Hat Swap network, which progressive's columns rebuild
     hidden_layers: bool = False
+    # its backbone gives B×D pooled features, `feat_dim` wide, that a classifier can read directly (the Hat Swap
+    # network): what a training-free strategy (StrategyMeta.training_free) classifies
+    backbone_features: bool = False
 
 
 class Registry:

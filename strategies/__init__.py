@@ -20,7 +20,9 @@ from strategies import (  # noqa: F401  (registration)
     mas,
     naive,
     progressive,
+    ranpac,
     replay,
     si,
+    simplecil,
     single_task,
 )
