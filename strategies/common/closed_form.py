@@ -48,12 +48,11 @@ class ClosedFormNet(MultiTaskModule):
         self.autocast_dtype = getattr(net, "autocast_dtype", None)
         self.offsets = [0, *itertools.accumulate(self.head_dims)][:-1]
         self.register_buffer("seen", torch.zeros(sum(self.head_dims), dtype=torch.bool))  # per column
-        self.classifier_dtype = torch.get_default_dtype()
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """The classifier's dtype: torch's default when it was built (float32; float64 under --dtype float64)."""
-        return self.classifier_dtype
+        """The classifier's dtype (float32; float64 under --dtype float64): its heads' parameters'."""
+        return next(self.heads.parameters()).dtype
 
 
     def train(self, mode: bool = True):
