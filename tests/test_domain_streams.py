@@ -66,7 +66,7 @@ def test_domain_il_shares_one_head_and_keeps_the_labels(fmnist_root):
 def test_every_strategy_that_declares_domain_il_runs_in_it(tmp_path, fmnist_root, strategy):
     args = tiny_args(tmp_path, fmnist_root, "--stream", "rotated", "--rotated.tasks", "3", "--rotated.train-per-task",
                      "30", "--rotated.test-per-task", "20", "--epochs", "1", "--scenario", "domain-il",
-                     "--strategy", strategy)
+                     "--strategy", strategy, *STRATEGIES.get(strategy).meta.required_flags())
     assert main(["run", *args]) == 0
     folder = tmp_path / "runs" / "rotated-domain-il" / strategy / "seed0"
     scores = pd.read_csv(folder / "matrix.csv", index_col=0).to_numpy()

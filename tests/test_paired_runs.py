@@ -118,7 +118,8 @@ class HeadSnapshots(SupervisedPlugin):
                          [("dense_suite", n) for n in ("naive", "ewc", "si", "mas", "lwf")])
 def test_a_past_head_stays_bit_identical_unless_the_method_trains_it(stream, name, tiny, tiny_dense):
     probe = HeadSnapshots()
-    cfg, _ = parse_config((tiny if stream == "binary_tasks" else tiny_dense)("--strategy", name))
+    flags = STRATEGIES.get(name).meta.required_flags()
+    cfg, _ = parse_config((tiny if stream == "binary_tasks" else tiny_dense)("--strategy", name, *flags))
     run(cfg, extra_plugins=[probe])
     moved = [(j, i) for i in range(1, 3) for j in range(i)
              if not all(torch.equal(a, b) for a, b in zip(probe.after[i][j], probe.after[j][j], strict=True))]

@@ -120,7 +120,7 @@ def test_a_strategy_outside_its_scenarios_is_one_error_line(tmp_path, fmnist_roo
 @pytest.mark.parametrize("strategy", [s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios])
 def test_every_strategy_that_declares_class_il_runs_in_it(tmp_path, fmnist_root, strategy):
     assert main(["run", *tiny_args(tmp_path, fmnist_root, *SPLIT, "--scenario", "class-il",
-                                   "--strategy", strategy)]) == 0
+                                   "--strategy", strategy, *STRATEGIES.get(strategy).meta.required_flags())]) == 0
     folder = tmp_path / "runs" / "split_classes-class-il" / strategy / "seed0"
     for name in ("matrix.csv", "matrix_task_il.csv"):
         scores = pd.read_csv(folder / name, index_col=0).to_numpy()
@@ -191,7 +191,9 @@ def test_the_zoo_split_profile_holds_every_class_il_strategy():
     from benchmark.grid.batch import plan
 
     profile = load_profile("zoo-split")
-    class_il = {s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios}
+    mode = profile["config"]["backbone_mode"]  # the training-free strategies need a frozen backbone
+    class_il = {s for s in STRATEGIES.names() if "class-il" in STRATEGIES.get(s).meta.scenarios
+                and mode in STRATEGIES.get(s).meta.backbone_modes}
     assert class_il <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]
     assert profile["config"]["scenario"] == "class-il" and len(plan(profile)) == len(profile["strategies"]) * 3
     cfg, _ = parse_config(["--profile", "zoo-split", "--stream", "split_classes", "--strategy", "lwf+replay"])

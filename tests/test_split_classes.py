@@ -81,7 +81,8 @@ def test_every_strategy_runs_on_a_split_stream(tmp_path, fmnist_root, strategy):
     from tests.conftest import tiny_args
 
     args = tiny_args(tmp_path, fmnist_root, "--stream", "split_classes", "--split_classes.train-per-task", "24",
-                     "--split_classes.test-per-task", "12", "--epochs", "1", "--strategy", strategy)
+                     "--split_classes.test-per-task", "12", "--epochs", "1", "--strategy", strategy,
+                     *STRATEGIES.get(strategy).meta.required_flags())
     assert main(["run", *args]) == 0
     rows = (tmp_path / "runs" / "split_classes" / strategy / "seed0" / "matrix.csv").read_text().splitlines()
     assert len(rows[0].split(",")) == 6

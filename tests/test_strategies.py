@@ -11,9 +11,11 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import ReplayPlugin
 
 from benchmark.config import parse_config
+from benchmark.errors import UserError
 from benchmark.harness.run import run
 from benchmark.outputs.results import read_matrix
 from benchmark.registry import STRATEGIES
+from benchmark.streams.dense_suite import KIND_ORDER
 from strategies.lwf import LwFConfig, LwFPlugin, kd_loss
 from tests.golden_files import FLOAT64, assert_golden, continual_record, deterministic
 from tests.task_fixtures import vector_net
@@ -51,7 +53,12 @@ class DevicePlacementProbe(SupervisedPlugin):
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dense):
     make = tiny if stream == "binary_tasks" else tiny_dense
-    cfg, _ = parse_config(make("--strategy", name, *FLOAT64))
+    meta = STRATEGIES.get(name).meta
+    cfg, _ = parse_config(make("--strategy", name, *meta.required_flags(), *FLOAT64))
+    if stream == "dense_suite" and not meta.runs_on(KIND_ORDER):  # a classifier of class labels (simplecil)
+        with pytest.raises(UserError, match=f"--strategy {name} classifies class labels"):
+            run(cfg)
+        return
     probe = DevicePlacementProbe()
     with deterministic():
         folder, status = run(cfg, extra_plugins=[probe])
@@ -59,7 +66,6 @@ def test_every_strategy_fills_R_and_writes_its_run(name, stream, tiny, tiny_dens
     assert probe.placed and all(probe.placed), probe.placed  # every eval, the untrained model's included
     assert_golden(f"{stream}-{name}.txt", continual_record(folder))  # the probe changes no number
     tasks, labels, scores = read_matrix(folder / "matrix.csv")
-    meta = STRATEGIES.get(name).meta
     one_shot, baseline = meta.one_shot, meta.baseline
     assert labels == (["init", "after_joint"] if one_shot else ["init", "after_exp0", "after_exp1", "after_exp2"])
     assert len(tasks) == 3 and all(0 <= v <= 1 for row in scores for v in row)
@@ -321,5 +327,8 @@ def test_the_zoo_profile_holds_every_strategy_and_a_combination():
     from benchmark.grid.batch import plan
 
     profile = load_profile("zoo")
-    assert set(STRATEGIES.names()) <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]
+    mode = profile["config"]["backbone_mode"]  # the training-free strategies need a frozen backbone
+    runnable = {n for n in STRATEGIES.names() if mode in STRATEGIES.get(n).meta.backbone_modes}
+    assert runnable <= set(profile["strategies"]) and "lwf+replay" in profile["strategies"]
+    assert {"naive", "lwf", "gdumb"} <= runnable
     assert len(plan(profile)) == len(profile["strategies"]) * 3
