@@ -101,7 +101,8 @@ def test_every_declared_range_is_sourced_and_parses_as_its_flag():
         for key, dist in search_space(name).items():
             assert dist.source and (dist.choices or 0 < dist.low < dist.high or dist.kind == "uniform"), key
             value = dist.top()
-            cfg, _ = parse_config(["--strategy", name, f"--{key}", str(value)])
+            cfg, _ = parse_config(["--strategy", name, f"--{key}", str(value),
+                                   *STRATEGIES.get(name).meta.required_flags()])
             got = cfg.lr if key == "lr" else getattr(cfg.strategy_args, key.partition(".")[2])
             assert got == value
     assert set(search_space("ewc")) == {"lr", "ewc.ewc_lambda"}
