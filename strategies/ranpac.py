@@ -18,11 +18,11 @@ held out, drawn from the strategy's own generator) and criterion, but the fit an
 experience seen so far, not the last one alone: G_fit = G − G_val, C_fit = C − C_val, and the held-out squared error
 comes from accumulated statistics,
 
-    Σ_val ‖y − Wᵀ h‖² = n_val − 2 tr(Wᵀ C_val) + tr(Wᵀ G_val W),    W = (G_fit + λ I)⁻¹ C_fit,
+    Σ_val ‖y − Wᵀ h‖² = n_val − 2 tr(Wᵀ C_val) + tr(Wᵀ G_val W),    W = (G_fit + λ I)⁻¹ C_fit.
 
-So λ is chosen on the data the final classifier is
-fitted on, never on the test split, and the classifier depends on which samples were seen, not on the order of the
-experiences (a test). The authors' per-task choice would make it depend on which task came last.
+So λ is chosen on the data the final classifier is fitted on, never on the test split, and the classifier depends
+on which samples were seen, not on the order of the experiences (a test). The authors' per-task choice would make it
+depend on which task came last.
 
 Defaults: M = `--ranpac.projection-dim` 500; the paper (and PILOT) use M = 10000, which makes G 10⁴ × 10⁴ (800 MB in
 float64) and each of the 18 solves per experience about 10¹² flops: minutes per experience on 2 CPU cores. With the
