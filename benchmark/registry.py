@@ -71,6 +71,15 @@ class StrategyMeta:
     # A method for a pretrained backbone (issue 32: simplecil, ranpac, the prompt methods, slca): the `ptm` profile
     # compares them; the zoo profiles, of methods for networks trained from scratch, need not hold them.
     ptm: bool = False
+    # Learns prompts that enter a frozen ViT's token sequence (l2p, dualprompt, coda_prompt; strategies/common/
+    # prompting.py): --backbone-mode frozen only, the backbone runs on images every step (the feature cache is not
+    # used), and the heads read a feature vector (not the dense suite's maps: refused when the network is built).
+    prompts_backbone: bool = False
+    # Fits its classifier in closed form on the backbone's pooled features (simplecil, ranpac): one pass over each
+    # experience's data, no gradient step, no optimizer. It needs a frozen backbone (--backbone-mode frozen; a run
+    # on cached features takes seconds) and a model whose backbone gives those features (ModelMeta); its network is
+    # the backbone and its own classifier (the shared layers and the model's heads are not used).
+    training_free: bool = False
 
     def backbone_lr(self, cfg) -> float:
         """The learning rate of the backbone's parameter group for run config `cfg`: --backbone-lr (0: --lr), or the
@@ -79,18 +88,25 @@ class StrategyMeta:
 
     def refuse_tasks(self, strategy: str, tasks) -> None:
         """Heads (TaskSpecs) of a kind this strategy cannot train are one UserError, never a head left untrained."""
-        if self.task_kinds and (bad := sorted({t.kind for t in tasks} - set(self.task_kinds))):
+        if not self.runs_on({t.kind for t in tasks}):
+            bad = sorted({t.kind for t in tasks} - set(self.task_kinds))
             raise UserError(f"--strategy {strategy} trains heads of kind {' or '.join(self.task_kinds)} only; this "
                             f"run's heads are {', '.join(bad)}: use a stream of class-label tasks (binary_tasks, "
                             f"split_classes) or another strategy")
-    # Learns prompts that enter a frozen ViT's token sequence (l2p, dualprompt, coda_prompt; strategies/common/
-    # prompting.py): --backbone-mode frozen only, the backbone runs on images every step (the feature cache is not
-    # used), and the heads read a feature vector (not the dense suite's maps: refused when the network is built).
-    prompts_backbone: bool = False
+
+    def runs_on(self, kinds) -> bool:
+        """Whether it can train heads of these kinds."""
+        return not self.task_kinds or set(kinds) <= set(self.task_kinds)
+
+    @property
+    def backbone_modes(self) -> tuple[str, ...]:
+        """The --backbone-mode values it runs with: frozen only for the closed-form and the prompt methods."""
+        return ("frozen",) if self.training_free or self.prompts_backbone else ("finetune", "frozen", "last-k")
 
     def run_flags(self) -> tuple[str, ...]:
-        """The flags every run of this strategy needs beyond the defaults (prompt methods: a frozen backbone)."""
-        return ("--backbone-mode", "frozen") if self.prompts_backbone else ()
+        """The flags every run of this strategy needs beyond the defaults (`--backbone-mode frozen`): what a test or
+        a profile that runs every strategy passes."""
+        return () if "finetune" in self.backbone_modes else ("--backbone-mode", self.backbone_modes[0])
 
     def refuse_options(self, cfg) -> None:
         """Options of a run config (`cfg`) that this strategy cannot honour are one UserError at config time, never a
@@ -117,6 +133,14 @@ class StrategyMeta:
             raise UserError(f"--backbone-lr {cfg.backbone_lr:g} cannot apply to --strategy {cfg.strategy}: it sets "
                             f"the backbone's learning rate as its own factor of --lr "
                             f"(--{cfg.strategy}.backbone-lr-ratio); leave --backbone-lr at 0")
+        if cfg.backbone_mode not in self.backbone_modes:
+            what = ("is training-free (a closed-form classifier on the frozen backbone's features, no gradient "
+                    "step), so" if self.training_free else "learns prompts in a frozen pretrained ViT, and")
+            raise UserError(f"--strategy {cfg.strategy} {what} --backbone-mode {cfg.backbone_mode} has nothing to "
+                            f"train; pass --backbone-mode frozen")
+        if self.training_free and not MODELS.get(cfg.architecture).meta.backbone_features:
+            raise UserError(f"--strategy {cfg.strategy} classifies the backbone's pooled features, which "
+                            f"--architecture {cfg.architecture} does not expose; use --architecture hatswap_net")
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,9 @@ class ModelMeta:
 
     # its shared layers are the `--hidden` Linear stack of the Hat Swap network, which progressive's columns rebuild
     hidden_layers: bool = False
+    # its backbone gives B×D pooled features, `feat_dim` wide, that a classifier can read directly (the Hat Swap
+    # network): what a training-free strategy (StrategyMeta.training_free) classifies
+    backbone_features: bool = False
 
 
 class Registry:

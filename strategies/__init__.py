@@ -23,8 +23,10 @@ from strategies import (  # noqa: F401  (registration)
     mas,
     naive,
     progressive,
+    ranpac,
     replay,
     si,
+    simplecil,
     single_task,
     slca,
 )

@@ -280,7 +280,9 @@ class _BackboneOnly(nn.Module):
 
     def forward(self, x: torch.Tensor, task_labels=None) -> torch.Tensor:
         with torch.autocast(x.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
-            return self.backbone(x).to(torch.get_default_dtype())
+            # images are float32 data; a --dtype float64 backbone takes them in its own dtype (as the network does)
+            dtype = next((p.dtype for p in self.backbone.parameters()), x.dtype)
+            return self.backbone(x.to(dtype)).to(torch.get_default_dtype())
 
 
 def use_feature_cache(cfg, bench: Benchmark, model, backbone_id: dict, device: torch.device,

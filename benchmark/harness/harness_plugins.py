@@ -132,7 +132,8 @@ class TrainLog(SupervisedPlugin):
         self._n += len(strategy.mb_y)
 
     def after_training_epoch(self, strategy, **kwargs):
-        self.epoch_loss[-1].append(self._sum / self._n if self._n else math.nan)
+        if self._n:  # a training-free strategy's pass over the data (simplecil, ranpac) has no loss to record
+            self.epoch_loss[-1].append(self._sum / self._n)
 
     def after_training_exp(self, strategy, **kwargs):
         self.exp_wall_s.append(time.perf_counter() - self._t0)

@@ -41,9 +41,10 @@ class HatSwapNet(BackboneModes, MultiTaskModule):
     autocast_dtype: torch.dtype | None = None
 
     def __init__(self, backbone: nn.Module, shared: nn.Module, width: int, tasks: list,
-                 frozen_backbone: bool = False, heads: nn.ModuleList | None = None):
+                 frozen_backbone: bool = False, heads: nn.ModuleList | None = None, feat_dim: int | None = None):
         super().__init__()
         self.backbone, self.shared, self.frozen_backbone, self.tasks = backbone, shared, frozen_backbone, list(tasks)
+        self.feat_dim = feat_dim  # the backbone's output width, where it gives vectors (a training-free classifier's)
         self.width, self.feature_form = width, common_attribute(tasks, "reads")
         self.pad = common_attribute(tasks, "pad")
         self.heads = heads if heads is not None else nn.ModuleList(kind_of(t).make_head(t, width) for t in tasks)
@@ -52,7 +53,8 @@ class HatSwapNet(BackboneModes, MultiTaskModule):
             self.backbone.requires_grad_(False)
 
     def with_backbone(self, backbone: nn.Module) -> HatSwapNet:
-        net = HatSwapNet(backbone, self.shared, self.width, self.tasks, self.frozen_backbone, heads=self.heads)
+        net = HatSwapNet(backbone, self.shared, self.width, self.tasks, self.frozen_backbone, heads=self.heads,
+                         feat_dim=self.feat_dim)
         net.autocast_dtype = self.autocast_dtype
         return net
 
@@ -83,10 +85,10 @@ def build_net(backbone: nn.Module, tasks: list, feat_dim: int | None = None, hid
         # training step of the offline dense profile's CNN took 1.15–1.25× less time on 2 idle CPU cores
         # (measured side by side). Inputs stay NCHW; the first convolution converts them.
         return net.to(memory_format=torch.channels_last)
-    return HatSwapNet(backbone, *vector_trunk(feat_dim, hidden, dropout), tasks, frozen_backbone)
+    return HatSwapNet(backbone, *vector_trunk(feat_dim, hidden, dropout), tasks, frozen_backbone, feat_dim=feat_dim)
 
 
-@MODELS.register("hatswap_net", hidden_layers=True)  # DEFAULT_MODEL, the Hat Swap network
+@MODELS.register("hatswap_net", hidden_layers=True, backbone_features=True)  # DEFAULT_MODEL, the Hat Swap network
 def build_model(cfg, tasks, image_size: int, in_chans: int) -> tuple[HatSwapNet, dict]:
     """From the run config and the stream's task specs → (model, identity recorded in config.json)."""
     built = BACKBONES.get(cfg.backbone).build(cfg.backbone_args, image_size=image_size, in_chans=in_chans,
