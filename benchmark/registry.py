@@ -114,9 +114,6 @@ class StrategyMeta:
         if cfg.scenario not in self.scenarios:
             raise UserError(f"--strategy {cfg.strategy} runs in --scenario {' or '.join(self.scenarios)} only, not "
                             f"{cfg.scenario} (it needs the task label at test time, or a model per task)")
-        if self.prompts_backbone and cfg.backbone_mode != "frozen":
-            raise UserError(f"--strategy {cfg.strategy} learns prompts for a frozen pretrained backbone; pass "
-                            f"--backbone-mode frozen (not {cfg.backbone_mode})")
         if self.prompts_backbone and not MODELS.get(cfg.architecture).meta.hidden_layers:
             raise UserError(f"--strategy {cfg.strategy} feeds its prompted features to the Hat Swap network's shared "
                             f"layers, which --architecture {cfg.architecture} has not; use --architecture hatswap_net")
@@ -135,9 +132,9 @@ class StrategyMeta:
                             f"(--{cfg.strategy}.backbone-lr-ratio); leave --backbone-lr at 0")
         if cfg.backbone_mode not in self.backbone_modes:
             what = ("is training-free (a closed-form classifier on the frozen backbone's features, no gradient "
-                    "step), so" if self.training_free else "learns prompts in a frozen pretrained ViT, and")
-            raise UserError(f"--strategy {cfg.strategy} {what} --backbone-mode {cfg.backbone_mode} has nothing to "
-                            f"train; pass --backbone-mode frozen")
+                    "step)" if self.training_free else "learns prompts for a frozen pretrained backbone")
+            raise UserError(f"--strategy {cfg.strategy} {what}; pass --backbone-mode frozen (not "
+                            f"{cfg.backbone_mode})")
         if self.training_free and not MODELS.get(cfg.architecture).meta.backbone_features:
             raise UserError(f"--strategy {cfg.strategy} classifies the backbone's pooled features, which "
                             f"--architecture {cfg.architecture} does not expose; use --architecture hatswap_net")

@@ -98,10 +98,10 @@ def test_it_is_training_free_no_optimizer_step_and_only_the_prototypes_move(tiny
 def test_finetune_is_refused_in_one_line(tiny, capsys):
     assert main(["run", *tiny("--strategy", "simplecil")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--backbone-mode finetune has nothing to train; pass --backbone-mode frozen" in err[0]
+    assert len(err) == 1 and "is training-free" in err[0] and "pass --backbone-mode frozen (not finetune)" in err[0]
 
 
 def test_a_stream_of_dense_tasks_is_refused_in_one_line(tiny_dense, capsys):
     assert main(["run", *tiny_dense("--strategy", "simplecil", "--backbone-mode", "frozen")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hatswap: error:")]
-    assert len(errors) == 1 and "classifies class labels" in errors[0] and "segmentation" in errors[0]
+    assert len(errors) == 1 and "trains heads of kind binary or multiclass only" in errors[0] and "segmentation" in errors[0]
