@@ -117,6 +117,10 @@ class StrategyMeta:
         if self.prompts_backbone and not MODELS.get(cfg.architecture).meta.hidden_layers:
             raise UserError(f"--strategy {cfg.strategy} feeds its prompted features to the Hat Swap network's shared "
                             f"layers, which --architecture {cfg.architecture} has not; use --architecture hatswap_net")
+        if cfg.sampler != "shuffle" and self.training_free:
+            raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: its closed-form fit "
+                            f"takes each training sample once (a resampling loader would weight its class means or "
+                            f"Gram matrix); use --sampler shuffle")
         if cfg.sampler != "shuffle" and self.draws_own_batches:
             raise UserError(f"--sampler {cfg.sampler} cannot apply to --strategy {cfg.strategy}: it draws its own "
                             f"training batches (replay's memory loader); use --sampler shuffle or another strategy")

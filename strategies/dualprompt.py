@@ -16,7 +16,10 @@ Source and defaults: the authors' PyTorch port, JH-LEE-KR/dualprompt-pytorch (pr
 vision_transformer.py, configs/cifar100_dualprompt.py): L_g = L_e = 5, M = 10 (the pool; at least the number of
 experiences), top-1 E-prompt, λ = 1.0 (`pull_constraint_coeff`), prefix-tuning for both
 (`use_prefix_tune_for_g_prompt`, `use_prefix_tune_for_e_prompt`), separate key and value prefixes
-(`same_key_value` False), prompts and keys uniform on [−1, 1], class-IL `train_mask`.
+(`same_key_value` False), prompts and keys uniform on [−1, 1], class-IL `train_mask`; before task t > 0 the E-prompt
+of task t − 1 is copied into task t's (their engine.py with `shared_prompt_pool` True; `--no-dualprompt.transfer`:
+a fresh draw), the keys not (`shared_prompt_key` False); a fresh optimizer state at every task (their
+`reinit_optimizer` True; strategies/common/prompting.py).
 
 The layers. Theirs are ViT-B's (12 blocks): G = {0, 1}, E = {2, 3, 4}. `--dualprompt.g-layers` and `--dualprompt.e-
 layers` take indices of a ViT of `--dualprompt.layers-of` blocks (12), mapped to the backbone's d blocks by
@@ -26,7 +29,8 @@ block 0, whose prefix is then the G-prompt followed by the E-prompt. `--dualprom
 backbone's own.
 
 Choices, stated: evaluation picks each image's E-prompt alone (their `batchwise_prompt` would let the batch vote at
-test); the optimizer and lr are the run's (their Adam at 0.005 with clipping 1.0); task-IL uses the same key match
+test); the optimizer and lr are the run's (theirs: Adam, lr 0.005 scaled by batch/256 in main.py, clipping 1.0); task-IL
+uses the same key match
 at test (the published method's inference), each task's head reading the features.
 """
 
@@ -57,6 +61,9 @@ class DualPromptConfig:
     pull_coeff: float = field(default=1.0, metadata=searchable(LogUniform(  # λ of the surrogate key loss
         0.1, 10.0, source="dualprompt-pytorch's pull_constraint_coeff 1.0")))
     train_mask: bool = True  # class-IL training: only the current experience's classes compete (`train_mask`)
+    # each new task's E-prompt starts as the previous task's trained one (their `shared_prompt_pool`, default True;
+    # the keys are not copied: `shared_prompt_key` False)
+    transfer: bool = True
 
     def __post_init__(self):
         if min(self.g_length, self.e_length, self.pool_size) < 1 or self.layers_of < 0:
@@ -99,6 +106,9 @@ class DualPrompts(Prompter):
         if task >= self.cfg.pool_size:
             raise UserError(f"--strategy dualprompt keeps one E-prompt per experience: experience {task} needs "
                             f"--dualprompt.pool-size ≥ {task + 1} (got {self.cfg.pool_size})")
+        if task > 0 and self.cfg.transfer:  # their engine.py with shared_prompt_pool: prompt[cur] = prompt[prev]
+            with torch.no_grad():
+                self.e_prompt[task].copy_(self.e_prompt[task - 1])
 
     def choose(self, query: torch.Tensor, task: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         """→ (B E-prompt indices: the task's in training, the best key's at evaluation; B×M similarities)."""

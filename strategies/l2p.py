@@ -23,7 +23,8 @@ Choices, stated:
   depend on the others in its batch). `--l2p.no-batchwise`: per-image selection in training too.
 - The prompts enter after the position embedding, without one of their own (VPT; their port instead extends the
   position embedding over the prompt slots, which a frozen pretrained backbone has no trained values for).
-- The optimizer and lr are the run's (Adam, `--lr`), not their Adam at 0.03 with gradient clipping 1.0.
+- The optimizer and lr are the run's (Adam, `--lr`), not theirs (Adam, lr 0.03 scaled by batch/256 in main.py, gradient
+  clipping 1.0); a fresh optimizer state at every task, as theirs (`reinit_optimizer`).
 - Task-IL: the same selection by the query; each task's head reads the features.
 """
 

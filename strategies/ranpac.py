@@ -8,7 +8,8 @@ every training sample seen.
     Wo = (G + λ I)⁻¹ C            logits = h Wo  (head t: its columns; the authors' CosineLinear with use_RP: a plain
                                   product, σ = 1)
 
-Statistics summed in float64; solved by Cholesky, or by LU (`torch.linalg.solve`, as the authors' code: "better
+Statistics: each block's products in the run's dtype (float32, as the authors' throughout), accumulated across
+blocks and experiences in float64; solved by Cholesky, or by LU (`torch.linalg.solve`, as the authors' code: "better
 numerical stability than .inv") where G + λI is numerically indefinite.
 
 λ. The authors pick it at every task from the log grid 10^-8 … 10^8 (17 values): fit on the first 80 % of the
@@ -20,9 +21,10 @@ comes from accumulated statistics,
 
     Σ_val ‖y − Wᵀ h‖² = n_val − 2 tr(Wᵀ C_val) + tr(Wᵀ G_val W),    W = (G_fit + λ I)⁻¹ C_fit.
 
-So λ is chosen on the data the final classifier is fitted on, never on the test split, and the classifier depends
-on which samples were seen, not on the order of the experiences (a test). The authors' per-task choice would make it
-depend on which task came last.
+So λ is chosen on the data the final classifier is fitted on, never on the test split, and, for the same held-out
+samples, the classifier depends on which samples were seen, not on the order of the experiences (a test; in a run
+the held-out draws come from the generator in experience order, so another order may hold out other samples). The
+authors' per-task choice would make it depend on which task came last.
 
 Defaults: M = `--ranpac.projection-dim` 500; the paper (and PILOT) use M = 10000, which makes G 10⁴ × 10⁴ (800 MB in
 float64) and each of the 18 solves per experience about 10¹² flops: minutes per experience on 2 CPU cores. With the
@@ -84,7 +86,7 @@ class LinearHead(nn.Module):
 
 def ridge_statistics(h: torch.Tensor, columns: torch.Tensor, held_out: torch.Tensor, n_columns: int) -> dict:
     """The contribution of samples with random features h (N × M, in the run's dtype), columns and held-out flags:
-    G, C over all, G_val, C_val, n_val over the held-out ones, summed in float64."""
+    G, C over all, G_val, C_val, n_val over the held-out ones: products in h's dtype, returned in float64."""
     y = F.one_hot(columns, n_columns).to(h.dtype)
     hv, yv = h[held_out], y[held_out]
     return {"G": (h.T @ h).double(), "C": (h.T @ y).double(), "G_val": (hv.T @ hv).double(),

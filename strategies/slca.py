@@ -159,6 +159,7 @@ class SLCAPlugin(SupervisedPlugin):
         self.aligned_on: list[torch.Tensor] = []  # the last alignment's inputs, batch by batch (for inspection)
 
     def before_training_exp(self, strategy, **kwargs):
+        strategy.optimizer.state.clear()  # the repo builds a new optimizer for every task (_stage1_training)
         if self.before_alignment is not None:  # the repo's fc.recall(): train on from the heads before alignment
             strategy.model.heads.load_state_dict(self.before_alignment)
         self.current = None

@@ -12,7 +12,7 @@ from torch import nn
 
 from benchmark.errors import UserError
 from benchmark.models.vit_tiny import VitTinyConfig, create_vit_tiny
-from strategies.common.prompting import PromptedNet, prompt_optimizer
+from strategies.common.prompting import PromptedNet, PromptPlugin, prompt_optimizer
 from strategies.dualprompt import DualPromptConfig, DualPrompts, backbone_layers
 from tests.task_fixtures import vector_net
 
@@ -97,3 +97,35 @@ def test_an_experience_past_the_pool_is_refused():
     net.prompter.start_task(1)
     with pytest.raises(UserError, match="--dualprompt.pool-size ≥ 3"):
         net.prompter.start_task(2)
+
+
+def test_a_new_task_starts_from_the_last_e_prompt_with_a_fresh_optimizer_and_leaves_the_past_ones_alone():
+    """The authors' shared_prompt_pool (prompt[t] = prompt[t − 1]) and reinit_optimizer: Adam moments carried into
+    task 1 would keep moving task 0's E-prompt and key, whose gradient is now zero."""
+    from tests.test_prompted_net import fake_strategy
+
+    net = dual_net(depth=2, pool_size=4, g_layers=(0,), e_layers=(1,), layers_of=0)
+    x, y, plugin = torch.randn(6, 1, 28, 28), torch.randint(0, 4, (6,)), PromptPlugin(train_mask=False)
+    strategy = fake_strategy(net, {0, 1}, "task-il", current=0)
+    net.train()
+
+    def step():
+        strategy.optimizer.zero_grad()
+        (nn.functional.cross_entropy(net(x, 0), y) + net.surrogate).backward()
+        strategy.optimizer.step()
+
+    plugin.before_training_exp(strategy)
+    for _ in range(3):
+        step()
+    past = net.prompter.e_prompt[0].detach().clone(), net.prompter.keys[0].detach().clone()
+    assert strategy.optimizer.state
+    strategy.experience.current_experience = 1
+    plugin.before_training_exp(strategy)
+    assert not strategy.optimizer.state and torch.equal(net.prompter.e_prompt[1], past[0])
+    for _ in range(3):
+        step()
+    assert torch.equal(net.prompter.e_prompt[0], past[0]) and torch.equal(net.prompter.keys[0], past[1])
+    assert not torch.equal(net.prompter.e_prompt[1], past[0])  # task 1's own prompt trained on
+    fresh = dual_net(pool_size=4, transfer=False)
+    fresh.prompter.start_task(1)
+    assert not torch.equal(fresh.prompter.e_prompt[1], fresh.prompter.e_prompt[0])

@@ -68,3 +68,19 @@ def test_a_non_finite_term_added_by_a_later_plugin_stops_the_run(tiny):
     with pytest.raises(RunFailed, match="non-finite training loss .* experience 1"):
         run(cfg, extra_plugins=[LateNaNTerm()])
     assert not (cfg.out_dir / "runs" / "binary_tasks" / "naive" / "seed0" / "summary.json").exists()
+
+
+def test_an_experiences_time_includes_the_strategys_own_end_of_experience_work():
+    """The harness's TrainLog ends its after_training_exp before a strategy's plugin runs its own (slca aligns its
+    classifier there): the experience's time is taken when the train() call ends, so that work is counted."""
+    import time
+
+    from benchmark.harness.harness_plugins import TrainLog
+
+    seen = []
+    log = TrainLog(on_exp_end=lambda i, s: seen.append((i, s)))
+    log.before_training_exp(None)
+    log.after_training_exp(None)
+    time.sleep(0.05)  # a strategy plugin's after_training_exp, called after the harness's
+    log.after_training(None)
+    assert len(log.exp_wall_s) == 1 and log.exp_wall_s[0] >= 0.05 and seen == [(0, log.exp_wall_s[0])]

@@ -73,10 +73,11 @@ def test_only_the_prompter_shared_layers_and_heads_train(net):
     assert opt.param_groups[0]["lr"] == 0.1
 
 
-def fake_strategy(net, targets, scenario):
-    experience = types.SimpleNamespace(current_experience=1,
+def fake_strategy(net, targets, scenario, current: int = 1):
+    experience = types.SimpleNamespace(current_experience=current,
                                        dataset=types.SimpleNamespace(targets=types.SimpleNamespace(uniques=targets)))
-    return types.SimpleNamespace(model=net, experience=experience, scenario=scenario)
+    optimizer = prompt_optimizer(torch.optim.Adam(net.heads.parameters(), lr=0.05), net)
+    return types.SimpleNamespace(model=net, experience=experience, scenario=scenario, optimizer=optimizer)
 
 
 def test_the_plugin_masks_other_classes_in_class_il_and_adds_the_surrogate():

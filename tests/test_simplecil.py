@@ -1,6 +1,7 @@
 """SimpleCIL (strategies/simplecil.py): prototypes are the class means of the backbone's features, the classifier is
 their cosine with the feature, classes not seen yet never win, and nothing is trained."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
@@ -8,6 +9,7 @@ from torch import nn
 
 from benchmark.cli import main
 from benchmark.config import parse_config
+from benchmark.errors import UserError
 from benchmark.harness.run import run
 from benchmark.outputs.results import read_matrix
 from strategies.simplecil import PrototypeNet, SimpleCILConfig
@@ -106,3 +108,8 @@ def test_a_stream_of_dense_tasks_is_refused_in_one_line(tiny_dense, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hatswap: error:")]
     assert len(errors) == 1 and "segmentation" in errors[0]
     assert "trains heads of kind binary or multiclass only" in errors[0]
+
+
+def test_a_resampling_sampler_is_refused_for_a_closed_form_fit():
+    with pytest.raises(UserError, match="--sampler class-balanced cannot apply to --strategy simplecil"):
+        parse_config(["--strategy", "simplecil", "--backbone-mode", "frozen", "--sampler", "class-balanced"])

@@ -137,6 +137,14 @@ class TrainLog(SupervisedPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         self.exp_wall_s.append(time.perf_counter() - self._t0)
+
+    def after_training(self, strategy, **kwargs):
+        # The harness's plugins run before the strategy's: work a strategy does in its own after_training_exp (slca's
+        # statistics and classifier alignment) ends after that clock stopped. The experience's time ends here, once
+        # every plugin is done (the harness trains one experience per train() call; joint: the stream's last).
+        if not self.exp_wall_s:
+            return
+        self.exp_wall_s[-1] = time.perf_counter() - self._t0
         if self.on_exp_end:
             self.on_exp_end(len(self.exp_wall_s) - 1, self.exp_wall_s[-1])
 

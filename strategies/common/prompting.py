@@ -137,6 +137,10 @@ class PromptPlugin(SupervisedPlugin):
         self.train_mask, self.keep = train_mask, None
 
     def before_training_exp(self, strategy, **kwargs):
+        # A fresh optimizer state per task, as the authors build a new optimizer for each (l2p-/dualprompt-pytorch
+        # engine.py with `reinit_optimizer` True; CODA-Prompt's learner): Adam moments carried over would move the
+        # past tasks' prompts, keys and masked head rows, whose gradient is now zero.
+        strategy.optimizer.state.clear()
         task = strategy.experience.current_experience
         strategy.model.train_task = task
         strategy.model.prompter.start_task(task)
