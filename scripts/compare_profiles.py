@@ -8,8 +8,9 @@ backbone, `ptm`, against every method trained from scratch, `zoo-split`), Holm-c
 B strategy whether it beats every A strategy (each paired interval above 0, each Holm p < 0.05).
 
     .venv/bin/python scripts/compare_profiles.py RESULTS_A RESULTS_B [--labels defaults,tuned] [--metrics acc,bwt]
-    .venv/bin/python scripts/compare_profiles.py results/reference/zoo-split results/reference/ptm --cross \
-        --labels scratch,pretrained --metrics acc
+    .venv/bin/python scripts/compare_profiles.py results/reference/ptm-scratch results/reference/ptm --cross \
+        --labels scratch,pretrained --metrics acc --only simplecil,ranpac \
+        --streams split_classes-class-il,binary_tasks-class-il
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ def seed_values(group, metric: str) -> dict:
     return dict(zip(group.seed, group[metric].astype(float), strict=True))
 
 
-def cross(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str]) -> str:
-    """Every (stream, B strategy, A strategy) paired by seed; Holm over every pair of a metric."""
+def cross(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str], only=(), streams=()) -> str:
+    """Every (stream, B strategy, A strategy) paired by seed; Holm over every pair of a metric. `only`: those B
+    strategies; `streams`: those streams (the family the question names, so that Holm corrects for it alone)."""
     a, b = collect(a_dir), collect(b_dir)
+    if only:
+        b = b[b.strategy.isin(only)]
+    if streams:
+        a, b = a[a.stream.isin(streams)], b[b.stream.isin(streams)]
     lines = []
     for metric in metrics:
         rows = []
@@ -92,8 +98,14 @@ def main() -> int:
     p.add_argument("--labels", default="A,B")
     p.add_argument("--metrics", default="acc,bwt")
     p.add_argument("--cross", action="store_true", help="every B strategy against every A strategy (module doc)")
+    p.add_argument("--only", default="", help="--cross: these B strategies only (comma-separated)")
+    p.add_argument("--streams", default="", help="--cross: these streams only (comma-separated)")
     ns = p.parse_args()
-    print((cross if ns.cross else compare)(ns.a, ns.b, tuple(ns.labels.split(",")), ns.metrics.split(",")))
+    args = (ns.a, ns.b, tuple(ns.labels.split(",")), ns.metrics.split(","))
+    if ns.cross:
+        print(cross(*args, only=[x for x in ns.only.split(",") if x], streams=[x for x in ns.streams.split(",") if x]))
+    else:
+        print(compare(*args))
     return 0
 
 

@@ -35,3 +35,11 @@ def test_ptm_pretrains_nothing_on_a_fresh_clone():
     assert PTM["pretrain"] == "dino-offline"
     assert parse_pretrain_config(["--profile", "ptm"])[0].recipe() == \
         parse_pretrain_config(["--profile", "dino-offline"])[0].recipe()
+
+
+@pytest.mark.parametrize("strategy", sorted(n for n in STRATEGIES.names() if STRATEGIES.get(n).meta.ptm))
+def test_each_method_for_a_pretrained_backbone_parses_under_the_smoke_profile(strategy):
+    """`hatswap run --profile smoke --strategy NAME` works for every one (the issue's acceptance): the smoke profile
+    freezes the backbone for those that need it."""
+    cfg, _ = parse_config(["--profile", "smoke", "--strategy", strategy])
+    assert cfg.backbone_mode in STRATEGIES.get(strategy).meta.backbone_modes
