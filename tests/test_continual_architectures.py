@@ -104,7 +104,7 @@ def test_every_strategy_runs_on_every_architecture_that_declares_what_it_needs(t
     if STRATEGIES.get(strategy).meta.training_free and not MODELS.get(architecture).meta.backbone_features:
         with pytest.raises(UserError, match=f"--strategy {strategy} classifies the backbone's pooled features, "
                                             f"which --architecture {architecture} does not expose"):
-            _run(tiny, architecture, strategy, *STRATEGIES.get(strategy).meta.required_flags())
+            _run(tiny, architecture, strategy, *STRATEGIES.get(strategy).meta.run_flags())
         return
     if toolkit_model(architecture).arch.penalty() is not None:  # a term the strategy's loss would leave out
         with pytest.raises(UserError, match=f"--architecture {architecture} adds a regulariser"):
