@@ -98,7 +98,7 @@ def test_it_is_training_free_no_optimizer_step_and_only_the_prototypes_move(tiny
 
 
 def test_finetune_is_refused_in_one_line(tiny, capsys):
-    assert main(["run", *tiny("--strategy", "simplecil")]) == 2
+    assert main(["run", *tiny("--strategy", "simplecil", "--backbone-mode", "finetune")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is training-free" in err[0] and "pass --backbone-mode frozen (not finetune)" in err[0]
 
