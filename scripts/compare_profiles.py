@@ -26,6 +26,17 @@ from benchmark.outputs.paired_stats import holm, paired_differences, paired_test
 from benchmark.outputs.report import collect  # noqa: E402
 
 
+def seed_values(group, metric: str) -> dict:
+    """seed → the metric's value, for one (stream, strategy) group of `collect`'s runs."""
+    return dict(zip(group.seed, group[metric].astype(float), strict=True))
+
+
+def difference(t: dict) -> str:
+    """A paired test's mean difference and its 95 % interval (none with one pair)."""
+    ci = "" if math.isnan(t["ci_low"]) else f" [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
+    return f"{t['mean_diff']:+.3f}{ci}"
+
+
 def compare(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str]) -> str:
     a, b = collect(a_dir), collect(b_dir)
     lines = []
@@ -35,8 +46,7 @@ def compare(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str
             group_a = a[(a.stream == stream) & (a.strategy == strategy)]
             if group_a.empty or group_b[metric].isna().all():
                 continue
-            va = dict(zip(group_a.seed, group_a[metric].astype(float), strict=True))
-            vb = dict(zip(group_b.seed, group_b[metric].astype(float), strict=True))
+            va, vb = seed_values(group_a, metric), seed_values(group_b, metric)
             test = paired_test(paired_differences(vb, va))
             rows.append((stream, strategy, sum(va.values()) / len(va), sum(vb.values()) / len(vb), test))
         if not rows:
@@ -46,15 +56,10 @@ def compare(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str
                   f"| stream | strategy | {labels[0]} | {labels[1]} | difference [95 % CI] | test | p | Holm p |",
                   "|---|---|---|---|---|---|---|---|"]
         for (stream, strategy, ma, mb, t), p_holm in zip(rows, corrected, strict=True):
-            ci = "" if math.isnan(t["ci_low"]) else f" [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
-            lines.append(f"| {stream} | {strategy} | {ma:+.3f} | {mb:+.3f} | {t['mean_diff']:+.3f}{ci} | "
+            lines.append(f"| {stream} | {strategy} | {ma:+.3f} | {mb:+.3f} | {difference(t)} | "
                          f"{t['test']} (n={t['n']}) | {t['p']:.3f} | {p_holm:.3f} |")
         lines.append("")
     return "\n".join(lines)
-
-
-def seed_values(group, metric: str) -> dict:
-    return dict(zip(group.seed, group[metric].astype(float), strict=True))
 
 
 def cross(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str], only=(), streams=()) -> str:
@@ -83,8 +88,7 @@ def cross(a_dir: Path, b_dir: Path, labels: tuple[str, str], metrics: list[str],
                   "|---|---|---|---|---|---|"]
         wins: dict = {}
         for (stream, sb, sa, t), p_holm in zip(rows, corrected, strict=True):
-            ci = "" if math.isnan(t["ci_low"]) else f" [{t['ci_low']:+.3f}, {t['ci_high']:+.3f}]"
-            lines.append(f"| {stream} | {sb} | {sa} | {t['mean_diff']:+.3f}{ci} | {t['p']:.3f} | {p_holm:.3f} |")
+            lines.append(f"| {stream} | {sb} | {sa} | {difference(t)} | {t['p']:.3f} | {p_holm:.3f} |")
             wins.setdefault((stream, sb), []).append(t["ci_low"] > 0 and p_holm < 0.05)
         lines += ["", f"{labels[1]} strategies that beat every {labels[0]} strategy (interval above 0, Holm p < "
                       f"0.05): " + (", ".join(f"{sb} on {st}" for (st, sb), w in wins.items() if all(w)) or "none"), ""]

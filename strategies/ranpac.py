@@ -127,7 +127,7 @@ class RandomProjectionNet(ClosedFormNet):
     and a linear head per task; the ridge statistics (non-persistent: a saved model needs W and the heads only)."""
 
     def __init__(self, net, cfg: RanPACConfig):
-        super().__init__(net, "ranpac", LABEL_KINDS)
+        super().__init__(net, "ranpac")
         self.cfg, m, k = cfg, cfg.projection_dim, sum(self.head_dims)
         self.projection = nn.Parameter(torch.zeros(self.feat_dim, m), requires_grad=False)
         self.heads = nn.ModuleList(LinearHead(k_t, m) for k_t in self.head_dims)

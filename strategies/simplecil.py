@@ -72,7 +72,7 @@ class PrototypeNet(ClosedFormNet):
     model needs only the prototypes) accumulate over every experience."""
 
     def __init__(self, net, cfg: SimpleCILConfig):
-        super().__init__(net, "simplecil", LABEL_KINDS)
+        super().__init__(net, "simplecil")
         self.heads = nn.ModuleList(CosineHead(k, self.feat_dim, cfg.scale) for k in self.head_dims)
         n = sum(self.head_dims)
         self.register_buffer("sums", torch.zeros(n, self.feat_dim, dtype=torch.float64), persistent=False)

@@ -35,11 +35,9 @@ class ClosedFormNet(MultiTaskModule):
     task of `net.tasks`. A subclass sets `heads` (a ModuleList; head t maps represent(f) to k_t scores) and defines
     `represent`, `accumulate` and `fit`."""
 
-    def __init__(self, net, name: str, kinds: tuple[str, ...]):
+    def __init__(self, net, name: str):
+        """The heads' kinds are checked before (StrategyMeta.task_kinds, when the strategy is built)."""
         super().__init__()
-        if bad := sorted({t.kind for t in net.tasks} - set(kinds)):
-            raise UserError(f"--strategy {name} classifies class labels (task kinds {', '.join(kinds)}); this "
-                            f"stream has tasks of kind {', '.join(bad)}: use another strategy or stream")
         if getattr(net, "feat_dim", None) is None:
             raise UserError(f"--strategy {name} needs the backbone's pooled features; this network's backbone gives "
                             f"{net.feature_form}s: use a stream whose tasks read vectors")
