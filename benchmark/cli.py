@@ -89,18 +89,20 @@ def cmd_batch(argv) -> int:
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run (default 1)")
     p.add_argument("--gpus-per-run", type=float, default=0.0,
                    help="Ray: GPUs per run, fractional (0.25: four runs share a GPU; default 0)")
+    p.add_argument("--ray-retries", type=int, default=2,
+                   help="Ray: how often a run whose worker died is run again, resuming from its checkpoint (default 2)")
     ns, rest = p.parse_known_args(argv)
-    ray_flags = ("--ray-timeout", "--cpus-per-run", "--gpus-per-run")
+    ray_flags = ("--ray-timeout", "--cpus-per-run", "--gpus-per-run", "--ray-retries")
     if ns.executor == "local" and (ns.ray_address or any(a.split("=")[0] in ray_flags for a in argv)):
-        raise UserError("--ray-address, --ray-timeout, --cpus-per-run and --gpus-per-run apply to --executor ray; add "
-                        "it or drop them")
+        raise UserError("--ray-address, --ray-timeout, --cpus-per-run, --gpus-per-run and --ray-retries apply to "
+                        "--executor ray; add it or drop them")
     run_batch = _batch_runner().run_batch
     executor = None
     if ns.executor == "ray":
         from benchmark.grid.executors import RayExecutor
 
         executor = RayExecutor(ns.ray_address, ns.cpus_per_run, ns.gpus_per_run, join_timeout=ns.ray_timeout,
-                               setup=_models())
+                               setup=_models(), retries=ns.ray_retries)
     return run_batch(ns.profile, rest, streams=_names(ns.streams, "--streams"),
                      strategies=_names(ns.strategies, "--strategies"), seeds=_int_list(ns.seeds),
                      force=ns.force, debug=ns.debug, executor=executor)

@@ -106,6 +106,10 @@ class RunConfig(TrackedConfig):
     sampler: str = field(default="shuffle", metadata={"choices": ("shuffle", "class-balanced")})
     published: str = ""  # benchmark/published/<name>.json: published numbers the report shows beside these runs'
     save_model: bool = False  # write the final model: model.safetensors, model.json (benchmark/harness/model_export.py)
+    # a checkpoint after every experience, resumed by a rerun (benchmark/harness/checkpoint.py); auto: on when the
+    # backbone runs at every step (fine-tuned, last-k, or no feature cache), off on cached features and for joint
+    checkpoint: str = field(default="auto", metadata={"choices": ("auto", "on", "off")})
+    keep_checkpoints: bool = False  # keep the last checkpoint once the run folder is written (removed by default)
     tuned_from: str = ""  # the tuned-arguments record (benchmark/tuned/; --tuned: the profile's) these knobs are from
     stream_args: Any = None  # instance of STREAMS.get(stream).config_cls
     backbone_args: Any = None  # instance of BACKBONES.get(backbone).config_cls

@@ -22,6 +22,7 @@ from avalanche.models import avalanche_forward
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
 from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
+from benchmark.runtime.state import Stateful
 from benchmark.tuning.space import Choice, searchable
 from strategies.common.memory import flat_grad, sample_experience, set_flat_grad
 
@@ -44,7 +45,9 @@ def agem_project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
     return g - (dot / torch.dot(g_ref, g_ref)) * g_ref if dot < 0 else g
 
 
-class AGEMPlugin(SupervisedPlugin):
+class AGEMPlugin(Stateful, SupervisedPlugin):
+    state_attrs, rebuilt_attrs = ("memory",), ("cfg", "generator")  # generator: own_generator's, rebound per training
+
     def __init__(self, cfg: AGEMConfig):
         super().__init__()
         self.cfg, self.memory = cfg, None  # (x, y, t) of every past experience, concatenated

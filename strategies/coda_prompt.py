@@ -53,6 +53,7 @@ from benchmark.errors import UserError
 from benchmark.models.backbone import ViTBackbone
 from benchmark.models.prompting import forward_with_prefixes
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.state import Stateful
 from strategies.common.prompting import Prompter, prompt_backbone, prompt_generator, prompt_template
 from strategies.dualprompt import backbone_layers
 
@@ -181,6 +182,14 @@ class CodaPrompts(Prompter):
     def per_task(self) -> int:
         return self.pool // self.n_tasks
 
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint keeps beyond the state_dict (benchmark/harness/checkpoint.py): the generator that draws
+        each task's new rows at its start."""
+        return {"generator": self.generator}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"].get_state())
+
     def start_task(self, task: int) -> None:
         """Experience `task` begins: its rows initialised (Gram–Schmidt), the earlier tasks' frozen."""
         if self.n_tasks is None or task >= self.n_tasks:
@@ -220,7 +229,7 @@ class CodaPrompts(Prompter):
         return feats, self.ortho_loss() if train else None
 
 
-class StreamLength(SupervisedPlugin):
+class StreamLength(Stateful, SupervisedPlugin):
     """Tells the prompter the stream's number of experiences (T, the authors' `n_tasks`) before the first trains."""
 
     def before_training_exp(self, strategy, **kwargs):

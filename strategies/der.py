@@ -24,6 +24,7 @@ from avalanche.models import avalanche_forward
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
 from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
+from benchmark.runtime.state import Stateful
 from benchmark.tuning.space import LogUniform, Uniform, searchable
 
 
@@ -46,7 +47,9 @@ def finite(out: torch.Tensor) -> torch.Tensor:
     return out.masked_fill(torch.isneginf(out), 0.0)
 
 
-class DERPlugin(SupervisedPlugin):
+class DERPlugin(Stateful, SupervisedPlugin):
+    state_attrs, rebuilt_attrs = ("seen", "size", "memory"), ("cfg", "generator")  # generator: own_generator's
+
     def __init__(self, cfg: DERConfig):
         super().__init__()
         self.cfg, self.seen, self.size, self.memory = cfg, 0, 0, None  # memory: [x, y, t, z], capacity rows each

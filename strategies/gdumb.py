@@ -37,6 +37,7 @@ from benchmark.errors import UserError
 from benchmark.harness.harness_plugins import StepLR
 from benchmark.registry import STRATEGIES
 from benchmark.runtime.randomness import derived_seed, own_generator
+from benchmark.runtime.state import Stateful
 from benchmark.tuning.space import Choice, searchable
 
 
@@ -70,7 +71,16 @@ def sgdr_factors(epochs: int, min_ratio: float) -> list[float]:
     return out
 
 
-class GDumbPlugin(SupervisedPlugin):
+class GDumbPlugin(Stateful, SupervisedPlugin):
+    # the memory is kept as (experience, position) pairs; its datasets come back from the run's train stream
+    state_attrs = ("initial", "base_lrs", "epoch", "groups")
+    rebuilt_attrs = ("cfg", "factors", "datasets", "generator")  # generator: own_generator's, rebound per training
+
+    def load_state_dict(self, state: dict, strategy=None) -> None:
+        super().load_state_dict(state, strategy)
+        trained = strategy.clock.train_exp_counter  # restored before the plugins: the experiences trained so far
+        self.datasets = [strategy.resume_stream[e].dataset for e in range(trained)]
+
     def __init__(self, cfg: GDumbConfig):
         super().__init__()
         self.cfg, self.initial = cfg, None

@@ -29,6 +29,7 @@ from avalanche.models import avalanche_forward
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
 from benchmark.runtime.randomness import derived_seed, own_generator, own_rng
+from benchmark.runtime.state import Stateful
 from benchmark.tuning.space import Uniform, searchable
 from strategies.common.memory import flat_grad, sample_experience, set_flat_grad
 
@@ -57,7 +58,9 @@ def project(g: torch.Tensor, G: torch.Tensor, margin: float, eps: float = 1e-3) 
     return torch.from_numpy(Gd.T @ (u + margin) + gd).to(g)
 
 
-class GEMPlugin(SupervisedPlugin):
+class GEMPlugin(Stateful, SupervisedPlugin):
+    state_attrs, rebuilt_attrs = ("memories", "projected"), ("cfg", "generator")  # generator: own_generator's
+
     def __init__(self, cfg: GEMConfig):
         super().__init__()
         self.cfg, self.memories = cfg, []

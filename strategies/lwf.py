@@ -36,6 +36,7 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.state import Stateful
 from benchmark.tasks.distill import kd_loss
 from benchmark.tuning.space import Choice, LogUniform, searchable
 
@@ -52,7 +53,23 @@ class LwFConfig:
             raise UserError(f"--lwf.alpha must be ≥ 0 and --lwf.temperature > 0 (got {self.alpha}, {self.temperature})")
 
 
-class LwFPlugin(SupervisedPlugin):
+class LwFPlugin(Stateful, SupervisedPlugin):
+    # the teacher is saved as its state_dict and rebuilt as a copy of the model holding it; the hook is re-registered
+    # at every experience's start; the captured features live within one step
+    state_attrs = ("old_tasks", "old_classes", "last_kd")
+    rebuilt_attrs = ("cfg", "teacher", "_feats", "_hook", "_capturing")
+
+    def state_dict(self) -> dict:
+        teacher = None if self.teacher is None else dict(self.teacher.state_dict())
+        return super().state_dict() | {"teacher": teacher}
+
+    def load_state_dict(self, state: dict, strategy=None) -> None:
+        super().load_state_dict(state, strategy)
+        self.teacher = None
+        if state["teacher"] is not None:
+            self.teacher = copy.deepcopy(strategy.model).eval().requires_grad_(False)
+            self.teacher.load_state_dict(state["teacher"], strict=True)
+
     def __init__(self, cfg: LwFConfig):
         super().__init__()
         self.cfg, self.teacher, self.old_tasks, self.old_classes = cfg, None, [], []

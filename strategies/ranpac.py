@@ -137,6 +137,14 @@ class RandomProjectionNet(ClosedFormNet):
         self.ridges: list[float] = []  # the λ chosen after each experience
         self.held_out, self.pending = torch.zeros(0, dtype=torch.bool), []  # this experience's flags, features
 
+    def checkpoint_state(self) -> dict:
+        """Beyond the state_dict and the buffers (benchmark/harness/checkpoint.py): the λ of each experience so far
+        (`held_out` and `pending` live within one experience's pass)."""
+        return {"ridges": list(self.ridges)}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.ridges = list(state["ridges"])
+
     def represent(self, feats: torch.Tensor) -> torch.Tensor:
         return F.relu(feats @ self.projection)
 

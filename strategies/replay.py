@@ -7,15 +7,22 @@ harness's memory-order generator (benchmark/runtime/randomness.py)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
+from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.training.plugins import ReplayPlugin
-from avalanche.training.storage_policy import ParametricBuffer, RandomExemplarsSelectionStrategy
+from avalanche.training.storage_policy import (
+    ParametricBuffer,
+    RandomExemplarsSelectionStrategy,
+    _ParametricSingleBuffer,
+)
 
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES
 from benchmark.runtime.randomness import own_generator
+from benchmark.runtime.state import Stateful
 from benchmark.tuning.space import Choice, searchable
 
 
@@ -39,9 +46,74 @@ class OwnRandomExemplars(RandomExemplarsSelectionStrategy):
         return torch.randperm(len(data), generator=own_generator(strategy, "replay exemplars")).tolist()
 
 
-class TaskBalancedReplay(ReplayPlugin):
+class PositionedGroup(_ParametricSingleBuffer):
+    """Avalanche's group buffer, which also keeps each stored sample's (experience, position in that experience's
+    group data): a checkpoint saves the positions, and the buffer comes back from the run's train stream."""
+
+    def __init__(self, max_size: int, selection_strategy):
+        super().__init__(max_size, selection_strategy)
+        self.positions: list[tuple[int, int]] = []
+
+    def update_from_dataset(self, strategy, new_data):
+        exp = strategy.experience.current_experience
+        self.positions = self.positions + [(exp, i) for i in range(len(new_data))]
+        self.buffer = new_data if len(self.buffer) == 0 else self.buffer.concat(new_data)
+        self.resize(strategy, self.max_size)
+
+    def resize(self, strategy, new_size: int):
+        self.max_size = new_size
+        idxs = self.selection_strategy.make_sorted_indices(strategy=strategy, data=self.buffer)[:new_size]
+        self.buffer = self.buffer.subset(idxs)
+        self.positions = [self.positions[i] for i in idxs]
+
+
+class PositionedBuffer(ParametricBuffer):
+    """ParametricBuffer (its post_adapt, line for line) over PositionedGroups."""
+
+    def post_adapt(self, agent, exp):
+        new_groups = self._make_groups(agent, exp.dataset)
+        self.seen_groups.update(new_groups.keys())
+        group_to_len = dict(zip(self.seen_groups, self.get_group_lengths(len(self.seen_groups)), strict=True))
+        for group_id, new_data_g in new_groups.items():
+            ll = group_to_len[group_id]
+            if group_id in self.buffer_groups:
+                self.buffer_groups[group_id].update_from_dataset(agent, new_data_g)
+                self.buffer_groups[group_id].resize(agent, ll)
+            else:
+                new_buffer = PositionedGroup(ll, self.selection_strategy)
+                new_buffer.update_from_dataset(agent, new_data_g)
+                self.buffer_groups[group_id] = new_buffer
+        for group_id in self.buffer_groups:
+            self.buffer_groups[group_id].resize(agent, group_to_len[group_id])
+
+
+class TaskBalancedReplay(Stateful, ReplayPlugin):
     """Avalanche's ReplayPlugin, updating its buffer through `post_adapt` (the deprecated `update` path resets the
-    process's warning filters on every call and prints a notice per experience)."""
+    process's warning filters on every call and prints a notice per experience). Its state: the groups' positions."""
+
+    rebuilt_attrs = ("mem_size", "batch_size", "batch_size_mem", "task_balanced_dataloader", "storage_policy")
+
+    def state_dict(self) -> dict:
+        policy = self.storage_policy
+        return {"groupby": policy.groupby, "seen_groups": set(policy.seen_groups),
+                "groups": [(g, b.max_size, b.positions) for g, b in policy.buffer_groups.items()]}
+
+    def load_state_dict(self, state: dict, strategy=None) -> None:
+        policy = self.storage_policy
+        policy.groupby, policy.seen_groups, policy.buffer_groups = state["groupby"], set(state["seen_groups"]), {}
+        for group_id, max_size, positions in state["groups"]:
+            group = PositionedGroup(max_size, policy.selection_strategy)
+            group.positions = [tuple(p) for p in positions]
+            sources = sorted({e for e, _ in positions})  # the stored samples, in their order, from every source
+            data = [self.group_data(strategy, e, group_id) for e in sources]
+            start = dict(zip(sources, itertools.accumulate([0, *map(len, data)]), strict=False))
+            whole = data[0] if len(data) == 1 else concat_datasets(data)
+            group.buffer = whole.subset([start[e] + i for e, i in group.positions])
+            policy.buffer_groups[group_id] = group
+
+    def group_data(self, strategy, exp: int, group_id: int):
+        data = strategy.resume_stream[exp].dataset
+        return data.task_set[group_id] if self.storage_policy.groupby == "task" else data
 
     def after_training_exp(self, strategy, **kwargs):
         # task-IL: one group per task label; class- and domain-IL give every experience label 0: one per experience
@@ -50,7 +122,7 @@ class TaskBalancedReplay(ReplayPlugin):
 
 
 def make_replay_plugin(cfg: ReplayConfig, train_mb_size: int) -> ReplayPlugin:
-    buffer = ParametricBuffer(max_size=cfg.mem_size, groupby="task",
+    buffer = PositionedBuffer(max_size=cfg.mem_size, groupby="task",
                               selection_strategy=OwnRandomExemplars())
     return TaskBalancedReplay(mem_size=cfg.mem_size, batch_size=train_mb_size,
                         batch_size_mem=cfg.batch_size_mem or train_mb_size, storage_policy=buffer)

@@ -48,6 +48,10 @@ class SIConfig:
 
 
 class SIPlugin(PenaltyPlugin):
+    # ω and θ at the start: set anew at every experience's start; the step's gradient and θ: within one step
+    state_attrs = (*PenaltyPlugin.state_attrs, "omega_total")
+    rebuilt_attrs = ("cfg", "omega", "start", "_grad", "_before")
+
     def __init__(self, cfg: SIConfig):
         super().__init__()
         self.cfg = cfg

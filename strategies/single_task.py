@@ -20,9 +20,12 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from benchmark.registry import STRATEGIES
+from benchmark.runtime.state import Stateful
 
 
-class RestartEachExperience(SupervisedPlugin):
+class RestartEachExperience(Stateful, SupervisedPlugin):
+    state_attrs = ("initial", "restarts")
+
     def __init__(self):
         super().__init__()
         self.initial = None

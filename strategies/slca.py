@@ -51,6 +51,7 @@ from torch.utils.data import DataLoader
 from benchmark.errors import UserError
 from benchmark.registry import STRATEGIES, template_with
 from benchmark.runtime.randomness import own_generator
+from benchmark.runtime.state import Stateful
 from benchmark.tuning.space import LogUniform, searchable
 
 COV_RIDGE = 1e-4  # added to every stored covariance (the repo's), so it is positive definite and has a Cholesky
@@ -147,8 +148,23 @@ def normalised_logits(z: torch.Tensor, groups: list[list[int]], tau: float) -> t
     return z / torch.cat(norms, dim=1).mean(dim=1, keepdim=True) / tau
 
 
-class SLCAPlugin(SupervisedPlugin):
+class SLCAPlugin(Stateful, SupervisedPlugin):
     """Stage 1's local cross-entropy (class-IL), the class statistics and the classifier alignment (docstring)."""
+
+    state_attrs = ("groups", "trained", "before_alignment")
+    rebuilt_attrs = ("cfg", "gaussians", "current", "aligned_on")  # current: per experience; aligned_on: inspection
+
+    def state_dict(self) -> dict:
+        gaussians = {key: (g.mean, g.cov, g.experience, g.chol) for key, g in self.gaussians.items()}
+        return super().state_dict() | {"gaussians": gaussians}
+
+    def load_state_dict(self, state: dict, strategy=None) -> None:
+        super().load_state_dict(state, strategy)
+        self.gaussians = {}
+        for key, (mean, cov, experience, chol) in state["gaussians"].items():
+            g = ClassGaussian.__new__(ClassGaussian)  # the stored factor, not a new one: bit-identical draws
+            g.mean, g.cov, g.experience, g.chol = mean, cov, experience, chol
+            self.gaussians[key] = g
 
     def __init__(self, cfg: SLCAConfig):
         super().__init__()

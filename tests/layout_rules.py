@@ -29,7 +29,8 @@ TOP_LEVEL = {
                 "kinds) every axis registers into",
 }
 LAYERS = {  # subpackage of benchmark/ → what it holds
-    "runtime": "the machine a run computes on: device and dtype, paired randomness, library warnings",
+    "runtime": "the machine a run computes on: device and dtype, paired randomness, plugins' checkpoint state, "
+               "library warnings",
     "data": "image sources (registry SOURCES) and the data API: load_source, materialize_images",
     "tasks": "task kinds (registry KINDS): heads' sizes, losses, metrics, distillation terms",
     "streams": "continual streams (registry STREAMS): a source's tasks as Avalanche experiences",

@@ -133,3 +133,25 @@ def test_split_val_scores_the_streams_validation_split(tiny):
     cfg, _ = parse_config(tiny())
     assert on_split(cfg, "val").stream_args.eval_split == "val"
     assert on_split(cfg, "test") is cfg
+
+
+def test_evaluate_stream_scores_the_model_on_another_stream_with_the_same_heads(tiny, tmp_path, capsys):
+    assert main(["run", *tiny("--save-model", "--epochs", "10")]) == 0
+    folder = run_folder(tmp_path / "results")
+    lines = (folder / "matrix.csv").read_text().splitlines()
+    capsys.readouterr()
+    assert main(["evaluate", str(folder), "--stream", "binary_tasks"]) == 0  # the run's own stream, named
+    assert capsys.readouterr().out.splitlines() == [lines[0], lines[-1]]
+    assert main(["evaluate", str(folder), "--stream", "binary_tasks", "--binary_tasks.test-per-task", "9"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    # the same training (the test subsample draws nothing the training reads), scored on 9 test images per task
+    small, _ = run(parse_config(tiny("--epochs", "10", "--binary_tasks.test-per-task", "9",
+                                     "--out-dir", str(tmp_path / "9")))[0])
+    assert [header, row] == (small / "matrix.csv").read_text().splitlines()[::len(lines) - 1]
+    assert main(["evaluate", str(folder), "--binary_tasks.test-per-task", "9"]) == 2  # knobs need --stream
+    capsys.readouterr()
+    assert main(["evaluate", str(folder), "--stream", "split_classes"]) == 2
+    line = error_line(capsys)
+    assert "--stream split_classes gives heads" in line and "evaluate it on a stream with the same tasks" in line
+    assert main(["evaluate", str(folder), "--stream", "binary_tasks", "--binary_tasks.head", "sigmoid"]) == 2
+    assert "--stream binary_tasks gives heads" in error_line(capsys)  # the knob reached the stream

@@ -131,13 +131,17 @@ def held_stderr():
 class RayExecutor:
     """Each run a Ray task. address: None = a Ray instance embedded on this machine (stopped at the end, and killed
     with the batch: benchmark/grid/ray_reaper.py); an address (`auto`, `ray://host:10001`, `host:6379`) joins a running
-    cluster, giving up after join_timeout seconds."""
+    cluster, giving up after join_timeout seconds. retries: how often Ray runs a task again whose worker died (a
+    pre-empted node, the out-of-memory killer, kill -9); the retry resumes from the run's last checkpoint
+    (benchmark/harness/checkpoint.py). A run that fails by itself (an error in it) is not retried."""
 
     def __init__(self, address: str | None = None, cpus_per_run: float = 1.0, gpus_per_run: float = 0.0,
-                 num_cpus: int | None = None, join_timeout: float = JOIN_TIMEOUT_S, setup=None):
+                 num_cpus: int | None = None, join_timeout: float = JOIN_TIMEOUT_S, setup=None, retries: int = 2):
         if cpus_per_run <= 0 or gpus_per_run < 0 or not math.isfinite(cpus_per_run + gpus_per_run):
             raise UserError(f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {cpus_per_run} and "
                             f"{gpus_per_run}")
+        if retries < 0:
+            raise UserError(f"--ray-retries must be ≥ 0, got {retries}")
         if not 4 <= join_timeout < math.inf:  # one try of Ray's takes 4 s at least (join_knobs)
             raise UserError(f"--ray-timeout must be at least 4 (seconds), got {join_timeout}")
         # Ray folds log lines that differ only in numbers ("[repeated 3x across cluster]"), which hides runs' lines;
@@ -149,12 +153,13 @@ class RayExecutor:
             raise UserError("--executor ray needs Ray: pip install 'hatswap[ray]' (or drop --executor ray)") from e
         self.ray, self.address, self.num_cpus, self.join_timeout = ray, address, num_cpus, join_timeout
         self.cpus, self.gpus, self.setup = cpus_per_run, gpus_per_run, setup  # setup: see execute_run
-        self.parallel = 1
+        self.parallel, self.retries = 1, retries
         self._stop_reaper = None  # set while an embedded Ray this executor started runs
 
     def describe(self) -> str:
         where = f"cluster {self.address}" if self.address else "embedded on this machine"
-        return (f"ray {where}: {self.cpus:g} CPU + {self.gpus:g} GPU per run, up to {self.parallel} at once")
+        return (f"ray {where}: {self.cpus:g} CPU + {self.gpus:g} GPU per run, up to {self.parallel} at once, a run "
+                f"whose worker dies retried up to {self.retries}×")
 
     def start(self) -> None:
         ray = self.ray
@@ -221,7 +226,7 @@ class RayExecutor:
 
     def map(self, run, configs, force=False, debug=False) -> Iterator[tuple[object, RunOutcome]]:
         ray = self.ray  # started by the batch (start)
-        task = ray.remote(execute_run).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        task = ray.remote(execute_run).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries)
         threads = max(1, int(self.cpus))
         pending = {task.remote(run, cfg, force, debug, threads, self.setup): cfg for cfg in configs}
         try:

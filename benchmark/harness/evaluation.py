@@ -47,19 +47,26 @@ def evaluate(strategy, test_stream, collector, label: str, log: EvaluationLog, t
     tracker.log_eval(len(log.scores) - 2, log.task_names, log.scores[-1][1], log.losses[-1][1])
 
 
-def train_and_evaluate(strategy, scenario, collector, tracker, one_shot: bool, say) -> EvaluationLog:
+def train_and_evaluate(strategy, scenario, collector, tracker, one_shot: bool, say,
+                       resumed: EvaluationLog | None = None, after_row=None) -> EvaluationLog:
     """Evaluate untrained, then train experience by experience (or the whole stream at once) and evaluate after
-    each; → the log of every row."""
-    log = EvaluationLog([s.name for s in collector.specs])
-    collector.trained_upto = None  # class-IL: before training (and after joint training) every class counts
-    evaluate(strategy, scenario.test_stream, collector, "init", log, tracker)
+    each; → the log of every row. `resumed`: the rows of a checkpoint (benchmark/harness/checkpoint.py), whose
+    experiences are not trained again; `after_row(i, log)`: called after experience i's row (the checkpoint)."""
+    log = resumed or EvaluationLog([s.name for s in collector.specs])
+    if resumed is None:
+        collector.trained_upto = None  # class-IL: before training (and after joint training) every class counts
+        evaluate(strategy, scenario.test_stream, collector, "init", log, tracker)
     if one_shot:
         strategy.train(scenario.train_stream)
         evaluate(strategy, scenario.test_stream, collector, "after_joint", log, tracker)
         return log
     for i, experience in enumerate(scenario.train_stream):
+        if i < len(log.scores) - 1:  # trained before the checkpoint
+            continue
         strategy.train(experience)
         collector.trained_upto = i  # class-IL: the classes of experiences 0..i
         evaluate(strategy, scenario.test_stream, collector, f"after_exp{i}", log, tracker)
         say(f"R[{i}] = " + " ".join(f"{v:.3f}" for v in log.scores[-1][1]))
+        if after_row is not None:
+            after_row(i, log)
     return log

@@ -25,6 +25,7 @@ from avalanche.core import SupervisedPlugin
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
 from benchmark.harness.feature_cache import CachedFeatures
+from benchmark.runtime.state import Stateful
 
 
 class _Unsupported(Exception):
@@ -162,8 +163,10 @@ def fast(loader, device=None):
         return loader, str(e)
 
 
-class FastCachedBatches(SupervisedPlugin):
+class FastCachedBatches(Stateful, SupervisedPlugin):
     """Installs the fast loaders for a run on cached features (benchmark/harness/run.py adds it only then)."""
+
+    state_attrs, rebuilt_attrs = ("fallbacks",), ("log",)
 
     def __init__(self, log=print):
         super().__init__()

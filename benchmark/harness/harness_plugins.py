@@ -13,10 +13,11 @@ from tqdm import tqdm
 
 from benchmark.errors import check_finite_losses
 from benchmark.harness.scenarios import ClassILAccuracy
+from benchmark.runtime.state import Stateful
 from benchmark.tasks import kind_of
 
 
-class PrimaryScoreCollector(SupervisedPlugin):
+class PrimaryScoreCollector(Stateful, SupervisedPlugin):
     """During eval, each task's primary metric and mean held-out loss from the template's own eval loop.
 
     `specs`: the stream's tasks; each experience gets a fresh metric of its task's kind (benchmark/tasks/kinds),
@@ -30,6 +31,11 @@ class PrimaryScoreCollector(SupervisedPlugin):
     before each row: None = all classes), its task-IL accuracy landing in `extras`.
     """
 
+
+    state_attrs = ()
+    # trained_upto: set before every row; the rest: per evaluation
+    rebuilt_attrs = ("specs", "class_ranges", "trained_upto", "_metric", "_kind", "_seen", "_loss_sum", "scores",
+                     "losses", "extras")
     def __init__(self, specs: list, class_ranges: list[list[int]] | None = None):
         super().__init__()
         self.specs, self.class_ranges, self.trained_upto = list(specs), class_ranges, None
@@ -69,7 +75,7 @@ class PrimaryScoreCollector(SupervisedPlugin):
         self.losses[exp] = self._loss_sum / max(self._seen, 1)
 
 
-class TaskLoss(SupervisedPlugin):
+class TaskLoss(Stateful, SupervisedPlugin):
     """Records `strategy.task_loss`, the criterion's loss of the training batch before any strategy's plugin adds a
     term (the harness puts this plugin before the strategy's own): SI differentiates it alone (Zenke et al.'s
     unregularised gradient). A clone, so a plugin that adds to `strategy.loss` in place (`+=`) leaves it alone; its
@@ -79,7 +85,7 @@ class TaskLoss(SupervisedPlugin):
         strategy.task_loss = strategy.loss.clone()
 
 
-class FiniteLossGuard(SupervisedPlugin):
+class FiniteLossGuard(Stateful, SupervisedPlugin):
     """Stop a run on its first NaN/inf loss: its results would be meaningless and must not be written.
 
     Checked before the optimizer step, after every plugin has added its terms to the loss in `before_backward`
@@ -89,6 +95,9 @@ class FiniteLossGuard(SupervisedPlugin):
     `knobs`: the strategy's float knobs with their values (strategy_float_knobs), named in the message: a weight
     that scales a penalty (`--ewc.ewc-lambda 1e308`) overflows the loss as surely as a too-high lr."""
 
+
+    state_attrs = ()
+    rebuilt_attrs = ("knobs",)
     def __init__(self, knobs: tuple[str, ...] = ()):
         super().__init__()
         self.knobs = tuple(knobs)
@@ -109,9 +118,12 @@ def strategy_float_knobs(cfg) -> tuple[str, ...]:
                  for name, _, knob in [key.partition(".")] if name in parts and knob and isinstance(value, float))
 
 
-class TrainLog(SupervisedPlugin):
+class TrainLog(Stateful, SupervisedPlugin):
     """Wall time per training experience and mean training loss per epoch (a list per experience)."""
 
+
+    state_attrs = ("exp_wall_s", "epoch_loss")
+    rebuilt_attrs = ("on_exp_end", "_t0", "_sum", "_n")
     def __init__(self, on_exp_end=None):
         super().__init__()
         self.exp_wall_s: list[float] = []
@@ -149,10 +161,13 @@ class TrainLog(SupervisedPlugin):
             self.on_exp_end(len(self.exp_wall_s) - 1, self.exp_wall_s[-1])
 
 
-class ProgressBar(SupervisedPlugin):
+class ProgressBar(Stateful, SupervisedPlugin):
     """A tqdm bar per training epoch (batches, loss, it/s). Shown only when stderr is a terminal, so CI logs and
     redirected output keep one line per event instead of carriage-return noise."""
 
+
+    state_attrs = ()
+    rebuilt_attrs = ("tag", "enabled", "_bar")
     def __init__(self, tag: str, enabled: bool | None = None):
         super().__init__()
         self.tag = tag
@@ -177,7 +192,7 @@ class ProgressBar(SupervisedPlugin):
             self._bar = None
 
 
-class EpochLR(SupervisedPlugin):
+class EpochLR(Stateful, SupervisedPlugin):
     """A per-epoch learning-rate factor re-applied to whatever optimizer the strategy holds: at the start of epoch e
     of a schedule, every parameter group's lr = its initial lr · factor(e). The schedule restarts every
     `restart_every` experiences.
@@ -189,6 +204,9 @@ class EpochLR(SupervisedPlugin):
     against the baseline mixes under- and over-training with forgetting; hence the restart is the default, and the
     document's schedule an option (docs/deviations.md). Joint training is one experience."""
 
+
+    state_attrs = ("experiences_started", "epoch", "base", "total", "history")
+    rebuilt_attrs = ("restart_every",)
     def __init__(self, restart_every: int = 1):
         super().__init__()
         self.restart_every, self.experiences_started = restart_every, 0
@@ -244,6 +262,9 @@ class StepLR(EpochLR):
     """`--lr-schedule step`: torch's StepLR(step_size=s, gamma=γ) stepped once per epoch, factor(e) = γ^⌊e/s⌋, and a
     new one per experience, as the Hat Swap notebooks build a new StepLR(3, 0.1) for every task."""
 
+
+    state_attrs = EpochLR.state_attrs
+    rebuilt_attrs = ("restart_every", "step_size", "gamma")
     def __init__(self, step_size: int, gamma: float):
         super().__init__()
         self.step_size, self.gamma = step_size, gamma
@@ -252,12 +273,15 @@ class StepLR(EpochLR):
         return self.gamma ** (epoch // self.step_size)
 
 
-class FreshOptimizer(SupervisedPlugin):
+class FreshOptimizer(Stateful, SupervisedPlugin):
     """`--fresh-optimizer`: every experience after the first starts from an empty optimizer state (Adam: moments
     and step count, so its bias correction restarts too), the same parameters and settings; with the learning
     rate restored by the schedule (or never changed: constant), that is a new optimizer per task, as the Hat Swap
     notebooks build one. Joint training is one experience."""
 
+
+    state_attrs = ("resets",)
+    rebuilt_attrs = ()
     def __init__(self):
         super().__init__()
         self.resets = 0

@@ -68,9 +68,10 @@ def save_model(folder: Path, net: nn.Module, cfg_dict: dict, tasks, heads, image
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
-def run_config(flat: dict, where: str) -> RunConfig:
-    """The RunConfig a run's config.json records, through the flags' own parsing (as a --config file would be)."""
-    return parse_with_entries(build_parser(), RunConfig, ENTRY_FIELDS, [], lambda ns: [(flat, where)])[0]
+def run_config(flat: dict, where: str, flags: list[str] | None = None) -> RunConfig:
+    """The RunConfig a run's config.json records, through the flags' own parsing (as a --config file would be);
+    `flags` override it (`hatswap evaluate --stream NAME --NAME.knob V`)."""
+    return parse_with_entries(build_parser(), RunConfig, ENTRY_FIELDS, flags or [], lambda ns: [(flat, where)])[0]
 
 
 def read_saved(folder: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from benchmark.config import RunConfig
+from benchmark.harness.checkpoint import Resume
 from benchmark.harness.evaluation import train_and_evaluate
 from benchmark.harness.fast_batches import FastCachedBatches
 from benchmark.harness.feature_cache import use_feature_cache
@@ -102,8 +103,10 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     bench = apply_scenario(cfg.scenario, bench, cfg.stream)
     net = maybe_compile(net, cfg.compile)
     entry = STRATEGIES.get(cfg.strategy)
+    resume = Resume.find(cfg, entry.meta, folder, force, pixels.provenance, say)
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
-                           name=tag, group=cfg.wandb_group or cfg.stream, job_type=cfg.strategy, config=cfg.to_dict())
+                           name=tag, group=cfg.wandb_group or cfg.stream, job_type=cfg.strategy, config=cfg.to_dict(),
+                           resume_id=resume.wandb_id)
     collector = PrimaryScoreCollector(bench.column_specs, bench.class_ranges)
     train_log = TrainLog(on_exp_end=lambda i, s: say(f"experience {i} trained in {s:.1f}s"))
     plugins = harness_plugins(cfg, entry.meta, len(bench.scenario.train_stream), collector, train_log,
@@ -111,9 +114,11 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     strategy = build_strategy(cfg, net, [*plugins, *extra_plugins], bench.tasks, device, evaluator)
     check_plugin_hooks(strategy)
     strategy.scenario = cfg.scenario  # what LwF and replay read (benchmark/harness/scenarios.py)
+    t_start -= resume.attach(strategy, bench.scenario.train_stream, tracker, t_start)
     try:
         export = model_export(cfg, pixels, model, strategy, backbone_id)
-        rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say)
+        rows = train_and_evaluate(strategy, bench.scenario, collector, tracker, entry.meta.one_shot, say,
+                                  resumed=resume.log, after_row=resume.save)
         cost = budget(model, strategy.model, probes, device, backbone_id, sum(train_log.exp_wall_s),
                       Path(cfg.cache_dir) if cfg.cache_dir else None)
         header = RunHeader(label, cfg.scenario, cfg.strategy, cfg.seed,
@@ -124,6 +129,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
                   matrix_csv(rows.task_names, rows.scores), summary, force=force,
                   fill=lambda d: _fill(d, cfg, rows, train_log, tag, export))
         tracker.log_final(rows.task_names, rows.scores, summary, heatmap_png=folder / "heatmap.png")
+        resume.finished(cfg.keep_checkpoints)
     except BaseException:
         tracker.finish(exit_code=1)
         raise

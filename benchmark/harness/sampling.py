@@ -23,6 +23,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader, Sampler
 
+from benchmark.runtime.state import Stateful
+
 
 def balanced_draw(targets: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """len(targets) positions into `targets`, drawn with replacement with weights 1 / (count of the class)."""
@@ -74,7 +76,7 @@ def interleaved_loader(data, batch_size: int, device, balanced: bool = False, nu
                       persistent_workers=persistent_workers and num_workers > 0)
 
 
-class ClassBalancedSampling(SupervisedPlugin):
+class ClassBalancedSampling(Stateful, SupervisedPlugin):
     """`--sampler class-balanced`: every experience's training loader (the template's, joint's interleaved one, or
     GDumb's memory) becomes class-balanced draws over the same adapted dataset, interleaved by task. Installed
     before the strategy's own plugins run (a strategy that replaces the loader itself, replay, is refused at

@@ -93,7 +93,7 @@ def ensure_writable(out_dir: Path) -> None:
 # Where results and data are, or how a run is logged, not what is computed: changing them never makes a finished
 # run "different" (the data is identified by its files' sha256 instead; see _data_difference).
 NOT_IDENTITY = frozenset({"wandb", "wandb_project", "wandb_entity", "wandb_group", "cache_dir", "out_dir",
-                          "data_root"})
+                          "data_root", "checkpoint", "keep_checkpoints"})
 # Config keys added after runs were first written, with the value those older runs implicitly had.
 ADDED_LATER = {"optimizer": "adam", "lr_schedule": "constant", "pooling": "mean", "lr_step_size": 3, "lr_gamma": 0.1,
                "fresh_optimizer": False, "sampler": "shuffle", "published": "", "binary_tasks.head": "softmax",

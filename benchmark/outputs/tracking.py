@@ -33,6 +33,8 @@ from urllib.parse import urlparse
 
 from avalanche.core import SupervisedPlugin
 
+from benchmark.runtime.state import Stateful
+
 MODES = ("off", "offline", "online")
 DEFAULT_PROJECT = "hatswap"
 
@@ -76,11 +78,15 @@ def _online_blocker(timeout_s: float = 3.0) -> str | None:
     return f"no API key for {host} (set WANDB_API_KEY or run `wandb login`)"
 
 
-class WandbTracker(SupervisedPlugin):
-    """An Avalanche plugin (training losses) plus explicit calls from the harness (evaluations, final results)."""
+class WandbTracker(Stateful, SupervisedPlugin):
+    """An Avalanche plugin (training losses) plus explicit calls from the harness (evaluations, final results).
+    `resume_id`: the wandb run of a run resumed from its checkpoint (benchmark/harness/checkpoint.py), continued
+    rather than started anew; its iteration and epoch counters come back with the checkpoint."""
+
+    state_attrs, rebuilt_attrs = ("_iteration", "_epoch"), ("run", "info", "_sum", "_n")
 
     def __init__(self, mode: str, *, project: str = "", entity: str = "", out_dir=".", name: str = "",
-                 group: str = "", job_type: str = "", config: dict | None = None):
+                 group: str = "", job_type: str = "", config: dict | None = None, resume_id: str = ""):
         super().__init__()
         self.run, self.info = None, {"mode": "off"}
         self._iteration, self._epoch, self._sum, self._n = 0, 0, 0.0, 0
@@ -92,11 +98,12 @@ class WandbTracker(SupervisedPlugin):
             mode = "offline"
         try:
             self._start(mode, project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-                        entity or os.environ.get("WANDB_ENTITY") or None, str(out_dir), name, group, job_type, config)
+                        entity or os.environ.get("WANDB_ENTITY") or None, str(out_dir), name, group, job_type, config,
+                        resume_id)
         except Exception as e:  # noqa: BLE001  wandb raises many types (network, auth, usage); none may cost the run
             self._fail(e)
 
-    def _start(self, mode, project, entity, out_dir, name, group, job_type, config):
+    def _start(self, mode, project, entity, out_dir, name, group, job_type, config, resume_id=""):
         import wandb  # imported only when used: it is slow to import and optional at run time
 
         os.makedirs(out_dir, exist_ok=True)
@@ -108,6 +115,7 @@ class WandbTracker(SupervisedPlugin):
                                    ("api_key", os.environ.get("WANDB_API_KEY"))) if v}
         self.run = wandb.init(mode=mode, project=project, entity=entity, dir=out_dir, name=name, group=group,
                               job_type=job_type, config=config, reinit="create_new",
+                              **({"id": resume_id, "resume": "allow"} if resume_id else {}),
                               settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
                                                       init_timeout=60, **where))
         self.run.define_metric("train/iteration")

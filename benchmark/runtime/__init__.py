@@ -1,1 +1,1 @@
-"""The machine a run computes on: device and dtype, paired randomness, library warnings."""
+"""The machine a run computes on: device and dtype, paired randomness, plugins' checkpoint state, library warnings."""

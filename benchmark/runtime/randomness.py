@@ -32,6 +32,8 @@ from avalanche.benchmarks.utils import data_loader as avalanche_loaders
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader, RandomSampler
 
+from benchmark.runtime.state import Stateful
+
 
 def derived_seed(seed: int, *names) -> int:
     """A seed for one consumer of randomness, from the run seed and the consumer's name: independent streams
@@ -96,11 +98,14 @@ def seed_loader(loader, order: torch.Generator, memory: torch.Generator) -> bool
     return False
 
 
-class PairedRandomness(SupervisedPlugin):
+class PairedRandomness(Stateful, SupervisedPlugin):
     """The harness's first plugin: sets `strategy.run_seed` (for `own_generator`), reseeds the global generator and
     the data-order generator at the start of every training call, and installs the latter on the training loader
     before every epoch (after a strategy such as replay has replaced the loader). `unpaired`: the loaders it could
     not seed, by type name, each said once through `log` (none of the registered strategies has one)."""
+
+    state_attrs = ("trainings", "unpaired")
+    rebuilt_attrs = ("seed", "order", "log")  # order: seeded anew at every training call
 
     def __init__(self, seed: int, log=print):
         super().__init__()

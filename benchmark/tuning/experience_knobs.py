@@ -9,11 +9,14 @@ import dataclasses
 from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
+from benchmark.runtime.state import Stateful
 
 
-class ExperienceKnobs(SupervisedPlugin):
+class ExperienceKnobs(Stateful, SupervisedPlugin):
     """Experience i trains with schedule[i]: `lr` (every optimizer group scaled alike) and strategy knobs
     (`ewc.ewc_lambda`: the plugin holding that config's field gets it)."""
+
+    state_attrs, rebuilt_attrs = ("trained",), ("schedule",)
 
     def __init__(self, schedule: list[dict]):
         super().__init__()

@@ -19,6 +19,7 @@ from avalanche.core import SupervisedPlugin
 
 from benchmark.errors import UserError
 from benchmark.harness.harness_plugins import PrimaryScoreCollector
+from benchmark.runtime.state import Stateful
 
 
 def objective_value(rows: list[list[float]], objective: str, seen: list[int], baseline: bool = False) -> float:
@@ -38,11 +39,15 @@ class StopTrial(Exception):
     """Raised by a report callback: the scheduler stopped this trial (its run ends there, its folder unwritten)."""
 
 
-class ReportAfterExperience(SupervisedPlugin):
+class ReportAfterExperience(Stateful, SupervisedPlugin):
     """After each evaluation that follows training: report(experiences trained, objective, R's row)."""
+
+    state_attrs = ("trained", "rows", "seen")
+    rebuilt_attrs = ("report", "objective", "one_shot", "baseline", "last")
 
     def __init__(self, report: Callable[[int, float, list[float]], None], objective: str, one_shot: bool,
                  horizon: int, baseline: bool = False):
+        # a trial resumed from its checkpoint reports from the next experience on (Ray Tune keeps the earlier ones)
         super().__init__()
         self.report, self.objective, self.one_shot, self.baseline = report, objective, one_shot, baseline
         self.last = 1 if one_shot else horizon  # the final row is reported by run_trial, once the run is written

@@ -20,6 +20,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader, Subset
 
+from benchmark.runtime.state import Stateful
+
 
 def trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -83,8 +85,10 @@ def per_sample_importance(strategy, n_samples: int, score, generator: torch.Gene
     return {name: v / max(n, 1) for name, v in totals.items()}
 
 
-class PenaltyPlugin(SupervisedPlugin):
+class PenaltyPlugin(Stateful, SupervisedPlugin):
     """Adds `penalty(model)` to the loss before every backward pass, once there is an anchor."""
+
+    state_attrs, rebuilt_attrs = ("anchors", "last_penalty"), ("cfg",)
 
     def __init__(self):
         super().__init__()

@@ -36,6 +36,7 @@ from benchmark.models.backbone import ViTBackbone, require_tokens
 from benchmark.models.contract import BackboneModes, MultiHeadModel
 from benchmark.models.hatswap_net import common_attribute
 from benchmark.runtime.randomness import derived_seed
+from benchmark.runtime.state import Stateful
 
 
 class Prompter(nn.Module):
@@ -127,10 +128,12 @@ def prompt_optimizer(optimizer: torch.optim.Optimizer, net: PromptedNet) -> torc
     return type(optimizer)([{**settings, "params": [p for p in net.parameters() if p.requires_grad]}])
 
 
-class PromptPlugin(SupervisedPlugin):
+class PromptPlugin(Stateful, SupervisedPlugin):
     """Tells the network and its prompter the experience about to train; adds the surrogate loss to the training
     loss; in class-IL with `train_mask`, sets the logits of the classes outside the current experience to −inf
     before the loss (L2P's and DualPrompt's `train_mask`: the softmax competes within the experience's classes)."""
+
+    rebuilt_attrs = ("train_mask", "keep")  # keep: set at every experience's start
 
     def __init__(self, train_mask: bool = True):
         super().__init__()
