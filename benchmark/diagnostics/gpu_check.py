@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 from benchmark.runtime.library_warnings import quiet_library_warnings
+from benchmark.runtime.state import Stateful
 
 quiet_library_warnings()
 
@@ -33,8 +34,11 @@ CASES = {
 }
 
 
-class DevicesSeen(SupervisedPlugin):
-    """Records the devices of the model's parameters and of the inputs at every forward pass."""
+class DevicesSeen(Stateful, SupervisedPlugin):
+    """Records the devices of the model's parameters and of the inputs at every forward pass (a GPU check's runs
+    checkpoint as any run does: the check covers the checkpoint's tensors on the device too)."""
+
+    state_attrs = ("seen",)
 
     def __init__(self):
         super().__init__()

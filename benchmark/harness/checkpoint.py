@@ -133,8 +133,9 @@ class RunCheckpoint:
         except (OSError, ValueError, KeyError) as e:
             return f"unreadable: {e}", None
 
-    def save(self, experiences_done: int, state: dict) -> None:
-        """Write checkpoint `experiences_done` (tensors, then the JSON record), then remove the older ones."""
+    def save(self, experiences_done: int, state: dict) -> int:
+        """Write checkpoint `experiences_done` (tensors, then the JSON record), then remove the older ones; → its
+        size in bytes."""
         tensors: dict[str, torch.Tensor] = {}
         skeleton = pack(state, "state", tensors)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +159,7 @@ class RunCheckpoint:
             if i != experiences_done:
                 path.unlink(missing_ok=True)
                 path.with_suffix(".safetensors").unlink(missing_ok=True)
+        return sum(stem.with_suffix(s).stat().st_size for s in (".safetensors", ".json"))
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -276,9 +278,11 @@ class Resume:
     def save(self, experience: int, log: EvaluationLog) -> None:
         if self.ckpt is None:
             return
-        self.ckpt.save(experience + 1, {
+        t0 = time.perf_counter()
+        size = self.ckpt.save(experience + 1, {
             "strategy": strategy_state(self.strategy), "log": dict(vars(log)),
-            "elapsed_s": time.perf_counter() - self.t_start, "wandb_id": self.tracker.info.get("id", "")})
+            "elapsed_s": t0 - self.t_start, "wandb_id": self.tracker.info.get("id", "")})
+        self.say(f"checkpoint after experience {experience}: {size / 2**20:.2f} MiB in {time.perf_counter() - t0:.2f}s")
 
     def finished(self, keep: bool) -> None:
         if self.ckpt is not None and not keep:
