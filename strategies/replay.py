@@ -105,6 +105,10 @@ class TaskBalancedReplay(Stateful, ReplayPlugin):
             group = PositionedGroup(max_size, policy.selection_strategy)
             group.positions = [tuple(p) for p in positions]
             sources = sorted({e for e, _ in positions})  # the stored samples, in their order, from every source
+            if not sources:  # a group given no room (a memory smaller than the number of groups)
+                group.buffer = concat_datasets([])
+                policy.buffer_groups[group_id] = group
+                continue
             data = [self.group_data(strategy, e, group_id) for e in sources]
             start = dict(zip(sources, itertools.accumulate([0, *map(len, data)]), strict=False))
             whole = data[0] if len(data) == 1 else concat_datasets(data)

@@ -43,10 +43,10 @@ class StopAt(Stateful, SupervisedPlugin):
             raise Interrupt
 
 
-def record(make, out: Path, *extra, stop_at=None, stopper=None) -> tuple[str, StopAt]:
+def record(make, out: Path, *extra, stop_at=None, stopper=None, **run_kwargs) -> tuple[str, StopAt]:
     stopper = stopper or StopAt(stop_at)
     cfg, _ = parse_config(make("--checkpoint", "on", "--out-dir", str(out), *extra))
-    folder, _ = run(cfg, extra_plugins=[stopper])
+    folder, _ = run(cfg, extra_plugins=[stopper], **run_kwargs)
     return continual_record(folder), stopper
 
 
@@ -65,7 +65,8 @@ def check_declared(strategy) -> None:
 
 CASES = [(name, ()) for name in STRATEGIES.names() if not STRATEGIES.get(name).meta.one_shot] + [
     ("replay", ("--scenario", "class-il")), ("lwf", ("--scenario", "class-il")), ("slca", ("--scenario", "class-il")),
-    ("der", ("--scenario", "class-il")), ("ewc+replay", ())]
+    ("der", ("--scenario", "class-il")), ("ewc+replay", ()),
+    ("replay", ("--scenario", "class-il", "--replay.mem-size", "2"))]  # a group given no room
 
 
 @pytest.mark.parametrize(("strategy", "extra"), CASES, ids=[" ".join((s, *e)) for s, e in CASES])
@@ -144,19 +145,34 @@ def test_an_edited_or_foreign_checkpoint_is_not_used_and_says_why(tiny, tmp_path
         record(tiny, tmp_path / "code", "--strategy", "ewc", stop_at=2)
     path = [p for p in checkpoint_files(tmp_path / "code", "ewc") if p.suffix == ".json"][0]
     saved = json.loads(path.read_text())
-    saved["code"]["git"]["commit"] = "0" * 40  # as if written before a `git pull`
+    saved["code"]["sources_sha256"] = "0" * 64  # as if written before an edit of the sources
     path.write_text(json.dumps(saved))
     assert record(tiny, tmp_path / "code", "--strategy", "ewc")[0] == whole
-    assert "written by other code: another git commit" in capsys.readouterr().err
+    assert "written by other code: other sources of benchmark/ or strategies/" in capsys.readouterr().err
 
 
-def test_force_discards_the_checkpoint(tiny, tmp_path, capsys):
+def test_force_discards_the_checkpoint_but_a_retry_of_the_same_batch_keeps_it(tiny, tmp_path, capsys):
+    """--force redoes a run; a Ray task retried within the --force batch that wrote the checkpoint resumes from it."""
+    whole, _ = record(tiny, tmp_path / "whole", "--strategy", "naive")
+    with pytest.raises(Interrupt):
+        record(tiny, tmp_path, "--strategy", "naive", stop_at=2, force=True, batch="batch-1")
+    capsys.readouterr()
+    assert record(tiny, tmp_path, "--strategy", "naive", force=True, batch="batch-1")[0] == whole
+    assert "resuming from" in capsys.readouterr().err
+    with pytest.raises(Interrupt):
+        record(tiny, tmp_path / "again", "--strategy", "naive", stop_at=2, force=True, batch="batch-1")
+    assert record(tiny, tmp_path / "again", "--strategy", "naive", force=True, batch="batch-2")[0] == whole
+    err = capsys.readouterr().err
+    assert "--force: checkpoint" in err and "removed; starting from the beginning" in err and "resuming" not in err
+
+
+def test_a_run_with_checkpoints_off_removes_an_earlier_killed_runs_checkpoint(tiny, tmp_path):
     with pytest.raises(Interrupt):
         record(tiny, tmp_path, "--strategy", "naive", stop_at=2)
-    capsys.readouterr()
-    cfg, _ = parse_config(tiny("--strategy", "naive", "--checkpoint", "on", "--out-dir", str(tmp_path)))
-    run(cfg, force=True)
-    assert "resuming" not in capsys.readouterr().err
+    assert checkpoint_files(tmp_path)
+    cfg, _ = parse_config(tiny("--strategy", "naive", "--checkpoint", "off", "--out-dir", str(tmp_path)))
+    run(cfg)
+    assert checkpoint_files(tmp_path) == []
 
 
 class NoProtocol(SupervisedPlugin):
@@ -174,15 +190,21 @@ def test_a_plugin_without_the_state_protocol_turns_auto_off_with_a_line_and_on_i
         run(cfg, extra_plugins=[NoProtocol()])
 
 
-def test_auto_checkpoints_runs_whose_backbone_trains_only(tiny, tmp_path):
+def test_auto_checkpoints_runs_whose_backbone_runs_at_every_step(tiny, tmp_path, capsys):
     from benchmark.harness.checkpoint import checkpointing
 
-    def on(*extra):
+    def on(cached, *extra):
         cfg, _ = parse_config(tiny(*extra))
-        return checkpointing(cfg, STRATEGIES.get(cfg.strategy).meta)
+        return checkpointing(cfg, STRATEGIES.get(cfg.strategy).meta, cached)
 
-    assert on("--strategy", "naive")  # the smoke profile fine-tunes
-    assert not on("--strategy", "naive", "--backbone-mode", "frozen")  # cached features: seconds a run
-    assert on("--strategy", "naive", "--backbone-mode", "frozen", "--no-feature-cache")
-    assert not on("--strategy", "joint", "--checkpoint", "on")  # one experience: nothing to resume between
-    assert not on("--strategy", "naive", "--checkpoint", "off")
+    assert on(False, "--strategy", "naive")  # the smoke profile fine-tunes: the backbone runs every step
+    assert not on(True, "--strategy", "naive", "--backbone-mode", "frozen")  # on cached features: seconds a run
+    assert on(True, "--strategy", "naive", "--backbone-mode", "frozen", "--checkpoint", "on")
+    assert not on(False, "--strategy", "joint", "--checkpoint", "on")  # one experience: nothing to resume between
+    assert not on(False, "--strategy", "naive", "--checkpoint", "off")
+    for strategy, writes in (("ranpac", False), ("l2p", True)):  # both frozen; prompts need the ViT every step
+        cfg, _ = parse_config(tiny("--strategy", strategy, "--out-dir", str(tmp_path / strategy)))
+        assert cfg.backbone_mode == "frozen" and cfg.checkpoint == "auto"
+        capsys.readouterr()
+        run(cfg)
+        assert ("checkpoint after experience 0" in capsys.readouterr().err) == writes

@@ -17,12 +17,14 @@ the results folder and the cache folder at the same paths (shared storage): a ta
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import sys
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,7 +43,7 @@ class RunOutcome:
 
 
 def execute_run(run, cfg, force: bool = False, debug: bool = False, threads: int | None = None,
-                setup=None) -> RunOutcome:
+                setup=None, batch: str = "") -> RunOutcome:
     """run(cfg, force=) once, any failure caught and turned into an outcome: one broken run must not cost the
     others. threads: torch's CPU threads when the config leaves them open (a Ray task: its CPUs). setup: a
     module-level function a fresh worker calls first (the composition root's registrations, e.g. the multi-task
@@ -56,7 +58,8 @@ def execute_run(run, cfg, force: bool = False, debug: bool = False, threads: int
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
-        folder, status = run(cfg, force=force)
+        takes_batch = "batch" in inspect.signature(run).parameters  # continual runs (multi-task: no checkpoints)
+        folder, status = run(cfg, force=force, **({"batch": batch} if batch and takes_batch else {}))
         if status == "skipped" and (why := skip_reason(folder)) != "done":
             status = f"skipped ({why})"
         error = None
@@ -228,7 +231,8 @@ class RayExecutor:
         ray = self.ray  # started by the batch (start)
         task = ray.remote(execute_run).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.retries)
         threads = max(1, int(self.cpus))
-        pending = {task.remote(run, cfg, force, debug, threads, self.setup): cfg for cfg in configs}
+        batch = uuid.uuid4().hex  # a retried task of a --force batch keeps the checkpoint its first attempt wrote
+        pending = {task.remote(run, cfg, force, debug, threads, self.setup, batch): cfg for cfg in configs}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

@@ -26,6 +26,7 @@ state, the strategy's own generators, Avalanche's clock — is all the next expe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -43,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from benchmark.errors import UserError
 from benchmark.harness.evaluation import EvaluationLog
 from benchmark.models.pretrained_weights import sha256_file
-from benchmark.outputs.results import NOT_IDENTITY, git_state, package_versions
+from benchmark.outputs.results import NOT_IDENTITY, package_versions
 from benchmark.runtime.state import global_rng_state, has_state_protocol, pack, set_global_rng_state, unpack
 
 FORMAT_VERSION = 1
@@ -54,15 +55,29 @@ def checkpoint_dir(run_folder: Path) -> Path:
     return Path(run_folder).parent / f".{Path(run_folder).name}.checkpoint"
 
 
-def checkpointing(cfg, meta) -> bool:
+def checkpointing(cfg, meta, cached: bool) -> bool:
     """The rule for `--checkpoint auto`: on when the backbone runs at every training step (fine-tuned, last-k, or
-    frozen without the feature cache: minutes a run), off on cached features (seconds a run, cheaper to redo) and
-    for a one-shot strategy (joint training is one experience: nothing to resume between)."""
+    frozen without the feature cache, which prompt methods and the dense suite's map-reading heads bypass: minutes a
+    run), off on cached features (`cached`: the run trains on them; seconds a run, cheaper to redo) and for a
+    one-shot strategy (joint training is one experience: nothing to resume between)."""
     if meta.one_shot or cfg.checkpoint == "off":
         return False
-    if cfg.checkpoint == "on":
-        return True
-    return cfg.backbone_mode != "frozen" or not cfg.feature_cache
+    return cfg.checkpoint == "on" or not cached
+
+
+def code_identity(device) -> dict:
+    """What computes a run besides its config: the sha256 of the package's sources and data files (benchmark/ and
+    strategies/: .py and .json, so an uncommitted edit, a tuned record or an install without git counts), the
+    computing packages' versions and the device kind (a checkpoint resumes only where it was written: on another
+    device the numbers would differ)."""
+    root = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for path in sorted(p for top in ("benchmark", "strategies") for ext in ("*.py", "*.json")
+                       for p in (root / top).rglob(ext)):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    versions = {k: v for k, v in package_versions().items() if k != "wandb"}  # logging only: not what computes
+    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else ""
+    return {"sources_sha256": digest.hexdigest(), "versions": versions, "device": [torch.device(device).type, name]}
 
 
 def identity(cfg_dict: dict) -> dict:
@@ -84,6 +99,7 @@ class Restored:
 
     record: dict
     tensors: dict[str, torch.Tensor]
+    state: dict | None = None  # the record's state, unpacked
 
     @property
     def experiences_done(self) -> int:
@@ -93,10 +109,11 @@ class Restored:
 class RunCheckpoint:
     """The checkpoints of one run (module docstring)."""
 
-    def __init__(self, run_folder: Path, cfg_dict: dict, log=print, code: dict | None = None):
-        """`code`: what computes (git commit and dirty flag, package versions): a checkpoint resumes only under the
-        code that wrote it."""
+    def __init__(self, run_folder: Path, cfg_dict: dict, log=print, code: dict | None = None, batch: str = ""):
+        """`code`: what computes (code_identity): a checkpoint resumes only under the code and on the device kind
+        that wrote it. `batch`: the id of the batch writing it (a Ray retry of a --force batch keeps its own)."""
         self.dir, self.config, self.log, self.code = checkpoint_dir(run_folder), identity(cfg_dict), log, code or {}
+        self.batch = batch
 
     def files(self) -> list[tuple[int, Path]]:
         found = []
@@ -125,13 +142,18 @@ class RunCheckpoint:
                 return "another format version", None
             if record.get("config") != self.config:
                 return "written by another config of this run", None
+            if record.get("code", {}).get("device") != self.code.get("device"):
+                return f"written on another device ({record.get('code', {}).get('device')})", None
             if record.get("code") != self.code:
-                return "written by other code: another git commit, uncommitted edits or package versions", None
+                return "written by other code: other sources of benchmark/ or strategies/, or package versions", None
             if sha256_file(tensors_file) != record["tensors_sha256"]:
                 return "its tensors file does not match its record", None
-            return "", Restored(record, load_file(str(tensors_file)))
-        except (OSError, ValueError, KeyError) as e:
-            return f"unreadable: {e}", None
+            restored = Restored(record, load_file(str(tensors_file)))
+            restored.state = unpack(record["state"], restored.tensors)
+            restored.experiences_done  # noqa: B018  (present, an int)
+            return "", restored
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # safetensors' errors subclass these
+            return f"unreadable: {type(e).__name__}: {e}", None
 
     def save(self, experiences_done: int, state: dict) -> int:
         """Write checkpoint `experiences_done` (tensors, then the JSON record), then remove the older ones; → its
@@ -140,18 +162,18 @@ class RunCheckpoint:
         skeleton = pack(state, "state", tensors)
         self.dir.mkdir(parents=True, exist_ok=True)
         stem = self.dir / f"exp{experiences_done}"
-        tmp = stem.with_name(f".{stem.name}.tmp-{os.getpid()}")
+        tmp = {s: self.dir / f".{stem.name}.tmp-{os.getpid()}{s}" for s in (".safetensors", ".json")}
         try:
-            save_file(tensors, str(tmp.with_suffix(".safetensors")), metadata={"format": "hatswap-checkpoint"})
-            os.replace(tmp.with_suffix(".safetensors"), stem.with_suffix(".safetensors"))
+            save_file(tensors, str(tmp[".safetensors"]), metadata={"format": "hatswap-checkpoint"})
+            os.replace(tmp[".safetensors"], stem.with_suffix(".safetensors"))
             record = {"format_version": FORMAT_VERSION, "experiences_done": experiences_done, "config": self.config,
-                      "code": self.code,
+                      "code": self.code, "batch": self.batch,
                       "tensors_sha256": sha256_file(stem.with_suffix(".safetensors")), "state": skeleton,
                       "torch": torch.__version__, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            tmp.with_suffix(".json").write_text(json.dumps(record) + "\n")
-            os.replace(tmp.with_suffix(".json"), stem.with_suffix(".json"))
+            tmp[".json"].write_text(json.dumps(record) + "\n")
+            os.replace(tmp[".json"], stem.with_suffix(".json"))
         except OSError as e:
-            for p in (tmp.with_suffix(".safetensors"), tmp.with_suffix(".json")):
+            for p in tmp.values():
                 p.unlink(missing_ok=True)
             raise UserError(f"cannot write the checkpoint {stem}.*: {e.strerror or e}; free space under "
                             f"{self.dir.parent} or run with --checkpoint off") from None
@@ -184,10 +206,11 @@ def strategy_state(strategy) -> dict:
 def restore_strategy(strategy, state: dict, train_stream) -> None:
     """Put `state` (strategy_state's, unpacked) back into a freshly built `strategy` before its next experience. The
     optimizer's state waits for the template's make_optimizer at that experience's start (RestoreOptimizer)."""
+    strategy.model.to(strategy.device)  # where train() puts it: a plugin's copy of the model (LwF's teacher) too
     names = [type(p).__name__ for p in stateful_plugins(strategy)]
     saved = [name for name, _ in state["plugins"]]
     if names != saved:
-        raise UserError(f"the checkpoint's plugins {saved} are not this run's {names}; rerun with --force")
+        raise UserError(f"the checkpoint's plugins {saved} are not this run's {names}; remove it or rerun with --force")
     strategy.model.load_state_dict(state["model"], strict=True)
     buffers = dict(strategy.model.named_buffers())
     with torch.no_grad():
@@ -238,19 +261,30 @@ class Resume:
         self.log, self.strategy, self.tracker, self.t_start = None, None, None, 0.0
 
     @classmethod
-    def find(cls, cfg, meta, folder: Path, force: bool, provenance: dict, say) -> Resume:
-        if not checkpointing(cfg, meta):
+    def find(cls, cfg, meta, folder: Path, force: bool, provenance: dict, say, *, cached: bool, device,
+             extra_plugins=(), batch: str = "") -> Resume:
+        """The run's checkpointing, and the checkpoint to resume from (if any). `cached`: it trains on cached
+        features; `extra_plugins`: plugins a caller adds (each needs the state protocol); `batch`: the id of the
+        batch running it: with `force`, a checkpoint that batch wrote (a Ray retry's) is kept, any other removed."""
+        if not checkpointing(cfg, meta, cached):
+            shutil.rmtree(checkpoint_dir(folder), ignore_errors=True)  # an earlier run's, killed with checkpoints on
+            return cls()
+        if missing := [type(p).__name__ for p in extra_plugins if not has_state_protocol(p)]:
+            what = f"plugin {', '.join(missing)} has no state_dict / load_state_dict (benchmark/runtime/state.py)"
+            if cfg.checkpoint == "on":
+                raise UserError(f"--checkpoint on: {what}; give it the state protocol or pass --checkpoint off")
+            say(f"no checkpoints for this run: {what}")
             return cls()
         ckpt = RunCheckpoint(folder, cfg.to_dict() | {"data": data_identity(provenance)}, say,
-                             code={"git": git_state(), "versions": package_versions()})
-        if force:
-            ckpt.remove()
+                             code=code_identity(device), batch=batch)
         restored = ckpt.load()
-        state = None
+        if force and ckpt.files() and not (batch and restored and restored.record.get("batch") == batch):
+            say(f"--force: checkpoint {ckpt.dir} removed; starting from the beginning")
+            ckpt.remove()
+            restored = None
         if restored is not None:
-            state = unpack(restored.record["state"], restored.tensors)
             say(f"resuming from {ckpt.dir} after experience {restored.experiences_done - 1}")
-        return cls(ckpt, state, cfg.checkpoint, say)
+        return cls(ckpt, restored.state if restored else None, cfg.checkpoint, say)
 
     @property
     def wandb_id(self) -> str:
@@ -261,7 +295,7 @@ class Resume:
         had run, which the run's total includes."""
         if self.ckpt is None:
             return 0.0
-        if missing := unsupported_plugins(strategy):
+        if missing := unsupported_plugins(strategy):  # a strategy's own plugin without it (find checked the caller's)
             what = f"plugin {', '.join(missing)} has no state_dict / load_state_dict (benchmark/runtime/state.py)"
             if self.mode == "on":
                 raise UserError(f"--checkpoint on: {what}; give it the state protocol or pass --checkpoint off")
@@ -271,17 +305,29 @@ class Resume:
         prior = self.state["elapsed_s"] if self.state else 0.0
         self.strategy, self.tracker, self.t_start = strategy, tracker, t_start - prior
         if self.state is not None:
-            restore_strategy(strategy, self.state["strategy"], train_stream)
-            self.log = EvaluationLog(**self.state["log"])
+            try:
+                restore_strategy(strategy, self.state["strategy"], train_stream)
+                self.log = EvaluationLog(**self.state["log"])
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
+                raise UserError(f"the checkpoint in {self.ckpt.dir} does not fit this run ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200]}); remove that folder or rerun with --force") from None
         return prior
 
     def save(self, experience: int, log: EvaluationLog) -> None:
         if self.ckpt is None:
             return
         t0 = time.perf_counter()
-        size = self.ckpt.save(experience + 1, {
-            "strategy": strategy_state(self.strategy), "log": dict(vars(log)),
-            "elapsed_s": t0 - self.t_start, "wandb_id": self.tracker.info.get("id", "")})
+        try:
+            size = self.ckpt.save(experience + 1, {
+                "strategy": strategy_state(self.strategy), "log": dict(vars(log)),
+                "elapsed_s": t0 - self.t_start, "wandb_id": self.tracker.info.get("id", "")})
+        except TypeError as e:  # a caller's plugin whose state is not tensors, numbers and containers of them
+            if self.mode == "on":
+                raise UserError(f"--checkpoint on: {e}; pass --checkpoint off") from None
+            self.say(f"no more checkpoints for this run: {e}")
+            self.ckpt.remove()
+            self.ckpt = None
+            return
         self.say(f"checkpoint after experience {experience}: {size / 2**20:.2f} MiB in {time.perf_counter() - t0:.2f}s")
 
     def finished(self, keep: bool) -> None:

@@ -98,6 +98,9 @@ def cmd_evaluate(argv) -> int:
     ns, rest = p.parse_known_args(argv)
     if rest and not ns.stream:
         p.error(f"unrecognized arguments: {' '.join(rest)} (a stream's knobs go with --stream NAME)")
+    if other := [a for a in rest if a.startswith("-") and not a.startswith(f"--{ns.stream}.")]:
+        p.error(f"unrecognized arguments: {' '.join(other)} (with --stream {ns.stream}, only its own knobs: "
+                f"--{ns.stream}.<knob>)")
     flags = ["--stream", ns.stream, *rest] if ns.stream else None
     names, label, scores = reevaluate(ns.folder, ns.split, flags)
     sys.stdout.write(matrix_csv(names, [(label, scores)]))

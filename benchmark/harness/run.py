@@ -49,13 +49,14 @@ def log(tag: str, msg: str) -> None:
     tqdm.write(f"[{tag}] {msg}", file=sys.stderr)  # keeps any progress bar intact
 
 
-def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None) -> tuple[Path, str]:
+def run(cfg: RunConfig, force: bool = False, extra_plugins=(), evaluator=None, batch: str = "") -> tuple[Path, str]:
     """Train and evaluate; → (run folder, 'done' | 'skipped'). `evaluator`: an Avalanche EvaluationPlugin to attach
-    (e.g. to cross-check our metrics with Avalanche's); our R never depends on it."""
+    (e.g. to cross-check our metrics with Avalanche's); our R never depends on it. `batch`: the id of the batch
+    running it (a Ray retry of a --force batch resumes from the checkpoint its first attempt wrote)."""
     folder = run_dir(cfg.out_dir, stream_label(cfg.stream, cfg.scenario, cfg.architecture), cfg.strategy, cfg.seed)
     def train():
         with compute_dtype(cfg.dtype):
-            return _train(cfg, folder, force, extra_plugins, evaluator)
+            return _train(cfg, folder, force, extra_plugins, evaluator, batch)
 
     return in_claimed_folder(folder, cfg.to_dict(), cfg.out_dir, force, train)
 
@@ -93,7 +94,7 @@ def harness_plugins(cfg: RunConfig, meta, stream_experiences: int, collector, tr
             *schedule_plugins(cfg, meta, stream_experiences), *experience_plugins(cfg)]
 
 
-def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) -> tuple[Path, str]:
+def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator, batch: str = "") -> tuple[Path, str]:
     label = stream_label(cfg.stream, cfg.scenario, cfg.architecture)
     tag, device, t_start = f"{label}/{cfg.strategy}/seed{cfg.seed}", prepare_runtime(cfg), time.perf_counter()
     say = partial(log, tag)
@@ -103,7 +104,8 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator) 
     bench = apply_scenario(cfg.scenario, bench, cfg.stream)
     net = maybe_compile(net, cfg.compile)
     entry = STRATEGIES.get(cfg.strategy)
-    resume = Resume.find(cfg, entry.meta, folder, force, pixels.provenance, say)
+    resume = Resume.find(cfg, entry.meta, folder, force, pixels.provenance, say, cached="feature_cache" in backbone_id,
+                         device=device, extra_plugins=extra_plugins, batch=batch)
     tracker = WandbTracker(cfg.wandb, project=cfg.wandb_project, entity=cfg.wandb_entity, out_dir=cfg.out_dir,
                            name=tag, group=cfg.wandb_group or cfg.stream, job_type=cfg.strategy, config=cfg.to_dict(),
                            resume_id=resume.wandb_id)

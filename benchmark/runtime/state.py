@@ -72,7 +72,9 @@ def pack(obj, key: str, tensors: dict[str, torch.Tensor]):
         factory = obj.default_factory.__name__ if isinstance(obj, defaultdict) else None
         if factory not in (None, "list", "dict", "int", "float", "set"):
             raise TypeError(f"{key}: a defaultdict of {factory} cannot be checkpointed")
-        names = [f"{key}.{k}" if isinstance(k, str) else f"{key}.#{i}" for i, k in enumerate(obj)]  # unique
+        # a plain string key names its tensors (for messages); any other, or one with "." or "#", its position
+        names = [f"{key}.{k}" if isinstance(k, str) and k and "." not in k and "#" not in k else f"{key}.#{i}"
+                 for i, k in enumerate(obj)]
         return {"$dict": [[pack(k, f"{name}:key", tensors), pack(v, name, tensors)]
                           for name, (k, v) in zip(names, obj.items(), strict=True)], "default": factory}
     raise TypeError(f"{key}: a {type(obj).__name__} cannot be checkpointed (state must be tensors, generators, "
