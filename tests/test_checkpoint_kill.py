@@ -71,7 +71,6 @@ def test_a_run_killed_during_each_experience_resumes_bit_identical(strategy, fmn
     assert not ckpt.exists()
 
 
-@pytest.mark.slow  # an embedded Ray and three experiences in a worker: minutes on a busy 2-core machine
 def test_a_ray_task_whose_worker_is_killed_is_retried_and_resumes_from_its_checkpoint(fmnist_root, tmp_path, capfd):
     pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
     from benchmark.grid.batch import run_batch
