@@ -43,7 +43,12 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = 18
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("strategy", ["ewc", "replay", "lwf", "agem"])
+# The process-level path is the same for every strategy, and tests/test_checkpoints.py resumes each one in-process:
+# two families run by default (the suite's time), all four with HATSWAP_SLOW=1.
+FAMILIES = [pytest.param("ewc", marks=pytest.mark.slow), "replay", "lwf", pytest.param("agem", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("strategy", FAMILIES)
 def test_a_run_killed_during_each_experience_resumes_bit_identical(strategy, fmnist_root, tmp_path):
     args = tiny_args(tmp_path / "killed", fmnist_root, "--strategy", strategy, *EPOCHS)
     cfg, _ = parse_config(tiny_args(tmp_path / "whole", fmnist_root, "--strategy", strategy, *EPOCHS))
