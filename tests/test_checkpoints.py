@@ -81,6 +81,8 @@ def test_a_run_stopped_and_resumed_ends_bit_identical_to_an_uninterrupted_one(st
     check_declared(stoppers[0].stopped)
     assert record(tiny, out, "--strategy", strategy, *extra)[0] == whole
     assert not list(out.rglob(".seed0.checkpoint"))  # removed once the run folder is written
+    (summary,) = out.rglob("seed0/summary.json")
+    assert json.loads(summary.read_text())["resumed_after"] == [1, 2]
 
 
 def test_a_dense_suite_run_resumes_bit_identical(tiny_dense, tmp_path):
@@ -122,6 +124,8 @@ def test_one_checkpoint_is_kept_while_the_run_goes_and_none_once_it_is_written(t
     assert [p.name for p in checkpoint_files(tmp_path)] == ["exp2.json", "exp2.safetensors"]
     record(tiny, tmp_path, "--strategy", "naive")
     assert checkpoint_files(tmp_path) == []
+    summary = json.loads((tmp_path / "runs" / "binary_tasks" / "naive" / "seed0" / "summary.json").read_text())
+    assert summary["resumed_after"] == [2]  # the record says the run was resumed, and where
     record(tiny, tmp_path / "kept", "--strategy", "naive", "--keep-checkpoints")
     assert [p.name for p in checkpoint_files(tmp_path / "kept")] == ["exp3.json", "exp3.safetensors"]
 

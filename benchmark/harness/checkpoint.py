@@ -256,9 +256,12 @@ class Resume:
     to continue), `attach` once it is (the state goes back in), `save` after every row of R, `finished` once the
     run folder is written. With checkpointing off, every step is a no-op."""
 
-    def __init__(self, ckpt: RunCheckpoint | None = None, state: dict | None = None, mode: str = "off", say=print):
+    def __init__(self, ckpt: RunCheckpoint | None = None, state: dict | None = None, mode: str = "off", say=print,
+                 done: int = 0):
         self.ckpt, self.state, self.mode, self.say = ckpt, state, mode, say
         self.log, self.strategy, self.tracker, self.t_start = None, None, None, 0.0
+        # the experiences done at each resume of this run, earlier processes' first (summary.json's resumed_after)
+        self.resumed_after = [*state.get("resumed_after", []), done] if state else []
 
     @classmethod
     def find(cls, cfg, meta, folder: Path, force: bool, provenance: dict, say, *, cached: bool, device,
@@ -284,7 +287,8 @@ class Resume:
             restored = None
         if restored is not None:
             say(f"resuming from {ckpt.dir} after experience {restored.experiences_done - 1}")
-        return cls(ckpt, restored.state if restored else None, cfg.checkpoint, say)
+        return cls(ckpt, restored.state if restored else None, cfg.checkpoint, say,
+                   restored.experiences_done if restored else 0)
 
     @property
     def wandb_id(self) -> str:
@@ -301,6 +305,7 @@ class Resume:
                 raise UserError(f"--checkpoint on: {what}; give it the state protocol or pass --checkpoint off")
             self.say(f"no checkpoints for this run: {what}")
             self.ckpt = self.state = None
+            self.resumed_after = []
             return 0.0
         prior = self.state["elapsed_s"] if self.state else 0.0
         self.strategy, self.tracker, self.t_start = strategy, tracker, t_start - prior
@@ -320,7 +325,8 @@ class Resume:
         try:
             size = self.ckpt.save(experience + 1, {
                 "strategy": strategy_state(self.strategy), "log": dict(vars(log)),
-                "elapsed_s": t0 - self.t_start, "wandb_id": self.tracker.info.get("id", "")})
+                "elapsed_s": t0 - self.t_start, "wandb_id": self.tracker.info.get("id", ""),
+                "resumed_after": self.resumed_after})
         except TypeError as e:  # a caller's plugin whose state is not tensors, numbers and containers of them
             if self.mode == "on":
                 raise UserError(f"--checkpoint on: {e}; pass --checkpoint off") from None

@@ -126,7 +126,7 @@ def _train(cfg: RunConfig, folder: Path, force: bool, extra_plugins, evaluator, 
         header = RunHeader(label, cfg.scenario, cfg.strategy, cfg.seed,
                            describe_training(cfg, entry.meta, len(pixels.scenario.train_stream)))
         summary = run_summary(header, entry.meta, rows, cost, train_log, pixels, bench.column_specs, t_start,
-                              tracker.info, backbone_id["weights"])
+                              tracker.info, backbone_id["weights"]) | {"resumed_after": resume.resumed_after}
         write_run(folder, config_record(cfg.to_dict(), bench.provenance, backbone_id, str(device)),
                   matrix_csv(rows.task_names, rows.scores), summary, force=force,
                   fill=lambda d: _fill(d, cfg, rows, train_log, tag, export))
