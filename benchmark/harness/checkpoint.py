@@ -150,7 +150,7 @@ class RunCheckpoint:
                 return "its tensors file does not match its record", None
             restored = Restored(record, load_file(str(tensors_file)))
             restored.state = unpack(record["state"], restored.tensors)
-            restored.experiences_done  # noqa: B018  (present, an int)
+            int(record["experiences_done"])
             return "", restored
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:  # safetensors' errors subclass these
             return f"unreadable: {type(e).__name__}: {e}", None
@@ -190,9 +190,11 @@ class RunCheckpoint:
 def strategy_state(strategy) -> dict:
     """Everything the next experiences of `strategy` read (module docstring), as nested tensors and scalars."""
     model = strategy.model
+    state_dict = dict(model.state_dict())
     return {
-        "model": dict(model.state_dict()),
-        "buffers": dict(model.named_buffers()),  # non-persistent ones too: closed-form statistics (ranpac, simplecil)
+        "model": state_dict,
+        # the buffers a state_dict leaves out: closed-form statistics (ranpac, simplecil)
+        "buffers": {n: b for n, b in model.named_buffers() if n not in state_dict},
         "modules": {name: m.checkpoint_state() for name, m in model.named_modules() if hasattr(m, "checkpoint_state")},
         "trainable": [n for n, p in model.named_parameters() if p.requires_grad],
         "optimizer": strategy.optimizer.state_dict(),
@@ -251,6 +253,14 @@ def data_identity(provenance: dict) -> dict:
     return {part: (info or {}).get("sha256") for part, info in provenance.items() if isinstance(info, dict)}
 
 
+def without_protocol(missing: list[str], mode: str, say) -> None:
+    """Plugins without the state protocol: an error under --checkpoint on, one line (no checkpoints) under auto."""
+    what = f"plugin {', '.join(missing)} has no state_dict / load_state_dict (benchmark/runtime/state.py)"
+    if mode == "on":
+        raise UserError(f"--checkpoint on: {what}; give it the state protocol or pass --checkpoint off")
+    say(f"no checkpoints for this run: {what}")
+
+
 class Resume:
     """One run's side of checkpointing (benchmark/harness/run.py): `find` before the strategy is built (the wandb run
     to continue), `attach` once it is (the state goes back in), `save` after every row of R, `finished` once the
@@ -273,10 +283,7 @@ class Resume:
             shutil.rmtree(checkpoint_dir(folder), ignore_errors=True)  # an earlier run's, killed with checkpoints on
             return cls()
         if missing := [type(p).__name__ for p in extra_plugins if not has_state_protocol(p)]:
-            what = f"plugin {', '.join(missing)} has no state_dict / load_state_dict (benchmark/runtime/state.py)"
-            if cfg.checkpoint == "on":
-                raise UserError(f"--checkpoint on: {what}; give it the state protocol or pass --checkpoint off")
-            say(f"no checkpoints for this run: {what}")
+            without_protocol(missing, cfg.checkpoint, say)
             return cls()
         ckpt = RunCheckpoint(folder, cfg.to_dict() | {"data": data_identity(provenance)}, say,
                              code=code_identity(device), batch=batch)
@@ -300,10 +307,7 @@ class Resume:
         if self.ckpt is None:
             return 0.0
         if missing := unsupported_plugins(strategy):  # a strategy's own plugin without it (find checked the caller's)
-            what = f"plugin {', '.join(missing)} has no state_dict / load_state_dict (benchmark/runtime/state.py)"
-            if self.mode == "on":
-                raise UserError(f"--checkpoint on: {what}; give it the state protocol or pass --checkpoint off")
-            self.say(f"no checkpoints for this run: {what}")
+            without_protocol(missing, self.mode, self.say)
             self.ckpt = self.state = None
             self.resumed_after = []
             return 0.0
