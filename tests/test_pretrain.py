@@ -17,6 +17,7 @@ from benchmark.errors import UserError
 from benchmark.harness.run import run
 from benchmark.models import build_model
 from benchmark.pretrain import artifact, pipeline
+from benchmark.pretrain import train as train_module
 from benchmark.pretrain.config import parse_pretrain_config
 from benchmark.pretrain.evaluation import knn_predict, linear_probe_predict
 from benchmark.pretrain.head import DinoHead
@@ -25,6 +26,7 @@ from benchmark.pretrain.objective import (
     cosine_schedule,
     dino_loss,
     ema_update,
+    koleo_loss,
     momentum_schedule,
     teacher_temp_schedule,
     update_center,
@@ -66,6 +68,36 @@ def test_dino_loss_centres_and_sharpens_the_teacher_and_averages_the_batch():
     teacher = [t.requires_grad_() for t in teacher]
     dino_loss(student, teacher, center, ts, tt).backward()
     assert student[0].grad is not None and teacher[0].grad is None  # only the student learns
+
+
+def test_koleo_is_minus_the_mean_log_distance_to_the_nearest_other_normalised_feature():
+    """p0 = (1, 0) and p1 = (0.8, 0.6) are each other's nearest (distance √0.4); p2 = (−1, 0)'s nearest is p1 (its dot
+    product −0.8 beats −1: distance √3.6). Scaling a row changes nothing: the features are ℓ2-normalised first."""
+    x = torch.tensor([[2.0, 0.0], [0.8, 0.6], [-3.0, 0.0]])
+    expected = -(2 * math.log(math.sqrt(0.4)) + math.log(math.sqrt(3.6))) / 3
+    assert koleo_loss(x).item() == pytest.approx(expected, abs=1e-6)
+    assert koleo_loss(torch.tensor([[1.0, 0.0], [0.0, 5.0], [-1.0, 0.0]])).item() == pytest.approx(
+        -math.log(math.sqrt(2)), abs=1e-6)  # every nearest neighbour at 90°
+    x.requires_grad_(True)
+    koleo_loss(x).backward()
+    step = torch.nn.functional.normalize(x.detach() - 0.1 * x.grad, dim=-1)
+    assert step[0] @ step[1] < torch.nn.functional.normalize(x.detach(), dim=-1)[0] @ torch.tensor([0.8, 0.6])
+
+
+def test_koleo_weight_adds_its_term_to_the_loss_and_keys_its_weights(tiny_pretrain, monkeypatch):
+    """--koleo-weight w: each step's loss is the DINO loss + w × KoLeo of the student's class tokens, per global view;
+    at 0 the recipe (and so every earlier key) is unchanged."""
+    plain, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1"))
+    cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1", "--koleo-weight", "0.5"))
+    assert "koleo_weight" not in plain.recipe() and cfg.recipe()["koleo_weight"] == 0.5
+    seen = []
+    monkeypatch.setattr(train_module, "koleo_loss", lambda f: seen.append(f.shape) or torch.tensor(2.0))
+    monkeypatch.setattr(train_module, "dino_loss", lambda *a: torch.tensor(1.0, requires_grad=True))
+    state = train_module.build_state(cfg, 28, 1)
+    views = multicrop(torch.rand(8, 1, 28, 28) * 2 - 1, train_module.crop_recipe(cfg, 28, 1), torch.Generator())
+    sched = train_module.schedules(cfg, 1)
+    assert train_module.train_step(state, views, cfg, sched, 0) == pytest.approx(1.0 + 0.5 * (2.0 + 2.0))
+    assert seen == [(8, cfg.backbone_args.embed_dim)] * 2  # the two global views' class tokens, one term each
 
 
 def test_centre_update_is_a_moving_average_of_the_teacher_batch_mean():
@@ -295,6 +327,34 @@ def test_interrupted_pretraining_resumes_to_the_uninterrupted_weights(tiny_pretr
     assert "resuming after epoch 1/2" in err and "epoch 1/2:" not in err  # only epoch 2 trained again
     assert status == "done" and resumed.parent.name == whole.parent.name  # same recipe + data → same key
     assert artifact.sha256_file(resumed) == artifact.sha256_file(whole)
+
+
+def test_float16_weights_are_the_float32_weights_rounded_and_load_strictly(tiny_pretrain, tiny, capsys):
+    """--weights-dtype float16 stores the same weights in half the bytes, under its own key. Where the same recipe's
+    float32 weights exist they are cast (nothing trained), and that file equals the one training again writes."""
+    full, _ = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "1", "--no-evaluate"))[0])
+    full_manifest = json.loads(full.with_name("vit_tiny.manifest.json").read_text())
+    assert "weights_dtype" not in full_manifest["recipe"]  # float32 is the default: older weights keep their key
+    capsys.readouterr()
+    half, status = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "1", "--no-evaluate",
+                                                                "--weights-dtype", "float16"))[0])
+    assert status == "done" and "nothing trained" in capsys.readouterr().err and half.parent != full.parent
+    manifest = json.loads(half.with_name("vit_tiny.manifest.json").read_text())
+    assert manifest["recipe"]["weights_dtype"] == "float16" and manifest["weights_dtype"] == "float16"
+    assert manifest["cast_from"] == {"key": full_manifest["key"], "weights_sha256": full_manifest["weights_sha256"]}
+    assert manifest["epoch_losses"] == full_manifest["epoch_losses"]
+    stored, original = safetensors.torch.load_file(str(half)), safetensors.torch.load_file(str(full))
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    assert all(torch.equal(stored[k], v.half()) for k, v in original.items())
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    trained, _ = pretrain(parse_pretrain_config(tiny_pretrain("--epochs", "1", "--no-evaluate", "--weights-dtype",
+                                                              "float16", out="trained"))[0])
+    assert "cast_from" not in json.loads(trained.with_name("vit_tiny.manifest.json").read_text())
+    assert artifact.sha256_file(trained) == manifest["weights_sha256"]  # casting = training, then storing
+    run_cfg, _ = parse_config(tiny("--backbone-weights", str(half), "--backbone-mode", "frozen"))
+    model, _ = build_model(run_cfg, [TaskSpec(name="t0")], image_size=28, in_chans=1)
+    assert all(v.dtype == torch.float32 and torch.equal(v, stored[k].float())
+               for k, v in model.backbone.state_dict().items())  # the run computes in fp32 on the stored values
 
 
 def test_pretraining_on_a_full_or_read_only_disk_stops_before_training(tiny_pretrain, tmp_path, full_disk, capsys):

@@ -50,13 +50,15 @@ class DinoNet(nn.Module):
         super().__init__()
         self.backbone, self.head = backbone, head
 
-    def forward(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        out, start = [], 0
+    def forward(self, views: list[torch.Tensor], with_features: bool = False):
+        """→ one B×K tensor per view; with_features: (those, one B×D backbone feature tensor per view)."""
+        out, features, start = [], [], 0
         while start < len(views):
             end = start
             while end < len(views) and views[end].shape[-2:] == views[start].shape[-2:]:
                 end += 1
-            scores = self.head(self.backbone(torch.cat(views[start:end])))
-            out.extend(scores.chunk(end - start))
+            z = self.backbone(torch.cat(views[start:end]))
+            out.extend(self.head(z).chunk(end - start))
+            features.extend(z.chunk(end - start))
             start = end
-        return out
+        return (out, features) if with_features else out

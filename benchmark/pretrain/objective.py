@@ -36,6 +36,19 @@ def dino_loss(student_out: list[torch.Tensor], teacher_out: list[torch.Tensor], 
     return torch.stack(terms).mean()
 
 
+def koleo_loss(features: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """DINOv2's KoLeo regulariser (Oquab et al. 2023, after Sablayrolles et al. 2019, "Spreading vectors for
+    similarity search"): the Kozachenko–Leonenko differential-entropy estimate of the batch's ℓ2-normalised features,
+    −mean_i log ‖x̂_i − x̂_{n(i)}‖ with n(i) the nearest other row (largest dot product). Minimising it pushes each
+    feature away from its nearest neighbour: the batch spreads over the sphere. features: B×D, B ≥ 2."""
+    x = F.normalize(features, eps=eps, dim=-1)
+    with torch.no_grad():  # which neighbour: not differentiated (as DINOv2's pairwise_NNs_inner)
+        dots = x @ x.T
+        dots.fill_diagonal_(-2.0)
+        nearest = dots.argmax(dim=1)
+    return -torch.log(F.pairwise_distance(x, x[nearest], eps=eps) + eps).mean()
+
+
 @torch.no_grad()
 def update_center(center: torch.Tensor, teacher_out: list[torch.Tensor], momentum: float) -> torch.Tensor:
     """c ← m·c + (1 − m)·mean over the batch and the global views of the teacher's outputs; → the new 1×K centre."""

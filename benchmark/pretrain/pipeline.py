@@ -15,10 +15,12 @@ is what `--backbone-weights` gives a run. One process trains a folder at a time 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
+import safetensors.torch
 import torch
 
 from benchmark.data.loading import load_source, materialize_images
@@ -104,26 +106,62 @@ def _pretrain_locked(cfg, force, device, key, folder, provenance, reevaluate) ->
         show_stored_evaluation(manifest)
         return weights, "cached"
     if manifest is None:
-        checkpoint = folder / "checkpoint.pt"
-        if force:
-            checkpoint.unlink(missing_ok=True)
-        images, _, _ = source_split(cfg, True, cfg.train_images)  # labels never read
-        state = train(cfg, images, key, checkpoint, device)
-        digest = artifact.save_weights(state.teacher.backbone.state_dict(), weights)
-        manifest = {"method": METHOD, "format": artifact.FORMAT_VERSION, "key": key, "backbone": cfg.backbone,
-                    "architecture": architecture(cfg.backbone_args, images.shape[-1], images.shape[1]),
-                    "source": cfg.source, "data_sha256": provenance["sha256"], "data": provenance,
-                    "train_images": len(images), "epochs": cfg.epochs, "seed": cfg.seed, "recipe": cfg.recipe(),
-                    "weights_file": weights.name, "weights_sha256": digest, "use": use_flags(cfg),
-                    "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1), "device": state.trained_on,
-                    "torch_threads": torch.get_num_threads(), "versions": package_versions(), "git": git_state()}
-        artifact.write_manifest(weights, manifest)  # the weights are complete: an interrupted evaluation keeps them
-        checkpoint.unlink(missing_ok=True)
-        print(f"[pretrain] wrote {weights} (sha256 {digest[:16]}…, {state.seconds:.0f}s)", file=sys.stderr)
+        manifest = make_weights(cfg, key, folder, weights, provenance, force, device)
     if cfg.evaluate:
         rescore(cfg, weights, manifest, device)
         show_stored_evaluation(manifest)
     return weights, "done"
+
+
+def make_weights(cfg, key, folder, weights, provenance, force, device) -> dict:
+    """Train (or cast the same recipe's float32 weights when they exist: what training gives, before the cast),
+    write the weights file in `cfg.weights_dtype`, then its manifest (→ the manifest)."""
+    found = None if force else full_precision_weights(cfg, provenance["sha256"])
+    checkpoint = folder / "checkpoint.pt"
+    if found:
+        source, trained = found
+        state_dict = safetensors.torch.load_file(str(source))
+        record = {k: trained[k] for k in ("train_images", "epoch_losses", "train_wall_s", "device", "torch_threads")}
+        record["cast_from"] = {"key": trained["key"], "weights_sha256": trained["weights_sha256"]}
+        size, channels = trained["architecture"]["image_size"], trained["architecture"]["in_chans"]
+        print(f"[pretrain] the same recipe's float32 weights exist ({source}): stored as {cfg.weights_dtype}, "
+              f"nothing trained", file=sys.stderr)
+    else:
+        if force:
+            checkpoint.unlink(missing_ok=True)
+        images, _, _ = source_split(cfg, True, cfg.train_images)  # labels never read
+        state = train(cfg, images, key, checkpoint, device)
+        state_dict = state.teacher.backbone.state_dict()
+        size, channels = images.shape[-1], images.shape[1]
+        record = {"train_images": len(images), "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1),
+                  "device": state.trained_on, "torch_threads": torch.get_num_threads()}
+    dtype = getattr(torch, cfg.weights_dtype)
+    digest = artifact.save_weights({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()},
+                                   weights)
+    manifest = {"method": METHOD, "format": artifact.FORMAT_VERSION, "key": key, "backbone": cfg.backbone,
+                "architecture": architecture(cfg.backbone_args, size, channels), "source": cfg.source,
+                "data_sha256": provenance["sha256"], "data": provenance, "train_images": record.pop("train_images"),
+                "epochs": cfg.epochs, "seed": cfg.seed, "recipe": cfg.recipe(), "weights_file": weights.name,
+                "weights_sha256": digest, "weights_dtype": cfg.weights_dtype, "use": use_flags(cfg), **record,
+                "versions": package_versions(), "git": git_state()}
+    artifact.write_manifest(weights, manifest)  # the weights are complete: an interrupted evaluation keeps them
+    checkpoint.unlink(missing_ok=True)
+    print(f"[pretrain] wrote {weights} (sha256 {digest[:16]}…, {record['train_wall_s']:.0f}s of training)",
+          file=sys.stderr)
+    return manifest
+
+
+def full_precision_weights(cfg: PretrainConfig, data_sha256: str) -> tuple[Path, dict] | None:
+    """With `--weights-dtype float16`: the same recipe's float32 weights file and manifest, committed or under
+    `--out-dir`, intact (sha256 checked); None otherwise."""
+    if cfg.weights_dtype == "float32":
+        return None
+    key = artifact.pretrain_key(dataclasses.replace(cfg, weights_dtype="float32").recipe(), data_sha256)
+    for root in (REFERENCE_DIR, cfg.out_dir):
+        weights = artifact.weights_file(artifact.pretrain_folder(root, cfg.source, cfg.backbone, key), cfg.backbone)
+        if manifest := artifact.cached_manifest(weights):
+            return weights, manifest
+    return None
 
 
 def rescore(cfg: PretrainConfig, weights: Path, manifest: dict, device: torch.device) -> None:

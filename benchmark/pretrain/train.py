@@ -2,7 +2,8 @@
 
 One step: views = multicrop(batch); the teacher sees the 2 global views, the student all of them (both forward
 passes under bf16 autocast with `--precision bf16`; the loss from their outputs in fp32); loss =
-dino_loss(student, teacher, c, τ_s, τ_t(epoch)); AdamW step on the student (lr and weight decay from cosine
+dino_loss(student, teacher, c, τ_s, τ_t(epoch)), plus `koleo_weight` × DINOv2's KoLeo term on the student's class
+tokens of each global view; AdamW step on the student (lr and weight decay from cosine
 schedules, gradient norm clipped, the prototypes frozen during the first `freeze_last_layer` epochs); then
 θt ← EMA(θt, θs; λ_step) and c ← centre update. Every random draw (shuffling, crops) comes from one generator
 seeded by the config's seed, whose state the checkpoint keeps: a resumed run takes exactly the uninterrupted run's
@@ -31,6 +32,7 @@ from benchmark.pretrain.objective import (
     cosine_schedule,
     dino_loss,
     ema_update,
+    koleo_loss,
     momentum_schedule,
     teacher_temp_schedule,
     update_center,
@@ -114,9 +116,11 @@ def train_step(state: DinoState, views: list[torch.Tensor], cfg: PretrainConfig,
     set_step(state.optimizer, sched, step)
     with torch.autocast(views[0].device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         teacher_out = state.teacher(views[:2])
-        student_out = state.student(views)
+        student_out, features = state.student(views, with_features=True)
     teacher_out, student_out = [t.float() for t in teacher_out], [s.float() for s in student_out]  # loss, centre: fp32
     loss = dino_loss(student_out, teacher_out, state.center, cfg.student_temp, sched["teacher_temp"][state.epoch])
+    if cfg.koleo_weight:  # DINOv2: per global view, never between two views of one image
+        loss = loss + cfg.koleo_weight * sum(koleo_loss(f.float()) for f in features[:2])
     value = loss.item()  # one .item() a step (each is a host sync on a GPU)
     if not math.isfinite(value):
         raise RunFailed(f"DINO loss is {value} at epoch {state.epoch}, step {step}; lower --lr or raise "
