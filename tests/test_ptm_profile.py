@@ -2,6 +2,8 @@
 runs in the backbone mode it needs, on the committed DINO weights, and the two profiles' runs are paired (the same
 streams, data, scenario, seeds and budget; only the backbone differs)."""
 
+import json
+
 import pytest
 
 from benchmark.config import load_profile, parse_config
@@ -31,10 +33,16 @@ def test_each_ptm_run_is_paired_with_its_from_scratch_counterpart(strategy, stre
 
 
 def test_ptm_pretrains_nothing_on_a_fresh_clone():
-    """Its "pretrain" names dino-offline's section: the recipe whose weights are committed."""
-    assert PTM["pretrain"] == "dino-offline"
-    assert parse_pretrain_config(["--profile", "ptm"])[0].recipe() == \
-        parse_pretrain_config(["--profile", "dino-offline"])[0].recipe()
+    """Its "pretrain" section is a recipe whose weights are committed (sha256 checked), of its runs' ViT size."""
+    from benchmark.pretrain import artifact, pipeline
+
+    pre = parse_pretrain_config(["--profile", "ptm"])[0]
+    run_cfg, _ = parse_config(["--profile", "ptm", "--strategy", "naive", "--stream", "binary_tasks"])
+    manifests = [json.loads(p.read_text()) for p in pipeline.REFERENCE_DIR.glob("pretrain/*/*/vit_tiny.manifest.json")]
+    committed = [m for m in manifests if m["recipe"] == pre.recipe()]
+    assert len(committed) == 1 and pre.backbone_args == run_cfg.backbone_args
+    folder = artifact.pretrain_folder(pipeline.REFERENCE_DIR, pre.source, pre.backbone, committed[0]["key"])
+    assert artifact.cached_manifest(artifact.weights_file(folder, pre.backbone)) is not None
 
 
 @pytest.mark.parametrize("strategy", sorted(n for n in STRATEGIES.names() if STRATEGIES.get(n).meta.ptm))
