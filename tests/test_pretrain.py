@@ -91,13 +91,18 @@ def test_koleo_weight_adds_its_term_to_the_loss_and_keys_its_weights(tiny_pretra
     cfg, _ = parse_pretrain_config(tiny_pretrain("--epochs", "1", "--koleo-weight", "0.5"))
     assert "koleo_weight" not in plain.recipe() and cfg.recipe()["koleo_weight"] == 0.5
     seen = []
-    monkeypatch.setattr(train_module, "koleo_loss", lambda f: seen.append(f.shape) or torch.tensor(2.0))
+    monkeypatch.setattr(train_module, "koleo_loss", lambda f: seen.append(f.detach()) or torch.tensor(2.0))
     monkeypatch.setattr(train_module, "dino_loss", lambda *a: torch.tensor(1.0, requires_grad=True))
     state = train_module.build_state(cfg, 28, 1)
     views = multicrop(torch.rand(8, 1, 28, 28) * 2 - 1, train_module.crop_recipe(cfg, 28, 1), torch.Generator())
-    sched = train_module.schedules(cfg, 1)
-    assert train_module.train_step(state, views, cfg, sched, 0) == pytest.approx(1.0 + 0.5 * (2.0 + 2.0))
-    assert seen == [(8, cfg.backbone_args.embed_dim)] * 2  # the two global views' class tokens, one term each
+    with torch.no_grad():  # before the step changes the student: its class tokens of every view
+        tokens = [state.student.backbone(v) for v in views]
+    assert train_module.train_step(state, views, cfg, train_module.schedules(cfg, 1), 0) == \
+        pytest.approx(1.0 + 0.5 * (2.0 + 2.0))
+    assert len(seen) == 2 and all(torch.allclose(f, t, atol=1e-5) for f, t in zip(seen, tokens[:2], strict=True))
+    assert not torch.allclose(seen[0], tokens[2][:8], atol=1e-3)  # a local view's tokens differ: not those
+    with pytest.raises(UserError, match="needs --batch-size 2 or more"):  # a lone image has no other neighbour
+        parse_pretrain_config(tiny_pretrain("--koleo-weight", "0.1", "--batch-size", "1"))
 
 
 def test_centre_update_is_a_moving_average_of_the_teacher_batch_mean():
@@ -341,8 +346,10 @@ def test_float16_weights_are_the_float32_weights_rounded_and_load_strictly(tiny_
     assert status == "done" and "nothing trained" in capsys.readouterr().err and half.parent != full.parent
     manifest = json.loads(half.with_name("vit_tiny.manifest.json").read_text())
     assert manifest["recipe"]["weights_dtype"] == "float16" and manifest["weights_dtype"] == "float16"
-    assert manifest["cast_from"] == {"key": full_manifest["key"], "weights_sha256": full_manifest["weights_sha256"]}
-    assert manifest["epoch_losses"] == full_manifest["epoch_losses"]
+    cast = manifest["cast_from"]
+    assert (cast["key"], cast["weights_sha256"]) == (full_manifest["key"], full_manifest["weights_sha256"])
+    assert {"versions", "git"} <= set(cast)  # the cast's own; the training's below
+    assert all(manifest[k] == full_manifest[k] for k in ("epoch_losses", "train_wall_s", "device", "git", "versions"))
     stored, original = safetensors.torch.load_file(str(half)), safetensors.torch.load_file(str(full))
     assert {v.dtype for v in stored.values()} == {torch.float16}
     assert all(torch.equal(stored[k], v.half()) for k, v in original.items())

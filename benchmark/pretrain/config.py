@@ -111,6 +111,9 @@ class PretrainConfig(RuntimeConfig):
             "knn_k": self.knn_k >= 1, "eval_val_images": self.eval_val_images >= 1,
             "knn_temperature": self.knn_temperature > 0,
         })
+        if self.koleo_weight and self.batch_size < 2:
+            raise UserError(f"--koleo-weight {self.koleo_weight} needs --batch-size 2 or more (each image's nearest "
+                            f"neighbour is another image of its batch); raise --batch-size or drop --koleo-weight")
 
     def recipe(self) -> dict:
         """What the weights depend on (with the data, the cache key): every field but the plumbing and the

@@ -121,8 +121,11 @@ def make_weights(cfg, key, folder, weights, provenance, force, device) -> dict:
     if found:
         source, trained = found
         state_dict = safetensors.torch.load_file(str(source))
-        record = {k: trained[k] for k in ("train_images", "epoch_losses", "train_wall_s", "device", "torch_threads")}
-        record["cast_from"] = {"key": trained["key"], "weights_sha256": trained["weights_sha256"]}
+        # what trained them is the float32 run's (its versions and commit too); the cast's own beside its source
+        record = {k: trained[k] for k in ("train_images", "epoch_losses", "train_wall_s", "device", "torch_threads",
+                                          "versions", "git")}
+        record["cast_from"] = {"key": trained["key"], "weights_sha256": trained["weights_sha256"],
+                               "versions": package_versions(), "git": git_state()}
         size, channels = trained["architecture"]["image_size"], trained["architecture"]["in_chans"]
         print(f"[pretrain] the same recipe's float32 weights exist ({source}): stored as {cfg.weights_dtype}, "
               f"nothing trained", file=sys.stderr)
@@ -134,7 +137,8 @@ def make_weights(cfg, key, folder, weights, provenance, force, device) -> dict:
         state_dict = state.teacher.backbone.state_dict()
         size, channels = images.shape[-1], images.shape[1]
         record = {"train_images": len(images), "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1),
-                  "device": state.trained_on, "torch_threads": torch.get_num_threads()}
+                  "device": state.trained_on, "torch_threads": torch.get_num_threads(),
+                  "versions": package_versions(), "git": git_state()}
     dtype = getattr(torch, cfg.weights_dtype)
     digest = artifact.save_weights({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()},
                                    weights)
@@ -142,12 +146,11 @@ def make_weights(cfg, key, folder, weights, provenance, force, device) -> dict:
                 "architecture": architecture(cfg.backbone_args, size, channels), "source": cfg.source,
                 "data_sha256": provenance["sha256"], "data": provenance, "train_images": record.pop("train_images"),
                 "epochs": cfg.epochs, "seed": cfg.seed, "recipe": cfg.recipe(), "weights_file": weights.name,
-                "weights_sha256": digest, "weights_dtype": cfg.weights_dtype, "use": use_flags(cfg), **record,
-                "versions": package_versions(), "git": git_state()}
+                "weights_sha256": digest, "weights_dtype": cfg.weights_dtype, "use": use_flags(cfg), **record}
     artifact.write_manifest(weights, manifest)  # the weights are complete: an interrupted evaluation keeps them
     checkpoint.unlink(missing_ok=True)
-    print(f"[pretrain] wrote {weights} (sha256 {digest[:16]}…, {record['train_wall_s']:.0f}s of training)",
-          file=sys.stderr)
+    how = f"cast from key {found[1]['key'][:16]}" if found else f"{record['train_wall_s']:.0f}s of training"
+    print(f"[pretrain] wrote {weights} (sha256 {digest[:16]}…, {how})", file=sys.stderr)
     return manifest
 
 
@@ -159,7 +162,8 @@ def full_precision_weights(cfg: PretrainConfig, data_sha256: str) -> tuple[Path,
     key = artifact.pretrain_key(dataclasses.replace(cfg, weights_dtype="float32").recipe(), data_sha256)
     for root in (REFERENCE_DIR, cfg.out_dir):
         weights = artifact.weights_file(artifact.pretrain_folder(root, cfg.source, cfg.backbone, key), cfg.backbone)
-        if manifest := artifact.cached_manifest(weights):
+        manifest = artifact.cached_manifest(weights)  # the folder holds a key's first 16 digits: check all of it
+        if manifest and manifest.get("key") == key and manifest.get("weights_dtype", "float32") == "float32":
             return weights, manifest
     return None
 

@@ -177,7 +177,8 @@ def train(cfg: PretrainConfig, images: torch.Tensor, key: str, checkpoint, devic
         state.epoch += 1
         state.losses.append(total / steps)
         state.seconds += time.perf_counter() - t0
-        print(f"[pretrain] epoch {state.epoch}/{cfg.epochs}: DINO loss {total / steps:.4f} "
+        print(f"[pretrain] epoch {state.epoch}/{cfg.epochs}: DINO{' + KoLeo' if cfg.koleo_weight else ''} loss "
+              f"{total / steps:.4f} "
               f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         artifact.save_checkpoint(checkpoint, state_dict(state, key))
     state.trained_on = str(next(state.student.parameters()).device)
