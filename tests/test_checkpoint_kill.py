@@ -6,6 +6,7 @@ training the next); 30 epochs make each experience last about a second, so the k
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,7 +77,7 @@ def test_a_run_killed_during_each_experience_resumes_bit_identical(strategy, fmn
     assert not ckpt.exists()
 
 
-def test_a_ray_task_whose_worker_is_killed_is_retried_and_resumes_from_its_checkpoint(fmnist_root, tmp_path, capfd):
+def test_a_ray_task_whose_worker_is_killed_is_retried_and_resumes_from_its_checkpoint(fmnist_root, tmp_path):
     pytest.importorskip("ray", reason="Ray is part of the dev install: pip install -e '.[dev]'")
     from benchmark.grid.batch import run_batch
     from benchmark.grid.executors import RayExecutor
@@ -87,8 +88,10 @@ def test_a_ray_task_whose_worker_is_killed_is_retried_and_resumes_from_its_check
     killed = []
 
     def kill_the_worker():  # once experience 0's checkpoint is written: the pid in the run's lock file
-        deadline = time.monotonic() + 240
-        while not (checkpoint_dir(folder) / "exp1.json").exists() and time.monotonic() < deadline:
+        deadline = time.monotonic() + 900  # Ray's workers run niced: on a loaded machine an experience takes minutes
+        while not (checkpoint_dir(folder) / "exp1.json").exists():
+            if time.monotonic() > deadline:
+                return  # never killed: `killed` stays empty and the test says so
             time.sleep(0.005)
         pid = int(folder.with_name(f".{folder.name}.lock").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)
@@ -99,7 +102,8 @@ def test_a_ray_task_whose_worker_is_killed_is_retried_and_resumes_from_its_check
     args = tiny_args(tmp_path / "ray", fmnist_root, *EPOCHS)[2:]
     assert run_batch("smoke", args, strategies=["lwf"], executor=RayExecutor(num_cpus=1, retries=1)) == 0
     killer.join(timeout=5)
-    assert killed and killed[0] != os.getpid()
+    assert killed and killed[0] != os.getpid(), "the worker was never killed: experience 0's checkpoint never came"
     assert continual_record(folder) == whole
-    seen = capfd.readouterr()
-    assert "resuming from" in seen.out + seen.err  # Ray forwards the worker's lines
+    # the retry resumed after experience 0 (recorded by the run itself: Ray's forwarding of the worker's log lines
+    # may lag behind the batch's end on a loaded machine)
+    assert json.loads((folder / "summary.json").read_text())["resumed_after"] == [1]
