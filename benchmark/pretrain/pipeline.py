@@ -132,13 +132,13 @@ def make_weights(cfg, key, folder, weights, provenance, force, device) -> dict:
     else:
         if force:
             checkpoint.unlink(missing_ok=True)
+        code = {"versions": package_versions(), "git": git_state()}  # the code that trains, not the code at the end
         images, _, _ = source_split(cfg, True, cfg.train_images)  # labels never read
         state = train(cfg, images, key, checkpoint, device)
         state_dict = state.teacher.backbone.state_dict()
         size, channels = images.shape[-1], images.shape[1]
         record = {"train_images": len(images), "epoch_losses": state.losses, "train_wall_s": round(state.seconds, 1),
-                  "device": state.trained_on, "torch_threads": torch.get_num_threads(),
-                  "versions": package_versions(), "git": git_state()}
+                  "device": state.trained_on, "torch_threads": torch.get_num_threads(), **code}
     dtype = getattr(torch, cfg.weights_dtype)
     digest = artifact.save_weights({k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()},
                                    weights)
