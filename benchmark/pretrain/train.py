@@ -3,8 +3,8 @@
 One step: views = multicrop(batch); the teacher sees the 2 global views, the student all of them (both forward
 passes under bf16 autocast with `--precision bf16`; the loss from their outputs in fp32); loss =
 dino_loss(student, teacher, c, τ_s, τ_t(epoch)), plus `koleo_weight` × DINOv2's KoLeo term on the student's class
-tokens of each global view; AdamW step on the student (lr and weight decay from cosine
-schedules, gradient norm clipped, the prototypes frozen during the first `freeze_last_layer` epochs); then
+tokens of each global view; AdamW step on the student (lr and weight decay from cosine schedules, gradient norm
+clipped, the prototypes frozen during the first `freeze_last_layer` epochs); then
 θt ← EMA(θt, θs; λ_step) and c ← centre update. Every random draw (shuffling, crops) comes from one generator
 seeded by the config's seed, whose state the checkpoint keeps: a resumed run takes exactly the uninterrupted run's
 steps.
@@ -178,8 +178,7 @@ def train(cfg: PretrainConfig, images: torch.Tensor, key: str, checkpoint, devic
         state.losses.append(total / steps)
         state.seconds += time.perf_counter() - t0
         print(f"[pretrain] epoch {state.epoch}/{cfg.epochs}: DINO{' + KoLeo' if cfg.koleo_weight else ''} loss "
-              f"{total / steps:.4f} "
-              f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+              f"{total / steps:.4f} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
         artifact.save_checkpoint(checkpoint, state_dict(state, key))
     state.trained_on = str(next(state.student.parameters()).device)
     state.student.cpu()
